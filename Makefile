@@ -1,0 +1,89 @@
+# kintsugi - Nemotron-H checkpoints to MLX 4-bit models, in C.
+#
+#   make            build every tool into bin/
+#   make check      all tests (C unit tests, CLI tests, sanitizer build, Python oracles)
+#   make demo       the main job on the embedded tiny checkpoint
+#   make bench      benchmarks (long; never part of check)
+#   make install PREFIX=/usr/local
+#   make SAN=1      the ASan+UBSan build, into build/asan/bin
+#
+# Missing system packages are installed by scripts/bootstrap.sh on first use.
+
+PREFIX ?= /usr/local
+CC ?= cc
+
+ifeq ($(SAN),1)
+OUT := build/asan
+BINDIR := build/asan/bin
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+OUT := build/release
+BINDIR := bin
+OPT := -O2 -g
+endif
+
+include build/config.mk
+
+# -ffp-contract=off: no fused multiply-add unless written; quantization must be bit-exact.
+CFLAGS := -std=c11 -Wall -Wextra -Werror -ffp-contract=off $(OPT) $(PLATFORM_CFLAGS) \
+          $(OPENMP_CFLAGS) $(PKG_CFLAGS) -Ilib -Iquantize
+LDLIBS := $(PKG_LIBS) $(OPENMP_LIBS) -lm
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/%.o)
+LIB_A := $(OUT)/libkintsugi.a
+
+TOOLS := kintsugi-verify kintsugi-testdata
+TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(OUT)/tests/unit-tests
+
+.PHONY: all check demo bench install clean help tests-build
+all: $(TOOL_BINS)
+
+build/config.mk: scripts/bootstrap.sh scripts/configure.sh
+	@mkdir -p build
+	@sh scripts/bootstrap.sh
+	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
+
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) build/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/kintsugi-verify: $(patsubst %.c,$(OUT)/%.o,$(wildcard verify/*.c)) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/kintsugi-testdata: $(patsubst %.c,$(OUT)/%.o,$(wildcard testdata/*.c)) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(OUT)/%.o) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+tests-build: $(TOOL_BINS) $(UNIT_BIN)
+
+check:
+	@sh scripts/bootstrap.sh --tests
+	@sh tests/run.sh
+
+demo: all
+	@sh scripts/demo.sh
+
+bench: all
+	@sh bench/run.sh
+
+install: all
+	mkdir -p $(DESTDIR)$(PREFIX)/bin
+	cp $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build bin
+
+help:
+	@sed -n '2,12p' Makefile

@@ -1,0 +1,83 @@
+/* atomic_file.c - temp file, fsync, rename. */
+#include "atomic_file.h"
+#include "error.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int kt_fsync_parent(const char *path) {
+    char *dir = kt_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY);
+    int rc = 0;
+    if (fd >= 0) {
+        if (fsync(fd) != 0 && errno != EINVAL) rc = kt_fail_io("%s: fsync: %s", dir, strerror(errno));
+        close(fd);
+    }
+    free(dir);
+    return rc;
+}
+
+int kt_atomic_open(kt_atomic *a, const char *path) {
+    memset(a, 0, sizeof *a);
+    size_t n = strlen(path) + 16;
+    a->tmp_path = kt_xmalloc(n);
+    snprintf(a->tmp_path, n, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(a->tmp_path);
+    if (fd < 0) {
+        kt_fail_io("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        free(a->tmp_path);
+        a->tmp_path = NULL;
+        return -1;
+    }
+    fchmod(fd, 0644);
+    a->fp = fdopen(fd, "wb");
+    a->final_path = kt_xstrdup(path);
+    setvbuf(a->fp, NULL, _IOFBF, 1 << 20);
+    return 0;
+}
+
+int kt_atomic_write(kt_atomic *a, const void *data, size_t n) {
+    if (n && fwrite(data, 1, n, a->fp) != n)
+        return kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
+    return 0;
+}
+
+int kt_atomic_commit(kt_atomic *a) {
+    int rc = 0;
+    if (fflush(a->fp) != 0) rc = kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
+    else if (fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, strerror(errno));
+    if (fclose(a->fp) != 0 && rc == 0) rc = kt_fail_io("%s: close failed: %s", a->final_path, strerror(errno));
+    a->fp = NULL;
+    if (rc == 0 && rename(a->tmp_path, a->final_path) != 0)
+        rc = kt_fail_io("%s: rename failed: %s", a->final_path, strerror(errno));
+    if (rc == 0) rc = kt_fsync_parent(a->final_path);
+    if (rc != 0) unlink(a->tmp_path);
+    free(a->tmp_path);
+    free(a->final_path);
+    a->tmp_path = a->final_path = NULL;
+    return rc;
+}
+
+void kt_atomic_abort(kt_atomic *a) {
+    if (a->fp) fclose(a->fp);
+    if (a->tmp_path) unlink(a->tmp_path);
+    free(a->tmp_path);
+    free(a->final_path);
+    memset(a, 0, sizeof *a);
+}
+
+int kt_write_file_atomic(const char *path, const void *data, size_t n) {
+    kt_atomic a;
+    if (kt_atomic_open(&a, path)) return -1;
+    if (kt_atomic_write(&a, data, n)) { kt_atomic_abort(&a); return -1; }
+    return kt_atomic_commit(&a);
+}

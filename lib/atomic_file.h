@@ -1,0 +1,26 @@
+/* atomic_file.h - write a file so that it either appears whole or not at all.
+ * Data goes to a temporary sibling "NAME.tmp-XXXXXX", which is flushed,
+ * fsync'ed and renamed over NAME; the directory is fsync'ed after. A crash at
+ * any point leaves at most a stray temporary file, never a short NAME. */
+#ifndef KT_ATOMIC_FILE_H
+#define KT_ATOMIC_FILE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+    FILE *fp;
+    char *final_path;
+    char *tmp_path;
+} kt_atomic;
+
+int kt_atomic_open(kt_atomic *a, const char *path);
+int kt_atomic_write(kt_atomic *a, const void *data, size_t n);
+int kt_atomic_commit(kt_atomic *a);
+void kt_atomic_abort(kt_atomic *a);
+/* The whole job for a small file. */
+int kt_write_file_atomic(const char *path, const void *data, size_t n);
+/* fsync the directory that holds PATH. */
+int kt_fsync_parent(const char *path);
+
+#endif

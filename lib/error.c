@@ -1,0 +1,54 @@
+/* error.c - the last error line, kept per thread. */
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum { KT_ERR_MAX = 1024 };
+static _Thread_local char last_error[KT_ERR_MAX];
+static _Thread_local int last_kind = KT_ERR_FORMAT;
+
+int kt_errkind(void) { return last_kind; }
+
+int kt_fail_io(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    last_kind = KT_ERR_IO;
+    return -1;
+}
+
+int kt_fail(const char *fmt, ...) {
+    last_kind = KT_ERR_FORMAT;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int kt_fail_context(const char *fmt, ...) {
+    char prefix[KT_ERR_MAX], old[KT_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, last_error, sizeof old);
+    /* Truncation is acceptable: the line is for people. */
+    size_t n = strlen(prefix);
+    if (n > KT_ERR_MAX - 3) n = KT_ERR_MAX - 3;
+    memcpy(last_error, prefix, n);
+    memcpy(last_error + n, ": ", 2);
+    size_t room = KT_ERR_MAX - n - 3, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(last_error + n + 2, old, m);
+    last_error[n + 2 + m] = '\0';
+    return -1;
+}
+
+const char *kt_errmsg(void) { return last_error; }
+
+void kt_print_error(const char *prog) {
+    fprintf(stderr, "%s: %s\n", prog, last_error[0] ? last_error : "unknown error");
+}

@@ -1,0 +1,41 @@
+/* error.h - one-line error messages shared by the library and the tools.
+ *
+ * Library functions report failure by returning a non-zero value (or NULL)
+ * after recording a single human-readable line with kt_fail(). The tool that
+ * called them prints that line with its own name in front and exits non-zero.
+ * Keeping the message in one place means every failure path names the file,
+ * the tensor and the rule exactly once, at the place that knows them.
+ */
+#ifndef KT_ERROR_H
+#define KT_ERROR_H
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define KT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define KT_PRINTF(a, b)
+#endif
+
+/* What kind of failure was recorded: the tools map these to exit codes. */
+enum { KT_ERR_FORMAT = 1, KT_ERR_IO = 2 };
+
+/* Record an I/O failure (cannot open, read, write). Returns -1. */
+int kt_fail_io(const char *fmt, ...) KT_PRINTF(1, 2);
+/* KT_ERR_FORMAT or KT_ERR_IO for the last recorded line. */
+int kt_errkind(void);
+
+/* Record the error line (printf format). Always returns -1 so that callers can
+ * write `return kt_fail(...)`. */
+int kt_fail(const char *fmt, ...) KT_PRINTF(1, 2);
+
+/* Prefix the recorded line with more context: "PREFIX: old message". Returns -1. */
+int kt_fail_context(const char *fmt, ...) KT_PRINTF(1, 2);
+
+/* The last recorded line (empty string when none). */
+const char *kt_errmsg(void);
+
+/* Print "PROG: message" to stderr. */
+void kt_print_error(const char *prog);
+
+#endif

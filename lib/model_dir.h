@@ -1,0 +1,44 @@
+/* model_dir.h - a model directory: its safetensors files seen as one set of
+ * tensors.
+ *
+ * Two layouts exist: a single "model.safetensors", or shards listed by
+ * "model.safetensors.index.json" ({"metadata": {...}, "weight_map": {tensor:
+ * file}}). With an index, every listed shard must exist and be valid, every
+ * tensor must be in exactly one shard, and the map must say which. Shard
+ * files that match model*.safetensors but are not listed are reported in
+ * `unlisted` (mlx-lm loads every file it globs, so they matter). Symlinks
+ * are followed, so a Hugging Face cache snapshot works as it is.
+ */
+#ifndef KT_MODEL_DIR_H
+#define KT_MODEL_DIR_H
+
+#include "safetensors.h"
+
+typedef struct {
+    size_t shard;   /* index into shards[] */
+    size_t tensor;  /* index into shards[shard].tensors[] */
+} kt_tensor_ref;
+
+typedef struct {
+    char *dir;
+    char **shard_names;     /* file names relative to dir */
+    st_file *shards;
+    size_t n_shards;
+    cJSON *index;           /* the parsed index, or NULL for a single file */
+    kt_tensor_ref *refs;    /* every tensor, shard by shard, header order */
+    size_t n_tensors;
+    strmap by_name;         /* name -> index into refs */
+    char **unlisted;        /* model*.safetensors files the index does not name */
+    size_t n_unlisted;
+} kt_model_files;
+
+int kt_model_open(kt_model_files *m, const char *dir);
+void kt_model_close(kt_model_files *m);
+const st_tensor *kt_model_tensor(const kt_model_files *m, size_t i);
+const st_tensor *kt_model_find(const kt_model_files *m, const char *name);
+/* "DIR/NAME" in a new string. */
+char *kt_path_join(const char *dir, const char *name);
+int kt_is_dir(const char *path);
+int kt_is_file(const char *path);
+
+#endif

@@ -1,0 +1,32 @@
+/* strbuf.h - a growable byte buffer for building text. Allocation failure
+ * aborts: the tools cannot do anything useful without memory for a header. */
+#ifndef KT_STRBUF_H
+#define KT_STRBUF_H
+
+#include <stddef.h>
+#include "error.h"
+
+typedef struct {
+    char *data; /* always NUL-terminated when len > 0 or after sb_cstr */
+    size_t len;
+    size_t cap;
+} strbuf;
+
+void sb_reserve(strbuf *sb, size_t extra);
+void sb_append(strbuf *sb, const char *s, size_t n);
+void sb_puts(strbuf *sb, const char *s);
+void sb_putc(strbuf *sb, char c);
+void sb_printf(strbuf *sb, const char *fmt, ...) KT_PRINTF(2, 3);
+/* The text so far, NUL-terminated (never NULL). */
+const char *sb_cstr(strbuf *sb);
+/* Hand the buffer to the caller (free() it); the strbuf is emptied. */
+char *sb_take(strbuf *sb);
+void sb_free(strbuf *sb);
+
+/* Allocation helpers that abort with a message on out-of-memory. */
+void *kt_xmalloc(size_t n);
+void *kt_xcalloc(size_t n, size_t size);
+void *kt_xrealloc(void *p, size_t n);
+char *kt_xstrdup(const char *s);
+
+#endif

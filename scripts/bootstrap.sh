@@ -1,0 +1,63 @@
+#!/bin/sh
+# Install what the build (and, with --tests, the test suite) needs, when it is
+# missing: Debian/Ubuntu through apt-get (sudo when not root), macOS through
+# Homebrew. Does nothing when everything is already there.
+set -eu
+
+want_tests=0
+[ "${1:-}" = "--tests" ] && want_tests=1
+
+os=$(uname -s)
+pc_path() {
+    if [ "$os" = Darwin ] && command -v brew >/dev/null 2>&1; then
+        # libarchive is keg-only in Homebrew: its .pc file is not linked.
+        printf '%s/lib/pkgconfig' "$(brew --prefix libarchive 2>/dev/null)"
+    fi
+}
+PKG_CONFIG_PATH="$(pc_path)${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH
+
+have_build_deps() {
+    command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 &&
+        pkg-config --exists libcjson libarchive libpcre2-8 zlib
+}
+have_test_deps() {
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1
+}
+
+missing=0
+have_build_deps || missing=1
+[ $want_tests = 1 ] && { have_test_deps || missing=1; }
+[ $missing = 0 ] && exit 0
+
+case "$os" in
+Linux)
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: missing build dependencies and no apt-get; install a C compiler, pkg-config," >&2
+        echo "bootstrap: and the development files of cJSON, libarchive, PCRE2 and zlib" >&2
+        exit 1
+    fi
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    pkgs="build-essential pkg-config libcjson-dev libarchive-dev libpcre2-dev zlib1g-dev"
+    [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip"
+    echo "bootstrap: installing $pkgs" >&2
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $pkgs >&2
+    ;;
+Darwin)
+    if ! command -v brew >/dev/null 2>&1; then
+        echo "bootstrap: Homebrew is needed on macOS (https://brew.sh)" >&2
+        exit 1
+    fi
+    pkgs="pkg-config cjson libarchive pcre2 libomp"
+    [ $want_tests = 1 ] && pkgs="$pkgs python@3.12"
+    echo "bootstrap: installing $pkgs" >&2
+    brew install $pkgs >&2
+    ;;
+*)
+    echo "bootstrap: unsupported system $os" >&2
+    exit 1
+    ;;
+esac
+have_build_deps || { echo "bootstrap: dependencies still missing after install" >&2; exit 1; }

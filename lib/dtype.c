@@ -35,7 +35,8 @@ float kt_f16_to_f32(uint16_t h) {
     uint32_t man = h & 0x3ffu;
     uint32_t u;
     if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13);          /* inf or NaN, payload kept */
+        /* inf, or NaN made quiet with its payload kept (as F16C and MLX do) */
+        u = sign | 0x7f800000u | (man ? 0x400000u : 0) | (man << 13);
     } else if (exp != 0) {
         u = sign | ((exp + 112) << 23) | (man << 13);  /* normal: rebias 15 -> 127 */
     } else if (man == 0) {

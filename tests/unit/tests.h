@@ -1,0 +1,27 @@
+/* tests.h - the list of unit tests; each file defines its own. */
+#ifndef KT_TESTS_H
+#define KT_TESTS_H
+
+#define ALL_TESTS                                 \
+    X(test_bf16_from_f32_every_pattern)           \
+    X(test_bf16_simd_matches_scalar)              \
+    X(test_f16_roundtrip_every_pattern)           \
+    X(test_f16_simd_matches_scalar)               \
+    X(test_f16_rounding_known_values)             \
+    X(test_json_python_float_repr)                \
+    X(test_json_numbers_keep_value)               \
+    X(test_json_duplicate_keys)                   \
+    X(test_json_rejects_what_python_rejects)      \
+    X(test_json_print_indent4)                    \
+    X(test_json_marker_string_not_a_number)       \
+    X(test_safetensors_roundtrip)                 \
+    X(test_safetensors_header_is_mlx_style)       \
+    X(test_safetensors_writer_counts_bytes)       \
+    X(test_model_dir_index_checks)                \
+    X(test_strmap_many_keys)
+
+#define X(name) void name(void);
+ALL_TESTS
+#undef X
+
+#endif

@@ -37,6 +37,7 @@ TOOLS := kintsugi-verify kintsugi-testdata
 TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(OUT)/tests/unit-tests
+TESTTOOL := $(OUT)/tests/testtool
 
 .PHONY: all check demo bench install clean help tests-build
 all: $(TOOL_BINS)
@@ -66,7 +67,15 @@ $(UNIT_BIN): $(UNIT_SRC:%.c=$(OUT)/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-tests-build: $(TOOL_BINS) $(UNIT_BIN)
+$(TESTTOOL): $(OUT)/tests/tools/testtool.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/bench/read-bench: $(OUT)/bench/read_bench.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+tests-build: $(TOOL_BINS) $(UNIT_BIN) $(TESTTOOL)
 
 check:
 	@sh scripts/bootstrap.sh --tests

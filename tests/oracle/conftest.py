@@ -1,0 +1,31 @@
+"""Shared fixtures: where our binaries are, and generated checkpoints."""
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("KT_BIN", os.path.join(ROOT, "bin"))
+TESTTOOL = os.environ.get("KT_TESTTOOL", os.path.join(ROOT, "build", "release", "tests", "testtool"))
+
+
+def tool(name):
+    return os.path.join(BIN, name)
+
+
+def run(args, check=True, **kw):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{args} failed ({r.returncode}): {r.stderr}")
+    return r
+
+
+def generate(out_dir, *options):
+    run([tool("kintsugi-testdata"), "--force", *options, str(out_dir)])
+    return str(out_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The default tiny checkpoint: M, -, * layers, two shards, A_log in f32."""
+    return generate(tmp_path_factory.mktemp("tiny") / "model")

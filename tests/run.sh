@@ -1,0 +1,111 @@
+#!/bin/sh
+# Run every test suite and end with one line "N passed, N failed".
+#
+#   1. build the tools, unit tests and test tool: release and ASan+UBSan
+#   2. C unit tests, both builds
+#   3. malformed safetensors corpus against kintsugi-verify, both builds
+#   4. oracle tests (pytest) against the pinned Python peers, in .venv, with the
+#      release tools and again with the sanitizer build
+#
+# An oracle that cannot be installed or run counts as a failure, never a skip.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${KT_VENV:-$ROOT/.venv}
+PASSED=0
+FAILED=0
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+export ASAN_OPTIONS="exitcode=86:detect_leaks=1"
+export UBSAN_OPTIONS="halt_on_error=1:exitcode=86:print_stacktrace=1"
+
+# Count "N passed, N failed" from a suite's last such line; a suite that
+# failed without one counts as one failure.
+tally() {
+    name=$1
+    rc=$2
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOG" | tail -n 1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    else
+        p=0
+        f=1
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    echo "== $name: $p passed, $f failed"
+}
+
+suite() {
+    name=$1
+    shift
+    echo "== $name"
+    "$@" > "$LOG" 2>&1
+    rc=$?
+    grep -v '^ok ' "$LOG" | grep -v -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 60
+    tally "$name" "$rc"
+}
+
+build() {
+    make -s tests-build && make -s SAN=1 tests-build && echo "1 passed, 0 failed"
+}
+suite "build (release and sanitizer)" build
+if [ "$FAILED" -ne 0 ]; then
+    echo "$PASSED passed, $FAILED failed"
+    exit 1
+fi
+
+suite "unit tests" build/release/tests/unit-tests
+suite "unit tests (ASan+UBSan)" build/asan/tests/unit-tests
+suite "malformed safetensors" python3 tests/malformed/check_malformed.py bin/kintsugi-verify
+suite "malformed safetensors (ASan+UBSan)" python3 tests/malformed/check_malformed.py build/asan/bin/kintsugi-verify
+
+setup_venv() {
+    req=tests/oracle/requirements.txt
+    stamp="$VENV/.requirements"
+    if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+        echo "1 passed, 0 failed"
+        return 0
+    fi
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || return 1
+    "$VENV/bin/pip" install --disable-pip-version-check -q -r "$req" || return 1
+    cp "$req" "$stamp"
+    echo "1 passed, 0 failed"
+}
+suite "oracle environment (.venv from tests/oracle/requirements.txt)" setup_venv
+
+# oracles BINDIR TESTTOOL: the pytest suite against one build of the tools.
+oracles() {
+    xml=$(mktemp)
+    (cd tests/oracle && KT_BIN="$1" KT_TESTTOOL="$2" \
+        "$VENV/bin/python" -m pytest -q -p no:cacheprovider --junitxml="$xml")
+    rc=$?
+    python3 - "$xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print("0 passed, 1 failed"); sys.exit()
+suites = [root] if root.tag == "testsuite" else list(root)
+t = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get(k, 0)) for s in suites for k in ("failures", "errors", "skipped"))
+print(f"{t - bad} passed, {bad} failed")
+PY
+    rm -f "$xml"
+    return $rc
+}
+if [ -x "$VENV/bin/python" ]; then
+    suite "oracle tests (mlx, mlx-lm, safetensors, tokenizers, transformers)" \
+        oracles "$ROOT/bin" "$ROOT/build/release/tests/testtool"
+    suite "oracle tests with the ASan+UBSan tools" \
+        oracles "$ROOT/build/asan/bin" "$ROOT/build/asan/tests/testtool"
+else
+    FAILED=$((FAILED + 1))
+    echo "== oracle tests: cannot run, no virtual environment"
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -35,7 +35,6 @@ LIB_A := $(OUT)/libkintsugi.a
 
 TOOLS := kintsugi-verify kintsugi-testdata
 TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
-UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
 
@@ -55,25 +54,24 @@ $(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BINDIR)/kintsugi-verify: $(patsubst %.c,$(OUT)/%.o,$(wildcard verify/*.c)) $(LIB_A)
+# Every program links its objects with the library the same way.
+define LINK
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+endef
 
-$(BINDIR)/kintsugi-testdata: $(patsubst %.c,$(OUT)/%.o,$(wildcard testdata/*.c)) $(LIB_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+objects_of = $(patsubst %.c,$(OUT)/%.o,$(wildcard $(1)/*.c))
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(OUT)/%.o) $(LIB_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-
-$(TESTTOOL): $(OUT)/tests/tools/testtool.o $(LIB_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-
-$(OUT)/bench/read-bench: $(OUT)/bench/read_bench.o $(LIB_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BINDIR)/kintsugi-verify: $(call objects_of,verify) $(LIB_A)
+	$(LINK)
+$(BINDIR)/kintsugi-testdata: $(call objects_of,testdata) $(LIB_A)
+	$(LINK)
+$(UNIT_BIN): $(call objects_of,tests/unit) $(LIB_A)
+	$(LINK)
+$(TESTTOOL): $(call objects_of,tests/tools) $(LIB_A)
+	$(LINK)
+$(OUT)/bench/read-bench: $(call objects_of,bench) $(LIB_A)
+	$(LINK)
 
 tests-build: $(TOOL_BINS) $(UNIT_BIN) $(TESTTOOL)
 

@@ -93,4 +93,4 @@ clean:
 	rm -rf build bin
 
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '3,10p' Makefile

@@ -264,9 +264,7 @@ int kt_json_is_number(const cJSON *item) {
 }
 
 int kt_json_is_integer(const cJSON *item) {
-    if (!item) return 0;
-    if (cJSON_IsNumber(item)) return 0;
-    if (!cJSON_IsRaw(item)) return 0;
+    if (!item || !cJSON_IsRaw(item)) return 0;
     const char *s = item->valuestring;
     return strpbrk(s, ".eEIN") == NULL;
 }

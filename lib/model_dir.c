@@ -147,6 +147,23 @@ static int open_indexed(kt_model_files *m, const char *index_path) {
     return 0;
 }
 
+int kt_model_open_file(kt_model_files *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        m->dir = kt_xmalloc((size_t)(slash - path) + 1);
+        memcpy(m->dir, path, (size_t)(slash - path));
+        m->dir[slash - path] = '\0';
+        if (!m->dir[0]) strcpy(m->dir, "/");
+    } else {
+        m->dir = kt_xstrdup(".");
+    }
+    int rc = add_shard(m, slash ? slash + 1 : path);
+    if (rc == 0) rc = collect_tensors(m);
+    if (rc) kt_model_close(m);
+    return rc;
+}
+
 int kt_model_open(kt_model_files *m, const char *dir) {
     memset(m, 0, sizeof *m);
     m->dir = kt_xstrdup(dir);

@@ -33,6 +33,8 @@ typedef struct {
 } kt_model_files;
 
 int kt_model_open(kt_model_files *m, const char *dir);
+/* One .safetensors file seen as a model of one shard (no index). */
+int kt_model_open_file(kt_model_files *m, const char *path);
 void kt_model_close(kt_model_files *m);
 const st_tensor *kt_model_tensor(const kt_model_files *m, size_t i);
 const st_tensor *kt_model_find(const kt_model_files *m, const char *name);

@@ -15,7 +15,6 @@
 struct st_writer {
     kt_atomic out;
     uint64_t *ends;       /* cumulative end offset per tensor */
-    size_t n;
     uint64_t written;     /* data bytes written so far */
     uint64_t total;       /* data bytes expected */
     uint64_t file_size;
@@ -68,7 +67,6 @@ st_writer *st_writer_create(const char *path, const st_spec *specs, size_t n, co
     strmap_free(&names);
     st_writer *w = kt_xcalloc(1, sizeof *w);
     w->ends = kt_xcalloc(n ? n : 1, sizeof *w->ends);
-    w->n = n;
     w->path = kt_xstrdup(path);
     char *header = build_header(specs, n, metadata, w->ends);
     if (!header) { kt_fail_context("%s", path); st_writer_abort(w); return NULL; }

@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!out) { usage(stderr); return 2; }
-    if (moe) { o.experts = 4; if (!pattern) pattern = "M-E*ME"; }
+    if (moe && !pattern) pattern = "M-E*ME";
     if (pattern) o.pattern = pattern;
     if (vocab) o.vocab = vocab;
     for (const char *p = o.pattern; *p; p++)
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
     }
     chmod(tmpdir, 0755);
     int rc = gen_write_config(tmpdir, &o);
-    if (rc == 0) rc = gen_write_extras(tmpdir, &o);
+    if (rc == 0) rc = gen_write_extras(tmpdir);
     if (rc == 0) rc = gen_write_tokenizer(tmpdir, &o);
     if (rc == 0) rc = gen_write_weights(tmpdir, &o);
     if (rc == 0 && stat(out, &sb) == 0) rc = remove_tree(out);

@@ -35,7 +35,7 @@ int gen_write_weights(const char *dir, const gen_options *o);
  * special_tokens_map.json. */
 int gen_write_tokenizer(const char *dir, const gen_options *o);
 /* generation_config.json and the two remote-code .py files. */
-int gen_write_extras(const char *dir, const gen_options *o);
+int gen_write_extras(const char *dir);
 
 /* Print JSON with transformers' save_pretrained style (indent 2, sorted). */
 int gen_save_json(const char *dir, const char *name, const cJSON *root, int indent, int sort_keys);

@@ -56,13 +56,13 @@ static void print_table_row(const st_tensor *t) {
            (unsigned long long)t->nbytes);
 }
 
-static int report(const kt_model_files *m, int json, int quiet) {
+static int report(const kt_model_files *m, const char *path, int json, int quiet) {
     int status = m->n_unlisted ? 1 : 0;
     uint64_t total = 0;
     for (size_t i = 0; i < m->n_tensors; i++) total += kt_model_tensor(m, i)->nbytes;
     if (json) {
         cJSON *root = cJSON_CreateObject();
-        cJSON_AddStringToObject(root, "path", m->dir);
+        cJSON_AddStringToObject(root, "path", path);
         cJSON_AddBoolToObject(root, "ok", status == 0);
         cJSON *files = cJSON_AddArrayToObject(root, "files");
         for (size_t s = 0; s < m->n_shards; s++) cJSON_AddItemToArray(files, cJSON_CreateString(m->shard_names[s]));
@@ -89,21 +89,6 @@ static int report(const kt_model_files *m, int json, int quiet) {
     return status;
 }
 
-/* A single file is reported like a directory holding just that file. */
-static int open_single(kt_model_files *m, const char *path) {
-    memset(m, 0, sizeof *m);
-    m->shards = kt_xcalloc(1, sizeof *m->shards);
-    if (st_open(&m->shards[0], path)) { free(m->shards); m->shards = NULL; return -1; }
-    m->dir = kt_xstrdup(path);
-    m->shard_names = kt_xcalloc(1, sizeof *m->shard_names);
-    const char *slash = strrchr(path, '/');
-    m->shard_names[0] = kt_xstrdup(slash ? slash + 1 : path);
-    m->n_shards = 1;
-    m->refs = kt_xcalloc(m->shards[0].n_tensors + 1, sizeof *m->refs);
-    for (size_t t = 0; t < m->shards[0].n_tensors; t++) m->refs[m->n_tensors++] = (kt_tensor_ref){0, t};
-    return 0;
-}
-
 int main(int argc, char **argv) {
     int json = 0, quiet = 0;
     const char *path = NULL;
@@ -121,7 +106,7 @@ int main(int argc, char **argv) {
     }
     if (!path) { usage(stderr); return 2; }
     kt_model_files m;
-    int rc = kt_is_dir(path) ? kt_model_open(&m, path) : open_single(&m, path);
+    int rc = kt_is_dir(path) ? kt_model_open(&m, path) : kt_model_open_file(&m, path);
     if (rc) {
         kt_print_error(PROG);
         if (json) {
@@ -136,7 +121,7 @@ int main(int argc, char **argv) {
         }
         return kt_errkind() == KT_ERR_IO ? 2 : 1;
     }
-    int status = report(&m, json, quiet);
+    int status = report(&m, path, json, quiet);
     kt_model_close(&m);
     return status;
 }

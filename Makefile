@@ -29,11 +29,11 @@ CFLAGS := -std=c11 -Wall -Wextra -Werror -ffp-contract=off $(OPT) $(PLATFORM_CFL
           $(OPENMP_CFLAGS) $(PKG_CFLAGS) -Ilib -Iquantize
 LDLIBS := $(PKG_LIBS) $(OPENMP_LIBS) -lm
 
-LIB_SRC := $(wildcard lib/*.c)
+LIB_SRC := $(wildcard lib/*.c) $(wildcard quantize/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/%.o)
 LIB_A := $(OUT)/libkintsugi.a
 
-TOOLS := kintsugi-verify kintsugi-testdata
+TOOLS := kintsugi-quantize kintsugi-verify kintsugi-testdata
 TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
@@ -46,7 +46,7 @@ build/config.mk: scripts/bootstrap.sh scripts/configure.sh
 	@sh scripts/bootstrap.sh
 	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
 
-$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) build/config.mk
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard tests/unit/*.h) build/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -62,6 +62,8 @@ endef
 
 objects_of = $(patsubst %.c,$(OUT)/%.o,$(wildcard $(1)/*.c))
 
+$(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
+	$(LINK)
 $(BINDIR)/kintsugi-verify: $(call objects_of,verify) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-testdata: $(call objects_of,testdata) $(LIB_A)
@@ -70,7 +72,9 @@ $(UNIT_BIN): $(call objects_of,tests/unit) $(LIB_A)
 	$(LINK)
 $(TESTTOOL): $(call objects_of,tests/tools) $(LIB_A)
 	$(LINK)
-$(OUT)/bench/read-bench: $(call objects_of,bench) $(LIB_A)
+$(OUT)/bench/read-bench: $(OUT)/bench/read_bench.o $(LIB_A)
+	$(LINK)
+$(OUT)/bench/quant-bench: $(OUT)/bench/quant_bench.o $(LIB_A)
 	$(LINK)
 
 tests-build: $(TOOL_BINS) $(UNIT_BIN) $(TESTTOOL)

@@ -78,17 +78,33 @@ uint16_t kt_f32_to_f16(float f) {
     return (uint16_t)(sign | q);
 }
 
+/* Rows come straight from safetensors files, whose tensors need not be
+ * aligned (MLX pads nothing), so every element goes through memcpy, which
+ * compiles to a plain unaligned load or store. */
+static inline uint16_t load16(const uint16_t *p, size_t i) {
+    uint16_t v;
+    memcpy(&v, (const unsigned char *)p + 2 * i, 2);
+    return v;
+}
+static inline float loadf(const float *p, size_t i) {
+    float v;
+    memcpy(&v, (const unsigned char *)p + 4 * i, 4);
+    return v;
+}
+static inline void store16(uint16_t *p, size_t i, uint16_t v) { memcpy((unsigned char *)p + 2 * i, &v, 2); }
+static inline void storef(float *p, size_t i, float v) { memcpy((unsigned char *)p + 4 * i, &v, 4); }
+
 void kt_bf16_to_f32_row_ref(const uint16_t *in, float *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = kt_bf16_to_f32(in[i]);
+    for (size_t i = 0; i < n; i++) storef(out, i, kt_bf16_to_f32(load16(in, i)));
 }
 void kt_f32_to_bf16_row_ref(const float *in, uint16_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = kt_f32_to_bf16(in[i]);
+    for (size_t i = 0; i < n; i++) store16(out, i, kt_f32_to_bf16(loadf(in, i)));
 }
 void kt_f16_to_f32_row_ref(const uint16_t *in, float *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = kt_f16_to_f32(in[i]);
+    for (size_t i = 0; i < n; i++) storef(out, i, kt_f16_to_f32(load16(in, i)));
 }
 void kt_f32_to_f16_row_ref(const float *in, uint16_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = kt_f32_to_f16(in[i]);
+    for (size_t i = 0; i < n; i++) store16(out, i, kt_f32_to_f16(loadf(in, i)));
 }
 
 int kt_row_to_f32(kt_dtype t, const void *in, float *out, size_t n) {

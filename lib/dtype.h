@@ -61,7 +61,7 @@ void kt_f32_to_bf16_row(const float *in, uint16_t *out, size_t n);
 void kt_f16_to_f32_row(const uint16_t *in, float *out, size_t n);
 void kt_f32_to_f16_row(const float *in, uint16_t *out, size_t n);
 
-/* Widen a row of bf16, f16 or f32 (raw little-endian bytes) to f32.
+/* Widen a row of bf16, f16 or f32 (raw little-endian bytes, any alignment) to f32.
  * Returns -1 for any other dtype. */
 int kt_row_to_f32(kt_dtype t, const void *in, float *out, size_t n);
 /* Narrow f32 to bf16, f16 or f32 bytes. Returns -1 for any other dtype. */

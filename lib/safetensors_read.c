@@ -5,7 +5,7 @@
  *      8 + N <= file size;
  *   2. header is valid UTF-8, starts with '{', is one JSON object (trailing
  *      spaces allowed), no key twice;
- *   3. "__metadata__", if present, maps strings to strings;
+ *   3. "__metadata__", if present and not null, maps strings to strings;
  *   4. every other entry is an object with a known "dtype" string, a "shape"
  *      of non-negative integers and "data_offsets" [begin, end] of
  *      non-negative integers with begin <= end;
@@ -62,6 +62,9 @@ void st_close(st_file *f) {
 }
 
 static int parse_metadata(st_file *f, cJSON *item) {
+    /* mx.save_safetensors without metadata writes null; the reference
+     * reader treats the field as optional, so null means "none". */
+    if (cJSON_IsNull(item)) return 0;
     if (!cJSON_IsObject(item))
         return kt_fail("%s: __metadata__ is not an object of strings", f->path);
     for (cJSON *c = item->child; c; c = c->next)

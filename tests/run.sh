@@ -2,7 +2,8 @@
 # Run every test suite and end with one line "N passed, N failed".
 #
 #   1. build the tools, unit tests and test tool: release and ASan+UBSan
-#   2. C unit tests, both builds
+#   2. C unit tests, both builds (and on x86-64 Linux the quantizer's tests
+#      built for arm64 and run under qemu, for the NEON kernel)
 #   3. malformed safetensors corpus against kintsugi-verify, both builds
 #   4. oracle tests (pytest) against the pinned Python peers, in .venv, with the
 #      release tools and again with the sanitizer build
@@ -57,8 +58,11 @@ if [ "$FAILED" -ne 0 ]; then
     exit 1
 fi
 
-suite "unit tests" build/release/tests/unit-tests
+suite "unit tests" env KT_AGREE_GROUPS=10000000 build/release/tests/unit-tests
 suite "unit tests (ASan+UBSan)" build/asan/tests/unit-tests
+if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
+    suite "quantizer NEON kernel (arm64 under qemu)" sh tests/cross/neon.sh
+fi
 suite "malformed safetensors" python3 tests/malformed/check_malformed.py bin/kintsugi-verify
 suite "malformed safetensors (ASan+UBSan)" python3 tests/malformed/check_malformed.py build/asan/bin/kintsugi-verify
 

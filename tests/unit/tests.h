@@ -18,7 +18,14 @@
     X(test_safetensors_header_is_mlx_style)       \
     X(test_safetensors_writer_counts_bytes)       \
     X(test_model_dir_index_checks)                \
-    X(test_strmap_many_keys)
+    X(test_strmap_many_keys)                      \
+    X(test_quantize_simd_matches_scalar)          \
+    X(test_quantize_error_within_half_step)       \
+    X(test_quantize_codes_roundtrip_through_packing) \
+    X(test_quantize_rejects_nonfinite)            \
+    X(test_quantize_metal_and_cpu_differ_as_documented) \
+    X(test_dequantize_rounds_like_mlx)            \
+    X(test_quantize_unaligned_input)
 
 #define X(name) void name(void);
 ALL_TESTS

@@ -1,0 +1,41 @@
+/* quantize_main.c - the quantizer's unit tests alone, for a cross build.
+ *
+ * tests/cross/neon.sh compiles this with the quantize library for arm64 and
+ * runs it under qemu, so the NEON kernel is checked against the scalar
+ * reference on an x86-64 CI machine too. */
+#include "harness.h"
+
+#include <stdio.h>
+
+int harness_failures;
+
+void test_quantize_simd_matches_scalar(void);
+void test_quantize_error_within_half_step(void);
+void test_quantize_codes_roundtrip_through_packing(void);
+void test_quantize_rejects_nonfinite(void);
+void test_quantize_metal_and_cpu_differ_as_documented(void);
+void test_dequantize_rounds_like_mlx(void);
+void test_quantize_unaligned_input(void);
+
+static const test_case TESTS[] = {
+    {"test_quantize_simd_matches_scalar", test_quantize_simd_matches_scalar},
+    {"test_quantize_error_within_half_step", test_quantize_error_within_half_step},
+    {"test_quantize_codes_roundtrip_through_packing", test_quantize_codes_roundtrip_through_packing},
+    {"test_quantize_rejects_nonfinite", test_quantize_rejects_nonfinite},
+    {"test_quantize_metal_and_cpu_differ_as_documented", test_quantize_metal_and_cpu_differ_as_documented},
+    {"test_dequantize_rounds_like_mlx", test_dequantize_rounds_like_mlx},
+    {"test_quantize_unaligned_input", test_quantize_unaligned_input},
+};
+
+int main(void) {
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
+        int before = harness_failures;
+        TESTS[i].fn();
+        int ok = harness_failures == before;
+        printf("%s %s (arm64)\n", ok ? "ok  " : "FAIL", TESTS[i].name);
+        if (ok) passed++; else failed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -305,9 +305,11 @@ static void report_text(const options *o, const plan *pl, const totals *s) {
         }
     }
     if (o->plan.dequantize) {
-        printf("%zu tensors dequantized, %zu copied", s->n_dequantized, s->n_copied);
+        printf("%zu %s dequantized, %zu copied", s->n_dequantized, s->n_dequantized == 1 ? "tensor" : "tensors",
+               s->n_copied);
     } else {
-        printf("%zu tensors quantized (%d bits, group %d, %s), %zu copied", s->n_quantized, o->plan.bits,
+        printf("%zu %s quantized (%d bits, group %d, %s), %zu copied", s->n_quantized,
+               s->n_quantized == 1 ? "tensor" : "tensors", o->plan.bits,
                o->plan.group_size, kt_quant_mode_name(o->plan.mode), s->n_copied);
         if (s->weights) printf("; %.2f bits per weight", (double)s->weight_bits / (double)s->weights);
     }

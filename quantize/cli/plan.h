@@ -48,7 +48,8 @@ typedef struct {
 int plan_make(plan *pl, const st_file *f, const plan_options *o);
 void plan_free(plan *pl);
 
-/* Compile a Python-style regular expression (searched, not anchored). */
+/* Compile a PCRE2 regular expression (matched anywhere in the name, like
+ * Python's re.search, unless anchored with ^ or $). */
 pcre2_code *plan_regex(const char *pattern, const char *option);
 
 #endif

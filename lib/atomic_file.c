@@ -1,4 +1,7 @@
 /* atomic_file.c - temp file, fsync, rename. */
+#ifdef __linux__
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include "atomic_file.h"
 #include "error.h"
 #include "strbuf.h"
@@ -10,7 +13,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Durable by default; kt_atomic_set_durable(0) trades power-loss safety for
+ * not waiting on the disk (a crash of the process still never leaves a
+ * short file: the rename happens only after every byte was written). */
+static int durable = 1;
+
+void kt_atomic_set_durable(int on) { durable = on; }
+int kt_atomic_durable(void) { return durable; }
+
 int kt_fsync_parent(const char *path) {
+    if (!durable) return 0;
     char *dir = kt_xstrdup(path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) slash[1] = '\0';
@@ -45,16 +57,28 @@ int kt_atomic_open(kt_atomic *a, const char *path) {
     return 0;
 }
 
+/* Large outputs: start writing back every 64 MiB as we go, so that the fsync
+ * at the end has little left to wait for and the disk works while we compute.
+ * (Linux only; elsewhere the final fsync does all of it.) */
+#define WRITEBACK_STEP (64ull << 20)
+
 int kt_atomic_write(kt_atomic *a, const void *data, size_t n) {
     if (n && fwrite(data, 1, n, a->fp) != n)
         return kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
+    a->written += n;
+#ifdef __linux__
+    if (durable && a->written - a->flushed >= WRITEBACK_STEP && fflush(a->fp) == 0) {
+        sync_file_range(fileno(a->fp), (off_t)a->flushed, (off_t)(a->written - a->flushed), SYNC_FILE_RANGE_WRITE);
+        a->flushed = a->written;
+    }
+#endif
     return 0;
 }
 
 int kt_atomic_commit(kt_atomic *a) {
     int rc = 0;
     if (fflush(a->fp) != 0) rc = kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
-    else if (fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, strerror(errno));
+    else if (durable && fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, strerror(errno));
     if (fclose(a->fp) != 0 && rc == 0) rc = kt_fail_io("%s: close failed: %s", a->final_path, strerror(errno));
     a->fp = NULL;
     if (rc == 0 && rename(a->tmp_path, a->final_path) != 0)

@@ -12,9 +12,13 @@ typedef struct {
     FILE *fp;
     char *final_path;
     char *tmp_path;
+    unsigned long long written, flushed; /* bytes; writeback started up to `flushed` */
 } kt_atomic;
 
 int kt_atomic_open(kt_atomic *a, const char *path);
+/* 0: skip fsync (for tools run with --no-fsync). */
+void kt_atomic_set_durable(int on);
+int kt_atomic_durable(void);
 int kt_atomic_write(kt_atomic *a, const void *data, size_t n);
 int kt_atomic_commit(kt_atomic *a);
 void kt_atomic_abort(kt_atomic *a);

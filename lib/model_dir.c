@@ -147,6 +147,31 @@ static int open_indexed(kt_model_files *m, const char *index_path) {
     return 0;
 }
 
+int kt_model_from_shards(kt_model_files *m, const char *label, st_file *shards, char **names, size_t n,
+                         cJSON *index) {
+    memset(m, 0, sizeof *m);
+    m->dir = kt_xstrdup(label);
+    m->shards = shards;
+    m->shard_names = names;
+    m->n_shards = n;
+    m->index = index;
+    int rc = collect_tensors(m);
+    if (rc == 0 && index) {
+        cJSON *map = kt_json_get(index, "weight_map");
+        if (!cJSON_IsObject(map)) rc = kt_fail("%s: %s has no \"weight_map\" object", label, INDEX_NAME);
+        for (cJSON *c = map ? map->child : NULL; c && rc == 0; c = c->next) {
+            int found = 0;
+            for (size_t i = 0; i < n && !found; i++) found = cJSON_IsString(c) && !strcmp(names[i], c->valuestring);
+            if (!found)
+                rc = kt_fail("%s: shard %s listed for tensor \"%s\" is not there", label,
+                             cJSON_IsString(c) ? c->valuestring : "?", c->string);
+        }
+        if (rc == 0) rc = check_index(m, map);
+    }
+    if (rc) kt_model_close(m);
+    return rc;
+}
+
 int kt_model_open_file(kt_model_files *m, const char *path) {
     memset(m, 0, sizeof *m);
     const char *slash = strrchr(path, '/');

@@ -35,6 +35,12 @@ typedef struct {
 int kt_model_open(kt_model_files *m, const char *dir);
 /* One .safetensors file seen as a model of one shard (no index). */
 int kt_model_open_file(kt_model_files *m, const char *path);
+/* Assemble a model from shards opened elsewhere (st_open_header, for an
+ * archive read as a stream); takes ownership of SHARDS, NAMES (and their
+ * strings) and INDEX (may be NULL: then NAMES must be one shard). The same
+ * checks as kt_model_open: each tensor once, the index matching. */
+int kt_model_from_shards(kt_model_files *m, const char *label, st_file *shards, char **names, size_t n,
+                         cJSON *index);
 void kt_model_close(kt_model_files *m);
 const st_tensor *kt_model_tensor(const kt_model_files *m, size_t i);
 const st_tensor *kt_model_find(const kt_model_files *m, const char *name);

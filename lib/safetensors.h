@@ -40,12 +40,19 @@ typedef struct {
     st_tensor *tensors;     /* in header order */
     size_t n_tensors;
     strmap by_name;
+    uint8_t *heap;          /* st_open_header: the header copy (no mapping) */
 } st_file;
 
 /* Open and validate PATH. On failure returns -1, kt_errmsg() names the file,
  * the tensor and the rule, and *f needs no st_close(). */
 int st_open(st_file *f, const char *path);
 void st_close(st_file *f);
+/* Validate a file seen only through its beginning: HEAD holds the 8-byte
+ * length and the whole header, FILE_SIZE is the size of the whole file (an
+ * archive entry read as a stream). Every rule is checked; the tensors' data
+ * pointers stay NULL until the caller reads the bytes. LABEL names the file
+ * in messages. */
+int st_open_header(st_file *f, const char *label, const uint8_t *head, size_t head_len, uint64_t file_size);
 /* Tensor by name, or NULL. */
 const st_tensor *st_find(const st_file *f, const char *name);
 /* Value of a __metadata__ key, or NULL. */

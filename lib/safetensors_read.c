@@ -57,6 +57,7 @@ void st_close(st_file *f) {
     if (f->by_name.cap) strmap_free(&f->by_name);
     if (f->metadata) cJSON_Delete(f->metadata);
     if (f->map && f->map_len) munmap(f->map, f->map_len);
+    free(f->heap);
     free(f->path);
     memset(f, 0, sizeof *f);
 }
@@ -152,7 +153,7 @@ static int check_tiling(st_file *f) {
                       f->path, prev, (unsigned long long)pos, (unsigned long long)f->data_len)
             : kt_fail("%s: %llu trailing bytes after the last tensor's data", f->path,
                       (unsigned long long)(f->data_len - pos));
-    for (size_t i = 0; i < f->n_tensors && rc == 0; i++)
+    for (size_t i = 0; i < f->n_tensors && rc == 0 && f->data; i++)
         f->tensors[i].data = f->data + f->tensors[i].begin;
     free(order);
     return rc;
@@ -235,6 +236,38 @@ int st_open(st_file *f, const char *path) {
     if (rc == 0) {
         f->data = f->map + 8 + f->header_len;
         f->data_len = f->map_len - 8 - f->header_len;
+        rc = parse_header(f);
+    }
+    if (rc != 0) st_close(f);
+    return rc;
+}
+
+int st_open_header(st_file *f, const char *label, const uint8_t *head, size_t head_len, uint64_t file_size) {
+    memset(f, 0, sizeof *f);
+    f->path = kt_xstrdup(label);
+    int rc = 0;
+    uint64_t n = 0;
+    if (head_len < 8 || file_size < 8) {
+        rc = kt_fail("%s: file is too short for the 8-byte header length", label);
+    } else {
+        for (int i = 7; i >= 0; i--) n = (n << 8) | head[i];
+        if (n > ST_MAX_HEADER)
+            rc = kt_fail("%s: header length %llu is over the limit of %llu bytes", label, (unsigned long long)n,
+                         ST_MAX_HEADER);
+        else if (n > file_size - 8)
+            rc = kt_fail("%s: header length %llu runs past the end of the file (%llu bytes)", label,
+                         (unsigned long long)n, (unsigned long long)file_size);
+        else if (head_len < 8 + n)
+            rc = kt_fail("%s: only %zu bytes of the header given", label, head_len);
+    }
+    if (rc == 0) {
+        /* a private copy of the header; the tensors have no data yet */
+        f->heap = kt_xmalloc((size_t)(8 + n));
+        memcpy(f->heap, head, (size_t)(8 + n));
+        f->map = f->heap;
+        f->header_len = n;
+        f->data = NULL;
+        f->data_len = file_size - 8 - n;
         rc = parse_header(f);
     }
     if (rc != 0) st_close(f);

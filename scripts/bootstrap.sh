@@ -25,6 +25,7 @@ cross_neon=0 # x86-64 Linux runs the NEON kernel's tests under qemu
 [ "$os" = Linux ] && [ "$(uname -m)" = x86_64 ] && cross_neon=1
 have_test_deps() {
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 &&
+        command -v zstd >/dev/null 2>&1 &&
         { [ $cross_neon = 0 ] || { command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null 2>&1; }
 }
 
@@ -43,7 +44,7 @@ Linux)
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     pkgs="build-essential pkg-config libcjson-dev libarchive-dev libpcre2-dev zlib1g-dev"
-    [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip"
+    [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip zstd"
     [ $want_tests = 1 ] && [ $cross_neon = 1 ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
     echo "bootstrap: installing $pkgs" >&2
     $sudo apt-get update -qq >&2
@@ -55,7 +56,7 @@ Darwin)
         exit 1
     fi
     pkgs="pkg-config cjson libarchive pcre2 libomp"
-    [ $want_tests = 1 ] && pkgs="$pkgs python@3.12"
+    [ $want_tests = 1 ] && pkgs="$pkgs python@3.12 zstd"
     echo "bootstrap: installing $pkgs" >&2
     brew install $pkgs >&2
     ;;

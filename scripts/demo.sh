@@ -1,6 +1,7 @@
 #!/bin/sh
 # The main job on the embedded default: generate the tiny synthetic Nemotron-H
-# checkpoint and verify it. (Convert and generate join as those tools land.)
+# checkpoint, convert it to a 4-bit MLX model and verify both. (Generation
+# joins when kintsugi-run lands.)
 set -eu
 cd "$(dirname "$0")/.."
 out=${KT_DEMO_DIR:-demo-out}
@@ -8,5 +9,9 @@ mkdir -p "$out"
 echo "== kintsugi-testdata: tiny Nemotron-H checkpoint (M, -, * layers) -> $out/hf-tiny"
 bin/kintsugi-testdata --force "$out/hf-tiny"
 echo "== kintsugi-verify $out/hf-tiny"
-bin/kintsugi-verify "$out/hf-tiny"
+bin/kintsugi-verify --quiet "$out/hf-tiny"
+echo "== kintsugi-convert $out/hf-tiny $out/mlx-tiny-4bit"
+bin/kintsugi-convert --force "$out/hf-tiny" "$out/mlx-tiny-4bit"
+echo "== kintsugi-verify $out/mlx-tiny-4bit"
+bin/kintsugi-verify "$out/mlx-tiny-4bit"
 echo "demo: ok"

@@ -1,0 +1,35 @@
+/* card.c - README.md of the converted model: where it came from, how it was
+ * quantized, which repairs were applied, and how to run it. */
+#include "card.h"
+#include "strbuf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+char *cv_card_text(const cv_card *c) {
+    strbuf sb = {0};
+    sb_printf(&sb, "---\nlibrary_name: mlx\npipeline_tag: text-generation\ntags:\n- mlx\n- kintsugi\n");
+    if (c->base_model) sb_printf(&sb, "base_model: %s\n", c->base_model);
+    sb_printf(&sb, "---\n\n# %s (MLX, %d-bit)\n\n", c->title, c->q.bits);
+    sb_printf(&sb, "Converted from %s by kintsugi-convert %s.\n\n", c->base_model ? c->base_model : "a local checkpoint",
+              c->tool_version);
+    sb_printf(&sb, "| | |\n|---|---|\n");
+    sb_printf(&sb, "| quantization | MLX affine, %d bits, group size %d |\n", c->q.bits, c->q.group_size);
+    sb_printf(&sb, "| rounding | %s (%s) |\n", kt_quant_mode_name(c->q.mode),
+              c->q.mode == KT_QUANT_METAL ? "the arithmetic of MLX's GPU kernel, as mlx_lm.convert on a Mac"
+                                          : "the arithmetic of MLX's CPU backend");
+    sb_printf(&sb, "| bits per weight | %.3f (quantized layers, scales and biases included) |\n", c->bits_per_weight);
+    sb_printf(&sb, "| dtype of the rest | %s |\n", c->dtype ? c->dtype : "as in the source");
+    sb_printf(&sb, "| tensors | %zu, in %zu file%s |\n\n", c->n_tensors, c->n_shards, c->n_shards == 1 ? "" : "s");
+    sb_printf(&sb, "## Repairs applied\n\n");
+    if (c->repairs->n == 0) sb_printf(&sb, "None were needed.\n");
+    for (int i = 0; i < c->repairs->n; i++) sb_printf(&sb, "- %s\n", c->repairs->text[i]);
+    sb_printf(&sb, "\nThe tokenizer files are the source's, byte for byte.\n\n");
+    sb_printf(&sb, "## Use\n\nWith mlx-lm:\n\n```python\nfrom mlx_lm import load, generate\n\n"
+                   "model, tokenizer = load(\"PATH\")\n"
+                   "messages = [{\"role\": \"user\", \"content\": \"/no_think Hello\"}]\n"
+                   "prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)\n"
+                   "print(generate(model, tokenizer, prompt=prompt, max_tokens=200))\n```\n\n");
+    sb_printf(&sb, "With kintsugi:\n\n```sh\nkintsugi-verify PATH\nkintsugi-run PATH --prompt \"Hello\"\n```\n");
+    return sb_take(&sb);
+}

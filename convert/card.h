@@ -1,0 +1,20 @@
+/* card.h - the model card (README.md) written beside a converted model. */
+#ifndef KT_CONVERT_CARD_H
+#define KT_CONVERT_CARD_H
+
+#include <stddef.h>
+
+#include "affine.h"
+#include "config_out.h"
+
+typedef struct {
+    const char *title, *base_model, *tool_version, *dtype;
+    kt_quant_params q;
+    double bits_per_weight;
+    size_t n_tensors, n_shards;
+    const cv_repairs *repairs;
+} cv_card;
+
+char *cv_card_text(const cv_card *c);
+
+#endif

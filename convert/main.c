@@ -1,0 +1,572 @@
+/* kintsugi-convert - a Hugging Face Nemotron-H checkpoint to an MLX model
+ * directory: the tensors mlx_lm.convert -q would write, bit for bit, a
+ * config.json that needs no hand edits, the tokenizer files as they were.
+ *
+ * Flow: open the source (lib/model_dir.c), read config.json, plan every
+ * output tensor (plan.c), then stream: one tensor at a time is cast and
+ * quantized (rows in parallel) and appended to its shard, while the kernel
+ * reads the next one ahead. config.json, the index, the tokenizer files and
+ * the model card follow; the directory is renamed into place at the end
+ * (output_dir.c). Exit codes: 0 done, 1 the source cannot be converted,
+ * 2 usage or I/O error, 130 interrupted.
+ */
+#include "affine.h"
+#include "atomic_file.h"
+#include "card.h"
+#include "config_out.h"
+#include "error.h"
+#include "json.h"
+#include "model_dir.h"
+#include "output_dir.h"
+#include "plan.h"
+#include "progress.h"
+#include "safetensors.h"
+#include "source.h"
+#include "strbuf.h"
+#include "write_queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define KINTSUGI_VERSION "0.1.0"
+static const char *PROG = "kintsugi-convert";
+static volatile sig_atomic_t interrupted;
+
+typedef struct {
+    const char *src, *dst, *dtype;
+    kt_quant_params q;
+    uint64_t shard_size;
+    int force, json, quiet, threads;
+} options;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: %s SRC DST [options]\n"
+            "\n"
+            "Convert a Hugging Face Nemotron-H checkpoint (a directory with model.safetensors\n"
+            "or shards + index, or a Hugging Face cache snapshot) into an MLX model directory:\n"
+            "the tensors mlx_lm.convert -q writes, config.json with the usual hand repairs\n"
+            "done (torch_dtype, no \"mode\", time_step_limit), the tokenizer files copied.\n"
+            "\n"
+            "  --bits N          2, 3, 4, 5, 6 or 8 (default 4)\n"
+            "  --group-size N    32, 64 or 128 (default 64)\n"
+            "  --mode M          metal (default): bytes as mlx_lm.convert writes them on a\n"
+            "                    Mac; cpu: as MLX's CPU backend (mlx_lm.convert on Linux)\n"
+            "  --dtype T         bfloat16, float16 or float32 for the unquantized tensors and\n"
+            "                    the scales (default: the config's torch_dtype or dtype)\n"
+            "  --shard-size S    largest output file, e.g. 5GiB (default), 500MB, 1000000\n"
+            "  --threads N       worker threads (default: all cores)\n"
+            "  --no-fsync        do not wait for the disk: faster, still never a partial DST\n"
+            "                    after a crash of the program, but not safe against power loss\n"
+            "  --force           replace an existing DST (only once the new one is complete)\n"
+            "  --json            a JSON report on stdout\n"
+            "  --quiet           print nothing but errors\n"
+            "  -h, --help        this text\n"
+            "\n"
+            "exit status: 0 done, 1 the source cannot be converted, 2 usage or I/O error,\n"
+            "130 interrupted (DST untouched)\n",
+            PROG);
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "%s: ", PROG);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see --help)\n");
+    return 2;
+}
+
+/* "5GiB", "500MB", "64KiB", "1000" -> bytes. */
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0) return -1;
+    struct { const char *suffix; double mul; } units[] = {
+        {"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+        {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            *out = (uint64_t)(v * units[i].mul);
+            return *out ? 0 : -1;
+        }
+    return -1;
+}
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > 1 << 20) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    o->q = KT_QUANT_DEFAULT;
+    o->shard_size = 5ull << 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = !strcmp(a, "--bits") || !strcmp(a, "--group-size") || !strcmp(a, "--mode") ||
+                    !strcmp(a, "--dtype") || !strcmp(a, "--shard-size") || !strcmp(a, "--threads");
+        if (takes && !v) return usage_error("%s needs a value", a);
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--bits")) {
+            if (parse_int(v, &o->q.bits)) return usage_error("--bits: '%s' is not a number", v);
+        } else if (!strcmp(a, "--group-size")) {
+            if (parse_int(v, &o->q.group_size)) return usage_error("--group-size: '%s' is not a number", v);
+        } else if (!strcmp(a, "--mode")) {
+            if (kt_quant_mode_parse(v, &o->q.mode)) return usage_error("--mode: '%s' is not metal or cpu", v);
+        } else if (!strcmp(a, "--dtype")) {
+            if (strcmp(v, "bfloat16") && strcmp(v, "float16") && strcmp(v, "float32"))
+                return usage_error("--dtype: '%s' is not bfloat16, float16 or float32", v);
+            o->dtype = v;
+        } else if (!strcmp(a, "--shard-size")) {
+            if (parse_size(v, &o->shard_size)) return usage_error("--shard-size: '%s' is not a size like 5GiB", v);
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_int(v, &o->threads)) return usage_error("--threads: '%s' is not a positive number", v);
+        } else if (!strcmp(a, "--force")) {
+            o->force = 1;
+            continue;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        } else if (!strcmp(a, "--no-fsync")) {
+            kt_atomic_set_durable(0);
+            continue;
+        } else if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option %s", a);
+        } else {
+            if (!o->src) o->src = a;
+            else if (!o->dst) o->dst = a;
+            else return usage_error("unexpected argument '%s'", a);
+            continue;
+        }
+        i++;
+    }
+    if (!o->src || !o->dst) return usage_error("%s", "SRC and DST are required");
+    if (kt_quant_params_check(&o->q)) return usage_error("%s", kt_errmsg());
+    return -1;
+}
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static kt_dtype dtype_of_name(const char *s) {
+    if (!s) return KT_DTYPE_COUNT;
+    return !strcmp(s, "bfloat16") ? KT_BF16 : !strcmp(s, "float16") ? KT_F16 : KT_F32;
+}
+
+/* ---- streaming the tensors ---- */
+
+/* N values of type FROM at IN, cast to TO in BUF (in parallel). */
+static void cast_values(kt_dtype from, kt_dtype to, const uint8_t *in, size_t n, void *buf) {
+    const size_t chunk = 1 << 16, in_es = kt_dtype_bits(from) / 8, out_es = kt_dtype_bits(to) / 8;
+#pragma omp parallel
+    {
+        float *tmp = kt_xmalloc(chunk * sizeof *tmp);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < (int64_t)((n + chunk - 1) / chunk); c++) {
+            size_t off = (size_t)c * chunk, len = n - off < chunk ? n - off : chunk;
+            kt_row_to_f32(from, in + off * in_es, tmp, len);
+            kt_row_from_f32(to, tmp, (uint8_t *)buf + off * out_es, len);
+        }
+        free(tmp);
+    }
+}
+
+/* An unquantized tensor: its parts, cast if needed, appended to its shard. */
+static int copy_item(cv_queue *q, const cv_item *it, st_writer **writers) {
+    st_writer *w = writers[it->out[0].shard];
+    const size_t es = kt_dtype_bits(it->dtype) / 8;
+    for (size_t i = 0; i < it->n_parts; i++) {
+        const st_tensor *part = it->parts[i];
+        size_t len = (size_t)part->nelem * es;
+        if (it->dtype == part->dtype) {
+            if (cv_queue_push(q, w, (void *)part->data, len, 0)) return -1;
+        } else {
+            void *buf = kt_xmalloc(len + 1);
+            cast_values(part->dtype, it->dtype, part->data, (size_t)part->nelem, buf);
+            if (cv_queue_push(q, w, buf, len, 1)) return -1;
+        }
+    }
+    return cv_queue_flush(q); /* the source bytes were lent to the writer */
+}
+
+/* Rows of a quantized tensor go through in windows of about this many input
+ * bytes: the packed codes of each window are handed to the writer thread at
+ * once, and the window's source pages are dropped, so memory stays small
+ * however large the tensor. */
+#define WINDOW_BYTES (64u << 20)
+
+static int quantize_item(cv_source *src, cv_queue *q, const cv_item *it, st_writer **writers, const options *o) {
+    const uint64_t k = it->shape[it->ndim - 1], groups = k / (uint64_t)o->q.group_size;
+    const size_t es = kt_dtype_bits(it->dtype) / 8;
+    uint8_t *scales = kt_xmalloc((size_t)it->out[1].nbytes), *biases = kt_xmalloc((size_t)it->out[2].nbytes);
+    void *cast_buf = NULL;
+    uint64_t row = 0;
+    int rc = 0;
+    for (size_t i = 0; i < it->n_parts && rc == 0; i++) {
+        const st_tensor *part = it->parts[i];
+        const size_t src_es = kt_dtype_bits(part->dtype) / 8, row_bytes = (size_t)k * src_es;
+        const uint64_t rows = part->nelem / k, window = WINDOW_BYTES / row_bytes ? WINDOW_BYTES / row_bytes : 1;
+        for (uint64_t r0 = 0; r0 < rows && rc == 0; r0 += window) {
+            uint64_t n = rows - r0 < window ? rows - r0 : window, bad;
+            cv_source_advise(src, part, (r0 + n) * row_bytes, window * row_bytes, 1);
+            cv_source_map(src, part, r0 * row_bytes, n * row_bytes);
+            const uint8_t *in = part->data + r0 * row_bytes;
+            if (it->dtype != part->dtype) {
+                if (!cast_buf) cast_buf = kt_xmalloc((size_t)(window * k) * es + 1);
+                cast_values(part->dtype, it->dtype, in, (size_t)(n * k), cast_buf);
+                in = cast_buf;
+            }
+            size_t packed_len = (size_t)(n * k * (uint64_t)o->q.bits / 8);
+            uint8_t *packed = kt_xmalloc(packed_len + 1);
+            rc = kt_quantize_tensor(&o->q, it->dtype, in, n, k, packed, scales + (row + r0) * groups * es,
+                                    biases + (row + r0) * groups * es, o->threads, &bad);
+            if (rc && bad != UINT64_MAX)
+                kt_fail("tensor '%s': a NaN or infinity at flat index %llu (row %llu, column %llu); refusing to "
+                        "quantize it", part->name, (unsigned long long)((r0 * k) + bad),
+                        (unsigned long long)(r0 + bad / k), (unsigned long long)(bad % k));
+            else if (rc)
+                kt_fail_context("tensor '%s'", part->name);
+            if (rc) free(packed);
+            else rc = cv_queue_push(q, writers[it->out[0].shard], packed, packed_len, 1);
+            cv_source_advise(src, part, r0 * row_bytes, n * row_bytes, 0);
+        }
+        row += rows;
+    }
+    free(cast_buf);
+    if (rc == 0) rc = cv_queue_push(q, writers[it->out[1].shard], scales, (size_t)it->out[1].nbytes, 1);
+    else free(scales);
+    if (rc == 0) rc = cv_queue_push(q, writers[it->out[2].shard], biases, (size_t)it->out[2].nbytes, 1);
+    else free(biases);
+    return rc;
+}
+
+static int write_item(cv_source *src, cv_queue *q, const cv_item *it, st_writer **writers, const options *o) {
+    for (size_t i = 0; i < it->n_parts; i++)
+        if (cv_source_fetch(src, it->parts[i])) return -1;
+    return it->quantized ? quantize_item(src, q, it, writers, o) : copy_item(q, it, writers);
+}
+
+/* The order in which items are written: the order in which each item's last
+ * part arrives from the source (cv_source_arrival). The data order inside a
+ * safetensors file is free (only the header is sorted; MLX itself writes in
+ * hash-map order), and following the source means reading it sequentially
+ * and, for an archive, keeping nothing in memory longer than it must. */
+static size_t *execution_order(const cv_source *src, const cv_plan *p) {
+    size_t *order = kt_xcalloc(p->n_items + 1, sizeof *order);
+    uint64_t *done = kt_xcalloc(p->n_items + 1, sizeof *done);
+    for (size_t i = 0; i < p->n_items; i++) {
+        order[i] = i;
+        for (size_t j = 0; j < p->items[i].n_parts; j++) {
+            uint64_t a = cv_source_arrival(src, p->items[i].parts[j]);
+            if (a > done[i]) done[i] = a;
+        }
+    }
+    /* insertion sort by arrival, stable: plan order among equals */
+    for (size_t i = 1; i < p->n_items; i++)
+        for (size_t j = i; j > 0 && done[order[j]] < done[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    free(done);
+    return order;
+}
+
+static int write_tensors(cv_source *src, const cv_plan *p, const cv_outdir *od, const options *o) {
+    st_writer **writers = kt_xcalloc(p->n_shards, sizeof *writers);
+    size_t *order = execution_order(src, p);
+    int rc = 0;
+    for (size_t s = 0; s < p->n_shards && rc == 0; s++) {
+        size_t n = 0;
+        st_spec *specs = kt_xcalloc(3 * p->n_items + 1, sizeof *specs);
+        for (size_t x = 0; x < p->n_items; x++)
+            for (int j = 0; j < p->items[order[x]].n_out; j++) {
+                const cv_output *out = &p->items[order[x]].out[j];
+                if (out->shard == s) specs[n++] = (st_spec){out->name, out->dtype, out->ndim, out->shape};
+            }
+        char *path = cv_outdir_path(od, p->shard_names[s]);
+        writers[s] = st_writer_create(path, specs, n, NULL);
+        if (!writers[s]) rc = -1;
+        free(path);
+        free(specs);
+    }
+    kt_progress bar;
+    kt_progress_start(&bar, "convert", p->source_bytes, !o->json && !o->quiet);
+    cv_queue *q = rc == 0 ? cv_queue_start(4) : NULL;
+    if (rc == 0 && !q) rc = kt_fail("cannot start the writer thread");
+    for (size_t x = 0; x < p->n_items && rc == 0; x++) {
+        const cv_item *it = &p->items[order[x]];
+        if (interrupted) {
+            rc = kt_fail("interrupted; %s is untouched", o->dst);
+            break;
+        }
+        if (x + 1 < p->n_items) /* the start of the next item: read ahead */
+            cv_source_advise(src, p->items[order[x + 1]].parts[0], 0, WINDOW_BYTES, 1);
+        rc = write_item(src, q, it, writers, o);
+        for (size_t j = 0; j < it->n_parts; j++) {
+            cv_source_release(src, it->parts[j]);
+            kt_progress_add(&bar, it->parts[j]->nbytes);
+        }
+    }
+    if (q && cv_queue_stop(q) && rc == 0) rc = -1;
+    kt_progress_end(&bar);
+    free(order);
+    for (size_t s = 0; s < p->n_shards; s++) {
+        if (!writers[s]) continue;
+        if (rc == 0) rc = st_writer_finish(writers[s]);
+        else st_writer_abort(writers[s]);
+    }
+    free(writers);
+    return rc;
+}
+
+/* ---- the other files ---- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int write_index(const cv_plan *p, const cv_outdir *od) {
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_items; i++) n += (size_t)p->items[i].n_out;
+    const char **names = kt_xcalloc(n + 1, sizeof *names);
+    const char **files = kt_xcalloc(n + 1, sizeof *files);
+    n = 0;
+    for (size_t i = 0; i < p->n_items; i++)
+        for (int j = 0; j < p->items[i].n_out; j++) names[n++] = p->items[i].out[j].name;
+    qsort(names, n, sizeof *names, cmp_str);
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON_AddItemToObject(meta, "total_size", kt_json_new_int((long long)p->total_size));
+    cJSON_AddItemToObject(meta, "total_parameters", kt_json_new_int((long long)p->total_parameters));
+    cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < p->n_items; i++)
+            for (int j = 0; j < p->items[i].n_out; j++)
+                if (p->items[i].out[j].name == names[k])
+                    cJSON_AddStringToObject(map, names[k], p->shard_names[p->items[i].out[j].shard]);
+    (void)files;
+    free(files);
+    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *path = cv_outdir_path(od, "model.safetensors.index.json");
+    int rc = kt_write_file_atomic(path, text, strlen(text));
+    free(path);
+    free(text);
+    free(names);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* Tokenizer files, generation_config.json and *.py: byte for byte. */
+static int copy_side_files(cv_source *src, const cv_outdir *od, int *n_copied) {
+    const char **names = cv_source_list_files(src);
+    int rc = 0;
+    for (size_t i = 0; names[i] && rc == 0; i++) {
+        char *data = NULL, *to = cv_outdir_path(od, names[i]);
+        size_t n = 0;
+        int found = cv_source_read_file(src, names[i], &data, &n);
+        if (found < 0) rc = -1;
+        else if (found) rc = kt_write_file_atomic(to, data, n);
+        if (found > 0 && rc == 0) (*n_copied)++;
+        free(data);
+        free(to);
+    }
+    return rc;
+}
+
+/* A side file parsed as JSON: NULL when absent (*missing set) or broken. */
+static cJSON *load_json(cv_source *src, const char *name, int *missing) {
+    char *data = NULL;
+    size_t len = 0;
+    int found = cv_source_read_file(src, name, &data, &len);
+    *missing = found == 0;
+    cJSON *j = found > 0 ? kt_json_parse(data, len, KT_JSON_DUP_LAST_WINS, name) : NULL;
+    free(data);
+    return j;
+}
+
+static int write_text(const cv_outdir *od, const char *name, const char *text) {
+    char *path = cv_outdir_path(od, name);
+    int rc = kt_write_file_atomic(path, text, strlen(text));
+    free(path);
+    return rc;
+}
+
+/* A name for the model card: "ORG/NAME" for a Hugging Face cache snapshot
+ * (".../models--ORG--NAME/snapshots/REV"), else the directory's name. */
+static char *model_name(const char *path) {
+    char *real = realpath(path, NULL);
+    const char *p = real ? real : path;
+    const char *m = strstr(p, "/models--");
+    strbuf sb = {0};
+    if (m && strstr(m, "/snapshots/")) {
+        m += 9;
+        for (const char *c = m; *c && *c != '/'; c++) {
+            if (c[0] == '-' && c[1] == '-') {
+                sb_putc(&sb, '/');
+                c++;
+            } else {
+                sb_putc(&sb, *c);
+            }
+        }
+    } else {
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/') n--;
+        size_t s = n;
+        while (s > 0 && p[s - 1] != '/') s--;
+        sb_append(&sb, p + s, n - s);
+    }
+    free(real);
+    return sb_take(&sb);
+}
+
+static void report(const options *o, const cv_plan *p, const cv_repairs *r, double bpw, double secs, int n_files) {
+    if (o->json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "source", o->src);
+        cJSON_AddStringToObject(root, "output", o->dst);
+        cJSON_AddItemToObject(root, "bits", kt_json_new_int(o->q.bits));
+        cJSON_AddItemToObject(root, "group_size", kt_json_new_int(o->q.group_size));
+        cJSON_AddStringToObject(root, "mode", kt_quant_mode_name(o->q.mode));
+        cJSON_AddItemToObject(root, "tensors", kt_json_new_int((long long)p->n_items));
+        cJSON_AddItemToObject(root, "dropped_mtp_tensors", kt_json_new_int((long long)p->n_dropped));
+        cJSON *shards = cJSON_AddArrayToObject(root, "shards");
+        for (size_t s = 0; s < p->n_shards; s++) cJSON_AddItemToArray(shards, cJSON_CreateString(p->shard_names[s]));
+        cJSON_AddItemToObject(root, "source_bytes", kt_json_new_int((long long)p->source_bytes));
+        cJSON_AddItemToObject(root, "output_bytes", kt_json_new_int((long long)p->total_size));
+        cJSON_AddItemToObject(root, "total_parameters", kt_json_new_int((long long)p->total_parameters));
+        cJSON_AddItemToObject(root, "bits_per_weight", kt_json_new_float(bpw));
+        cJSON_AddItemToObject(root, "files_copied", kt_json_new_int(n_files));
+        cJSON *rep = cJSON_AddArrayToObject(root, "repairs");
+        for (int i = 0; i < r->n; i++) cJSON_AddItemToArray(rep, cJSON_CreateString(r->text[i]));
+        cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
+        char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(root);
+    } else if (!o->quiet) {
+        printf("%s: %zu tensors (%zu mtp.* dropped) -> %zu file%s, %d-bit group %d %s, %.3f bits per weight; "
+               "%.2f GB -> %.2f GB in %.1f s (%.2f GB/s)\n",
+               o->dst, p->n_items, p->n_dropped, p->n_shards, p->n_shards == 1 ? "" : "s", o->q.bits,
+               o->q.group_size, kt_quant_mode_name(o->q.mode), bpw, (double)p->source_bytes / 1e9,
+               (double)p->total_size / 1e9, secs, secs > 0 ? (double)p->source_bytes / secs / 1e9 : 0);
+    }
+}
+
+static int convert(const options *o) {
+    cv_source src;
+    if (cv_source_open(&src, o->src)) {
+        cv_source_close(&src);
+        return -1;
+    }
+    int rc = 0, missing;
+    cJSON *config = NULL, *generation = NULL, *out_config = NULL;
+    cv_plan plan = {0};
+    cv_repairs repairs = {0};
+    cv_outdir od = {0};
+    const kt_model_files m = src.m;
+    config = load_json(&src, "config.json", &missing);
+    if (!config) {
+        rc = missing ? kt_fail("%s: no config.json", o->src) : kt_fail_context("%s", o->src);
+        goto done;
+    }
+    generation = load_json(&src, "generation_config.json", &missing); /* unreadable: ignored, as mlx-lm */
+    if (m.n_unlisted) {
+        rc = kt_fail("%s: %s is not listed in the index (mlx-lm would load it too); remove it or fix the index",
+                     o->src, m.unlisted[0]);
+        goto done;
+    }
+    out_config = cv_config_make(config, generation, &o->q, &repairs);
+    if (!out_config) {
+        rc = kt_fail_context("%s", o->src);
+        goto done;
+    }
+    const char *dtype = o->dtype ? o->dtype : cv_config_cast_dtype(config);
+    cv_options po = {o->q, dtype_of_name(dtype), o->shard_size};
+    if (cv_plan_make(&plan, &m, config, &po)) {
+        rc = kt_fail_context("%s", o->src);
+        goto done;
+    }
+    if (!o->quiet && !o->json)
+        for (int i = 0; i < repairs.n; i++) fprintf(stderr, "%s: repair: %s\n", PROG, repairs.text[i]);
+    if ((rc = cv_outdir_begin(&od, o->dst, o->force))) goto done;
+    double t0 = kt_now();
+    if ((rc = write_tensors(&src, &plan, &od, o))) goto done;
+    if ((rc = write_index(&plan, &od))) goto done;
+    char *text = cv_config_text(out_config);
+    rc = write_text(&od, "config.json", text);
+    free(text);
+    int n_files = 0;
+    if (rc == 0) rc = copy_side_files(&src, &od, &n_files);
+    double bpw = plan.quantized_elems ? (double)plan.quantized_bytes * 8 / (double)plan.quantized_elems : 0;
+    char *title = model_name(o->src);
+    if (src.archive) { /* "model.tar.gz" -> "model" */
+        char *dot = strstr(title, ".tar");
+        if (!dot) dot = strstr(title, ".zip");
+        if (!dot) dot = strstr(title, ".tgz");
+        if (dot) *dot = 0;
+    }
+    const cJSON *name_or_path = kt_json_get(config, "_name_or_path");
+    cv_card card = {title, cJSON_IsString(name_or_path) ? name_or_path->valuestring : title, KINTSUGI_VERSION,
+                    dtype, o->q, bpw, 0, plan.n_shards, &repairs};
+    for (size_t i = 0; i < plan.n_items; i++) card.n_tensors += (size_t)plan.items[i].n_out;
+    text = cv_card_text(&card);
+    if (rc == 0) rc = write_text(&od, "README.md", text);
+    free(text);
+    free(title);
+    if (rc == 0 && interrupted) rc = kt_fail("interrupted; %s is untouched", o->dst);
+    if (rc == 0) rc = cv_outdir_commit(&od);
+    if (rc == 0) report(o, &plan, &repairs, bpw, kt_now() - t0, n_files);
+done:
+    cv_outdir_abort(&od);
+    cv_plan_free(&plan);
+    cv_repairs_free(&repairs);
+    cJSON_Delete(config);
+    cJSON_Delete(generation);
+    cJSON_Delete(out_config);
+    cv_source_close(&src);
+    return rc;
+}
+
+/* OpenMP's idle workers spin between parallel regions by default; here a
+ * writer thread and the kernel's page-cache work need those cycles (measured
+ * on the 9B shape, 2 cores: 12-13 s with passive waiting against 16-18 s).
+ * libgomp reads OMP_WAIT_POLICY before main runs, so when the user has not
+ * chosen one, set it and start again once. */
+static void prefer_passive_openmp(char **argv) {
+#if defined(__linux__) && defined(_OPENMP)
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv); /* returns only on failure: then go on as we are */
+#else
+    (void)argv;
+#endif
+}
+
+int main(int argc, char **argv) {
+    prefer_passive_openmp(argv);
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (convert(&o) == 0) return 0;
+    kt_print_error(PROG);
+    if (interrupted) return 130;
+    return kt_errkind() == KT_ERR_IO ? 2 : 1;
+}

@@ -1,0 +1,98 @@
+/* output_dir.c - see output_dir.h. */
+#include "output_dir.h"
+#include "atomic_file.h"
+#include "error.h"
+#include "model_dir.h"
+#include "strbuf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cv_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *child = kt_path_join(path, e->d_name);
+        if (cv_remove_tree(child)) rc = -1;
+        free(child);
+    }
+    closedir(d);
+    return rmdir(path) || rc ? -1 : 0;
+}
+
+int cv_outdir_begin(cv_outdir *o, const char *dst, int force) {
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(dst);
+    while (n > 1 && dst[n - 1] == '/') n--;
+    strbuf sb = {0};
+    sb_append(&sb, dst, n);
+    o->dst = sb_take(&sb);
+    struct stat st;
+    if (lstat(o->dst, &st) == 0 && !force)
+        return kt_fail_io("%s exists (use --force to replace it)", o->dst);
+    sb_printf(&sb, "%s.kintsugi-tmp-%ld", o->dst, (long)getpid());
+    o->tmp = sb_take(&sb);
+    cv_remove_tree(o->tmp); /* a leftover of an earlier run with the same pid */
+    if (mkdir(o->tmp, 0755) != 0) return kt_fail_io("cannot create %s: %s", o->tmp, strerror(errno));
+    return 0;
+}
+
+char *cv_outdir_path(const cv_outdir *o, const char *name) { return kt_path_join(o->tmp, name); }
+
+static int fsync_dir(const char *path) {
+    if (!kt_atomic_durable()) return 0;
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int cv_outdir_commit(cv_outdir *o) {
+    if (fsync_dir(o->tmp)) return kt_fail_io("cannot sync %s: %s", o->tmp, strerror(errno));
+    char *old = NULL;
+    struct stat st;
+    if (lstat(o->dst, &st) == 0) {
+        strbuf sb = {0};
+        sb_printf(&sb, "%s.kintsugi-old-%ld", o->dst, (long)getpid());
+        old = sb_take(&sb);
+        if (rename(o->dst, old) != 0) {
+            int e = errno;
+            free(old);
+            return kt_fail_io("cannot move the existing %s aside: %s", o->dst, strerror(e));
+        }
+    }
+    if (rename(o->tmp, o->dst) != 0) {
+        int e = errno;
+        if (old) rename(old, o->dst);
+        free(old);
+        return kt_fail_io("cannot rename %s to %s: %s", o->tmp, o->dst, strerror(e));
+    }
+    kt_fsync_parent(o->dst);
+    if (old) {
+        if (cv_remove_tree(old)) fprintf(stderr, "kintsugi-convert: warning: could not remove %s\n", old);
+        free(old);
+    }
+    free(o->tmp);
+    o->tmp = NULL;
+    return 0;
+}
+
+void cv_outdir_abort(cv_outdir *o) {
+    if (o->tmp) cv_remove_tree(o->tmp);
+    free(o->tmp);
+    free(o->dst);
+    memset(o, 0, sizeof *o);
+}

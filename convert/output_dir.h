@@ -1,0 +1,28 @@
+/* output_dir.h - build a directory beside its destination and move it into
+ * place only when complete.
+ *
+ * Everything is written into "DST.kintsugi-tmp-PID"; the rename at the end is
+ * atomic, so at no moment does DST hold a partial model: an interrupted run
+ * leaves either the old DST (or nothing) plus a temporary directory whose
+ * name says what it is. With --force an existing DST is moved aside first and
+ * removed only after the new one is in place.
+ */
+#ifndef KT_CONVERT_OUTPUT_DIR_H
+#define KT_CONVERT_OUTPUT_DIR_H
+
+typedef struct {
+    char *dst, *tmp;
+} cv_outdir;
+
+/* Create the temporary directory; refuses an existing DST unless FORCE. */
+int cv_outdir_begin(cv_outdir *o, const char *dst, int force);
+/* fsync and rename into place. */
+int cv_outdir_commit(cv_outdir *o);
+/* Remove the temporary directory and everything in it. */
+void cv_outdir_abort(cv_outdir *o);
+/* Path of NAME inside the temporary directory (caller frees). */
+char *cv_outdir_path(const cv_outdir *o, const char *name);
+/* Remove a directory tree (only regular files and directories). */
+int cv_remove_tree(const char *path);
+
+#endif

@@ -33,7 +33,7 @@ LIB_SRC := $(wildcard lib/*.c) $(wildcard quantize/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/%.o)
 LIB_A := $(OUT)/libkintsugi.a
 
-TOOLS := kintsugi-convert kintsugi-quantize kintsugi-verify kintsugi-testdata
+TOOLS := kintsugi-convert kintsugi-fixup kintsugi-quantize kintsugi-verify kintsugi-testdata
 TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
@@ -46,7 +46,7 @@ build/config.mk: scripts/bootstrap.sh scripts/configure.sh
 	@sh scripts/bootstrap.sh
 	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
 
-$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard tests/unit/*.h) build/config.mk
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard tests/unit/*.h) build/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -63,6 +63,8 @@ endef
 objects_of = $(patsubst %.c,$(OUT)/%.o,$(wildcard $(1)/*.c))
 
 $(BINDIR)/kintsugi-convert: $(call objects_of,convert) $(LIB_A)
+	$(LINK)
+$(BINDIR)/kintsugi-fixup: $(call objects_of,fixup) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
 	$(LINK)

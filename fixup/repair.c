@@ -1,0 +1,110 @@
+/* repair.c - findings, operations, and carrying them out. */
+#include "repair.h"
+#include "backup.h"
+#include "error.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void fx_find(fx_session *s, const char *rule, const char *file, int fixable, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    s->findings = kt_xrealloc(s->findings, (s->n_findings + 1) * sizeof *s->findings);
+    s->findings[s->n_findings++] = (fx_finding){rule, kt_xstrdup(file), kt_xstrdup(buf), fixable};
+}
+
+fx_op *fx_add_op(fx_session *s, fx_op_kind kind, const char *file) {
+    s->ops = kt_xrealloc(s->ops, (s->n_ops + 1) * sizeof *s->ops);
+    fx_op *op = &s->ops[s->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->file = kt_xstrdup(file);
+    return op;
+}
+
+void fx_session_free(fx_session *s) {
+    for (size_t i = 0; i < s->n_findings; i++) {
+        free(s->findings[i].file);
+        free(s->findings[i].reason);
+    }
+    for (size_t i = 0; i < s->n_ops; i++) {
+        fx_op *op = &s->ops[i];
+        free(op->file);
+        free(op->old_text);
+        free(op->new_text);
+        for (size_t t = 0; t < op->n_tensors; t++) free(op->tensors[t]);
+        free(op->tensors);
+    }
+    free(s->findings);
+    free(s->ops);
+}
+
+static int cmp_begin(const void *a, const void *b) {
+    const st_tensor *x = *(st_tensor *const *)a, *y = *(st_tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* Rewrite a shard with new shapes for the listed conv1d weights: the same
+ * tensors, bytes and metadata; only the header changes. */
+static int relabel_shard(const char *path, const fx_op *op) {
+    st_file f;
+    if (st_open(&f, path)) return -1;
+    st_tensor **order = kt_xcalloc(f.n_tensors + 1, sizeof *order);
+    for (size_t i = 0; i < f.n_tensors; i++) order[i] = &f.tensors[i];
+    qsort(order, f.n_tensors, sizeof *order, cmp_begin);
+    st_spec *specs = kt_xcalloc(f.n_tensors + 1, sizeof *specs);
+    uint64_t (*shapes)[3] = kt_xcalloc(f.n_tensors + 1, sizeof *shapes);
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = order[i];
+        specs[i] = (st_spec){t->name, t->dtype, t->ndim, t->shape};
+        for (size_t k = 0; k < op->n_tensors; k++)
+            if (!strcmp(op->tensors[k], t->name)) {
+                shapes[i][0] = t->shape[0], shapes[i][1] = t->shape[2], shapes[i][2] = 1;
+                specs[i].shape = shapes[i];
+            }
+    }
+    cJSON *meta = f.metadata ? cJSON_Duplicate(f.metadata, 1) : cJSON_CreateObject();
+    int rc = fx_keep_original(path);
+    st_writer *w = rc ? NULL : st_writer_create(path, specs, f.n_tensors, meta);
+    if (!w) rc = -1;
+    for (size_t i = 0; i < f.n_tensors && rc == 0; i++) rc = st_writer_write(w, order[i]->data, order[i]->nbytes);
+    if (w) rc = rc ? (st_writer_abort(w), -1) : st_writer_finish(w);
+    cJSON_Delete(meta);
+    free(shapes);
+    free(specs);
+    free(order);
+    st_close(&f);
+    return rc;
+}
+
+int fx_apply(fx_session *s) {
+    for (size_t i = 0; i < s->n_ops; i++) {
+        const fx_op *op = &s->ops[i];
+        char *path = kt_path_join(s->dir, op->file);
+        int rc = 0;
+        if (op->kind == FX_WRITE) {
+            rc = fx_replace_file(path, op->new_text, op->new_len);
+        } else if (op->kind == FX_SHARD_SHAPES) {
+            rc = relabel_shard(path, op);
+        } else {
+            strbuf sb = {0};
+            sb_printf(&sb, "%s.unlisted", path);
+            char *to = sb_take(&sb);
+            struct stat st;
+            if (lstat(to, &st) == 0) rc = kt_fail_io("%s exists; move it away first", to);
+            else if (rename(path, to) != 0) rc = kt_fail_io("cannot move %s aside: %s", path, strerror(errno));
+            free(to);
+        }
+        free(path);
+        if (rc) return kt_fail_context("%s", op->file);
+    }
+    return 0;
+}

@@ -2,9 +2,12 @@
  *
  *   testtool json-print FILE [INDENT [SORT]]   parse FILE, print it back (Python json.dumps style)
  *   testtool st-rewrite IN OUT                 read IN with the reader, write OUT with the writer
+ *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
+ *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
  */
 #include "error.h"
 #include "json.h"
+#include "tokenizer.h"
 #include "safetensors.h"
 
 #include <stdio.h>
@@ -41,9 +44,59 @@ static int st_rewrite(char **argv) {
     return rc ? 1 : 0;
 }
 
+static cJSON *id_array(const int32_t *ids, long n) {
+    cJSON *a = cJSON_CreateArray();
+    for (long i = 0; i < n; i++) cJSON_AddItemToArray(a, kt_json_new_int(ids[i]));
+    return a;
+}
+
+static int tokenize(char **argv) {
+    kt_tokenizer *t = kt_tokenizer_load(argv[2]);
+    cJSON *texts = t ? kt_json_load_file(argv[3], KT_JSON_DUP_LAST_WINS) : NULL;
+    if (!t || !cJSON_IsArray(texts)) {
+        fprintf(stderr, "testtool: %s\n", kt_errmsg());
+        kt_tokenizer_free(t);
+        cJSON_Delete(texts);
+        return 1;
+    }
+    cJSON *out = cJSON_CreateArray();
+    int rc = 0;
+    for (cJSON *x = texts->child; x && rc == 0; x = x->next) {
+        int32_t *ids = NULL, *ids_bos = NULL;
+        const char *s = cJSON_IsString(x) ? x->valuestring : "";
+        long n = kt_tokenizer_encode(t, s, strlen(s), 0, &ids);
+        long nb = n < 0 ? -1 : kt_tokenizer_encode(t, s, strlen(s), 1, &ids_bos);
+        if (n < 0 || nb < 0) {
+            fprintf(stderr, "testtool: %s\n", kt_errmsg());
+            rc = 1;
+        } else {
+            size_t dl;
+            char *dec = kt_tokenizer_decode(t, ids, (size_t)n, &dl);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToObject(o, "ids", id_array(ids, n));
+            cJSON_AddItemToObject(o, "ids_bos", id_array(ids_bos, nb));
+            cJSON_AddStringToObject(o, "decoded", dec);
+            cJSON_AddItemToArray(out, o);
+            free(dec);
+        }
+        free(ids);
+        free(ids_bos);
+    }
+    if (rc == 0) {
+        char *text = kt_json_print(out, &KT_JSON_COMPACT_SORTED);
+        printf("%s\n", text);
+        free(text);
+    }
+    cJSON_Delete(out);
+    cJSON_Delete(texts);
+    kt_tokenizer_free(t);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
+    if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
     fprintf(stderr, "usage: testtool json-print FILE [INDENT [SORT]] | st-rewrite IN OUT\n");
     return 2;
 }

@@ -2,11 +2,14 @@
  *
  *   testtool json-print FILE [INDENT [SORT]]   parse FILE, print it back (Python json.dumps style)
  *   testtool st-rewrite IN OUT                 read IN with the reader, write OUT with the writer
+ *   testtool logits MODEL_DIR ID...            the forward pass token by token; prints the
+ *                                              logits of every position as JSON
  *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
  *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
  */
 #include "error.h"
 #include "json.h"
+#include "model.h"
 #include "tokenizer.h"
 #include "safetensors.h"
 
@@ -93,10 +96,36 @@ static int tokenize(char **argv) {
     return rc;
 }
 
+static int logits(int argc, char **argv) {
+    kt_model m;
+    if (kt_model_load(&m, argv[2])) {
+        fprintf(stderr, "testtool: %s\n", kt_errmsg());
+        return 1;
+    }
+    kt_state st;
+    kt_state_init(&st, &m, argc);
+    float *lg = malloc((size_t)m.cfg.vocab * sizeof *lg);
+    int rc = 0;
+    printf("[");
+    for (int i = 3; i < argc && rc == 0; i++) {
+        rc = kt_forward(&m, &st, (int32_t)atoi(argv[i]), lg);
+        printf("%s[", i > 3 ? "," : "");
+        for (int j = 0; j < m.cfg.vocab && rc == 0; j++) printf("%s%.9g", j ? "," : "", lg[j]);
+        printf("]");
+    }
+    printf("]\n");
+    if (rc) fprintf(stderr, "testtool: %s\n", kt_errmsg());
+    free(lg);
+    kt_state_free(&st, &m);
+    kt_model_free(&m);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
+    if (argc >= 4 && !strcmp(argv[1], "logits")) return logits(argc, argv);
     fprintf(stderr, "usage: testtool json-print FILE [INDENT [SORT]] | st-rewrite IN OUT\n");
     return 2;
 }

@@ -1,0 +1,216 @@
+/* forward.c - the Nemotron-H forward pass for one token, scalar reference.
+ *
+ * Per layer: x += mixer(rmsnorm(x)), the mixer being one of
+ *   M  Mamba-2: in_proj -> [z | xBC | dt]; xBC through a causal depthwise conv
+ *      (kernel conv_kernel) and SiLU -> [x | B | C]; per head h (group
+ *      g = h / (heads / n_groups)): dt = clamp(softplus(dt + dt_bias), limit),
+ *      state = exp(dt * -exp(A_log)) * state + dt * x (outer) B_g,
+ *      y = state . C_g + D * x; then y = rmsnorm_per_group(silu(z) * y) * w;
+ *      out_proj.
+ *   *  attention without positional encoding: softmax(q k / sqrt(d)) v over
+ *      the cached keys and values, grouped-query heads; o_proj.
+ *   -  MLP: down(relu(up(x))^2).
+ * then rmsnorm(norm_f) and lm_head. The same equations as mlx-lm's
+ * nemotron_h.py (which evaluates the SSM in chunks; the recurrence here is
+ * the same sum, token by token).
+ */
+#include "model.h"
+#include "affine.h"
+#include "error.h"
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float vec_at(const kt_vec *v, int i) {
+    float f;
+    kt_row_to_f32(v->dtype, v->data + (size_t)i * (kt_dtype_bits(v->dtype) / 8), &f, 1);
+    return f;
+}
+
+void kt_linear_row(const kt_linear *l, int r, float *out) {
+    if (!l->quantized) {
+        kt_row_to_f32(l->dtype, l->w + (size_t)r * (size_t)l->in * (kt_dtype_bits(l->dtype) / 8), out, (size_t)l->in);
+        return;
+    }
+    const int groups = l->in / l->group_size, es = (int)kt_dtype_bits(l->dtype) / 8;
+    float s[1024], b[1024];
+    uint8_t codes[128];
+    for (int g0 = 0; g0 < groups; g0 += 1024) {
+        int n = groups - g0 < 1024 ? groups - g0 : 1024;
+        kt_row_to_f32(l->dtype, l->scales + ((size_t)r * groups + g0) * es, s, (size_t)n);
+        kt_row_to_f32(l->dtype, l->biases + ((size_t)r * groups + g0) * es, b, (size_t)n);
+        for (int g = 0; g < n; g++) {
+            size_t off = (size_t)r * l->in * l->bits / 8 + (size_t)(g0 + g) * l->group_size * l->bits / 8;
+            kt_unpack_codes_ref(l->bits, l->w + off, (size_t)l->group_size, codes);
+            for (int j = 0; j < l->group_size; j++) out[(g0 + g) * l->group_size + j] = s[g] * codes[j] + b[g];
+        }
+    }
+}
+
+void kt_linear_apply(const kt_linear *l, const float *x, float *y) {
+#pragma omp parallel
+    {
+        float *row = kt_xmalloc((size_t)l->in * sizeof *row);
+#pragma omp for schedule(static)
+        for (int o = 0; o < l->out; o++) {
+            kt_linear_row(l, o, row);
+            double acc = 0;
+            for (int i = 0; i < l->in; i++) acc += (double)row[i] * x[i];
+            y[o] = (float)acc;
+        }
+        free(row);
+    }
+}
+
+static void rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * (w ? vec_at(w, i) : 1.0f);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
+    const kt_config *c = &m->cfg;
+    memset(s, 0, sizeof *s);
+    s->max_pos = max_pos;
+    int L = c->n_layers, I = c->m_heads * c->m_head_dim, conv_dim = I + 2 * c->n_groups * c->state;
+    s->conv = kt_xcalloc((size_t)L, sizeof *s->conv);
+    s->ssm = kt_xcalloc((size_t)L, sizeof *s->ssm);
+    s->k = kt_xcalloc((size_t)L, sizeof *s->k);
+    s->v = kt_xcalloc((size_t)L, sizeof *s->v);
+    for (int i = 0; i < L; i++) {
+        if (m->layers[i].kind == 'M') {
+            s->conv[i] = kt_xcalloc((size_t)(c->conv - 1) * conv_dim + 1, sizeof(float));
+            s->ssm[i] = kt_xcalloc((size_t)c->m_heads * c->m_head_dim * c->state, sizeof(float));
+        } else if (m->layers[i].kind == '*') {
+            s->k[i] = kt_xcalloc((size_t)max_pos * c->kv_heads * c->head_dim, sizeof(float));
+            s->v[i] = kt_xcalloc((size_t)max_pos * c->kv_heads * c->head_dim, sizeof(float));
+        }
+    }
+    return 0;
+}
+
+void kt_state_free(kt_state *s, const kt_model *m) {
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        free(s->conv[i]);
+        free(s->ssm[i]);
+        free(s->k[i]);
+        free(s->v[i]);
+    }
+    free(s->conv);
+    free(s->ssm);
+    free(s->k);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static void mamba(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
+    const int I = c->m_heads * c->m_head_dim, G = c->n_groups, N = c->state, K = c->conv, P = c->m_head_dim;
+    const int conv_dim = I + 2 * G * N;
+    float *proj = kt_xmalloc((size_t)(I + conv_dim + c->m_heads) * sizeof *proj);
+    float *xbc = kt_xmalloc((size_t)conv_dim * sizeof *xbc), *y = kt_xmalloc((size_t)I * sizeof *y);
+    kt_linear_apply(&L->in_proj, x, proj);
+    const float *z = proj, *in = proj + I, *dt = proj + I + conv_dim;
+    /* causal depthwise conv: window = the K-1 remembered inputs and this one */
+    for (int ch = 0; ch < conv_dim; ch++) {
+        float acc = vec_at(&L->conv_b, ch);
+        for (int k = 0; k < K - 1; k++) acc += vec_at(&L->conv_w, ch * K + k) * conv_state[k * conv_dim + ch];
+        acc += vec_at(&L->conv_w, ch * K + K - 1) * in[ch];
+        xbc[ch] = silu(acc);
+    }
+    memmove(conv_state, conv_state + conv_dim, (size_t)(K - 2) * conv_dim * sizeof *conv_state);
+    memcpy(conv_state + (size_t)(K - 2) * conv_dim, in, (size_t)conv_dim * sizeof *in);
+    const float *xs = xbc, *B = xbc + I, *C = xbc + I + G * N;
+    for (int h = 0; h < c->m_heads; h++) {
+        int g = h / (c->m_heads / G);
+        float d = softplus(dt[h] + vec_at(&L->dt_bias, h));
+        d = d < c->dt_min ? c->dt_min : (d > c->dt_max ? c->dt_max : d);
+        float dA = expf(d * -expf(vec_at(&L->A_log, h))), Dh = vec_at(&L->D, h);
+        for (int p = 0; p < P; p++) {
+            float xv = xs[h * P + p], acc = 0;
+            float *st = ssm + ((size_t)h * P + p) * N;
+            for (int n = 0; n < N; n++) {
+                st[n] = st[n] * dA + d * xv * B[g * N + n];
+                acc += st[n] * C[g * N + n];
+            }
+            y[h * P + p] = acc + Dh * xv;
+        }
+    }
+    /* gated RMSNorm, per group of I / n_groups channels */
+    for (int i = 0; i < I; i++) y[i] *= silu(z[i]);
+    const int gs = I / G;
+    for (int g = 0; g < G; g++) rmsnorm(y + g * gs, y + g * gs, NULL, gs, c->eps);
+    for (int i = 0; i < I; i++) y[i] *= vec_at(&L->gnorm, i);
+    kt_linear_apply(&L->out_proj, y, out);
+    free(proj);
+    free(xbc);
+    free(y);
+}
+
+static void attention(const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
+    const int hd = c->head_dim, H = c->heads, KV = c->kv_heads, per = H / KV;
+    float *q = kt_xmalloc((size_t)H * hd * sizeof *q), *o = kt_xcalloc((size_t)H * hd, sizeof *o);
+    float *sc = kt_xmalloc((size_t)(pos + 1) * sizeof *sc);
+    kt_linear_apply(&L->q, x, q);
+    kt_linear_apply(&L->k, x, kc + (size_t)pos * KV * hd);
+    kt_linear_apply(&L->v, x, vc + (size_t)pos * KV * hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < H; h++) {
+        int kvh = h / per;
+        float mx = -INFINITY;
+        for (int t = 0; t <= pos; t++) {
+            const float *k = kc + ((size_t)t * KV + kvh) * hd;
+            float s = 0;
+            for (int i = 0; i < hd; i++) s += q[h * hd + i] * k[i];
+            sc[t] = s * scale;
+            if (sc[t] > mx) mx = sc[t];
+        }
+        float sum = 0;
+        for (int t = 0; t <= pos; t++) sum += sc[t] = expf(sc[t] - mx);
+        for (int t = 0; t <= pos; t++) {
+            const float *v = vc + ((size_t)t * KV + kvh) * hd;
+            for (int i = 0; i < hd; i++) o[h * hd + i] += sc[t] / sum * v[i];
+        }
+    }
+    kt_linear_apply(&L->o, o, out);
+    free(q);
+    free(o);
+    free(sc);
+}
+
+static void mlp(const kt_config *c, const kt_layer *L, const float *x, float *out) {
+    float *u = kt_xmalloc((size_t)c->intermediate * sizeof *u);
+    kt_linear_apply(&L->up, x, u);
+    for (int i = 0; i < c->intermediate; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
+    kt_linear_apply(&L->down, u, out);
+    free(u);
+}
+
+int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
+    const kt_config *c = &m->cfg;
+    if (token < 0 || token >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", token, c->vocab);
+    if (s->pos >= s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
+    float *x = kt_xmalloc((size_t)c->hidden * sizeof *x), *h = kt_xmalloc((size_t)c->hidden * sizeof *h);
+    float *o = kt_xmalloc((size_t)c->hidden * sizeof *o);
+    kt_linear_row(&m->embed, token, x);
+    for (int i = 0; i < c->n_layers; i++) {
+        const kt_layer *L = &m->layers[i];
+        rmsnorm(h, x, &L->norm, c->hidden, c->eps);
+        if (L->kind == 'M') mamba(c, L, s->conv[i], s->ssm[i], h, o);
+        else if (L->kind == '*') attention(c, L, s->k[i], s->v[i], s->pos, h, o);
+        else mlp(c, L, h, o);
+        for (int j = 0; j < c->hidden; j++) x[j] += o[j];
+    }
+    rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
+    kt_linear_apply(&m->lm_head, h, logits);
+    s->pos++;
+    free(x);
+    free(h);
+    free(o);
+    return 0;
+}

@@ -1,0 +1,179 @@
+/* model.c - load a Nemotron-H model directory into the structs of model.h. */
+#include "model.h"
+#include "affine.h"
+#include "error.h"
+#include "json.h"
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int get_int(const cJSON *cfg, const char *key, int *out, int def) {
+    int64_t v;
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!item || cJSON_IsNull(item)) {
+        if (def < 0) return kt_fail("config.json: %s is missing", key);
+        *out = def;
+        return 0;
+    }
+    if (kt_json_i64(item, &v) || v < 0 || v > 1 << 30) return kt_fail("config.json: %s is not a size", key);
+    *out = (int)v;
+    return 0;
+}
+
+static const st_tensor *find(const kt_model *m, const char *fmt, const char *a, const char *b) {
+    char name[512];
+    snprintf(name, sizeof name, fmt, a, b);
+    return kt_model_find(&m->files, name);
+}
+
+static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char *name, int n) {
+    const st_tensor *t = find(m, "%s.%s", prefix, name);
+    if (!t) return kt_fail("tensor %s.%s is missing", prefix, name);
+    if (!kt_dtype_is_float(t->dtype) || (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32))
+        return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
+    if ((int)t->nelem != n) return kt_fail("tensor %s has %llu elements, expected %d", t->name, (unsigned long long)t->nelem, n);
+    *v = (kt_vec){t->data, t->dtype, n};
+    return 0;
+}
+
+/* The quantization of module PATH: a per-layer entry, else the default. */
+static void quant_of(const cJSON *cfg, const char *path, int *bits, int *gs) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
+    if (!q) q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    const cJSON *per = q ? cJSON_GetObjectItemCaseSensitive(q, path) : NULL;
+    const cJSON *src = cJSON_IsObject(per) ? per : q;
+    int64_t v;
+    *bits = 4, *gs = 64;
+    if (src && kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "bits"), &v) == 0) *bits = (int)v;
+    if (src && kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "group_size"), &v) == 0) *gs = (int)v;
+}
+
+static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const char *path, int out, int in) {
+    const st_tensor *w = find(m, "%s.%s", path, "weight");
+    const st_tensor *s = find(m, "%s.%s", path, "scales"), *b = find(m, "%s.%s", path, "biases");
+    if (!w) return kt_fail("tensor %s.weight is missing", path);
+    memset(l, 0, sizeof *l);
+    l->out = out, l->in = in, l->w = w->data;
+    if (s && b) {
+        quant_of(cfg, path, &l->bits, &l->group_size);
+        kt_quant_params p = {l->bits, l->group_size, KT_QUANT_CPU};
+        if (kt_quant_params_check(&p)) return kt_fail_context("%s", path);
+        if (w->dtype != KT_U32 || w->ndim != 2 || w->shape[0] != (uint64_t)out ||
+            w->shape[1] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)out * (uint64_t)(in / l->group_size) ||
+            b->nelem != s->nelem || s->dtype != b->dtype)
+            return kt_fail("tensor %s: packed weight, scales or biases do not fit [%d, %d] at %d bits, group %d", path,
+                           out, in, l->bits, l->group_size);
+        l->quantized = 1;
+        l->scales = s->data, l->biases = b->data, l->dtype = s->dtype;
+        return 0;
+    }
+    if (w->ndim != 2 || w->shape[0] != (uint64_t)out || w->shape[1] != (uint64_t)in ||
+        (w->dtype != KT_BF16 && w->dtype != KT_F16 && w->dtype != KT_F32))
+        return kt_fail("tensor %s.weight: expected a float [%d, %d]", path, out, in);
+    l->dtype = w->dtype;
+    return 0;
+}
+
+static int read_config(kt_config *c, const cJSON *cfg) {
+    memset(c, 0, sizeof *c);
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(cfg, "hybrid_override_pattern");
+    if (cJSON_IsString(pat)) {
+        c->pattern = kt_xstrdup(pat->valuestring);
+    } else {
+        const cJSON *types = cJSON_GetObjectItemCaseSensitive(cfg, "layers_block_type");
+        if (!cJSON_IsArray(types)) return kt_fail("config.json: no hybrid_override_pattern or layers_block_type");
+        strbuf sb = {0};
+        for (const cJSON *t = types->child; t; t = t->next) {
+            const char *s = cJSON_IsString(t) ? t->valuestring : "";
+            sb_putc(&sb, !strcmp(s, "mamba") || !strcmp(s, "linear_attention") ? 'M'
+                         : !strcmp(s, "attention") || !strcmp(s, "full_attention") ? '*'
+                         : !strcmp(s, "mlp") ? '-' : !strcmp(s, "moe") ? 'E' : '?');
+        }
+        c->pattern = sb_take(&sb);
+    }
+    c->n_layers = (int)strlen(c->pattern);
+    if (get_int(cfg, "hidden_size", &c->hidden, -1) || get_int(cfg, "vocab_size", &c->vocab, -1) ||
+        get_int(cfg, "num_attention_heads", &c->heads, 1) || get_int(cfg, "num_key_value_heads", &c->kv_heads, c->heads) ||
+        get_int(cfg, "head_dim", &c->head_dim, c->hidden / (c->heads ? c->heads : 1)) ||
+        get_int(cfg, "mamba_num_heads", &c->m_heads, 1) || get_int(cfg, "mamba_head_dim", &c->m_head_dim, 1) ||
+        get_int(cfg, "n_groups", &c->n_groups, 1) || get_int(cfg, "ssm_state_size", &c->state, 1) ||
+        get_int(cfg, "conv_kernel", &c->conv, 4) || get_int(cfg, "intermediate_size", &c->intermediate, 1))
+        return -1;
+    double eps = 1e-5, lo = 0, hi = INFINITY;
+    kt_json_number(cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon"), &eps);
+    const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");
+    if (cJSON_IsArray(tsl) && cJSON_GetArraySize(tsl) == 2) { /* missing: mlx-lm's default (0, inf) */
+        kt_json_number(tsl->child, &lo);
+        kt_json_number(tsl->child->next, &hi);
+    }
+    c->eps = (float)eps, c->dt_min = (float)lo, c->dt_max = (float)hi;
+    if (c->kv_heads == 0 || c->heads % c->kv_heads || c->n_groups == 0 || c->m_heads % c->n_groups)
+        return kt_fail("config.json: head counts do not divide");
+    return 0;
+}
+
+static int load_layer(kt_model *m, const cJSON *cfg, int i) {
+    const kt_config *c = &m->cfg;
+    kt_layer *L = &m->layers[i];
+    char p[128], mx[160];
+    snprintf(p, sizeof p, "backbone.layers.%d", i);
+    snprintf(mx, sizeof mx, "%s.mixer", p);
+    L->kind = c->pattern[i];
+    if (load_vec(m, &L->norm, p, "norm.weight", c->hidden)) return -1;
+    char path[200];
+#define LIN(field, name, out, in) (snprintf(path, sizeof path, "%s.%s", mx, name), load_linear(m, cfg, &L->field, path, out, in))
+    if (L->kind == 'M') {
+        int I = c->m_heads * c->m_head_dim, conv_dim = I + 2 * c->n_groups * c->state;
+        if (LIN(in_proj, "in_proj", I + conv_dim + c->m_heads, c->hidden) || LIN(out_proj, "out_proj", c->hidden, I) ||
+            load_vec(m, &L->conv_w, mx, "conv1d.weight", conv_dim * c->conv) ||
+            load_vec(m, &L->conv_b, mx, "conv1d.bias", conv_dim) || load_vec(m, &L->dt_bias, mx, "dt_bias", c->m_heads) ||
+            load_vec(m, &L->A_log, mx, "A_log", c->m_heads) || load_vec(m, &L->D, mx, "D", c->m_heads) ||
+            load_vec(m, &L->gnorm, mx, "norm.weight", I))
+            return kt_fail_context("layer %d (Mamba-2)", i);
+    } else if (L->kind == '*') {
+        int q = c->heads * c->head_dim, kv = c->kv_heads * c->head_dim;
+        if (LIN(q, "q_proj", q, c->hidden) || LIN(k, "k_proj", kv, c->hidden) || LIN(v, "v_proj", kv, c->hidden) ||
+            LIN(o, "o_proj", c->hidden, q))
+            return kt_fail_context("layer %d (attention)", i);
+    } else if (L->kind == '-') {
+        if (LIN(up, "up_proj", c->intermediate, c->hidden) || LIN(down, "down_proj", c->hidden, c->intermediate))
+            return kt_fail_context("layer %d (MLP)", i);
+    } else {
+        return kt_fail("layer %d: unsupported layer type %c", i, L->kind);
+    }
+#undef LIN
+    return 0;
+}
+
+int kt_model_load(kt_model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    char *path = kt_path_join(dir, "config.json");
+    cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+    free(path);
+    if (!cfg) return -1;
+    int rc = read_config(&m->cfg, cfg);
+    if (rc == 0) rc = kt_model_open(&m->files, dir);
+    if (rc == 0) {
+        const kt_config *c = &m->cfg;
+        m->layers = kt_xcalloc((size_t)c->n_layers + 1, sizeof *m->layers);
+        rc = load_linear(m, cfg, &m->embed, "backbone.embeddings", c->vocab, c->hidden) ||
+             load_linear(m, cfg, &m->lm_head, "lm_head", c->vocab, c->hidden) ||
+             load_vec(m, &m->norm_f, "backbone", "norm_f.weight", c->hidden) ? -1 : 0;
+        for (int i = 0; i < c->n_layers && rc == 0; i++) rc = load_layer(m, cfg, i);
+    }
+    cJSON_Delete(cfg);
+    if (rc) {
+        kt_fail_context("%s", dir);
+        kt_model_free(m);
+    }
+    return rc;
+}
+
+void kt_model_free(kt_model *m) {
+    if (m->files.n_shards || m->files.dir) kt_model_close(&m->files);
+    free(m->layers);
+    free(m->cfg.pattern);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,83 @@
+/* model.h - Nemotron-H for the CPU: configuration, weights and state as plain
+ * structs, and a forward pass one token at a time (docs/ARCHITECTURE.md).
+ *
+ * Weights stay in the mapped safetensors files: an MLX directory (affine
+ * quantized Linear/Embedding weights with their scales and biases) or an
+ * original Hugging Face directory (bf16). Activations and the recurrent state
+ * are float32.
+ */
+#ifndef KT_MODEL_H
+#define KT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "model_dir.h"
+
+/* y = W x for one weight matrix of shape [out, in], whatever its storage. */
+typedef struct {
+    int out, in;
+    int quantized;
+    const uint8_t *w;              /* packed codes, or the dense values */
+    kt_dtype dtype;                /* dense dtype, or the scales' dtype */
+    const uint8_t *scales, *biases;
+    int bits, group_size;
+} kt_linear;
+
+typedef struct {                   /* a vector parameter (norm weight, bias, A_log...) */
+    const uint8_t *data;
+    kt_dtype dtype;
+    int n;
+} kt_vec;
+
+typedef struct {
+    char kind;                     /* 'M', '*', '-', 'E' */
+    kt_vec norm;                   /* the block's pre-norm */
+    /* Mamba-2 */
+    kt_linear in_proj, out_proj;
+    kt_vec conv_w, conv_b, dt_bias, A_log, D, gnorm;
+    /* attention */
+    kt_linear q, k, v, o;
+    /* MLP */
+    kt_linear up, down;
+} kt_layer;
+
+typedef struct {
+    int hidden, vocab, n_layers;
+    int heads, kv_heads, head_dim;                   /* attention */
+    int m_heads, m_head_dim, n_groups, state, conv;  /* Mamba-2 */
+    int intermediate;                                /* MLP */
+    float eps, dt_min, dt_max;                       /* layer_norm_epsilon, time_step_limit */
+    char *pattern;
+} kt_config;
+
+typedef struct {
+    kt_config cfg;
+    kt_model_files files;
+    kt_linear embed, lm_head;
+    kt_vec norm_f;
+    kt_layer *layers;
+} kt_model;
+
+typedef struct {                   /* what one sequence remembers */
+    int pos, max_pos;
+    float **conv;                  /* per Mamba layer: [conv-1][conv_dim] */
+    float **ssm;                   /* per Mamba layer: [m_heads][m_head_dim][state] */
+    float **k, **v;                /* per attention layer: [max_pos][kv_heads*head_dim] */
+} kt_state;
+
+int kt_model_load(kt_model *m, const char *dir);
+void kt_model_free(kt_model *m);
+int kt_state_init(kt_state *s, const kt_model *m, int max_pos);
+void kt_state_free(kt_state *s, const kt_model *m);
+
+/* Feed TOKEN at the next position; LOGITS receives vocab floats. */
+int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits);
+
+/* y = W x (scalar reference; x: in floats, y: out floats). */
+void kt_linear_apply(const kt_linear *l, const float *x, float *y);
+/* Row R of W as floats (embedding lookup). */
+void kt_linear_row(const kt_linear *l, int r, float *out);
+
+#endif

@@ -1,0 +1,43 @@
+"""runtime/forward.c (the scalar reference forward pass) against mlx-lm's
+nemotron_h in float32: the logits of every position, on the original bf16
+checkpoint and on our 4-bit conversion of it."""
+import json
+import os
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from conftest import TESTTOOL, generate, run, tool
+
+IDS = [1, 1200, 1300, 1400, 1500, 1010, 1600, 1700, 1250, 1999, 12, 1100]
+
+
+def ours(path, ids):
+    return np.array(json.loads(run([TESTTOOL, "logits", path, *map(str, ids)]).stdout))
+
+
+def reference(path, ids):
+    from mlx_lm import load
+    model, _ = load(path)
+    model.set_dtype(mx.float32)
+    return np.array(model(mx.array([ids]))[0])
+
+
+@pytest.mark.parametrize("options", [[], ["--ssm-dtype", "bf16"], ["--pattern", "M*M-*M-M", "--seed", "3"],
+                                     ["--dtype-key", "--shards", "1"]])
+def test_logits_equal_mlx_lm(tmp_path, options):
+    src = generate(tmp_path / "hf", *options)
+    mlx = str(tmp_path / "mlx")
+    run([tool("kintsugi-convert"), src, mlx, "--quiet", "--bits", "4"])
+    for path in (src, mlx):
+        got, ref = ours(path, IDS), reference(path, IDS)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max()), path
+        assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_moe_is_reported_not_guessed(tmp_path):
+    src = generate(tmp_path / "hf", "--moe")
+    r = run([TESTTOOL, "logits", src, "1", "2"], check=False)
+    assert r.returncode == 1 and "unsupported layer type E" in r.stderr

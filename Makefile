@@ -33,7 +33,7 @@ LIB_SRC := $(wildcard lib/*.c) $(wildcard quantize/*.c) $(wildcard runtime/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/%.o)
 LIB_A := $(OUT)/libkintsugi.a
 
-TOOLS := kintsugi-convert kintsugi-fixup kintsugi-quantize kintsugi-verify kintsugi-testdata
+TOOLS := kintsugi-convert kintsugi-fixup kintsugi-quantize kintsugi-run kintsugi-verify kintsugi-testdata
 TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
@@ -67,6 +67,8 @@ $(BINDIR)/kintsugi-convert: $(call objects_of,convert) $(LIB_A)
 $(BINDIR)/kintsugi-fixup: $(call objects_of,fixup) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
+	$(LINK)
+$(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-verify: $(call objects_of,verify) $(LIB_A)
 	$(LINK)

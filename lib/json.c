@@ -407,8 +407,9 @@ static void print_string(strbuf *sb, const char *s, int ensure_ascii) {
         /* Decode one UTF-8 sequence (validated on input) and escape it. */
         unsigned cp, n = (c >= 0xf0) ? 4 : (c >= 0xe0) ? 3 : 2;
         cp = c & (0xff >> (n + 1));
-        for (unsigned k = 1; k < n && p[k]; k++) cp = (cp << 6) | (p[k] & 0x3f);
-        p += n;
+        unsigned k = 1;
+        for (; k < n && p[k]; k++) cp = (cp << 6) | (p[k] & 0x3f);
+        p += k; /* a sequence cut short by the end of the string stops there */
         unsigned units[2], nu = 0;
         if (cp >= 0x10000) {
             cp -= 0x10000;

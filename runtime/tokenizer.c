@@ -397,3 +397,20 @@ size_t kt_utf8_incomplete_tail(const char *s, size_t n) {
     }
     return 0;
 }
+
+char *kt_utf8_sanitize(const char *s, size_t n) {
+    strbuf out = {0};
+    size_t i = 0;
+    while (i < n) {
+        size_t ok = kt_utf8_check((const unsigned char *)s + i, n - i);
+        sb_append(&out, s + i, ok);
+        i += ok;
+        if (i < n) { /* skip the bad byte, or the bytes of a cut sequence */
+            sb_puts(&out, "\xef\xbf\xbd");
+            i++;
+            while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
+        }
+    }
+    sb_cstr(&out);
+    return sb_take(&out);
+}

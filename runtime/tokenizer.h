@@ -42,6 +42,10 @@ size_t kt_tokenizer_vocab_size(const kt_tokenizer *t);
 int32_t kt_tokenizer_bos(const kt_tokenizer *t);                      /* the template's special token, or -1 */
 int kt_tokenizer_is_special(const kt_tokenizer *t, int32_t id);
 
+/* A copy of S[0..N) that is valid UTF-8: every invalid or cut sequence
+ * becomes U+FFFD, as Python's decode(errors="replace") does. */
+char *kt_utf8_sanitize(const char *s, size_t n);
+
 /* Bytes at the end of S[0..N) that are the start of an unfinished UTF-8
  * character (0..3): what a streaming decoder must hold back. */
 size_t kt_utf8_incomplete_tail(const char *s, size_t n);

@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "json.h"
 #include "tests.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -113,4 +114,21 @@ void test_json_marker_string_not_a_number(void) {
     CHECK(strcmp(cJSON_GetArrayItem(j, 0)->valuestring, "\x01" "1") == 0);
     CHECK(kt_json_is_number(cJSON_GetArrayItem(j, 1)));
     cJSON_Delete(j);
+}
+
+/* A string cut inside a UTF-8 sequence must print without reading past its
+ * end (ASan checks), and kt_utf8_sanitize must make it valid. */
+void test_json_print_cut_utf8(void) {
+    const char cut[] = {'a', (char)0xE6, (char)0x97, 0}; /* the first two bytes of U+65E5 */
+    cJSON *s = cJSON_CreateString(cut);
+    char *text = kt_json_print(s, &KT_JSON_PYTHON_INDENT4);
+    CHECK(text != NULL && text[0] == '"' && text[1] == 'a');
+    free(text);
+    cJSON_Delete(s);
+    char *clean = kt_utf8_sanitize(cut, 3);
+    CHECK(strcmp(clean, "a\xef\xbf\xbd") == 0);
+    free(clean);
+    clean = kt_utf8_sanitize("ok\xff\xe6\x97\xa5", 6);
+    CHECK(strcmp(clean, "ok\xef\xbf\xbd\xe6\x97\xa5") == 0);
+    free(clean);
 }

@@ -1,0 +1,89 @@
+"""kintsugi-run against mlx-lm and transformers: greedy generation gives
+mlx-lm's tokens (float32), the chat prompt is transformers' rendering of the
+model's own template, reasoning is split from the answer and has its own
+budget, sampling is repeatable."""
+import json
+import os
+
+import mlx.core as mx
+import pytest
+
+from conftest import generate, run, tool
+
+RUN = tool("kintsugi-run")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    src = generate(d / "hf")
+    mlx = str(d / "mlx")
+    run([tool("kintsugi-convert"), src, mlx, "--quiet"])
+    return src, mlx
+
+
+def ours(path, *args):
+    return json.loads(run([RUN, path, "--json", *args]).stdout)
+
+
+def mlx_greedy(path, prompt_ids, n):
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+    model, _ = load(path)
+    model.set_dtype(mx.float32)
+    out = []
+    for tok, _ in generate_step(mx.array(prompt_ids), model, max_tokens=n, sampler=lambda lg: mx.argmax(lg, axis=-1)):
+        out.append(int(tok))
+    return out
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_greedy_equals_mlx_lm(models, which):
+    path = models[which]
+    r = ours(path, "--raw", "--prompt", "日本の首都は東京です。", "--max-tokens", "24", "--temperature", "0")
+    ref = mlx_greedy(path, r["prompt_ids"], len(r["generated_ids"]))
+    assert r["generated_ids"] == ref and len(ref) > 0
+
+
+@pytest.mark.parametrize("system,user", [(None, "Hello"), ("You are kind. /no_think", "質問です"),
+                                         ("", "/no_think what? /think again"), (None, "  spaced /no_think  ")])
+def test_chat_prompt_equals_the_template(models, system, user):
+    from transformers import AutoTokenizer
+    path = models[1]
+    tok = AutoTokenizer.from_pretrained(path)
+    msgs = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    r = ours(path, "--prompt", user, *(["--system", system] if system is not None else []), "--max-tokens", "1")
+    assert r["prompt_ids"] == tok(text)["input_ids"]  # mlx-lm encodes the rendered prompt with <s>
+    assert r["thinking"] == text.endswith("<think>\n")
+
+
+def test_reasoning_budget_and_split(models):
+    path = models[1]
+    r = ours(path, "--prompt", "Hello", "--max-tokens", "6", "--max-reasoning-tokens", "5", "--seed", "1")
+    assert r["thinking"] and "</think>" not in r["reasoning"]
+    # the budget forced </think>: the text holds reasoning, the marker, then the answer
+    assert "</think>" in r["text"] and len(r["answer"]) > 0
+    r = ours(path, "--prompt", "Hello /no_think", "--max-tokens", "6")
+    assert not r["thinking"] and r["reasoning"] == ""
+
+
+def test_sampling_is_repeatable(models):
+    path = models[1]
+    args = ["--raw", "--prompt", "Hello", "--max-tokens", "12", "--temperature", "0.8", "--top-k", "50", "--top-p", "0.9"]
+    a = ours(path, *args, "--seed", "7")
+    b = ours(path, *args, "--seed", "7")
+    c = ours(path, *args, "--seed", "8")
+    assert a["generated_ids"] == b["generated_ids"]
+    assert a["generated_ids"] != c["generated_ids"] or len(a["generated_ids"]) < 3
+
+
+def test_tokenize_and_errors(models):
+    path = models[1]
+    r = run([RUN, path, "--tokenize", "--bos"], input="日本語\nHello\n")
+    lines = r.stdout.strip().split("\n")
+    assert len(lines) == 2 and lines[0].split()[0] == "1"
+    r = run([RUN, path], check=False)
+    assert r.returncode == 2 and "--prompt" in r.stderr
+    r = run([RUN, "/nonexistent", "--prompt", "x"], check=False)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

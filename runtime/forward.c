@@ -29,41 +29,6 @@ static float vec_at(const kt_vec *v, int i) {
     return f;
 }
 
-void kt_linear_row(const kt_linear *l, int r, float *out) {
-    if (!l->quantized) {
-        kt_row_to_f32(l->dtype, l->w + (size_t)r * (size_t)l->in * (kt_dtype_bits(l->dtype) / 8), out, (size_t)l->in);
-        return;
-    }
-    const int groups = l->in / l->group_size, es = (int)kt_dtype_bits(l->dtype) / 8;
-    float s[1024], b[1024];
-    uint8_t codes[128];
-    for (int g0 = 0; g0 < groups; g0 += 1024) {
-        int n = groups - g0 < 1024 ? groups - g0 : 1024;
-        kt_row_to_f32(l->dtype, l->scales + ((size_t)r * groups + g0) * es, s, (size_t)n);
-        kt_row_to_f32(l->dtype, l->biases + ((size_t)r * groups + g0) * es, b, (size_t)n);
-        for (int g = 0; g < n; g++) {
-            size_t off = (size_t)r * l->in * l->bits / 8 + (size_t)(g0 + g) * l->group_size * l->bits / 8;
-            kt_unpack_codes_ref(l->bits, l->w + off, (size_t)l->group_size, codes);
-            for (int j = 0; j < l->group_size; j++) out[(g0 + g) * l->group_size + j] = s[g] * codes[j] + b[g];
-        }
-    }
-}
-
-void kt_linear_apply(const kt_linear *l, const float *x, float *y) {
-#pragma omp parallel
-    {
-        float *row = kt_xmalloc((size_t)l->in * sizeof *row);
-#pragma omp for schedule(static)
-        for (int o = 0; o < l->out; o++) {
-            kt_linear_row(l, o, row);
-            double acc = 0;
-            for (int i = 0; i < l->in; i++) acc += (double)row[i] * x[i];
-            y[o] = (float)acc;
-        }
-        free(row);
-    }
-}
-
 static void rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];

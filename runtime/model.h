@@ -79,5 +79,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits);
 void kt_linear_apply(const kt_linear *l, const float *x, float *y);
 /* Row R of W as floats (embedding lookup). */
 void kt_linear_row(const kt_linear *l, int r, float *out);
+/* Use the scalar reference only (tests compare the two). */
+void kt_matvec_force_scalar(int on);
 
 #endif

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "json.h"
 #include "model.h"
+#include "perplexity.h"
 #include "progress.h"
 #include "sample.h"
 #include "strbuf.h"
@@ -26,8 +27,8 @@
 static const char *PROG = "kintsugi-run";
 
 typedef struct {
-    const char *dir, *prompt, *system, *reasoning;
-    int raw, json, tokenize, bos, max_tokens, max_reasoning, context;
+    const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against;
+    int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window;
     kt_sampler sampler;
 } options;
 
@@ -49,6 +50,10 @@ static void usage(FILE *out) {
             "  --temperature T          0 is greedy (default 0)\n"
             "  --top-k K, --top-p P, --min-p P, --repetition-penalty R, --seed S\n"
             "  --context N              the longest sequence (default 4096)\n"
+            "  --perplexity FILE        token and word perplexity of FILE, in windows of\n"
+            "  --window N               N tokens (default 512), each from a fresh state\n"
+            "  --kld-against DIR        with --perplexity: mean KL divergence, top-1 agreement\n"
+            "                           and perplexity ratio against the model in DIR\n"
             "  --json                   ids, text, reasoning, answer and stats as JSON\n"
             "  --tokenize [--bos]       print the token ids of each line of stdin\n"
             "  -h, --help               this text\n"
@@ -66,7 +71,7 @@ static int usage_error(const char *fmt, const char *arg) {
 
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1;
+    o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1, o->window = 512;
     o->sampler = (kt_sampler){0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -75,19 +80,22 @@ static int parse_args(int argc, char **argv, options *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--prompt")) { NEEDS_VALUE(); o->prompt = v; }
         else if (!strcmp(a, "--system")) { NEEDS_VALUE(); o->system = v; }
+        else if (!strcmp(a, "--perplexity")) { NEEDS_VALUE(); o->perplexity = v; }
+        else if (!strcmp(a, "--kld-against")) { NEEDS_VALUE(); o->kld_against = v; }
         else if (!strcmp(a, "--reasoning")) {
             NEEDS_VALUE();
             if (strcmp(v, "show") && strcmp(v, "hide") && strcmp(v, "separate"))
                 return usage_error("--reasoning: '%s' is not show, hide or separate", v);
             o->reasoning = v;
         } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "--max-reasoning-tokens") || !strcmp(a, "--context") ||
-                   !strcmp(a, "--top-k")) {
+                   !strcmp(a, "--top-k") || !strcmp(a, "--window")) {
             NEEDS_VALUE();
             long n = strtol(v, &end, 10);
             if (!*v || *end || n < 0 || n > 1 << 24) return usage_error("'%s' is not a count", v);
             if (!strcmp(a, "--max-tokens")) o->max_tokens = (int)n;
             else if (!strcmp(a, "--context")) o->context = (int)n;
             else if (!strcmp(a, "--top-k")) o->sampler.top_k = (int)n;
+            else if (!strcmp(a, "--window")) o->window = (int)n;
             else o->max_reasoning = (int)n;
         } else if (!strcmp(a, "--temperature") || !strcmp(a, "--top-p") || !strcmp(a, "--min-p") ||
                    !strcmp(a, "--repetition-penalty")) {
@@ -113,7 +121,10 @@ static int parse_args(int argc, char **argv, options *o) {
 #undef NEEDS_VALUE
     }
     if (!o->dir) return usage_error("%s", "MODEL_DIR is required");
-    if (!o->tokenize && !o->prompt) return usage_error("%s", "--prompt TEXT is required (or --tokenize)");
+    if (!o->tokenize && !o->prompt && !o->perplexity)
+        return usage_error("%s", "--prompt TEXT is required (or --tokenize, or --perplexity FILE)");
+    if (o->kld_against && !o->perplexity) return usage_error("%s", "--kld-against goes with --perplexity");
+    if (o->window < 2) o->window = 2;
     if (o->context < 16) o->context = 16;
     return -1;
 }
@@ -179,6 +190,59 @@ static cJSON *ids_json(const int32_t *v, size_t n) {
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, kt_json_new_int(v[i]));
     return a;
+}
+
+static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *tok) {
+    FILE *f = fopen(o->perplexity, "rb");
+    if (!f) return kt_fail_io("cannot open %s", o->perplexity), 2;
+    strbuf text = {0};
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_append(&text, buf, n);
+    fclose(f);
+    kt_model ref;
+    int have_ref = 0;
+    if (o->kld_against) {
+        if (kt_model_load(&ref, o->kld_against)) {
+            sb_free(&text);
+            return 1;
+        }
+        have_ref = 1;
+    }
+    kt_ppl_result r;
+    double t0 = kt_now();
+    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, sb_cstr(&text), text.len, o->window, &r);
+    double secs = kt_now() - t0;
+    if (rc == 0 && o->json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddItemToObject(root, "tokens", kt_json_new_int(r.tokens));
+        cJSON_AddItemToObject(root, "words", kt_json_new_int(r.words));
+        cJSON_AddItemToObject(root, "windows", kt_json_new_int(r.windows));
+        cJSON_AddItemToObject(root, "nll", kt_json_new_float(r.nll));
+        cJSON_AddItemToObject(root, "token_perplexity", kt_json_new_float(r.token_ppl));
+        cJSON_AddItemToObject(root, "word_perplexity", kt_json_new_float(r.word_ppl));
+        if (have_ref) {
+            cJSON_AddItemToObject(root, "reference_token_perplexity", kt_json_new_float(r.ref_token_ppl));
+            cJSON_AddItemToObject(root, "perplexity_ratio", kt_json_new_float(r.ppl_ratio));
+            cJSON_AddItemToObject(root, "kld_mean", kt_json_new_float(r.kld_mean));
+            cJSON_AddItemToObject(root, "kld_max", kt_json_new_float(r.kld_max));
+            cJSON_AddItemToObject(root, "top1_agreement", kt_json_new_float(r.top1_agreement));
+        }
+        cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
+        char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(root);
+    } else if (rc == 0) {
+        printf("%ld tokens in %ld windows of %d: token perplexity %.4f, word perplexity %.4f (%ld words)\n", r.tokens,
+               r.windows, o->window, r.token_ppl, r.word_ppl, r.words);
+        if (have_ref)
+            printf("against %s: mean KL divergence %.6f (max %.4f), top-1 agreement %.2f%%, perplexity ratio %.4f\n",
+                   o->kld_against, r.kld_mean, r.kld_max, 100 * r.top1_agreement, r.ppl_ratio);
+    }
+    if (have_ref) kt_model_free(&ref);
+    sb_free(&text);
+    return rc ? 1 : 0;
 }
 
 static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok) {
@@ -311,7 +375,7 @@ int main(int argc, char **argv) {
         if (kt_model_load(&m, o.dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
         } else {
-            rc = generate(&o, &m, tok);
+            rc = o.perplexity ? perplexity(&o, &m, tok) : generate(&o, &m, tok);
             kt_model_free(&m);
         }
     }

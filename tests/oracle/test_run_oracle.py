@@ -87,3 +87,46 @@ def test_tokenize_and_errors(models):
     assert r.returncode == 2 and "--prompt" in r.stderr
     r = run([RUN, "/nonexistent", "--prompt", "x"], check=False)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+PPL_TEXT = ("日本の首都は東京です。今日はいい天気ですね！\nThe quick brown fox jumps over the lazy dog.  "
+            "def f(x):\n    return x ** 2\n\n明日も晴れるでしょうか？ Yes, I think so.\n") * 3
+
+
+def mlx_nll(path, ids, window, bos=1):
+    from mlx_lm import load
+    model, _ = load(path)
+    model.set_dtype(mx.float32)
+    total = 0.0
+    for w0 in range(0, len(ids), window):
+        chunk = ids[w0:w0 + window]
+        inp = [bos] + chunk[:-1]
+        logits = model(mx.array([inp]))[0]
+        lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        total -= float(mx.sum(lp[mx.arange(len(chunk)), mx.array(chunk)]).item())
+    return total
+
+
+def test_perplexity_equals_mlx_lm(models, tmp_path):
+    import math
+    import re
+    from tokenizers import Tokenizer
+    src, mlx = models
+    f = tmp_path / "text.txt"
+    f.write_text(PPL_TEXT)
+    r = ours(mlx, "--perplexity", str(f), "--window", "32")
+    ids = Tokenizer.from_file(os.path.join(mlx, "tokenizer.json")).encode(PPL_TEXT, add_special_tokens=False).ids
+    nll = mlx_nll(mlx, ids, 32)
+    assert r["tokens"] == len(ids) and r["windows"] == math.ceil(len(ids) / 32)
+    assert r["nll"] == pytest.approx(nll, rel=1e-4)
+    assert r["token_perplexity"] == pytest.approx(math.exp(nll / len(ids)), rel=1e-4)
+    assert r["words"] == len(re.split(r"\s+", PPL_TEXT))
+    assert r["word_perplexity"] == pytest.approx(math.exp(nll / r["words"]), rel=1e-4)
+    # against itself: no divergence; the 4-bit model against its original: some
+    same = ours(mlx, "--perplexity", str(f), "--window", "32", "--kld-against", mlx)
+    assert same["kld_mean"] == pytest.approx(0, abs=1e-9) and same["top1_agreement"] == 1 and same["perplexity_ratio"] == pytest.approx(1)
+    q = ours(mlx, "--perplexity", str(f), "--window", "32", "--kld-against", src)
+    ref_nll = mlx_nll(src, ids, 32)
+    assert q["reference_token_perplexity"] == pytest.approx(math.exp(ref_nll / len(ids)), rel=1e-4)
+    assert q["kld_mean"] > 0 and 0 < q["top1_agreement"] <= 1
+    assert q["perplexity_ratio"] == pytest.approx(q["token_perplexity"] / q["reference_token_perplexity"])

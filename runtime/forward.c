@@ -10,6 +10,8 @@
  *   *  attention without positional encoding: softmax(q k / sqrt(d)) v over
  *      the cached keys and values, grouped-query heads; o_proj.
  *   -  MLP: down(relu(up(x))^2).
+ *   E  MoE: the top-k experts by gate score, each an MLP, weighted, plus the
+ *      shared expert (see moe()).
  * then rmsnorm(norm_f) and lm_head. The same equations as mlx-lm's
  * nemotron_h.py (which evaluates the SSM in chunks; the recurrence here is
  * the same sum, token by token).
@@ -156,6 +158,71 @@ static void mlp(const kt_config *c, const kt_layer *L, const float *x, float *ou
     free(u);
 }
 
+/* MoE: sigmoid scores of the gate; the choice uses scores + correction bias
+ * (within the best topk_group groups, a group scored by its two best), the
+ * weights are the plain scores of the chosen, normalised when asked, times
+ * routed_scaling_factor. Each chosen expert is an MLP with relu^2; the shared
+ * expert is added. */
+static void moe(const kt_config *c, const kt_layer *L, const float *x, float *out) {
+    const int E = c->n_experts, K = c->top_k;
+    float *score = kt_xmalloc((size_t)E * sizeof *score), *sel = kt_xmalloc((size_t)E * sizeof *sel);
+    kt_linear_apply(&L->gate, x, score);
+    for (int e = 0; e < E; e++) {
+        score[e] = 1.0f / (1.0f + expf(-score[e]));
+        sel[e] = score[e] + vec_at(&L->e_bias, e);
+    }
+    if (c->n_group > 1) { /* keep the topk_group groups with the best two scores */
+        int per = E / c->n_group;
+        float *gscore = kt_xmalloc((size_t)c->n_group * sizeof *gscore);
+        for (int g = 0; g < c->n_group; g++) {
+            float a = -INFINITY, b = -INFINITY;
+            for (int e = g * per; e < (g + 1) * per; e++) {
+                if (sel[e] > a) b = a, a = sel[e];
+                else if (sel[e] > b) b = sel[e];
+            }
+            gscore[g] = a + b;
+        }
+        for (int drop = 0; drop < c->n_group - c->topk_group; drop++) {
+            int worst = -1;
+            for (int g = 0; g < c->n_group; g++)
+                if (gscore[g] != INFINITY && (worst < 0 || gscore[g] < gscore[worst])) worst = g;
+            for (int e = worst * per; e < (worst + 1) * per; e++) sel[e] = 0.0f;
+            gscore[worst] = INFINITY;
+        }
+        free(gscore);
+    }
+    int *chosen = kt_xmalloc((size_t)K * sizeof *chosen);
+    float *w = kt_xmalloc((size_t)K * sizeof *w), total = 0;
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= chosen[j] == e;
+            if (!taken && (best < 0 || sel[e] > sel[best])) best = e;
+        }
+        chosen[k] = best;
+        w[k] = score[best];
+        total += w[k];
+    }
+    float *u = kt_xmalloc((size_t)(c->moe_inter > c->moe_shared_inter ? c->moe_inter : c->moe_shared_inter) * sizeof *u);
+    float *y = kt_xmalloc((size_t)c->hidden * sizeof *y);
+    memset(out, 0, (size_t)c->hidden * sizeof *out);
+    for (int k = 0; k < K; k++) {
+        float wk = (K > 1 && c->norm_topk ? w[k] / (total + 1e-20f) : w[k]) * c->routed_scale;
+        kt_linear_apply(&L->fc1[chosen[k]], x, u);
+        for (int i = 0; i < c->moe_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
+        kt_linear_apply(&L->fc2[chosen[k]], u, y);
+        for (int i = 0; i < c->hidden; i++) out[i] += wk * y[i];
+    }
+    if (L->has_shared) {
+        kt_linear_apply(&L->sh_up, x, u);
+        for (int i = 0; i < c->moe_shared_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
+        kt_linear_apply(&L->sh_down, u, y);
+        for (int i = 0; i < c->hidden; i++) out[i] += y[i];
+    }
+    free(score), free(sel), free(chosen), free(w), free(u), free(y);
+}
+
 int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     const kt_config *c = &m->cfg;
     if (token < 0 || token >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", token, c->vocab);
@@ -168,6 +235,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
         rmsnorm(h, x, &L->norm, c->hidden, c->eps);
         if (L->kind == 'M') mamba(c, L, s->conv[i], s->ssm[i], h, o);
         else if (L->kind == '*') attention(c, L, s->k[i], s->v[i], s->pos, h, o);
+        else if (L->kind == 'E') moe(c, L, h, o);
         else mlp(c, L, h, o);
         for (int j = 0; j < c->hidden; j++) x[j] += o[j];
     }

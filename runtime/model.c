@@ -101,6 +101,26 @@ static int read_config(kt_config *c, const cJSON *cfg) {
         get_int(cfg, "n_groups", &c->n_groups, 1) || get_int(cfg, "ssm_state_size", &c->state, 1) ||
         get_int(cfg, "conv_kernel", &c->conv, 4) || get_int(cfg, "intermediate_size", &c->intermediate, 1))
         return -1;
+    if (strchr(c->pattern, 'E')) {
+        const cJSON *latent = cJSON_GetObjectItemCaseSensitive(cfg, "moe_latent_size");
+        if (latent && !cJSON_IsNull(latent)) return kt_fail("config.json: MoE latent projections are not supported yet");
+        const cJSON *shared = cJSON_GetObjectItemCaseSensitive(cfg, "n_shared_experts");
+        c->norm_topk = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "norm_topk_prob"));
+        int dummy;
+        if (get_int(cfg, "n_routed_experts", &c->n_experts, -1) || get_int(cfg, "num_experts_per_tok", &c->top_k, -1) ||
+            get_int(cfg, "moe_intermediate_size", &c->moe_inter, -1) ||
+            get_int(cfg, "moe_shared_expert_intermediate_size", &c->moe_shared_inter, c->moe_inter) ||
+            get_int(cfg, "n_group", &c->n_group, 1) || get_int(cfg, "topk_group", &c->topk_group, 1) ||
+            get_int(cfg, "n_shared_experts", &dummy, 0))
+            return -1;
+        c->moe_shared_inter = shared && !cJSON_IsNull(shared) && dummy > 0 ? c->moe_shared_inter : 0;
+        double sc = 1.0;
+        kt_json_number(cJSON_GetObjectItemCaseSensitive(cfg, "routed_scaling_factor"), &sc);
+        c->routed_scale = (float)sc;
+        if (c->top_k < 1 || c->top_k > c->n_experts || c->n_group < 1 || c->n_experts % c->n_group ||
+            c->topk_group < 1 || c->topk_group > c->n_group)
+            return kt_fail("config.json: the MoE routing numbers do not fit together");
+    }
     double eps = 1e-5, lo = 0, hi = INFINITY;
     kt_json_number(cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon"), &eps);
     const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");
@@ -111,6 +131,68 @@ static int read_config(kt_config *c, const cJSON *cfg) {
     c->eps = (float)eps, c->dt_min = (float)lo, c->dt_max = (float)hi;
     if (c->kv_heads == 0 || c->heads % c->kv_heads || c->n_groups == 0 || c->m_heads % c->n_groups)
         return kt_fail("config.json: head counts do not divide");
+    return 0;
+}
+
+/* Expert E of a stacked [E, out, in] tensor (MLX's switch_mlp), as a Linear. */
+static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const char *path, int e, int n_exp, int out, int in) {
+    const st_tensor *w = find(m, "%s.%s", path, "weight");
+    const st_tensor *s = find(m, "%s.%s", path, "scales"), *b = find(m, "%s.%s", path, "biases");
+    if (!w || w->ndim != 3 || w->shape[0] != (uint64_t)n_exp || w->shape[1] != (uint64_t)out)
+        return kt_fail("tensor %s.weight: expected [%d, %d, ...]", path, n_exp, out);
+    memset(l, 0, sizeof *l);
+    l->out = out, l->in = in;
+    if (s && b) {
+        quant_of(cfg, path, &l->bits, &l->group_size);
+        size_t es = kt_dtype_bits(s->dtype) / 8, groups = (size_t)in / (size_t)l->group_size;
+        if (w->dtype != KT_U32 || w->shape[2] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)n_exp * out * groups ||
+            b->nelem != s->nelem || s->dtype != b->dtype)
+            return kt_fail("tensor %s: does not fit [%d, %d, %d]", path, n_exp, out, in);
+        l->quantized = 1, l->dtype = s->dtype;
+        l->w = w->data + (size_t)e * out * in * l->bits / 8;
+        l->scales = s->data + (size_t)e * out * groups * es;
+        l->biases = b->data + (size_t)e * out * groups * es;
+        return 0;
+    }
+    if (w->shape[2] != (uint64_t)in || (w->dtype != KT_BF16 && w->dtype != KT_F16 && w->dtype != KT_F32))
+        return kt_fail("tensor %s.weight: expected a float [%d, %d, %d]", path, n_exp, out, in);
+    l->dtype = w->dtype;
+    l->w = w->data + (size_t)e * out * in * (kt_dtype_bits(w->dtype) / 8);
+    return 0;
+}
+
+static int load_moe(kt_model *m, const cJSON *cfg, kt_layer *L, const char *mx) {
+    const kt_config *c = &m->cfg;
+    char path[200];
+    L->fc1 = kt_xcalloc((size_t)c->n_experts, sizeof *L->fc1);
+    L->fc2 = kt_xcalloc((size_t)c->n_experts, sizeof *L->fc2);
+    for (int e = 0; e < c->n_experts; e++) {
+        char up[200], down[200];
+        snprintf(up, sizeof up, "%s.experts.%d.up_proj", mx, e);
+        snprintf(down, sizeof down, "%s.experts.%d.down_proj", mx, e);
+        if (find(m, "%s.%s", up, "weight")) { /* the original: one tensor per expert */
+            if (load_linear(m, cfg, &L->fc1[e], up, c->moe_inter, c->hidden) ||
+                load_linear(m, cfg, &L->fc2[e], down, c->hidden, c->moe_inter))
+                return -1;
+        } else {
+            snprintf(up, sizeof up, "%s.switch_mlp.fc1", mx);
+            snprintf(down, sizeof down, "%s.switch_mlp.fc2", mx);
+            if (expert_slice(m, cfg, &L->fc1[e], up, e, c->n_experts, c->moe_inter, c->hidden) ||
+                expert_slice(m, cfg, &L->fc2[e], down, e, c->n_experts, c->hidden, c->moe_inter))
+                return -1;
+        }
+    }
+    snprintf(path, sizeof path, "%s.gate", mx);
+    if (load_linear(m, cfg, &L->gate, path, c->n_experts, c->hidden) ||
+        load_vec(m, &L->e_bias, path, "e_score_correction_bias", c->n_experts))
+        return -1;
+    if (c->moe_shared_inter > 0) {
+        L->has_shared = 1;
+        snprintf(path, sizeof path, "%s.shared_experts.up_proj", mx);
+        if (load_linear(m, cfg, &L->sh_up, path, c->moe_shared_inter, c->hidden)) return -1;
+        snprintf(path, sizeof path, "%s.shared_experts.down_proj", mx);
+        if (load_linear(m, cfg, &L->sh_down, path, c->hidden, c->moe_shared_inter)) return -1;
+    }
     return 0;
 }
 
@@ -140,6 +222,8 @@ static int load_layer(kt_model *m, const cJSON *cfg, int i) {
     } else if (L->kind == '-') {
         if (LIN(up, "up_proj", c->intermediate, c->hidden) || LIN(down, "down_proj", c->hidden, c->intermediate))
             return kt_fail_context("layer %d (MLP)", i);
+    } else if (L->kind == 'E') {
+        if (load_moe(m, cfg, L, mx)) return kt_fail_context("layer %d (MoE)", i);
     } else {
         return kt_fail("layer %d: unsupported layer type %c", i, L->kind);
     }
@@ -173,6 +257,10 @@ int kt_model_load(kt_model *m, const char *dir) {
 
 void kt_model_free(kt_model *m) {
     if (m->files.n_shards || m->files.dir) kt_model_close(&m->files);
+    for (int i = 0; m->layers && i < m->cfg.n_layers; i++) {
+        free(m->layers[i].fc1);
+        free(m->layers[i].fc2);
+    }
     free(m->layers);
     free(m->cfg.pattern);
     memset(m, 0, sizeof *m);

@@ -41,6 +41,11 @@ typedef struct {
     kt_linear q, k, v, o;
     /* MLP */
     kt_linear up, down;
+    /* MoE: routed experts (fc1 = up, fc2 = down per expert), gate, shared expert */
+    kt_linear *fc1, *fc2;
+    kt_linear gate, sh_up, sh_down;
+    kt_vec e_bias;
+    int has_shared;
 } kt_layer;
 
 typedef struct {
@@ -48,6 +53,8 @@ typedef struct {
     int heads, kv_heads, head_dim;                   /* attention */
     int m_heads, m_head_dim, n_groups, state, conv;  /* Mamba-2 */
     int intermediate;                                /* MLP */
+    int n_experts, top_k, moe_inter, moe_shared_inter, n_group, topk_group, norm_topk; /* MoE */
+    float routed_scale;
     float eps, dt_min, dt_max;                       /* layer_norm_epsilon, time_step_limit */
     char *pattern;
 } kt_config;

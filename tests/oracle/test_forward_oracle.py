@@ -1,6 +1,6 @@
-"""runtime/forward.c (the scalar reference forward pass) against mlx-lm's
-nemotron_h in float32: the logits of every position, on the original bf16
-checkpoint and on our 4-bit conversion of it."""
+"""runtime/forward.c against mlx-lm's nemotron_h in float32: the logits of
+every position, on the original bf16 checkpoint and on our 4-bit conversion
+of it, for Mamba-2, attention, MLP and MoE layers."""
 import json
 import os
 
@@ -25,7 +25,7 @@ def reference(path, ids):
 
 
 @pytest.mark.parametrize("options", [[], ["--ssm-dtype", "bf16"], ["--pattern", "M*M-*M-M", "--seed", "3"],
-                                     ["--dtype-key", "--shards", "1"]])
+                                     ["--dtype-key", "--shards", "1"], ["--moe"], ["--moe", "--mtp", "--ssm-dtype", "bf16"]])
 def test_logits_equal_mlx_lm(tmp_path, options):
     src = generate(tmp_path / "hf", *options)
     mlx = str(tmp_path / "mlx")
@@ -37,7 +37,10 @@ def test_logits_equal_mlx_lm(tmp_path, options):
         assert (got.argmax(-1) == ref.argmax(-1)).all()
 
 
-def test_moe_is_reported_not_guessed(tmp_path):
+def test_what_is_not_supported_is_reported_not_guessed(tmp_path):
     src = generate(tmp_path / "hf", "--moe")
+    cfg_path = os.path.join(src, "config.json")
+    cfg = json.load(open(cfg_path))
+    json.dump(dict(cfg, moe_latent_size=64), open(cfg_path, "w"))
     r = run([TESTTOOL, "logits", src, "1", "2"], check=False)
-    assert r.returncode == 1 and "unsupported layer type E" in r.stderr
+    assert r.returncode == 1 and "latent" in r.stderr

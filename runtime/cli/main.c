@@ -28,7 +28,7 @@ static const char *PROG = "kintsugi-run";
 
 typedef struct {
     const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against;
-    int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window;
+    int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat;
     kt_sampler sampler;
 } options;
 
@@ -42,6 +42,7 @@ static void usage(FILE *out) {
             "switch reasoning on (the default) or off.\n"
             "\n"
             "  --prompt TEXT            the user message\n"
+            "  --chat                   a conversation: one user message per line of stdin\n"
             "  --system TEXT            a system message\n"
             "  --raw                    no chat format: TEXT is fed as it is\n"
             "  --max-tokens N           answer tokens (default 256)\n"
@@ -111,6 +112,7 @@ static int parse_args(int argc, char **argv, options *o) {
             o->sampler.rng = strtoull(v, &end, 10);
             if (!*v || *end) return usage_error("--seed: '%s' is not a number", v);
         } else if (!strcmp(a, "--raw")) o->raw = 1;
+        else if (!strcmp(a, "--chat")) o->chat = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--tokenize")) o->tokenize = 1;
         else if (!strcmp(a, "--bos")) o->bos = 1;
@@ -121,8 +123,8 @@ static int parse_args(int argc, char **argv, options *o) {
 #undef NEEDS_VALUE
     }
     if (!o->dir) return usage_error("%s", "MODEL_DIR is required");
-    if (!o->tokenize && !o->prompt && !o->perplexity)
-        return usage_error("%s", "--prompt TEXT is required (or --tokenize, or --perplexity FILE)");
+    if (!o->tokenize && !o->prompt && !o->perplexity && !o->chat)
+        return usage_error("%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
     if (o->kld_against && !o->perplexity) return usage_error("%s", "--kld-against goes with --perplexity");
     if (o->window < 2) o->window = 2;
     if (o->context < 16) o->context = 16;
@@ -245,18 +247,11 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     return rc ? 1 : 0;
 }
 
-static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok) {
-    int think = 0;
-    char *prompt;
-    if (o->raw) {
-        prompt = kt_xstrdup(o->prompt);
-    } else {
-        kt_message msgs[2];
-        size_t n = 0;
-        if (o->system) msgs[n++] = (kt_message){"system", o->system};
-        msgs[n++] = (kt_message){"user", o->prompt};
-        prompt = kt_chat_render(msgs, n, &think);
-    }
+/* Generate from PROMPT (already in the chat format unless --raw). THINK:
+ * the prompt opens the reasoning. *REPLY (if not NULL) receives the generated
+ * text, for the next turn of a chat. */
+static int generate_from(const options *o, const kt_model *m, const kt_tokenizer *tok, char *prompt, int think,
+                         char **reply) {
     int32_t *ids;
     long n_prompt = kt_tokenizer_encode(tok, prompt, strlen(prompt), o->bos != 0, &ids);
     free(prompt);
@@ -348,6 +343,12 @@ static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok
         free(s);
         cJSON_Delete(root);
     }
+    if (reply) {
+        size_t rl;
+        char *raw = kt_tokenizer_decode(tok, ids + n_prompt, n_gen, &rl);
+        *reply = kt_utf8_sanitize(raw, rl);
+        free(raw);
+    }
     free(forced);
     sb_free(&out.reasoning);
     sb_free(&out.answer);
@@ -355,6 +356,57 @@ static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok
     free(ids);
     kt_state_free(&st, m);
     return rc ? 1 : 0;
+}
+
+static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok) {
+    int think = 0;
+    char *prompt;
+    if (o->raw) {
+        prompt = kt_xstrdup(o->prompt);
+    } else {
+        kt_message msgs[2];
+        size_t n = 0;
+        if (o->system) msgs[n++] = (kt_message){"system", o->system};
+        msgs[n++] = (kt_message){"user", o->prompt};
+        prompt = kt_chat_render(msgs, n, &think);
+    }
+    return generate_from(o, m, tok, prompt, think, NULL);
+}
+
+/* A conversation on stdin, one user line per turn. Every turn renders the
+ * whole conversation again (the template keeps only the answers of earlier
+ * turns, not their reasoning) and starts from a fresh state. */
+static int chat(const options *o, const kt_model *m, const kt_tokenizer *tok) {
+    kt_message *msgs = kt_xcalloc(2, sizeof *msgs);
+    char **owned = NULL;
+    size_t n = 0, n_owned = 0;
+    if (o->system) msgs[n++] = (kt_message){"system", o->system};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0, tty = isatty(0);
+    while (rc == 0) {
+        if (tty) fputs("> ", stderr);
+        if ((len = getline(&line, &cap, stdin)) < 0) break;
+        if (len > 0 && line[len - 1] == '\n') line[--len] = 0;
+        if (len == 0) continue;
+        msgs = kt_xrealloc(msgs, (n + 2) * sizeof *msgs);
+        owned = kt_xrealloc(owned, (n_owned + 2) * sizeof *owned);
+        owned[n_owned++] = kt_xstrdup(line);
+        msgs[n++] = (kt_message){"user", owned[n_owned - 1]};
+        int think;
+        char *prompt = kt_chat_render(msgs, n, &think), *reply = NULL;
+        rc = generate_from(o, m, tok, prompt, think, &reply);
+        if (reply) {
+            owned[n_owned++] = reply;
+            msgs[n++] = (kt_message){"assistant", reply};
+        }
+    }
+    free(line);
+    for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+    free(owned);
+    free(msgs);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -375,7 +427,7 @@ int main(int argc, char **argv) {
         if (kt_model_load(&m, o.dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
         } else {
-            rc = o.perplexity ? perplexity(&o, &m, tok) : generate(&o, &m, tok);
+            rc = o.perplexity ? perplexity(&o, &m, tok) : o.chat ? chat(&o, &m, tok) : generate(&o, &m, tok);
             kt_model_free(&m);
         }
     }

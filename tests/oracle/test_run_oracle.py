@@ -130,3 +130,23 @@ def test_perplexity_equals_mlx_lm(models, tmp_path):
     assert q["reference_token_perplexity"] == pytest.approx(math.exp(ref_nll / len(ids)), rel=1e-4)
     assert q["kld_mean"] > 0 and 0 < q["top1_agreement"] <= 1
     assert q["perplexity_ratio"] == pytest.approx(q["token_perplexity"] / q["reference_token_perplexity"])
+
+
+def test_chat_turns_follow_the_template(models):
+    """Turn 2 is rendered from turn 1's answer only (its reasoning dropped)."""
+    from transformers import AutoTokenizer
+    path = models[1]
+    r = run([RUN, path, "--chat", "--json", "--max-tokens", "4", "--max-reasoning-tokens", "3", "--seed", "2"],
+            input="最初の質問\n次の質問 /no_think\n")
+    dec, pos, turns = json.JSONDecoder(), 0, []
+    text = r.stdout
+    while pos < len(text.rstrip()):
+        obj, end = dec.raw_decode(text, pos)
+        turns.append(obj)
+        pos = end + 1
+    assert len(turns) == 2 and turns[0]["thinking"] and not turns[1]["thinking"]
+    tok = AutoTokenizer.from_pretrained(path)
+    msgs = [{"role": "user", "content": "最初の質問"}, {"role": "assistant", "content": turns[0]["text"]},
+            {"role": "user", "content": "次の質問 /no_think"}]
+    expect = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))["input_ids"]
+    assert turns[1]["prompt_ids"] == expect

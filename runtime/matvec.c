@@ -75,6 +75,18 @@ static float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* A scale or bias as float: bf16 inline (the common case), else converted. */
+static inline float scale_at(const kt_linear *l, size_t i, int es, const uint8_t *base) {
+    if (l->dtype == KT_BF16) {
+        uint16_t h;
+        memcpy(&h, base + i * 2, 2);
+        return kt_bf16_to_f32(h);
+    }
+    float f;
+    kt_row_to_f32(l->dtype, base + i * (size_t)es, &f, 1);
+    return f;
+}
+
 /* 4 bits: byte k of a group holds elements 2k (low nibble) and 2k+1 (high);
  * XE/XO are x's even and odd elements, prepared once per matrix-vector. */
 __attribute__((target("avx2,fma")))
@@ -94,10 +106,8 @@ static float row_q4_avx2(const kt_linear *l, int r, const float *xe, const float
             dot = _mm256_fmadd_ps(lo, _mm256_loadu_ps(e + k), dot);
             dot = _mm256_fmadd_ps(hi, _mm256_loadu_ps(o + k), dot);
         }
-        float s, b;
-        kt_row_to_f32(l->dtype, l->scales + ((size_t)r * groups + g) * es, &s, 1);
-        kt_row_to_f32(l->dtype, l->biases + ((size_t)r * groups + g) * es, &b, 1);
-        acc += s * hsum8(dot) + b * xsum[g];
+        acc += scale_at(l, (size_t)r * groups + g, es, l->scales) * hsum8(dot) +
+               scale_at(l, (size_t)r * groups + g, es, l->biases) * xsum[g];
     }
     return acc;
 }

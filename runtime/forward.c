@@ -76,12 +76,13 @@ void kt_state_free(kt_state *s, const kt_model *m) {
     memset(s, 0, sizeof *s);
 }
 
-static void mamba(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
+/* One Mamba-2 step from the input projection PROJ = [z | xBC | dt] of this
+ * token: the conv window and SSM state advance; Y receives the gated,
+ * group-normalised output (before out_proj). */
+static void mamba_mix(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *proj, float *y) {
     const int I = c->m_heads * c->m_head_dim, G = c->n_groups, N = c->state, K = c->conv, P = c->m_head_dim;
     const int conv_dim = I + 2 * G * N;
-    float *proj = kt_xmalloc((size_t)(I + conv_dim + c->m_heads) * sizeof *proj);
-    float *xbc = kt_xmalloc((size_t)conv_dim * sizeof *xbc), *y = kt_xmalloc((size_t)I * sizeof *y);
-    kt_linear_apply(&L->in_proj, x, proj);
+    float *xbc = kt_xmalloc((size_t)conv_dim * sizeof *xbc);
     const float *z = proj, *in = proj + I, *dt = proj + I + conv_dim;
     /* causal depthwise conv: window = the K-1 remembered inputs and this one */
     for (int ch = 0; ch < conv_dim; ch++) {
@@ -113,19 +114,29 @@ static void mamba(const kt_config *c, const kt_layer *L, float *conv_state, floa
     const int gs = I / G;
     for (int g = 0; g < G; g++) rmsnorm(y + g * gs, y + g * gs, NULL, gs, c->eps);
     for (int i = 0; i < I; i++) y[i] *= vec_at(&L->gnorm, i);
+    free(xbc);
+}
+
+static int proj_size(const kt_config *c) {
+    int I = c->m_heads * c->m_head_dim;
+    return I + I + 2 * c->n_groups * c->state + c->m_heads;
+}
+
+static void mamba(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
+    float *proj = kt_xmalloc((size_t)proj_size(c) * sizeof *proj);
+    float *y = kt_xmalloc((size_t)c->m_heads * c->m_head_dim * sizeof *y);
+    kt_linear_apply(&L->in_proj, x, proj);
+    mamba_mix(c, L, conv_state, ssm, proj, y);
     kt_linear_apply(&L->out_proj, y, out);
     free(proj);
-    free(xbc);
     free(y);
 }
 
-static void attention(const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
+/* Attention of query Q (all heads) over the cache up to POS inclusive. */
+static void attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o) {
     const int hd = c->head_dim, H = c->heads, KV = c->kv_heads, per = H / KV;
-    float *q = kt_xmalloc((size_t)H * hd * sizeof *q), *o = kt_xcalloc((size_t)H * hd, sizeof *o);
     float *sc = kt_xmalloc((size_t)(pos + 1) * sizeof *sc);
-    kt_linear_apply(&L->q, x, q);
-    kt_linear_apply(&L->k, x, kc + (size_t)pos * KV * hd);
-    kt_linear_apply(&L->v, x, vc + (size_t)pos * KV * hd);
+    memset(o, 0, (size_t)H * hd * sizeof *o);
     const float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < H; h++) {
         int kvh = h / per;
@@ -144,10 +155,19 @@ static void attention(const kt_config *c, const kt_layer *L, float *kc, float *v
             for (int i = 0; i < hd; i++) o[h * hd + i] += sc[t] / sum * v[i];
         }
     }
+    free(sc);
+}
+
+static void attention(const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
+    const int hd = c->head_dim, H = c->heads, KV = c->kv_heads;
+    float *q = kt_xmalloc((size_t)H * hd * sizeof *q), *o = kt_xmalloc((size_t)H * hd * sizeof *o);
+    kt_linear_apply(&L->q, x, q);
+    kt_linear_apply(&L->k, x, kc + (size_t)pos * KV * hd);
+    kt_linear_apply(&L->v, x, vc + (size_t)pos * KV * hd);
+    attend(c, kc, vc, pos, q, o);
     kt_linear_apply(&L->o, o, out);
     free(q);
     free(o);
-    free(sc);
 }
 
 static void mlp(const kt_config *c, const kt_layer *L, const float *x, float *out) {
@@ -242,6 +262,62 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
     kt_linear_apply(&m->lm_head, h, logits);
     s->pos++;
+    free(x);
+    free(h);
+    free(o);
+    return 0;
+}
+
+/* The prompt at once: every layer runs its projections as matrix-matrix
+ * work over all N tokens (each weight row is read and dequantized once per
+ * prompt, not once per token); only the recurrences (conv, SSM, attention
+ * over the cache) go token by token. Same results as N calls of kt_forward
+ * up to the order of float additions. */
+int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
+    const kt_config *c = &m->cfg;
+    const int H = c->hidden;
+    if (n <= 0) return kt_fail("no tokens");
+    if (s->pos + n > s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", tokens[t], c->vocab);
+    float *x = kt_xmalloc((size_t)n * H * sizeof *x), *h = kt_xmalloc((size_t)n * H * sizeof *h);
+    float *o = kt_xmalloc((size_t)n * H * sizeof *o);
+    for (int t = 0; t < n; t++) kt_linear_row(&m->embed, tokens[t], x + (size_t)t * H);
+    for (int i = 0; i < c->n_layers; i++) {
+        const kt_layer *L = &m->layers[i];
+        for (int t = 0; t < n; t++) rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &L->norm, H, c->eps);
+        if (L->kind == 'M') {
+            const int P = proj_size(c), I = c->m_heads * c->m_head_dim;
+            float *proj = kt_xmalloc((size_t)n * P * sizeof *proj), *y = kt_xmalloc((size_t)n * I * sizeof *y);
+            kt_linear_apply_batch(&L->in_proj, h, n, proj);
+            for (int t = 0; t < n; t++) mamba_mix(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I);
+            kt_linear_apply_batch(&L->out_proj, y, n, o);
+            free(proj);
+            free(y);
+        } else if (L->kind == '*') {
+            const int Q = c->heads * c->head_dim, KVD = c->kv_heads * c->head_dim;
+            float *q = kt_xmalloc((size_t)n * Q * sizeof *q), *a = kt_xmalloc((size_t)n * Q * sizeof *a);
+            kt_linear_apply_batch(&L->q, h, n, q);
+            kt_linear_apply_batch(&L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
+            kt_linear_apply_batch(&L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
+            for (int t = 0; t < n; t++) attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q);
+            kt_linear_apply_batch(&L->o, a, n, o);
+            free(q);
+            free(a);
+        } else if (L->kind == '-') {
+            float *u = kt_xmalloc((size_t)n * c->intermediate * sizeof *u);
+            kt_linear_apply_batch(&L->up, h, n, u);
+            for (size_t j = 0; j < (size_t)n * c->intermediate; j++) u[j] = u[j] > 0 ? u[j] * u[j] : 0;
+            kt_linear_apply_batch(&L->down, u, n, o);
+            free(u);
+        } else {
+            for (int t = 0; t < n; t++) moe(c, L, h + (size_t)t * H, o + (size_t)t * H);
+        }
+        for (size_t j = 0; j < (size_t)n * H; j++) x[j] += o[j];
+    }
+    rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
+    kt_linear_apply(&m->lm_head, h, logits);
+    s->pos += n;
     free(x);
     free(h);
     free(o);

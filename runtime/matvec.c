@@ -172,3 +172,48 @@ void kt_linear_apply(const kt_linear *l, const float *x, float *y) {
     free(xo);
     free(xsum);
 }
+
+float kt_dot_ref(const float *a, const float *b, int n) {
+    double acc = 0;
+    for (int i = 0; i < n; i++) acc += (double)a[i] * b[i];
+    return (float)acc;
+}
+
+#ifdef KT_X86
+__attribute__((target("avx2,fma")))
+static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float s = hsum8(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+#endif
+
+float kt_dot(const float *a, const float *b, int n) {
+#ifdef KT_X86
+    if (!force_ref && have_avx2_fma()) return dot_avx2(a, b, n);
+#endif
+    return kt_dot_ref(a, b, n);
+}
+
+void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y) {
+    if (t == 1) {
+        kt_linear_apply(l, x, y);
+        return;
+    }
+#pragma omp parallel
+    {
+        float *row = kt_xmalloc((size_t)l->in * sizeof *row);
+#pragma omp for schedule(static)
+        for (int o = 0; o < l->out; o++) {
+            kt_linear_row(l, o, row);
+            for (int k = 0; k < t; k++) y[(size_t)k * l->out + o] = kt_dot(row, x + (size_t)k * l->in, l->in);
+        }
+        free(row);
+    }
+}

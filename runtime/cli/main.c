@@ -264,7 +264,9 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     const int32_t stop1 = kt_tokenizer_id(tok, "<SPECIAL_12>"), stop2 = kt_tokenizer_id(tok, "</s>");
     int rc = 0;
     double t0 = kt_now();
-    for (long i = 0; i < n_prompt && rc == 0; i++) rc = kt_forward(m, &st, ids[i], logits);
+    /* the prompt as matrix-matrix work, in chunks that bound the activations */
+    for (long i = 0; i < n_prompt && rc == 0; i += 256)
+        rc = kt_forward_batch(m, &st, ids + i, (int)(n_prompt - i < 256 ? n_prompt - i : 256), logits);
     double t_prompt = kt_now() - t0;
     output out = {.in_reasoning = think, .tty = isatty(1) && !o->json};
     kt_sampler sampler = o->sampler;

@@ -35,6 +35,9 @@ def test_logits_equal_mlx_lm(tmp_path, options):
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max()), path
         assert (got.argmax(-1) == ref.argmax(-1)).all()
+        # the whole prompt at once (matrix-matrix prefill) gives the last position's logits
+        last = np.array(json.loads(run([TESTTOOL, "prefill", path, *map(str, IDS)]).stdout))
+        assert np.abs(last - ref[-1]).max() <= 1e-4 * max(1.0, np.abs(ref).max()), path
 
 
 def test_what_is_not_supported_is_reported_not_guessed(tmp_path):

@@ -4,6 +4,7 @@
  *   testtool st-rewrite IN OUT                 read IN with the reader, write OUT with the writer
  *   testtool logits MODEL_DIR ID...            the forward pass token by token; prints the
  *                                              logits of every position as JSON
+ *   testtool prefill MODEL_DIR ID...           the whole prompt at once; prints the last logits
  *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
  *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
  */
@@ -121,11 +122,39 @@ static int logits(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+static int prefill(int argc, char **argv) {
+    kt_model m;
+    if (kt_model_load(&m, argv[2])) {
+        fprintf(stderr, "testtool: %s\n", kt_errmsg());
+        return 1;
+    }
+    kt_state st;
+    kt_state_init(&st, &m, argc);
+    int n = argc - 3;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)atoi(argv[3 + i]);
+    float *lg = malloc((size_t)m.cfg.vocab * sizeof *lg);
+    int rc = kt_forward_batch(&m, &st, ids, n, lg);
+    if (rc == 0) {
+        printf("[");
+        for (int j = 0; j < m.cfg.vocab; j++) printf("%s%.9g", j ? "," : "", lg[j]);
+        printf("]\n");
+    } else {
+        fprintf(stderr, "testtool: %s\n", kt_errmsg());
+    }
+    free(ids);
+    free(lg);
+    kt_state_free(&st, &m);
+    kt_model_free(&m);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
     if (argc >= 4 && !strcmp(argv[1], "logits")) return logits(argc, argv);
+    if (argc >= 4 && !strcmp(argv[1], "prefill")) return prefill(argc, argv);
     fprintf(stderr, "usage: testtool json-print FILE [INDENT [SORT]] | st-rewrite IN OUT\n");
     return 2;
 }

@@ -59,3 +59,27 @@ void test_matvec_simd_matches_scalar(void) {
     }
     free(w), free(x), free(y1), free(y2), free(row), free(wb);
 }
+
+void test_dot_and_batch_match_reference(void) {
+    uint64_t st = 9;
+    enum { N = 1000, T = 5, OUT = 40, IN = 256 };
+    float a[N], b[N];
+    double mag = 0;
+    for (int i = 0; i < N; i++) a[i] = frand(&st), b[i] = frand(&st), mag += fabs((double)a[i] * b[i]);
+    for (int n = 0; n <= N; n += 37) {
+        float r = kt_dot_ref(a, b, n), f = kt_dot(a, b, n);
+        CHECK_MSG(fabs(r - f) <= 1e-5 * mag + 1e-7, "n %d: %g vs %g", n, f, r);
+    }
+    /* batched products equal one-at-a-time ones */
+    float *w = malloc((size_t)OUT * IN * sizeof *w), *x = malloc((size_t)T * IN * sizeof *x);
+    float *y1 = malloc((size_t)T * OUT * sizeof *y1), *y2 = malloc((size_t)OUT * sizeof *y2);
+    for (int i = 0; i < OUT * IN; i++) w[i] = frand(&st);
+    for (int i = 0; i < T * IN; i++) x[i] = frand(&st);
+    kt_linear l = {OUT, IN, 0, (const uint8_t *)w, KT_F32, NULL, NULL, 0, 0};
+    kt_linear_apply_batch(&l, x, T, y1);
+    for (int t = 0; t < T; t++) {
+        kt_linear_apply(&l, x + t * IN, y2);
+        for (int o = 0; o < OUT; o++) CHECK(fabs(y1[t * OUT + o] - y2[o]) <= 1e-4);
+    }
+    free(w), free(x), free(y1), free(y2);
+}

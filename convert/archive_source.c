@@ -81,11 +81,6 @@ static void split_path(const char *p, char **dir, char **name) {
     *name = kt_xstrdup(p + d);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 static char *label_of(const cv_archive *A, const char *entry) {
     strbuf sb = {0};
     sb_printf(&sb, "%s:%s", A->path, entry);
@@ -106,7 +101,7 @@ static int pass1(cv_archive *A, shard_entry **shards, size_t *n_shards) {
         split_path(p, &dir, &name);
         int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
         char *label = label_of(A, p);
-        if (ends_with(name, ".safetensors")) {
+        if (kt_ends_with(name, ".safetensors")) {
             uint8_t len8[8];
             rc = size < 8 ? kt_fail("%s: too short or unknown size", label) : read_exact(a, label, len8, 8);
             uint64_t n = 0;

@@ -14,6 +14,7 @@
 #include "atomic_file.h"
 #include "card.h"
 #include "config_out.h"
+#include "cli.h"
 #include "error.h"
 #include "json.h"
 #include "model_dir.h"
@@ -74,13 +75,6 @@ static void usage(FILE *out) {
             PROG);
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "%s: ", PROG);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
 /* "5GiB", "500MB", "64KiB", "1000" -> bytes. */
 static int parse_size(const char *s, uint64_t *out) {
     char *end;
@@ -97,14 +91,6 @@ static int parse_size(const char *s, uint64_t *out) {
     return -1;
 }
 
-static int parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 1 << 20) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->q = KT_QUANT_DEFAULT;
@@ -113,24 +99,24 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = !strcmp(a, "--bits") || !strcmp(a, "--group-size") || !strcmp(a, "--mode") ||
                     !strcmp(a, "--dtype") || !strcmp(a, "--shard-size") || !strcmp(a, "--threads");
-        if (takes && !v) return usage_error("%s needs a value", a);
+        if (takes && !v) return kt_usage_error(PROG, "%s needs a value", a);
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--bits")) {
-            if (parse_int(v, &o->q.bits)) return usage_error("--bits: '%s' is not a number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->q.bits)) return kt_usage_error(PROG, "--bits: '%s' is not a number", v);
         } else if (!strcmp(a, "--group-size")) {
-            if (parse_int(v, &o->q.group_size)) return usage_error("--group-size: '%s' is not a number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->q.group_size)) return kt_usage_error(PROG, "--group-size: '%s' is not a number", v);
         } else if (!strcmp(a, "--mode")) {
-            if (kt_quant_mode_parse(v, &o->q.mode)) return usage_error("--mode: '%s' is not metal or cpu", v);
+            if (kt_quant_mode_parse(v, &o->q.mode)) return kt_usage_error(PROG, "--mode: '%s' is not metal or cpu", v);
         } else if (!strcmp(a, "--dtype")) {
             if (strcmp(v, "bfloat16") && strcmp(v, "float16") && strcmp(v, "float32"))
-                return usage_error("--dtype: '%s' is not bfloat16, float16 or float32", v);
+                return kt_usage_error(PROG, "--dtype: '%s' is not bfloat16, float16 or float32", v);
             o->dtype = v;
         } else if (!strcmp(a, "--shard-size")) {
-            if (parse_size(v, &o->shard_size)) return usage_error("--shard-size: '%s' is not a size like 5GiB", v);
+            if (parse_size(v, &o->shard_size)) return kt_usage_error(PROG, "--shard-size: '%s' is not a size like 5GiB", v);
         } else if (!strcmp(a, "--threads")) {
-            if (parse_int(v, &o->threads)) return usage_error("--threads: '%s' is not a positive number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->threads)) return kt_usage_error(PROG, "--threads: '%s' is not a positive number", v);
         } else if (!strcmp(a, "--force")) {
             o->force = 1;
             continue;
@@ -144,17 +130,17 @@ static int parse_args(int argc, char **argv, options *o) {
             o->quiet = 1;
             continue;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option %s", a);
+            return kt_usage_error(PROG, "unknown option %s", a);
         } else {
             if (!o->src) o->src = a;
             else if (!o->dst) o->dst = a;
-            else return usage_error("unexpected argument '%s'", a);
+            else return kt_usage_error(PROG, "unexpected argument '%s'", a);
             continue;
         }
         i++;
     }
-    if (!o->src || !o->dst) return usage_error("%s", "SRC and DST are required");
-    if (kt_quant_params_check(&o->q)) return usage_error("%s", kt_errmsg());
+    if (!o->src || !o->dst) return kt_usage_error(PROG, "%s", "SRC and DST are required");
+    if (kt_quant_params_check(&o->q)) return kt_usage_error(PROG, "%s", kt_errmsg());
     return -1;
 }
 

@@ -19,12 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 /* Module names whose weight mlx-lm quantizes (they have to_quantized). */
 static const char *QUANTIZABLE[] = {"embeddings", "lm_head", "in_proj", "out_proj", "q_proj", "k_proj",
                                     "v_proj", "o_proj", "up_proj", "down_proj", "fc1", "fc2",
@@ -32,7 +26,7 @@ static const char *QUANTIZABLE[] = {"embeddings", "lm_head", "in_proj", "out_pro
 
 /* The module a weight belongs to is quantizable: "x.in_proj.weight" -> "in_proj". */
 static int quantizable_module(const char *name) {
-    if (!ends_with(name, ".weight")) return 0;
+    if (!kt_ends_with(name, ".weight")) return 0;
     size_t end = strlen(name) - 7, start = end;
     while (start > 0 && name[start - 1] != '.') start--;
     for (size_t i = 0; i < sizeof QUANTIZABLE / sizeof *QUANTIZABLE; i++)
@@ -56,26 +50,26 @@ static const struct { const char *member; long rank; } LAYER_ORDER[] = {
 
 /* Inside a (quantized) Linear: weight, scales, biases, then bias. */
 static long leaf_rank(const char *name) {
-    if (ends_with(name, ".weight")) return 0;
-    if (ends_with(name, ".scales")) return 1;
-    if (ends_with(name, ".biases")) return 2;
-    if (ends_with(name, ".bias")) return 3;
+    if (kt_ends_with(name, ".weight")) return 0;
+    if (kt_ends_with(name, ".scales")) return 1;
+    if (kt_ends_with(name, ".biases")) return 2;
+    if (kt_ends_with(name, ".bias")) return 3;
     return 4;
 }
 
 /* order[] = {part of the model, layer, member, leaf}; unknown names last. */
 static void parameter_order(const char *name, long order[4]) {
     order[0] = 9, order[1] = order[2] = order[3] = 0;
-    if (starts_with(name, "backbone.embeddings.")) order[0] = 0;
-    else if (starts_with(name, "backbone.norm_f.")) order[0] = 2;
-    else if (starts_with(name, "lm_head.")) order[0] = 3;
-    else if (starts_with(name, "backbone.layers.")) {
+    if (kt_starts_with(name, "backbone.embeddings.")) order[0] = 0;
+    else if (kt_starts_with(name, "backbone.norm_f.")) order[0] = 2;
+    else if (kt_starts_with(name, "lm_head.")) order[0] = 3;
+    else if (kt_starts_with(name, "backbone.layers.")) {
         char *end;
         long layer = strtol(name + 16, &end, 10);
         if (*end != '.') return;
         const char *member = end + 1;
         for (size_t i = 0; i < sizeof LAYER_ORDER / sizeof *LAYER_ORDER; i++)
-            if (starts_with(member, LAYER_ORDER[i].member)) {
+            if (kt_starts_with(member, LAYER_ORDER[i].member)) {
                 order[0] = 1, order[1] = layer, order[2] = LAYER_ORDER[i].rank;
                 break;
             }
@@ -202,7 +196,7 @@ static int add_items(cv_plan *p, const kt_model_files *m, const cJSON *config, c
     for (size_t i = 0; i < m->n_tensors; i++) {
         const st_tensor *t = kt_model_tensor(m, i);
         p->source_bytes += t->nbytes;
-        if (starts_with(t->name, "mtp.")) {
+        if (kt_starts_with(t->name, "mtp.")) {
             p->n_dropped++;
             continue;
         }
@@ -242,7 +236,7 @@ static int add_items(cv_plan *p, const kt_model_files *m, const cJSON *config, c
         size_t prefix_len;
         long e;
         const char *which;
-        if (!starts_with(t->name, "mtp.") && expert_name(t->name, &prefix_len, &e, &which) &&
+        if (!kt_starts_with(t->name, "mtp.") && expert_name(t->name, &prefix_len, &e, &which) &&
             (e < 0 || e >= n_experts))
             return kt_fail("tensor '%s': expert %ld is outside n_routed_experts %ld", t->name, e, n_experts);
     }
@@ -253,7 +247,7 @@ static int add_items(cv_plan *p, const kt_model_files *m, const cJSON *config, c
  * original elements and its scales and biases not at all; dt_bias, A_log and
  * D belong to the mixer itself, not to a leaf, and are not counted. */
 static uint64_t parameters_of(const cv_item *it) {
-    if (ends_with(it->name, "mixer.dt_bias") || ends_with(it->name, "mixer.A_log") || ends_with(it->name, "mixer.D"))
+    if (kt_ends_with(it->name, "mixer.dt_bias") || kt_ends_with(it->name, "mixer.A_log") || kt_ends_with(it->name, "mixer.D"))
         return 0;
     return it->nelem;
 }

@@ -2,6 +2,7 @@
 #include "source.h"
 #include "archive_source.h"
 #include "error.h"
+#include "file.h"
 #include "strbuf.h"
 
 #include <dirent.h>
@@ -54,28 +55,10 @@ void cv_source_close(cv_source *s) {
     memset(s, 0, sizeof *s);
 }
 
-static int read_whole(const char *path, char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kt_fail_io("cannot open %s: %s", path, strerror(errno));
-    strbuf sb = {0};
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_append(&sb, buf, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        sb_free(&sb);
-        return kt_fail_io("cannot read %s", path);
-    }
-    *len = sb.len;
-    *data = sb_take(&sb);
-    return 0;
-}
-
 int cv_source_read_file(cv_source *s, const char *name, char **data, size_t *len) {
     if (s->archive) return cv_archive_read_file(s->archive, name, data, len);
     char *p = kt_path_join(s->path, name);
-    int rc = kt_is_file(p) ? (read_whole(p, data, len) ? -1 : 1) : 0;
+    int rc = kt_is_file(p) ? kt_read_file(p, data, len) : 0;
     free(p);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "backup.h"
 #include "atomic_file.h"
 #include "error.h"
+#include "file.h"
 #include "strbuf.h"
 
 #include <errno.h>
@@ -11,28 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int fx_read_file(const char *path, char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? 0 : kt_fail_io("cannot open %s: %s", path, strerror(errno));
-    strbuf sb = {0};
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_append(&sb, buf, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        sb_free(&sb);
-        return kt_fail_io("cannot read %s", path);
-    }
-    *len = sb.len;
-    *data = sb_take(&sb);
-    return 1;
-}
-
 static int copy_file(const char *from, const char *to) {
     char *data = NULL;
     size_t len = 0;
-    int rc = fx_read_file(from, &data, &len);
+    int rc = kt_read_file(from, &data, &len);
     if (rc == 1) rc = kt_write_file_atomic(to, data, len);
     free(data);
     return rc < 0 ? -1 : 0;

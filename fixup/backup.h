@@ -14,7 +14,5 @@
 int fx_keep_original(const char *path);
 /* fx_keep_original, then write DATA atomically to PATH. */
 int fx_replace_file(const char *path, const void *data, size_t len);
-/* Read a whole file (malloc'd, NUL-terminated); 0 if absent, 1 found, -1 error. */
-int fx_read_file(const char *path, char **data, size_t *len);
 
 #endif

@@ -15,6 +15,7 @@
 #include "backup.h"
 #include "diff.h"
 #include "error.h"
+#include "file.h"
 #include "json.h"
 #include "model_dir.h"
 #include "strbuf.h"
@@ -172,7 +173,7 @@ int fx_lmstudio(const char *root, int dry_run, int check, int json) {
             }
             char *text = NULL;
             size_t len;
-            int got = fx_read_file(files[f], &text, &len);
+            int got = kt_read_file(files[f], &text, &len);
             if (got < 0) rc = -1;
             if (got <= 0) {
                 free(files[f]);

@@ -8,6 +8,7 @@
  */
 #include "backup.h"
 #include "diff.h"
+#include "cli.h"
 #include "error.h"
 #include "json.h"
 #include "lmstudio.h"
@@ -52,13 +53,6 @@ static void usage(FILE *out) {
             PROG, PROG);
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "%s: ", PROG);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     for (int i = 1; i < argc; i++) {
@@ -67,7 +61,7 @@ static int parse_args(int argc, char **argv, options *o) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--original")) {
-            if (i + 1 >= argc) return usage_error("%s needs a directory", a);
+            if (i + 1 >= argc) return kt_usage_error(PROG, "%s needs a directory", a);
             o->original = argv[++i];
         } else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
         else if (!strcmp(a, "--check")) o->check = 1;
@@ -76,13 +70,13 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--lmstudio")) {
             o->lmstudio_mode = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') o->lmstudio = argv[++i];
-        } else if (a[0] == '-' && a[1]) return usage_error("unknown option %s", a);
+        } else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
         else if (!o->dir) o->dir = a;
-        else return usage_error("unexpected argument '%s'", a);
+        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
     }
-    if (!o->lmstudio_mode && !o->dir) return usage_error("%s", "DIR is required");
-    if (o->lmstudio_mode && o->dir) return usage_error("%s", "--lmstudio takes its own PATH, not DIR");
-    if (o->original && !kt_is_dir(o->original)) return usage_error("--original: %s is not a directory", o->original);
+    if (!o->lmstudio_mode && !o->dir) return kt_usage_error(PROG, "%s", "DIR is required");
+    if (o->lmstudio_mode && o->dir) return kt_usage_error(PROG, "%s", "--lmstudio takes its own PATH, not DIR");
+    if (o->original && !kt_is_dir(o->original)) return kt_usage_error(PROG, "--original: %s is not a directory", o->original);
     return -1;
 }
 

@@ -16,6 +16,7 @@
 #include "repair.h"
 #include "backup.h"
 #include "error.h"
+#include "file.h"
 #include "strbuf.h"
 
 #include <math.h>
@@ -178,7 +179,7 @@ static void rule_layer_pattern(fx_session *s, cJSON *cfg, const kt_model_files *
 int fx_rules_config(fx_session *s, const kt_model_files *m) {
     char *path = kt_path_join(s->dir, "config.json"), *text = NULL;
     size_t len = 0;
-    int found = fx_read_file(path, &text, &len);
+    int found = kt_read_file(path, &text, &len);
     free(path);
     if (found <= 0) return found < 0 ? -1 : kt_fail("%s: no config.json", s->dir);
     cJSON *cfg = kt_json_parse(text, len, KT_JSON_DUP_LAST_WINS, "config.json");

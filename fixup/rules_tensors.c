@@ -13,6 +13,7 @@
 #include "repair.h"
 #include "backup.h"
 #include "error.h"
+#include "file.h"
 #include "strbuf.h"
 
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static int rule_index(fx_session *s, const kt_model_files *m) {
     char *path = kt_path_join(s->dir, "model.safetensors.index.json"), *text = NULL;
     size_t len = 0;
-    int found = fx_read_file(path, &text, &len);
+    int found = kt_read_file(path, &text, &len);
     free(path);
     if (found <= 0) return found;
     cJSON *idx = kt_json_parse(text, len, KT_JSON_DUP_LAST_WINS, "model.safetensors.index.json");

@@ -10,13 +10,14 @@
 #include "repair.h"
 #include "backup.h"
 #include "error.h"
+#include "file.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static int read_in(const char *dir, const char *name, char **text, size_t *len) {
     char *p = kt_path_join(dir, name);
-    int rc = fx_read_file(p, text, len);
+    int rc = kt_read_file(p, text, len);
     free(p);
     return rc;
 }

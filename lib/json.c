@@ -10,6 +10,7 @@
  * be confused.
  */
 #include "json.h"
+#include "file.h"
 #include "error.h"
 #include "strbuf.h"
 #include "strmap.h"
@@ -243,17 +244,13 @@ cJSON *kt_json_parse(const char *text, size_t len, int flags, const char *what) 
 }
 
 cJSON *kt_json_load_file(const char *path, int flags) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { kt_fail_io("%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    strbuf sb = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sb_append(&sb, chunk, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) { sb_free(&sb); kt_fail_io("%s: read error", path); return NULL; }
-    cJSON *root = kt_json_parse(sb_cstr(&sb), sb.len, flags, path);
-    sb_free(&sb);
+    char *text;
+    size_t len;
+    int got = kt_read_file(path, &text, &len);
+    if (got == 0) kt_fail_io("%s: cannot open: %s", path, strerror(ENOENT));
+    if (got <= 0) return NULL;
+    cJSON *root = kt_json_parse(text, len, flags, path);
+    free(text);
     return root;
 }
 

@@ -86,3 +86,10 @@ void sb_free(strbuf *sb) {
     sb->data = NULL;
     sb->len = sb->cap = 0;
 }
+
+int kt_starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+int kt_ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}

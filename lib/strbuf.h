@@ -24,6 +24,10 @@ char *sb_take(strbuf *sb);
 void sb_free(strbuf *sb);
 
 /* Allocation helpers that abort with a message on out-of-memory. */
+/* 1 when S begins / ends with the given text. */
+int kt_starts_with(const char *s, const char *prefix);
+int kt_ends_with(const char *s, const char *suffix);
+
 void *kt_xmalloc(size_t n);
 void *kt_xcalloc(size_t n, size_t size);
 void *kt_xrealloc(void *p, size_t n);

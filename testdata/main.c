@@ -3,6 +3,7 @@
  * a trained byte-level BPE tokenizer with the chat template, and the
  * generation config. Same options and seed, same bytes.
  */
+#include "cli.h"
 #include "error.h"
 #include "model_dir.h"
 #include "strbuf.h"
@@ -61,15 +62,6 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* Remove a checkpoint directory this tool wrote: plain files, no subfolders. */
 static int remove_tree(const char *path) {
     DIR *d = opendir(path);
@@ -110,9 +102,9 @@ int main(int argc, char **argv) {
             else bad = 1;
             i++;
         } else if (!strcmp(a, "--mtp")) o.mtp = 1;
-        else if (!strcmp(a, "--shards") && v) { bad = parse_int(v, 1, 99999, &o.shards); i++; }
+        else if (!strcmp(a, "--shards") && v) { bad = kt_parse_int(v, 1, 99999, &o.shards); i++; }
         else if (!strcmp(a, "--dtype-key")) o.dtype_key = 1;
-        else if (!strcmp(a, "--vocab") && v) { bad = parse_int(v, 1256, 1 << 20, &vocab); i++; }
+        else if (!strcmp(a, "--vocab") && v) { bad = kt_parse_int(v, 1256, 1 << 20, &vocab); i++; }
         else if (!strcmp(a, "--seed") && v) { o.seed = strtoull(v, NULL, 10); i++; }
         else if (!strcmp(a, "--force")) force = 1;
         else if (a[0] == '-' || out) {

@@ -7,6 +7,7 @@
  * format), 2 usage or I/O error.
  */
 #include "affine.h"
+#include "cli.h"
 #include "error.h"
 #include "json.h"
 #include "plan.h"
@@ -59,21 +60,6 @@ static void usage(FILE *out) {
             PROG);
 }
 
-static int parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 1 << 20) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "%s: ", PROG);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
 /* Returns -1 to continue, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
@@ -86,20 +72,20 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = !strcmp(a, "--bits") || !strcmp(a, "--group-size") || !strcmp(a, "--mode") ||
                           !strcmp(a, "--only") || !strcmp(a, "--skip") || !strcmp(a, "--threads");
-        if (takes_value && !v) return usage_error("%s needs a value", a);
+        if (takes_value && !v) return kt_usage_error(PROG, "%s needs a value", a);
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--bits")) {
-            if (parse_int(v, &o->plan.bits)) return usage_error("--bits: '%s' is not a number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->plan.bits)) return kt_usage_error(PROG, "--bits: '%s' is not a number", v);
             o->plan.bits_given = 1;
             i++;
         } else if (!strcmp(a, "--group-size")) {
-            if (parse_int(v, &o->plan.group_size)) return usage_error("--group-size: '%s' is not a number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->plan.group_size)) return kt_usage_error(PROG, "--group-size: '%s' is not a number", v);
             o->plan.group_size_given = 1;
             i++;
         } else if (!strcmp(a, "--mode")) {
-            if (kt_quant_mode_parse(v, &o->plan.mode)) return usage_error("--mode: '%s' is not metal or cpu", v);
+            if (kt_quant_mode_parse(v, &o->plan.mode)) return kt_usage_error(PROG, "--mode: '%s' is not metal or cpu", v);
             i++;
         } else if (!strcmp(a, "--only")) {
             only = v;
@@ -108,25 +94,25 @@ static int parse_args(int argc, char **argv, options *o) {
             skip = v;
             i++;
         } else if (!strcmp(a, "--threads")) {
-            if (parse_int(v, &o->threads)) return usage_error("--threads: '%s' is not a positive number", v);
+            if (kt_parse_int(v, 1, 1 << 20, &o->threads)) return kt_usage_error(PROG, "--threads: '%s' is not a positive number", v);
             i++;
         } else if (!strcmp(a, "--dequantize")) o->plan.dequantize = 1;
         else if (!strcmp(a, "--error")) o->error = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--quiet")) o->quiet = 1;
         else if (!strcmp(a, "--force")) o->force = 1;
-        else if (a[0] == '-' && a[1]) return usage_error("unknown option %s", a);
+        else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
         else if (!o->in) o->in = a;
         else if (!o->out) o->out = a;
-        else return usage_error("unexpected argument '%s'", a);
+        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
     }
-    if (!o->in) return usage_error("%s", "no input file given");
-    if (!o->out && !o->error) return usage_error("%s", "no output file given (or use --error to only measure)");
-    if (o->error && o->plan.dequantize) return usage_error("%s", "--error compares against the unquantized input; it does not go with --dequantize");
+    if (!o->in) return kt_usage_error(PROG, "%s", "no input file given");
+    if (!o->out && !o->error) return kt_usage_error(PROG, "%s", "no output file given (or use --error to only measure)");
+    if (o->error && o->plan.dequantize) return kt_usage_error(PROG, "%s", "--error compares against the unquantized input; it does not go with --dequantize");
     kt_quant_params p = {o->plan.bits, o->plan.group_size, o->plan.mode};
-    if (!o->plan.dequantize && kt_quant_params_check(&p)) return usage_error("%s", kt_errmsg());
-    if (only && !(o->plan.only = plan_regex(only, "--only"))) return usage_error("%s", kt_errmsg());
-    if (skip && !(o->plan.skip = plan_regex(skip, "--skip"))) return usage_error("%s", kt_errmsg());
+    if (!o->plan.dequantize && kt_quant_params_check(&p)) return kt_usage_error(PROG, "%s", kt_errmsg());
+    if (only && !(o->plan.only = plan_regex(only, "--only"))) return kt_usage_error(PROG, "%s", kt_errmsg());
+    if (skip && !(o->plan.skip = plan_regex(skip, "--skip"))) return kt_usage_error(PROG, "%s", kt_errmsg());
     return -1;
 }
 

@@ -33,14 +33,9 @@ static int matches(pcre2_code *re, const char *name) {
     return rc >= 0;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 /* "x.weight" -> "x.<part>"; a name without ".weight" gets ".<part>" appended. */
 static char *sibling_name(const char *name, const char *part) {
-    size_t base = ends_with(name, ".weight") ? strlen(name) - 7 : strlen(name);
+    size_t base = kt_ends_with(name, ".weight") ? strlen(name) - 7 : strlen(name);
     strbuf sb = {0};
     sb_append(&sb, name, base);
     sb_printf(&sb, ".%s", part);
@@ -159,7 +154,7 @@ static int plan_quantize(plan *pl, const st_file *f, const plan_options *o) {
             if (why) return kt_fail("tensor '%s' (selected by --only) cannot be quantized: %s", t->name, why);
             set_quantize(it, t, o);
         } else {
-            const char *why = ends_with(t->name, ".weight") ? cannot_quantize(t, o) : "name does not end in .weight";
+            const char *why = kt_ends_with(t->name, ".weight") ? cannot_quantize(t, o) : "name does not end in .weight";
             if (why) set_copy(it, t, why);
             else set_quantize(it, t, o);
         }

@@ -9,7 +9,9 @@
  * Exit codes: 0 done, 1 the model or input cannot be used, 2 usage or I/O.
  */
 #include "chat.h"
+#include "cli.h"
 #include "error.h"
+#include "file.h"
 #include "json.h"
 #include "model.h"
 #include "perplexity.h"
@@ -63,13 +65,6 @@ static void usage(FILE *out) {
             PROG, PROG);
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "%s: ", PROG);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1, o->window = 512;
@@ -77,7 +72,7 @@ static int parse_args(int argc, char **argv, options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
-#define NEEDS_VALUE() if (!v) return usage_error("%s needs a value", a); i++
+#define NEEDS_VALUE() if (!v) return kt_usage_error(PROG, "%s needs a value", a); i++
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--prompt")) { NEEDS_VALUE(); o->prompt = v; }
         else if (!strcmp(a, "--system")) { NEEDS_VALUE(); o->system = v; }
@@ -86,13 +81,13 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--reasoning")) {
             NEEDS_VALUE();
             if (strcmp(v, "show") && strcmp(v, "hide") && strcmp(v, "separate"))
-                return usage_error("--reasoning: '%s' is not show, hide or separate", v);
+                return kt_usage_error(PROG, "--reasoning: '%s' is not show, hide or separate", v);
             o->reasoning = v;
         } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "--max-reasoning-tokens") || !strcmp(a, "--context") ||
                    !strcmp(a, "--top-k") || !strcmp(a, "--window")) {
             NEEDS_VALUE();
             long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 0 || n > 1 << 24) return usage_error("'%s' is not a count", v);
+            if (!*v || *end || n < 0 || n > 1 << 24) return kt_usage_error(PROG, "'%s' is not a count", v);
             if (!strcmp(a, "--max-tokens")) o->max_tokens = (int)n;
             else if (!strcmp(a, "--context")) o->context = (int)n;
             else if (!strcmp(a, "--top-k")) o->sampler.top_k = (int)n;
@@ -102,7 +97,7 @@ static int parse_args(int argc, char **argv, options *o) {
                    !strcmp(a, "--repetition-penalty")) {
             NEEDS_VALUE();
             float f = strtof(v, &end);
-            if (!*v || *end || f < 0) return usage_error("'%s' is not a non-negative number", v);
+            if (!*v || *end || f < 0) return kt_usage_error(PROG, "'%s' is not a non-negative number", v);
             if (!strcmp(a, "--temperature")) o->sampler.temperature = f;
             else if (!strcmp(a, "--top-p")) o->sampler.top_p = f;
             else if (!strcmp(a, "--min-p")) o->sampler.min_p = f;
@@ -110,22 +105,22 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--seed")) {
             NEEDS_VALUE();
             o->sampler.rng = strtoull(v, &end, 10);
-            if (!*v || *end) return usage_error("--seed: '%s' is not a number", v);
+            if (!*v || *end) return kt_usage_error(PROG, "--seed: '%s' is not a number", v);
         } else if (!strcmp(a, "--raw")) o->raw = 1;
         else if (!strcmp(a, "--chat")) o->chat = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--tokenize")) o->tokenize = 1;
         else if (!strcmp(a, "--bos")) o->bos = 1;
         else if (!strcmp(a, "--no-bos")) o->bos = 0;
-        else if (a[0] == '-' && a[1]) return usage_error("unknown option %s", a);
+        else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
         else if (!o->dir) o->dir = a;
-        else return usage_error("unexpected argument '%s'", a);
+        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
 #undef NEEDS_VALUE
     }
-    if (!o->dir) return usage_error("%s", "MODEL_DIR is required");
+    if (!o->dir) return kt_usage_error(PROG, "%s", "MODEL_DIR is required");
     if (!o->tokenize && !o->prompt && !o->perplexity && !o->chat)
-        return usage_error("%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
-    if (o->kld_against && !o->perplexity) return usage_error("%s", "--kld-against goes with --perplexity");
+        return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
+    if (o->kld_against && !o->perplexity) return kt_usage_error(PROG, "%s", "--kld-against goes with --perplexity");
     if (o->window < 2) o->window = 2;
     if (o->context < 16) o->context = 16;
     return -1;
@@ -195,25 +190,25 @@ static cJSON *ids_json(const int32_t *v, size_t n) {
 }
 
 static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *tok) {
-    FILE *f = fopen(o->perplexity, "rb");
-    if (!f) return kt_fail_io("cannot open %s", o->perplexity), 2;
-    strbuf text = {0};
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_append(&text, buf, n);
-    fclose(f);
+    char *text;
+    size_t text_len;
+    int got = kt_read_file(o->perplexity, &text, &text_len);
+    if (got <= 0) {
+        if (got == 0) kt_fail_io("cannot open %s", o->perplexity);
+        return 2;
+    }
     kt_model ref;
     int have_ref = 0;
     if (o->kld_against) {
         if (kt_model_load(&ref, o->kld_against)) {
-            sb_free(&text);
+            free(text);
             return 1;
         }
         have_ref = 1;
     }
     kt_ppl_result r;
     double t0 = kt_now();
-    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, sb_cstr(&text), text.len, o->window, &r);
+    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, &r);
     double secs = kt_now() - t0;
     if (rc == 0 && o->json) {
         cJSON *root = cJSON_CreateObject();
@@ -243,7 +238,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
                    o->kld_against, r.kld_mean, r.kld_max, 100 * r.top1_agreement, r.ppl_ratio);
     }
     if (have_ref) kt_model_free(&ref);
-    sb_free(&text);
+    free(text);
     return rc ? 1 : 0;
 }
 

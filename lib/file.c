@@ -1,0 +1,26 @@
+/* file.c - see file.h. */
+#include "file.h"
+#include "error.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+int kt_read_file(const char *path, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? 0 : kt_fail_io("%s: cannot open: %s", path, strerror(errno));
+    strbuf sb = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sb_append(&sb, chunk, n);
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        sb_free(&sb);
+        return kt_fail_io("%s: read error", path);
+    }
+    *len = sb.len;
+    *data = sb_take(&sb);
+    return 1;
+}

@@ -323,34 +323,34 @@ static int write_tensors(cv_source *src, const cv_plan *p, const cv_outdir *od, 
 
 /* ---- the other files ---- */
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+typedef struct {
+    const char *name, *file;
+} index_entry;
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp(((const index_entry *)a)->name, ((const index_entry *)b)->name);
+}
 
 static int write_index(const cv_plan *p, const cv_outdir *od) {
     size_t n = 0;
     for (size_t i = 0; i < p->n_items; i++) n += (size_t)p->items[i].n_out;
-    const char **names = kt_xcalloc(n + 1, sizeof *names);
-    const char **files = kt_xcalloc(n + 1, sizeof *files);
+    index_entry *e = kt_xcalloc(n + 1, sizeof *e);
     n = 0;
     for (size_t i = 0; i < p->n_items; i++)
-        for (int j = 0; j < p->items[i].n_out; j++) names[n++] = p->items[i].out[j].name;
-    qsort(names, n, sizeof *names, cmp_str);
+        for (int j = 0; j < p->items[i].n_out; j++)
+            e[n++] = (index_entry){p->items[i].out[j].name, p->shard_names[p->items[i].out[j].shard]};
+    qsort(e, n, sizeof *e, cmp_entry); /* Python's sorted(): code point order is byte order in UTF-8 */
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "metadata");
     cJSON_AddItemToObject(meta, "total_size", kt_json_new_int((long long)p->total_size));
     cJSON_AddItemToObject(meta, "total_parameters", kt_json_new_int((long long)p->total_parameters));
     cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
-    for (size_t k = 0; k < n; k++)
-        for (size_t i = 0; i < p->n_items; i++)
-            for (int j = 0; j < p->items[i].n_out; j++)
-                if (p->items[i].out[j].name == names[k])
-                    cJSON_AddStringToObject(map, names[k], p->shard_names[p->items[i].out[j].shard]);
-    (void)files;
-    free(files);
+    for (size_t k = 0; k < n; k++) cJSON_AddStringToObject(map, e[k].name, e[k].file);
     char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
     char *path = cv_outdir_path(od, "model.safetensors.index.json");
     int rc = kt_write_file_atomic(path, text, strlen(text));
     free(path);
     free(text);
-    free(names);
+    free(e);
     cJSON_Delete(root);
     return rc;
 }

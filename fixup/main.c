@@ -16,8 +16,6 @@
 #include "repair.h"
 #include "strbuf.h"
 
-#include <dirent.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,20 +138,7 @@ static int open_lenient(kt_model_files *m, const char *dir) {
         return kt_fail("%s: the index names no existing shard", dir);
     }
     if (kt_model_from_shards(m, dir, shards, names, n, NULL)) return -1;
-    /* what mlx-lm would also load */
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (fnmatch("model*.safetensors", e->d_name, 0)) continue;
-        int listed = 0;
-        for (size_t i = 0; i < m->n_shards && !listed; i++) listed = !strcmp(m->shard_names[i], e->d_name);
-        if (listed) continue;
-        m->unlisted = kt_xrealloc(m->unlisted, (m->n_unlisted + 1) * sizeof *m->unlisted);
-        m->unlisted[m->n_unlisted++] = kt_xstrdup(e->d_name);
-    }
-    if (d) closedir(d);
-    free(m->dir);
-    m->dir = kt_xstrdup(dir);
+    kt_model_find_unlisted(m); /* what mlx-lm would also load */
     return 0;
 }
 

@@ -108,7 +108,7 @@ static int check_index(kt_model_files *m, cJSON *map) {
     return 0;
 }
 
-static void find_unlisted(kt_model_files *m) {
+void kt_model_find_unlisted(kt_model_files *m) {
     DIR *d = opendir(m->dir);
     if (!d) return;
     struct dirent *e;
@@ -143,7 +143,7 @@ static int open_indexed(kt_model_files *m, const char *index_path) {
     }
     if (collect_tensors(m)) return -1;
     if (check_index(m, map)) return -1;
-    find_unlisted(m);
+    kt_model_find_unlisted(m);
     return 0;
 }
 
@@ -205,7 +205,7 @@ int kt_model_open(kt_model_files *m, const char *dir) {
     } else if (kt_is_file(single_path)) {
         rc = add_shard(m, SINGLE_NAME);
         if (rc == 0) rc = collect_tensors(m);
-        if (rc == 0) find_unlisted(m);
+        if (rc == 0) kt_model_find_unlisted(m);
     } else {
         rc = kt_fail_io("%s: no %s and no %s", dir, SINGLE_NAME, INDEX_NAME);
     }

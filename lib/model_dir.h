@@ -41,6 +41,8 @@ int kt_model_open_file(kt_model_files *m, const char *path);
  * checks as kt_model_open: each tensor once, the index matching. */
 int kt_model_from_shards(kt_model_files *m, const char *label, st_file *shards, char **names, size_t n,
                          cJSON *index);
+/* Fill m->unlisted: model*.safetensors files in m->dir that are not shards. */
+void kt_model_find_unlisted(kt_model_files *m);
 void kt_model_close(kt_model_files *m);
 const st_tensor *kt_model_tensor(const kt_model_files *m, size_t i);
 const st_tensor *kt_model_find(const kt_model_files *m, const char *name);

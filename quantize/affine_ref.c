@@ -149,26 +149,6 @@ static float round_to(kt_dtype t, float x) {
     return x;
 }
 
-static float load_as_f32(kt_dtype t, const void *base, size_t i) {
-    if (t == KT_F32) {
-        float f;
-        memcpy(&f, (const uint8_t *)base + 4 * i, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, (const uint8_t *)base + 2 * i, 2);
-    return t == KT_BF16 ? kt_bf16_to_f32(h) : kt_f16_to_f32(h);
-}
-
-static void store_from_f32(kt_dtype t, void *base, size_t i, float x) {
-    if (t == KT_F32) {
-        memcpy((uint8_t *)base + 4 * i, &x, 4);
-        return;
-    }
-    uint16_t h = t == KT_BF16 ? kt_f32_to_bf16(x) : kt_f32_to_f16(x);
-    memcpy((uint8_t *)base + 2 * i, &h, 2);
-}
-
 int kt_dequantize_row_ref(int bits, int group_size, kt_dtype t, const uint8_t *packed,
                           const void *scales, const void *biases, size_t k, void *out) {
     if (t != KT_BF16 && t != KT_F16 && t != KT_F32)
@@ -177,10 +157,13 @@ int kt_dequantize_row_ref(int bits, int group_size, kt_dtype t, const uint8_t *p
     const size_t gs = (size_t)group_size;
     for (size_t g = 0; g * gs < k; g++) {
         kt_unpack_codes_ref(bits, packed + g * gs * (size_t)bits / 8, gs, codes);
-        float scale = load_as_f32(t, scales, g), bias = load_as_f32(t, biases, g);
+        const size_t es = kt_dtype_bits(t) / 8;
+        float scale, bias;
+        kt_row_to_f32(t, (const uint8_t *)scales + g * es, &scale, 1);
+        kt_row_to_f32(t, (const uint8_t *)biases + g * es, &bias, 1);
         for (size_t j = 0; j < gs; j++) {
-            float prod = round_to(t, (float)codes[j] * scale);
-            store_from_f32(t, out, g * gs + j, prod + bias);
+            float v = round_to(t, (float)codes[j] * scale) + bias;
+            kt_row_from_f32(t, &v, (uint8_t *)out + (g * gs + j) * es, 1);
         }
     }
     return 0;

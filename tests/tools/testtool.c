@@ -97,32 +97,14 @@ static int tokenize(char **argv) {
     return rc;
 }
 
-static int logits(int argc, char **argv) {
-    kt_model m;
-    if (kt_model_load(&m, argv[2])) {
-        fprintf(stderr, "testtool: %s\n", kt_errmsg());
-        return 1;
-    }
-    kt_state st;
-    kt_state_init(&st, &m, argc);
-    float *lg = malloc((size_t)m.cfg.vocab * sizeof *lg);
-    int rc = 0;
+static void print_logits(const float *lg, int n) {
     printf("[");
-    for (int i = 3; i < argc && rc == 0; i++) {
-        rc = kt_forward(&m, &st, (int32_t)atoi(argv[i]), lg);
-        printf("%s[", i > 3 ? "," : "");
-        for (int j = 0; j < m.cfg.vocab && rc == 0; j++) printf("%s%.9g", j ? "," : "", lg[j]);
-        printf("]");
-    }
-    printf("]\n");
-    if (rc) fprintf(stderr, "testtool: %s\n", kt_errmsg());
-    free(lg);
-    kt_state_free(&st, &m);
-    kt_model_free(&m);
-    return rc ? 1 : 0;
+    for (int j = 0; j < n; j++) printf("%s%.9g", j ? "," : "", lg[j]);
+    printf("]");
 }
 
-static int prefill(int argc, char **argv) {
+/* logits: token by token, every position; prefill: all at once, the last. */
+static int forward(int argc, char **argv, int batch) {
     kt_model m;
     if (kt_model_load(&m, argv[2])) {
         fprintf(stderr, "testtool: %s\n", kt_errmsg());
@@ -130,18 +112,24 @@ static int prefill(int argc, char **argv) {
     }
     kt_state st;
     kt_state_init(&st, &m, argc);
-    int n = argc - 3;
+    int n = argc - 3, rc = 0;
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)atoi(argv[3 + i]);
     float *lg = malloc((size_t)m.cfg.vocab * sizeof *lg);
-    int rc = kt_forward_batch(&m, &st, ids, n, lg);
-    if (rc == 0) {
-        printf("[");
-        for (int j = 0; j < m.cfg.vocab; j++) printf("%s%.9g", j ? "," : "", lg[j]);
-        printf("]\n");
+    if (batch) {
+        rc = kt_forward_batch(&m, &st, ids, n, lg);
+        if (rc == 0) print_logits(lg, m.cfg.vocab);
     } else {
-        fprintf(stderr, "testtool: %s\n", kt_errmsg());
+        printf("[");
+        for (int i = 0; i < n && rc == 0; i++) {
+            rc = kt_forward(&m, &st, ids[i], lg);
+            if (i) printf(",");
+            if (rc == 0) print_logits(lg, m.cfg.vocab);
+        }
+        printf("]");
     }
+    printf("\n");
+    if (rc) fprintf(stderr, "testtool: %s\n", kt_errmsg());
     free(ids);
     free(lg);
     kt_state_free(&st, &m);
@@ -153,8 +141,8 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
-    if (argc >= 4 && !strcmp(argv[1], "logits")) return logits(argc, argv);
-    if (argc >= 4 && !strcmp(argv[1], "prefill")) return prefill(argc, argv);
+    if (argc >= 4 && !strcmp(argv[1], "logits")) return forward(argc, argv, 0);
+    if (argc >= 4 && !strcmp(argv[1], "prefill")) return forward(argc, argv, 1);
     fprintf(stderr, "usage: testtool json-print FILE [INDENT [SORT]] | st-rewrite IN OUT\n");
     return 2;
 }

@@ -1,22 +1,19 @@
-/* forward.c - the Nemotron-H forward pass for one token, scalar reference.
+/* forward.c - the Nemotron-H forward pass, layer by layer.
  *
- * Per layer: x += mixer(rmsnorm(x)), the mixer being one of
- *   M  Mamba-2: in_proj -> [z | xBC | dt]; xBC through a causal depthwise conv
- *      (kernel conv_kernel) and SiLU -> [x | B | C]; per head h (group
- *      g = h / (heads / n_groups)): dt = clamp(softplus(dt + dt_bias), limit),
- *      state = exp(dt * -exp(A_log)) * state + dt * x (outer) B_g,
- *      y = state . C_g + D * x; then y = rmsnorm_per_group(silu(z) * y) * w;
- *      out_proj.
- *   *  attention without positional encoding: softmax(q k / sqrt(d)) v over
- *      the cached keys and values, grouped-query heads; o_proj.
- *   -  MLP: down(relu(up(x))^2).
+ * Per layer: x += mixer(rmsnorm(x)), the mixer chosen by the layer's letter
+ * in hybrid_override_pattern:
+ *   M  Mamba-2: in_proj -> one recurrent step (backend mamba_step, the
+ *      equations in runtime/cpu/mamba2.c) -> out_proj;
+ *   *  attention: q, k, v projections, k and v appended to the cache,
+ *      attention over it (no positional encoding), o_proj;
+ *   -  MLP: down(relu(up(x))^2);
  *   E  MoE: the top-k experts by gate score, each an MLP, weighted, plus the
  *      shared expert (see moe()).
  * then rmsnorm(norm_f) and lm_head. The same equations as mlx-lm's
- * nemotron_h.py (which evaluates the SSM in chunks; the recurrence here is
- * the same sum, token by token).
+ * nemotron_h.py. All arithmetic goes through the backend (backend.h).
  */
 #include "model.h"
+#include "backend.h"
 #include "affine.h"
 #include "error.h"
 #include "strbuf.h"
@@ -24,22 +21,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static float vec_at(const kt_vec *v, int i) {
-    float f;
-    kt_row_to_f32(v->dtype, v->data + (size_t)i * (kt_dtype_bits(v->dtype) / 8), &f, 1);
-    return f;
-}
-
-static void rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * (w ? vec_at(w, i) : 1.0f);
-}
-
-static float silu(float x) { return x / (1.0f + expf(-x)); }
-static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
     const kt_config *c = &m->cfg;
@@ -76,105 +57,38 @@ void kt_state_free(kt_state *s, const kt_model *m) {
     memset(s, 0, sizeof *s);
 }
 
-/* One Mamba-2 step from the input projection PROJ = [z | xBC | dt] of this
- * token: the conv window and SSM state advance; Y receives the gated,
- * group-normalised output (before out_proj). */
-static void mamba_mix(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *proj, float *y) {
-    const int I = c->m_heads * c->m_head_dim, G = c->n_groups, N = c->state, K = c->conv, P = c->m_head_dim;
-    const int conv_dim = I + 2 * G * N;
-    float *xbc = kt_xmalloc((size_t)conv_dim * sizeof *xbc);
-    const float *z = proj, *in = proj + I, *dt = proj + I + conv_dim;
-    /* causal depthwise conv: window = the K-1 remembered inputs and this one */
-    for (int ch = 0; ch < conv_dim; ch++) {
-        float acc = vec_at(&L->conv_b, ch);
-        for (int k = 0; k < K - 1; k++) acc += vec_at(&L->conv_w, ch * K + k) * conv_state[k * conv_dim + ch];
-        acc += vec_at(&L->conv_w, ch * K + K - 1) * in[ch];
-        xbc[ch] = silu(acc);
-    }
-    memmove(conv_state, conv_state + conv_dim, (size_t)(K - 2) * conv_dim * sizeof *conv_state);
-    memcpy(conv_state + (size_t)(K - 2) * conv_dim, in, (size_t)conv_dim * sizeof *in);
-    const float *xs = xbc, *B = xbc + I, *C = xbc + I + G * N;
-    for (int h = 0; h < c->m_heads; h++) {
-        int g = h / (c->m_heads / G);
-        float d = softplus(dt[h] + vec_at(&L->dt_bias, h));
-        d = d < c->dt_min ? c->dt_min : (d > c->dt_max ? c->dt_max : d);
-        float dA = expf(d * -expf(vec_at(&L->A_log, h))), Dh = vec_at(&L->D, h);
-        for (int p = 0; p < P; p++) {
-            float xv = xs[h * P + p], acc = 0;
-            float *st = ssm + ((size_t)h * P + p) * N;
-            for (int n = 0; n < N; n++) {
-                st[n] = st[n] * dA + d * xv * B[g * N + n];
-                acc += st[n] * C[g * N + n];
-            }
-            y[h * P + p] = acc + Dh * xv;
-        }
-    }
-    /* gated RMSNorm, per group of I / n_groups channels */
-    for (int i = 0; i < I; i++) y[i] *= silu(z[i]);
-    const int gs = I / G;
-    for (int g = 0; g < G; g++) rmsnorm(y + g * gs, y + g * gs, NULL, gs, c->eps);
-    for (int i = 0; i < I; i++) y[i] *= vec_at(&L->gnorm, i);
-    free(xbc);
-}
-
 static int proj_size(const kt_config *c) {
     int I = c->m_heads * c->m_head_dim;
     return I + I + 2 * c->n_groups * c->state + c->m_heads;
 }
 
-static void mamba(const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
+static void mamba(const kt_backend *be, const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
     float *proj = kt_xmalloc((size_t)proj_size(c) * sizeof *proj);
     float *y = kt_xmalloc((size_t)c->m_heads * c->m_head_dim * sizeof *y);
-    kt_linear_apply(&L->in_proj, x, proj);
-    mamba_mix(c, L, conv_state, ssm, proj, y);
-    kt_linear_apply(&L->out_proj, y, out);
+    be->matvec(&L->in_proj, x, proj);
+    be->mamba_step(c, L, conv_state, ssm, proj, y);
+    be->matvec(&L->out_proj, y, out);
     free(proj);
     free(y);
 }
 
-/* Attention of query Q (all heads) over the cache up to POS inclusive. */
-static void attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o) {
-    const int hd = c->head_dim, H = c->heads, KV = c->kv_heads, per = H / KV;
-    float *sc = kt_xmalloc((size_t)(pos + 1) * sizeof *sc);
-    memset(o, 0, (size_t)H * hd * sizeof *o);
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < H; h++) {
-        int kvh = h / per;
-        float mx = -INFINITY;
-        for (int t = 0; t <= pos; t++) {
-            const float *k = kc + ((size_t)t * KV + kvh) * hd;
-            float s = 0;
-            for (int i = 0; i < hd; i++) s += q[h * hd + i] * k[i];
-            sc[t] = s * scale;
-            if (sc[t] > mx) mx = sc[t];
-        }
-        float sum = 0;
-        for (int t = 0; t <= pos; t++) sum += sc[t] = expf(sc[t] - mx);
-        for (int t = 0; t <= pos; t++) {
-            const float *v = vc + ((size_t)t * KV + kvh) * hd;
-            for (int i = 0; i < hd; i++) o[h * hd + i] += sc[t] / sum * v[i];
-        }
-    }
-    free(sc);
-}
-
-static void attention(const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
+static void attention(const kt_backend *be, const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
     const int hd = c->head_dim, H = c->heads, KV = c->kv_heads;
     float *q = kt_xmalloc((size_t)H * hd * sizeof *q), *o = kt_xmalloc((size_t)H * hd * sizeof *o);
-    kt_linear_apply(&L->q, x, q);
-    kt_linear_apply(&L->k, x, kc + (size_t)pos * KV * hd);
-    kt_linear_apply(&L->v, x, vc + (size_t)pos * KV * hd);
-    attend(c, kc, vc, pos, q, o);
-    kt_linear_apply(&L->o, o, out);
+    be->matvec(&L->q, x, q);
+    be->matvec(&L->k, x, kc + (size_t)pos * KV * hd);
+    be->matvec(&L->v, x, vc + (size_t)pos * KV * hd);
+    be->attend(c, kc, vc, pos, q, o);
+    be->matvec(&L->o, o, out);
     free(q);
     free(o);
 }
 
-static void mlp(const kt_config *c, const kt_layer *L, const float *x, float *out) {
+static void mlp(const kt_backend *be, const kt_config *c, const kt_layer *L, const float *x, float *out) {
     float *u = kt_xmalloc((size_t)c->intermediate * sizeof *u);
-    kt_linear_apply(&L->up, x, u);
+    be->matvec(&L->up, x, u);
     for (int i = 0; i < c->intermediate; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-    kt_linear_apply(&L->down, u, out);
+    be->matvec(&L->down, u, out);
     free(u);
 }
 
@@ -183,13 +97,13 @@ static void mlp(const kt_config *c, const kt_layer *L, const float *x, float *ou
  * weights are the plain scores of the chosen, normalised when asked, times
  * routed_scaling_factor. Each chosen expert is an MLP with relu^2; the shared
  * expert is added. */
-static void moe(const kt_config *c, const kt_layer *L, const float *x, float *out) {
+static void moe(const kt_backend *be, const kt_config *c, const kt_layer *L, const float *x, float *out) {
     const int E = c->n_experts, K = c->top_k;
     float *score = kt_xmalloc((size_t)E * sizeof *score), *sel = kt_xmalloc((size_t)E * sizeof *sel);
-    kt_linear_apply(&L->gate, x, score);
+    be->matvec(&L->gate, x, score);
     for (int e = 0; e < E; e++) {
         score[e] = 1.0f / (1.0f + expf(-score[e]));
-        sel[e] = score[e] + vec_at(&L->e_bias, e);
+        sel[e] = score[e] + kt_vec_at(&L->e_bias, e);
     }
     if (c->n_group > 1) { /* keep the topk_group groups with the best two scores */
         int per = E / c->n_group;
@@ -229,15 +143,15 @@ static void moe(const kt_config *c, const kt_layer *L, const float *x, float *ou
     memset(out, 0, (size_t)c->hidden * sizeof *out);
     for (int k = 0; k < K; k++) {
         float wk = (K > 1 && c->norm_topk ? w[k] / (total + 1e-20f) : w[k]) * c->routed_scale;
-        kt_linear_apply(&L->fc1[chosen[k]], x, u);
+        be->matvec(&L->fc1[chosen[k]], x, u);
         for (int i = 0; i < c->moe_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-        kt_linear_apply(&L->fc2[chosen[k]], u, y);
+        be->matvec(&L->fc2[chosen[k]], u, y);
         for (int i = 0; i < c->hidden; i++) out[i] += wk * y[i];
     }
     if (L->has_shared) {
-        kt_linear_apply(&L->sh_up, x, u);
+        be->matvec(&L->sh_up, x, u);
         for (int i = 0; i < c->moe_shared_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-        kt_linear_apply(&L->sh_down, u, y);
+        be->matvec(&L->sh_down, u, y);
         for (int i = 0; i < c->hidden; i++) out[i] += y[i];
     }
     free(score), free(sel), free(chosen), free(w), free(u), free(y);
@@ -245,22 +159,23 @@ static void moe(const kt_config *c, const kt_layer *L, const float *x, float *ou
 
 int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     const kt_config *c = &m->cfg;
+    const kt_backend *be = m->backend;
     if (token < 0 || token >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", token, c->vocab);
     if (s->pos >= s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
     float *x = kt_xmalloc((size_t)c->hidden * sizeof *x), *h = kt_xmalloc((size_t)c->hidden * sizeof *h);
     float *o = kt_xmalloc((size_t)c->hidden * sizeof *o);
-    kt_linear_row(&m->embed, token, x);
+    be->row(&m->embed, token, x);
     for (int i = 0; i < c->n_layers; i++) {
         const kt_layer *L = &m->layers[i];
-        rmsnorm(h, x, &L->norm, c->hidden, c->eps);
-        if (L->kind == 'M') mamba(c, L, s->conv[i], s->ssm[i], h, o);
-        else if (L->kind == '*') attention(c, L, s->k[i], s->v[i], s->pos, h, o);
-        else if (L->kind == 'E') moe(c, L, h, o);
-        else mlp(c, L, h, o);
+        be->rmsnorm(h, x, &L->norm, c->hidden, c->eps);
+        if (L->kind == 'M') mamba(be, c, L, s->conv[i], s->ssm[i], h, o);
+        else if (L->kind == '*') attention(be, c, L, s->k[i], s->v[i], s->pos, h, o);
+        else if (L->kind == 'E') moe(be, c, L, h, o);
+        else mlp(be, c, L, h, o);
         for (int j = 0; j < c->hidden; j++) x[j] += o[j];
     }
-    rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
-    kt_linear_apply(&m->lm_head, h, logits);
+    be->rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
+    be->matvec(&m->lm_head, h, logits);
     s->pos++;
     free(x);
     free(h);
@@ -275,6 +190,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
  * up to the order of float additions. */
 int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
     const kt_config *c = &m->cfg;
+    const kt_backend *be = m->backend;
     const int H = c->hidden;
     if (n <= 0) return kt_fail("no tokens");
     if (s->pos + n > s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
@@ -282,41 +198,41 @@ int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int 
         if (tokens[t] < 0 || tokens[t] >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", tokens[t], c->vocab);
     float *x = kt_xmalloc((size_t)n * H * sizeof *x), *h = kt_xmalloc((size_t)n * H * sizeof *h);
     float *o = kt_xmalloc((size_t)n * H * sizeof *o);
-    for (int t = 0; t < n; t++) kt_linear_row(&m->embed, tokens[t], x + (size_t)t * H);
+    for (int t = 0; t < n; t++) be->row(&m->embed, tokens[t], x + (size_t)t * H);
     for (int i = 0; i < c->n_layers; i++) {
         const kt_layer *L = &m->layers[i];
-        for (int t = 0; t < n; t++) rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &L->norm, H, c->eps);
+        for (int t = 0; t < n; t++) be->rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &L->norm, H, c->eps);
         if (L->kind == 'M') {
             const int P = proj_size(c), I = c->m_heads * c->m_head_dim;
             float *proj = kt_xmalloc((size_t)n * P * sizeof *proj), *y = kt_xmalloc((size_t)n * I * sizeof *y);
-            kt_linear_apply_batch(&L->in_proj, h, n, proj);
-            for (int t = 0; t < n; t++) mamba_mix(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I);
-            kt_linear_apply_batch(&L->out_proj, y, n, o);
+            be->matmul(&L->in_proj, h, n, proj);
+            for (int t = 0; t < n; t++) be->mamba_step(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I);
+            be->matmul(&L->out_proj, y, n, o);
             free(proj);
             free(y);
         } else if (L->kind == '*') {
             const int Q = c->heads * c->head_dim, KVD = c->kv_heads * c->head_dim;
             float *q = kt_xmalloc((size_t)n * Q * sizeof *q), *a = kt_xmalloc((size_t)n * Q * sizeof *a);
-            kt_linear_apply_batch(&L->q, h, n, q);
-            kt_linear_apply_batch(&L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
-            kt_linear_apply_batch(&L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
-            for (int t = 0; t < n; t++) attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q);
-            kt_linear_apply_batch(&L->o, a, n, o);
+            be->matmul(&L->q, h, n, q);
+            be->matmul(&L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
+            be->matmul(&L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
+            for (int t = 0; t < n; t++) be->attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q);
+            be->matmul(&L->o, a, n, o);
             free(q);
             free(a);
         } else if (L->kind == '-') {
             float *u = kt_xmalloc((size_t)n * c->intermediate * sizeof *u);
-            kt_linear_apply_batch(&L->up, h, n, u);
+            be->matmul(&L->up, h, n, u);
             for (size_t j = 0; j < (size_t)n * c->intermediate; j++) u[j] = u[j] > 0 ? u[j] * u[j] : 0;
-            kt_linear_apply_batch(&L->down, u, n, o);
+            be->matmul(&L->down, u, n, o);
             free(u);
         } else {
-            for (int t = 0; t < n; t++) moe(c, L, h + (size_t)t * H, o + (size_t)t * H);
+            for (int t = 0; t < n; t++) moe(be, c, L, h + (size_t)t * H, o + (size_t)t * H);
         }
         for (size_t j = 0; j < (size_t)n * H; j++) x[j] += o[j];
     }
-    rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
-    kt_linear_apply(&m->lm_head, h, logits);
+    be->rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
+    be->matvec(&m->lm_head, h, logits);
     s->pos += n;
     free(x);
     free(h);

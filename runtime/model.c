@@ -1,6 +1,7 @@
 /* model.c - load a Nemotron-H model directory into the structs of model.h. */
 #include "model.h"
 #include "affine.h"
+#include "backend.h"
 #include "error.h"
 #include "json.h"
 #include "strbuf.h"
@@ -8,6 +9,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+float kt_vec_at(const kt_vec *v, int i) {
+    float f;
+    kt_row_to_f32(v->dtype, v->data + (size_t)i * (kt_dtype_bits(v->dtype) / 8), &f, 1);
+    return f;
+}
 
 static int get_int(const cJSON *cfg, const char *key, int *out, int def) {
     int64_t v;
@@ -233,6 +240,7 @@ static int load_layer(kt_model *m, const cJSON *cfg, int i) {
 
 int kt_model_load(kt_model *m, const char *dir) {
     memset(m, 0, sizeof *m);
+    m->backend = kt_cpu_backend();
     char *path = kt_path_join(dir, "config.json");
     cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
     free(path);

@@ -59,9 +59,12 @@ typedef struct {
     char *pattern;
 } kt_config;
 
+typedef struct kt_backend kt_backend; /* backend.h: the math, CPU or other */
+
 typedef struct {
     kt_config cfg;
     kt_model_files files;
+    const kt_backend *backend;
     kt_linear embed, lm_head;
     kt_vec norm_f;
     kt_layer *layers;
@@ -84,18 +87,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits);
 /* Feed N tokens at once (prefill); LOGITS receives those of the last one. */
 int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits);
 
-/* y = W x (x: in floats, y: out floats). */
-void kt_linear_apply(const kt_linear *l, const float *x, float *y);
-/* Y[t] = W X[t] for T vectors (X: T x in, Y: T x out); each row of W is
- * dequantized once for all T. */
-void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y);
-/* sum a[i] b[i]: the scalar reference (double accumulation) and the dispatched
- * version (AVX2 where available); they agree to rounding. */
-float kt_dot_ref(const float *a, const float *b, int n);
-float kt_dot(const float *a, const float *b, int n);
-/* Row R of W as floats (embedding lookup). */
-void kt_linear_row(const kt_linear *l, int r, float *out);
-/* Use the scalar reference only (tests compare the two). */
-void kt_matvec_force_scalar(int on);
+/* Element I of a vector parameter as float. */
+float kt_vec_at(const kt_vec *v, int i);
 
 #endif

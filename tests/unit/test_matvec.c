@@ -1,9 +1,11 @@
-/* test_matvec.c - the runtime's matrix-vector product: the vector kernels
- * against the scalar reference (same sums in another order: equal to
- * rounding), and the reference against the dequantized matrix. */
+/* test_matvec.c - the runtime's matrix kernels: every kernel table this CPU
+ * can run (AVX-512, AVX2, NEON) against the scalar references (same sums in
+ * another order: equal to rounding; row dequantization: bit for bit), and
+ * the references against the dequantized matrix. */
 #include "affine.h"
+#include "cpu.h"
 #include "harness.h"
-#include "model.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,72 +16,169 @@ static float frand(uint64_t *s) {
     return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-void test_matvec_simd_matches_scalar(void) {
-    const int bits_list[] = {2, 3, 4, 5, 6, 8}, gs_list[] = {32, 64, 128};
-    const int out = 96, in = 512;
+/* The kernel tables available here; on x86-64 and arm64 at least one. */
+static int tables(const kt_matvec_kernels_t **out) {
+    const kt_matvec_kernels_t *all[] = {kt_kernels_avx512(), kt_kernels_avx2(), kt_kernels_neon()};
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (all[i]) out[n++] = all[i];
+#if defined(__x86_64__) || defined(__aarch64__)
+    CHECK_MSG(n >= 1, "no vector kernel table on this CPU");
+#endif
+    return n;
+}
+
+/* A quantized test matrix OUT x IN with scales of dtype SD. */
+typedef struct {
+    kt_linear l;
+    uint8_t *packed;
+    void *sc, *bi, *src;
+} qmatrix;
+
+static qmatrix make_q(int out, int in, int bits, int gs, kt_dtype sd, uint64_t *st) {
+    qmatrix q;
+    const size_t n = (size_t)out * in, es = kt_dtype_bits(sd) / 8;
+    float *w = malloc(n * sizeof *w);
+    for (size_t i = 0; i < n; i++) w[i] = frand(st) * 0.05f;
+    q.src = malloc(n * es);
+    if (sd == KT_F32) memcpy(q.src, w, n * 4);
+    else if (sd == KT_BF16) kt_f32_to_bf16_row_ref(w, q.src, n);
+    else for (size_t i = 0; i < n; i++) ((uint16_t *)q.src)[i] = kt_f32_to_f16(w[i]);
+    kt_quant_params p = {bits, gs, KT_QUANT_CPU};
+    q.packed = malloc(n);
+    q.sc = malloc(n / gs * es), q.bi = malloc(n / gs * es);
+    uint64_t bad;
+    CHECK(kt_quantize_tensor(&p, sd, q.src, out, in, q.packed, q.sc, q.bi, 1, &bad) == 0);
+    q.l = (kt_linear){out, in, 1, q.packed, sd, q.sc, q.bi, bits, gs};
+    free(w);
+    return q;
+}
+
+static void free_q(qmatrix *q) { free(q->packed), free(q->sc), free(q->bi), free(q->src); }
+
+static double row_magnitude(const kt_linear *l, int o, const float *x) {
+    float *row = malloc((size_t)l->in * sizeof *row);
+    double mag = 0;
+    kt_linear_row_ref(l, o, row);
+    for (int i = 0; i < l->in; i++) mag += fabs((double)row[i] * x[i]);
+    free(row);
+    return mag;
+}
+
+void test_matvec_kernels_match_reference(void) {
+    const kt_matvec_kernels_t *tab[3];
+    const int nt = tables(tab);
+    const int gs_list[] = {32, 64, 128};
+    const kt_dtype sd_list[] = {KT_BF16, KT_F16, KT_F32};
+    const int out = 37, in = 512; /* an odd row count: the pair kernels' last single row */
     uint64_t st = 5;
-    float *w = malloc((size_t)out * in * sizeof *w), *x = malloc((size_t)in * sizeof *x);
-    float *y1 = malloc(out * sizeof *y1), *y2 = malloc(out * sizeof *y2), *row = malloc(in * sizeof *row);
-    uint16_t *wb = malloc((size_t)out * in * 2);
-    for (int i = 0; i < out * in; i++) w[i] = frand(&st) * 0.05f;
+    float *x = malloc(in * sizeof *x), *xe = malloc(in / 2 * sizeof *xe), *xo = malloc(in / 2 * sizeof *xo);
+    float *y1 = malloc(out * sizeof *y1), *y2 = malloc(out * sizeof *y2), *xsum = malloc(in * sizeof *xsum);
+    float *r1 = malloc(in * sizeof *r1), *r2 = malloc(in * sizeof *r2);
     for (int i = 0; i < in; i++) x[i] = frand(&st);
-    kt_f32_to_bf16_row_ref(w, wb, (size_t)out * in);
+    for (int i = 0; i < in / 2; i++) xe[i] = x[2 * i], xo[i] = x[2 * i + 1];
+    for (int g = 0; g < 3; g++)
+        for (int d = 0; d < 3; d++) {
+            const int gs = gs_list[g];
+            qmatrix q = make_q(out, in, 4, gs, sd_list[d], &st);
+            for (int j = 0; j < in / gs; j++) {
+                xsum[j] = 0;
+                for (int i = 0; i < gs; i++) xsum[j] += x[j * gs + i];
+            }
+            kt_linear_rows_ref(&q.l, 0, out, x, y1);
+            for (int t = 0; t < nt; t++) {
+                memset(y2, 0, out * sizeof *y2);
+                tab[t]->q4_rows(&q.l, 0, out, xe, xo, xsum, y2);
+                for (int o = 0; o < out; o++) {
+                    double mag = row_magnitude(&q.l, o, x);
+                    CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-7, "%s q4 gs %d %s row %d: %g vs %g",
+                              tab[t]->name, gs, kt_dtype_name(sd_list[d]), o, y2[o], y1[o]);
+                    kt_linear_row_ref(&q.l, o, r1);
+                    tab[t]->q4_row(&q.l, o, r2);
+                    CHECK_MSG(!memcmp(r1, r2, in * sizeof *r1), "%s dequantized row %d gs %d %s differs", tab[t]->name,
+                              o, gs, kt_dtype_name(sd_list[d]));
+                }
+            }
+            free_q(&q);
+        }
+    /* dense bf16 rows, with a length that leaves a tail */
+    const int din = 509;
+    uint16_t *wb = malloc((size_t)out * din * 2);
+    for (int i = 0; i < out * din; i++) wb[i] = kt_f32_to_bf16(frand(&st) * 0.05f);
+    kt_linear dl = {out, din, 0, (const uint8_t *)wb, KT_BF16, NULL, NULL, 0, 0};
+    kt_linear_rows_ref(&dl, 0, out, x, y1);
+    for (int t = 0; t < nt; t++) {
+        tab[t]->bf16_rows(&dl, 0, out, x, y2);
+        for (int o = 0; o < out; o++)
+            CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * row_magnitude(&dl, o, x) + 1e-7, "%s bf16 row %d", tab[t]->name, o);
+    }
+    free(wb), free(x), free(xe), free(xo), free(y1), free(y2), free(xsum), free(r1), free(r2);
+}
+
+void test_matvec_dispatch_matches_reference(void) {
+    const int bits_list[] = {2, 3, 4, 5, 6, 8}, gs_list[] = {32, 64, 128};
+    const int out = 97, in = 512;
+    uint64_t st = 7;
+    float *x = malloc(in * sizeof *x), *y1 = malloc(out * sizeof *y1), *y2 = malloc(out * sizeof *y2);
+    float *row = malloc(in * sizeof *row);
+    for (int i = 0; i < in; i++) x[i] = frand(&st);
     for (int b = 0; b < 6; b++)
         for (int g = 0; g < 3; g++) {
-            kt_quant_params p = {bits_list[b], gs_list[g], KT_QUANT_CPU};
-            uint8_t *packed = malloc((size_t)out * in);
-            uint16_t *sc = malloc((size_t)out * in / gs_list[g] * 2), *bi = malloc((size_t)out * in / gs_list[g] * 2);
-            uint64_t bad;
-            CHECK(kt_quantize_tensor(&p, KT_BF16, wb, out, in, packed, sc, bi, 1, &bad) == 0);
-            kt_linear l = {out, in, 1, packed, KT_BF16, (const uint8_t *)sc, (const uint8_t *)bi, p.bits, p.group_size};
+            qmatrix q = make_q(out, in, bits_list[b], gs_list[g], KT_BF16, &st);
             kt_matvec_force_scalar(1);
-            kt_linear_apply(&l, x, y1);
+            kt_linear_apply(&q.l, x, y1);
             kt_matvec_force_scalar(0);
-            kt_linear_apply(&l, x, y2);
+            kt_linear_apply(&q.l, x, y2);
             for (int o = 0; o < out; o++) {
-                kt_linear_row(&l, o, row);
+                kt_linear_row(&q.l, o, row);
                 double exact = 0, mag = 0;
                 for (int i = 0; i < in; i++) exact += (double)row[i] * x[i], mag += fabs((double)row[i] * x[i]);
-                CHECK_MSG(fabs(y1[o] - exact) <= 1e-5 * mag + 1e-7, "ref bits %d gs %d row %d: %g vs %g", p.bits, p.group_size, o, y1[o], exact);
-                CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-7, "simd bits %d gs %d row %d: %g vs %g", p.bits, p.group_size, o, y2[o], y1[o]);
+                CHECK_MSG(fabs(y1[o] - exact) <= 1e-5 * mag + 1e-7, "ref bits %d gs %d row %d: %g vs %g", bits_list[b],
+                          gs_list[g], o, y1[o], exact);
+                CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-7, "%s bits %d gs %d row %d: %g vs %g",
+                          kt_matvec_kernels(), bits_list[b], gs_list[g], o, y2[o], y1[o]);
             }
-            free(packed);
-            free(sc);
-            free(bi);
+            free_q(&q);
         }
-    kt_linear d = {out, in, 0, (const uint8_t *)wb, KT_BF16, NULL, NULL, 0, 0};
-    kt_matvec_force_scalar(1);
-    kt_linear_apply(&d, x, y1);
-    kt_matvec_force_scalar(0);
-    kt_linear_apply(&d, x, y2);
-    for (int o = 0; o < out; o++) {
-        double mag = 0;
-        for (int i = 0; i < in; i++) mag += fabs(kt_bf16_to_f32(wb[o * in + i]) * x[i]);
-        CHECK(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-7);
-    }
-    free(w), free(x), free(y1), free(y2), free(row), free(wb);
+    free(x), free(y1), free(y2), free(row);
 }
 
 void test_dot_and_batch_match_reference(void) {
+    const kt_matvec_kernels_t *tab[3];
+    const int nt = tables(tab);
     uint64_t st = 9;
-    enum { N = 1000, T = 5, OUT = 40, IN = 256 };
-    float a[N], b[N];
-    double mag = 0;
-    for (int i = 0; i < N; i++) a[i] = frand(&st), b[i] = frand(&st), mag += fabs((double)a[i] * b[i]);
-    for (int n = 0; n <= N; n += 37) {
-        float r = kt_dot_ref(a, b, n), f = kt_dot(a, b, n);
-        CHECK_MSG(fabs(r - f) <= 1e-5 * mag + 1e-7, "n %d: %g vs %g", n, f, r);
-    }
-    /* batched products equal one-at-a-time ones */
-    float *w = malloc((size_t)OUT * IN * sizeof *w), *x = malloc((size_t)T * IN * sizeof *x);
+    enum { N = 1000, T = 9, OUT = 40, IN = 256 };
+    float *a = malloc(T * N * sizeof *a), *b = malloc(N * sizeof *b), r[T], f[T];
+    for (int i = 0; i < T * N; i++) a[i] = frand(&st);
+    for (int i = 0; i < N; i++) b[i] = frand(&st);
+    for (int n = 0; n <= N; n += 37)
+        for (int t = 1; t <= T; t++) {
+            kt_dots_ref(b, a, N, t, n, r);
+            for (int k = 0; k < nt; k++) {
+                tab[k]->dots(b, a, N, t, n, f);
+                for (int j = 0; j < t; j++) {
+                    double mag = 0;
+                    for (int i = 0; i < n; i++) mag += fabs((double)a[j * N + i] * b[i]);
+                    CHECK_MSG(fabs(r[j] - f[j]) <= 1e-5 * mag + 1e-7, "%s n %d t %d: %g vs %g", tab[k]->name, n, t, f[j], r[j]);
+                }
+            }
+        }
+    free(a), free(b);
+    /* batched products equal one-at-a-time ones, dense and 4-bit */
+    float *x = malloc((size_t)T * IN * sizeof *x), *w = malloc((size_t)OUT * IN * sizeof *w);
     float *y1 = malloc((size_t)T * OUT * sizeof *y1), *y2 = malloc((size_t)OUT * sizeof *y2);
     for (int i = 0; i < OUT * IN; i++) w[i] = frand(&st);
     for (int i = 0; i < T * IN; i++) x[i] = frand(&st);
-    kt_linear l = {OUT, IN, 0, (const uint8_t *)w, KT_F32, NULL, NULL, 0, 0};
-    kt_linear_apply_batch(&l, x, T, y1);
-    for (int t = 0; t < T; t++) {
-        kt_linear_apply(&l, x + t * IN, y2);
-        for (int o = 0; o < OUT; o++) CHECK(fabs(y1[t * OUT + o] - y2[o]) <= 1e-4);
+    kt_linear dense = {OUT, IN, 0, (const uint8_t *)w, KT_F32, NULL, NULL, 0, 0};
+    qmatrix q = make_q(OUT, IN, 4, 64, KT_BF16, &st);
+    const kt_linear *ls[] = {&dense, &q.l};
+    for (int m = 0; m < 2; m++) {
+        kt_linear_apply_batch(ls[m], x, T, y1);
+        for (int t = 0; t < T; t++) {
+            kt_linear_apply(ls[m], x + t * IN, y2);
+            for (int o = 0; o < OUT; o++) CHECK_MSG(fabs(y1[t * OUT + o] - y2[o]) <= 1e-4, "batch %d t %d o %d", m, t, o);
+        }
     }
+    free_q(&q);
     free(w), free(x), free(y1), free(y2);
 }

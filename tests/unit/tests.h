@@ -27,7 +27,8 @@
     X(test_quantize_metal_and_cpu_differ_as_documented) \
     X(test_dequantize_rounds_like_mlx)            \
     X(test_quantize_unaligned_input)              \
-    X(test_matvec_simd_matches_scalar)            \
+    X(test_matvec_kernels_match_reference)        \
+    X(test_matvec_dispatch_matches_reference)     \
     X(test_dot_and_batch_match_reference)
 
 #define X(name) void name(void);

@@ -1,8 +1,9 @@
-/* quantize_main.c - the quantizer's unit tests alone, for a cross build.
+/* cross_main.c - the unit tests of the vector kernels alone, for a cross
+ * build: the quantizer and the runtime's matrix kernels.
  *
- * tests/cross/neon.sh compiles this with the quantize library for arm64 and
- * runs it under qemu, so the NEON kernel is checked against the scalar
- * reference on an x86-64 CI machine too. */
+ * tests/cross/neon.sh compiles this for arm64 and runs it under qemu, so the
+ * NEON kernels are checked against the scalar references on an x86-64 CI
+ * machine too. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -16,6 +17,9 @@ void test_quantize_rejects_nonfinite(void);
 void test_quantize_metal_and_cpu_differ_as_documented(void);
 void test_dequantize_rounds_like_mlx(void);
 void test_quantize_unaligned_input(void);
+void test_matvec_kernels_match_reference(void);
+void test_matvec_dispatch_matches_reference(void);
+void test_dot_and_batch_match_reference(void);
 
 static const test_case TESTS[] = {
     {"test_quantize_simd_matches_scalar", test_quantize_simd_matches_scalar},
@@ -25,6 +29,9 @@ static const test_case TESTS[] = {
     {"test_quantize_metal_and_cpu_differ_as_documented", test_quantize_metal_and_cpu_differ_as_documented},
     {"test_dequantize_rounds_like_mlx", test_dequantize_rounds_like_mlx},
     {"test_quantize_unaligned_input", test_quantize_unaligned_input},
+    {"test_matvec_kernels_match_reference", test_matvec_kernels_match_reference},
+    {"test_matvec_dispatch_matches_reference", test_matvec_dispatch_matches_reference},
+    {"test_dot_and_batch_match_reference", test_dot_and_batch_match_reference},
 };
 
 int main(void) {

@@ -1,0 +1,35 @@
+/* backend.h - the math of a Nemotron-H forward pass behind one table of
+ * functions.
+ *
+ * forward.c composes layers out of these operations and never looks at how
+ * they are computed; a backend supplies them. The CPU backend (runtime/cpu/)
+ * is the one that exists: scalar references plus AVX2/AVX-512/NEON kernels
+ * chosen at run time. A GPU backend fills in the same table; the weights
+ * (kt_linear: mapped file bytes) and the state (kt_state) stay as they are.
+ */
+#ifndef KT_BACKEND_H
+#define KT_BACKEND_H
+
+#include "model.h"
+
+struct kt_backend {
+    const char *name;
+    /* y = W x (x: in floats, y: out floats) */
+    void (*matvec)(const kt_linear *w, const float *x, float *y);
+    /* Y[t] = W X[t] for T vectors stored one after another (the prompt) */
+    void (*matmul)(const kt_linear *w, const float *x, int t, float *y);
+    /* row R of W as floats (the embedding lookup) */
+    void (*row)(const kt_linear *w, int r, float *out);
+    /* out = x / rms(x) * w; w NULL means no weight */
+    void (*rmsnorm)(float *out, const float *x, const kt_vec *w, int n, float eps);
+    /* One Mamba-2 step from PROJ = in_proj(x) = [z | xBC | dt]: the conv
+     * window and the SSM state advance; Y receives the gated, group-normalised
+     * output that goes into out_proj. */
+    void (*mamba_step)(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y);
+    /* O = attention of query Q (all heads) over cached K, V at 0..POS */
+    void (*attend)(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o);
+};
+
+const kt_backend *kt_cpu_backend(void);
+
+#endif

@@ -1,0 +1,10 @@
+/* backend_cpu.c - the CPU backend: the table of backend.h filled with this
+ * folder's functions. */
+#include "backend.h"
+#include "cpu.h"
+
+const kt_backend *kt_cpu_backend(void) {
+    static const kt_backend cpu = {"cpu",      kt_linear_apply, kt_linear_apply_batch, kt_linear_row,
+                                   kt_rmsnorm, kt_mamba2_step,  kt_attend};
+    return &cpu;
+}

@@ -1,0 +1,33 @@
+/* cpu.h - the CPU backend's operations, callable directly (tests, benches).
+ *
+ * Every vector kernel has a scalar reference beside it: kt_matvec_force_scalar
+ * switches the dispatched functions to the references, and the unit tests
+ * check that every kernel set this CPU can run agrees with them.
+ */
+#ifndef KT_CPU_H
+#define KT_CPU_H
+
+#include "model.h"
+
+/* y = W x */
+void kt_linear_apply(const kt_linear *l, const float *x, float *y);
+/* Y[t] = W X[t] for T vectors (X: T x in, Y: T x out); each row of W is
+ * dequantized once for all T. */
+void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y);
+/* Row R of W as floats: s * code + b for a quantized row (bit-identical in
+ * every kernel set), the values themselves for a dense one. */
+void kt_linear_row(const kt_linear *l, int r, float *out);
+void kt_linear_row_ref(const kt_linear *l, int r, float *out);
+/* sum a[i] b[i]: the reference accumulates in double. */
+float kt_dot(const float *a, const float *b, int n);
+float kt_dot_ref(const float *a, const float *b, int n);
+/* Use the scalar references only (1), or the best kernels again (0). */
+void kt_matvec_force_scalar(int on);
+/* The name of the kernel set in use: "avx512", "avx2", "neon" or "scalar". */
+const char *kt_matvec_kernels(void);
+
+void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);
+void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y);
+void kt_attend(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o);
+
+#endif

@@ -1,0 +1,37 @@
+/* kernels.h - one instruction set's matrix kernels, as a table.
+ *
+ * matvec.c picks the best table this CPU supports at run time (each file
+ * compiles everywhere and returns NULL where its instructions do not exist)
+ * and falls back to the scalar references for any format a table does not
+ * cover. The tests run every available table against the references.
+ */
+#ifndef KT_KERNELS_H
+#define KT_KERNELS_H
+
+#include "model.h"
+
+typedef struct {
+    const char *name;
+    /* Rows [R0, R1) of y = W x for 4-bit W with group_size % 16 == 0. XE and
+     * XO are x's even and odd elements (byte k of a group holds element 2k in
+     * its low nibble, 2k+1 in its high), XSUM x's sum per group. */
+    void (*q4_rows)(const kt_linear *l, int r0, int r1, const float *xe, const float *xo, const float *xsum, float *y);
+    /* Rows [R0, R1) of y = W x for dense bf16 W. */
+    void (*bf16_rows)(const kt_linear *l, int r0, int r1, const float *x, float *y);
+    /* Row R of 4-bit W dequantized, s * code + b rounded as the reference. */
+    void (*q4_row)(const kt_linear *l, int r, float *out);
+    /* OUT[k] = W . X[k] for K < T vectors X[k] = X + k * LDX of N floats. */
+    void (*dots)(const float *w, const float *x, size_t ldx, int t, int n, float *out);
+} kt_matvec_kernels_t;
+
+const kt_matvec_kernels_t *kt_kernels_avx512(void);
+const kt_matvec_kernels_t *kt_kernels_avx2(void);
+const kt_matvec_kernels_t *kt_kernels_neon(void);
+/* The table in use (NULL: scalar only). */
+const kt_matvec_kernels_t *kt_kernels_active(void);
+
+/* The scalar references the tables are tested against. */
+void kt_linear_rows_ref(const kt_linear *l, int r0, int r1, const float *x, float *y);
+void kt_dots_ref(const float *w, const float *x, size_t ldx, int t, int n, float *out);
+
+#endif

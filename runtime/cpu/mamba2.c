@@ -1,0 +1,64 @@
+/* mamba2.c - one Mamba-2 step (the recurrent form of the SSD layer).
+ *
+ * From the input projection of this token, proj = [z | xBC | dt]:
+ *   xBC = silu(causal depthwise conv1d over the last conv_kernel inputs)
+ *       = [x | B | C], x split in heads of head_dim, B and C per group;
+ *   per head h (group g = h / (heads / n_groups)):
+ *     dt    = clamp(softplus(dt_h + dt_bias_h), time_step_limit)
+ *     state = exp(dt * -exp(A_log_h)) * state + dt * x_h (outer) B_g
+ *     y_h   = state . C_g + D_h * x_h
+ *   y = rmsnorm per group of I / n_groups channels (y * silu(z)) * norm.weight
+ * mlx-lm's nemotron_h.py evaluates the same sum in chunks over the prompt;
+ * token by token it is this recurrence.
+ */
+#include "cpu.h"
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* CONV holds the K-1 previous inputs of the conv, oldest first. */
+static void causal_conv(const kt_config *c, const kt_layer *L, float *conv, const float *in, float *out) {
+    const int K = c->conv, dim = c->m_heads * c->m_head_dim + 2 * c->n_groups * c->state;
+    for (int ch = 0; ch < dim; ch++) {
+        float acc = kt_vec_at(&L->conv_b, ch);
+        for (int k = 0; k < K - 1; k++) acc += kt_vec_at(&L->conv_w, ch * K + k) * conv[k * dim + ch];
+        acc += kt_vec_at(&L->conv_w, ch * K + K - 1) * in[ch];
+        out[ch] = silu(acc);
+    }
+    memmove(conv, conv + dim, (size_t)(K - 2) * dim * sizeof *conv);
+    memcpy(conv + (size_t)(K - 2) * dim, in, (size_t)dim * sizeof *in);
+}
+
+void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y) {
+    const int I = c->m_heads * c->m_head_dim, G = c->n_groups, N = c->state, P = c->m_head_dim;
+    const int dim = I + 2 * G * N;
+    float *xbc = kt_xmalloc((size_t)dim * sizeof *xbc);
+    const float *z = proj, *dt = proj + I + dim;
+    causal_conv(c, L, conv, proj + I, xbc);
+    const float *xs = xbc, *B = xbc + I, *C = xbc + I + G * N;
+    for (int h = 0; h < c->m_heads; h++) {
+        const int g = h / (c->m_heads / G);
+        float d = softplus(dt[h] + kt_vec_at(&L->dt_bias, h));
+        d = d < c->dt_min ? c->dt_min : (d > c->dt_max ? c->dt_max : d);
+        const float dA = expf(d * -expf(kt_vec_at(&L->A_log, h))), Dh = kt_vec_at(&L->D, h);
+        for (int p = 0; p < P; p++) {
+            float xv = xs[h * P + p], acc = 0;
+            float *st = ssm + ((size_t)h * P + p) * N;
+            for (int n = 0; n < N; n++) {
+                st[n] = st[n] * dA + d * xv * B[g * N + n];
+                acc += st[n] * C[g * N + n];
+            }
+            y[h * P + p] = acc + Dh * xv;
+        }
+    }
+    for (int i = 0; i < I; i++) y[i] *= silu(z[i]);
+    const int per = I / G;
+    for (int g = 0; g < G; g++) kt_rmsnorm(y + g * per, y + g * per, NULL, per, c->eps);
+    for (int i = 0; i < I; i++) y[i] *= kt_vec_at(&L->gnorm, i);
+    free(xbc);
+}

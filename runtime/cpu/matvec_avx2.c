@@ -1,0 +1,201 @@
+/* matvec_avx2.c - the matrix kernels in AVX2 + FMA (x86-64, chosen at run
+ * time). Each computes what the scalar reference in matvec.c computes:
+ * the same group sums in float lanes (agreement to rounding), and the row
+ * dequantization with the reference's two roundings (bit for bit).
+ */
+#include "kernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* Bytes ahead of the 4-bit rows to prefetch: the hardware prefetcher alone
+ * leaves the kernel waiting on memory (bench/matvec_bench.c measures it). */
+enum { PREFETCH = 2048 };
+
+AVX2 static float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* Scale or bias I as float. Inlined with D a constant, the bf16 case (MLX
+ * stores them in the model's dtype, usually bf16) is two instructions. */
+static inline float scale_at(kt_dtype d, const uint8_t *base, size_t i) {
+    if (d == KT_BF16) {
+        uint16_t h;
+        memcpy(&h, base + i * 2, 2);
+        return kt_bf16_to_f32(h);
+    }
+    float f;
+    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
+    return f;
+}
+
+/* Rows R and R+1 at once: each x vector loaded serves both rows, and four
+ * independent accumulators keep the FMA units busy instead of waiting on one
+ * dependency chain. The scale multiplies the group's dot product as a vector
+ * (one horizontal sum per row, not per group); the bias term b * sum(x_g) is
+ * summed apart. GS and SD are constants where inlined (see q4_pair). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+q4_pair_body(const kt_linear *l, int r, const float *xe, const float *xo, const float *xsum, float *y, const int gs,
+             const kt_dtype sd) {
+    const int groups = l->in / gs;
+    const uint8_t *w0 = l->w + (size_t)r * l->in / 2, *w1 = w0 + l->in / 2;
+    const __m256i nib = _mm256_set1_epi32(15);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float bias0 = 0, bias1 = 0;
+    for (int g = 0; g < groups; g++) {
+        __m256 d0a = _mm256_setzero_ps(), d0b = _mm256_setzero_ps();
+        __m256 d1a = _mm256_setzero_ps(), d1b = _mm256_setzero_ps();
+        const uint8_t *p0 = w0 + (size_t)g * gs / 2, *p1 = w1 + (size_t)g * gs / 2;
+        const float *e = xe + (size_t)g * gs / 2, *o = xo + (size_t)g * gs / 2;
+        _mm_prefetch((const char *)(p0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p1 + PREFETCH), _MM_HINT_T0);
+        for (int k = 0; k < gs / 2; k += 8) {
+            __m256 ev = _mm256_loadu_ps(e + k), ov = _mm256_loadu_ps(o + k);
+            __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p0 + k)));
+            __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p1 + k)));
+            d0a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, nib)), ev, d0a);
+            d0b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), ov, d0b);
+            d1a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, nib)), ev, d1a);
+            d1b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), ov, d1b);
+        }
+        const size_t i0 = (size_t)r * groups + g, i1 = i0 + (size_t)groups;
+        acc0 = _mm256_fmadd_ps(_mm256_add_ps(d0a, d0b), _mm256_set1_ps(scale_at(sd, l->scales, i0)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_add_ps(d1a, d1b), _mm256_set1_ps(scale_at(sd, l->scales, i1)), acc1);
+        bias0 += scale_at(sd, l->biases, i0) * xsum[g];
+        bias1 += scale_at(sd, l->biases, i1) * xsum[g];
+    }
+    y[r] = hsum8(acc0) + bias0;
+    y[r + 1] = hsum8(acc1) + bias1;
+}
+
+/* The common cases with constants, so the inner loop unrolls and the scale
+ * load is inline (twice the speed of the general body, measured). */
+AVX2 static void q4_pair(const kt_linear *l, int r, const float *xe, const float *xo, const float *xsum, float *y) {
+    if (l->dtype != KT_BF16) q4_pair_body(l, r, xe, xo, xsum, y, l->group_size, l->dtype);
+    else if (l->group_size == 64) q4_pair_body(l, r, xe, xo, xsum, y, 64, KT_BF16);
+    else if (l->group_size == 128) q4_pair_body(l, r, xe, xo, xsum, y, 128, KT_BF16);
+    else if (l->group_size == 32) q4_pair_body(l, r, xe, xo, xsum, y, 32, KT_BF16);
+    else q4_pair_body(l, r, xe, xo, xsum, y, l->group_size, KT_BF16);
+}
+
+/* One row: the same sums as q4_pair_body (for an odd row count). */
+AVX2 static float q4_one(const kt_linear *l, int r, const float *xe, const float *xo, const float *xsum) {
+    const int gs = l->group_size, groups = l->in / gs;
+    const uint8_t *w = l->w + (size_t)r * l->in / 2;
+    const __m256i nib = _mm256_set1_epi32(15);
+    __m256 acc = _mm256_setzero_ps();
+    float bias = 0;
+    for (int g = 0; g < groups; g++) {
+        __m256 da = _mm256_setzero_ps(), db = _mm256_setzero_ps();
+        const uint8_t *p = w + (size_t)g * gs / 2;
+        const float *e = xe + (size_t)g * gs / 2, *o = xo + (size_t)g * gs / 2;
+        for (int k = 0; k < gs / 2; k += 8) {
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + k)));
+            da = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, nib)), _mm256_loadu_ps(e + k), da);
+            db = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), _mm256_loadu_ps(o + k), db);
+        }
+        const size_t i = (size_t)r * groups + g;
+        acc = _mm256_fmadd_ps(_mm256_add_ps(da, db), _mm256_set1_ps(scale_at(l->dtype, l->scales, i)), acc);
+        bias += scale_at(l->dtype, l->biases, i) * xsum[g];
+    }
+    return hsum8(acc) + bias;
+}
+
+AVX2 static void q4_rows(const kt_linear *l, int r0, int r1, const float *xe, const float *xo, const float *xsum,
+                         float *y) {
+    int r = r0;
+    for (; r + 2 <= r1; r += 2) q4_pair(l, r, xe, xo, xsum, y);
+    if (r < r1) y[r] = q4_one(l, r, xe, xo, xsum);
+}
+
+AVX2 static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x, float *y) {
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = (const uint16_t *)(l->w + (size_t)r * l->in * 2);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= l->in; i += 16) {
+            __m256i a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
+            __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i + 8)));
+            acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), _mm256_loadu_ps(x + i + 8), acc1);
+        }
+        float sum = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; i < l->in; i++) {
+            uint16_t h;
+            memcpy(&h, w + i, 2);
+            sum += kt_bf16_to_f32(h) * x[i];
+        }
+        y[r] = sum;
+    }
+}
+
+/* Nibbles to bytes in element order (low nibble first), 16 elements per
+ * 8 bytes; then s * code + b with the reference's two roundings. */
+AVX2 static void q4_row(const kt_linear *l, int r, float *out) {
+    const int gs = l->group_size, groups = l->in / gs;
+    const uint8_t *w = l->w + (size_t)r * l->in / 2;
+    const __m128i nib = _mm_set1_epi8(15);
+    for (int g = 0; g < groups; g++) {
+        const size_t i = (size_t)r * groups + g;
+        const __m256 s = _mm256_set1_ps(scale_at(l->dtype, l->scales, i));
+        const __m256 b = _mm256_set1_ps(scale_at(l->dtype, l->biases, i));
+        for (int k = 0; k < gs / 2; k += 8) {
+            __m128i v = _mm_loadl_epi64((const __m128i *)(w + (size_t)g * gs / 2 + k));
+            __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(v, nib), _mm_and_si128(_mm_srli_epi16(v, 4), nib));
+            __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes));
+            __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8)));
+            float *o = out + (size_t)g * gs + 2 * k;
+            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_mul_ps(c0, s), b));
+            _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_mul_ps(c1, s), b));
+        }
+    }
+}
+
+/* Four vectors at a time: each loaded w serves four products. */
+AVX2 static void dots(const float *w, const float *x, size_t ldx, int t, int n, float *out) {
+    int k = 0;
+    for (; k + 4 <= t; k += 4) {
+        const float *x0 = x + (size_t)k * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 wv = _mm256_loadu_ps(w + i);
+            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + i), a0);
+            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + i), a1);
+            a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + i), a2);
+            a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + i), a3);
+        }
+        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
+        for (; i < n; i++) s0 += w[i] * x0[i], s1 += w[i] * x1[i], s2 += w[i] * x2[i], s3 += w[i] * x3[i];
+        out[k] = s0, out[k + 1] = s1, out[k + 2] = s2, out[k + 3] = s3;
+    }
+    for (; k < t; k++) {
+        const float *xk = x + (size_t)k * ldx;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= n; i += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(xk + i), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(xk + i + 8), a1);
+        }
+        float s = hsum8(_mm256_add_ps(a0, a1));
+        for (; i < n; i++) s += w[i] * xk[i];
+        out[k] = s;
+    }
+}
+
+const kt_matvec_kernels_t *kt_kernels_avx2(void) {
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots};
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &table : NULL;
+}
+
+#else
+const kt_matvec_kernels_t *kt_kernels_avx2(void) { return NULL; }
+#endif

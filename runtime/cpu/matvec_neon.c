@@ -1,0 +1,137 @@
+/* matvec_neon.c - the matrix kernels in NEON (arm64, always present there).
+ * The same sums as the scalar reference in float lanes (agreement to
+ * rounding) and the row dequantization with its two roundings (bit for bit).
+ * tests/cross/neon.sh runs their tests under qemu on x86-64 machines.
+ */
+#include "kernels.h"
+
+#include <string.h>
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+static inline float scale_at(kt_dtype d, const uint8_t *base, size_t i) {
+    if (d == KT_BF16) {
+        uint16_t h;
+        memcpy(&h, base + i * 2, 2);
+        return kt_bf16_to_f32(h);
+    }
+    float f;
+    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
+    return f;
+}
+
+/* 8 bytes = 16 codes: widen to 32-bit lanes, low nibbles (even elements)
+ * and high nibbles (odd elements) as floats, 4 lanes at a time. */
+static float q4_one(const kt_linear *l, int r, const float *xe, const float *xo, const float *xsum) {
+    const int gs = l->group_size, groups = l->in / gs;
+    const uint8_t *w = l->w + (size_t)r * l->in / 2;
+    const uint8x8_t nib = vdup_n_u8(15);
+    float32x4_t acc = vdupq_n_f32(0);
+    float bias = 0;
+    for (int g = 0; g < groups; g++) {
+        float32x4_t d0 = vdupq_n_f32(0), d1 = vdupq_n_f32(0), d2 = vdupq_n_f32(0), d3 = vdupq_n_f32(0);
+        const uint8_t *p = w + (size_t)g * gs / 2;
+        const float *e = xe + (size_t)g * gs / 2, *o = xo + (size_t)g * gs / 2;
+        for (int k = 0; k < gs / 2; k += 8) {
+            uint8x8_t v = vld1_u8(p + k);
+            uint16x8_t lo = vmovl_u8(vand_u8(v, nib)), hi = vmovl_u8(vshr_n_u8(v, 4));
+            d0 = vfmaq_f32(d0, vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))), vld1q_f32(e + k));
+            d1 = vfmaq_f32(d1, vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))), vld1q_f32(e + k + 4));
+            d2 = vfmaq_f32(d2, vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))), vld1q_f32(o + k));
+            d3 = vfmaq_f32(d3, vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))), vld1q_f32(o + k + 4));
+        }
+        const size_t i = (size_t)r * groups + g;
+        float32x4_t d = vaddq_f32(vaddq_f32(d0, d1), vaddq_f32(d2, d3));
+        acc = vfmaq_f32(acc, d, vdupq_n_f32(scale_at(l->dtype, l->scales, i)));
+        bias += scale_at(l->dtype, l->biases, i) * xsum[g];
+    }
+    return vaddvq_f32(acc) + bias;
+}
+
+static void q4_rows(const kt_linear *l, int r0, int r1, const float *xe, const float *xo, const float *xsum, float *y) {
+    for (int r = r0; r < r1; r++) y[r] = q4_one(l, r, xe, xo, xsum);
+}
+
+static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x, float *y) {
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = (const uint16_t *)(l->w + (size_t)r * l->in * 2);
+        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+        int i = 0;
+        for (; i + 8 <= l->in; i += 8) {
+            uint16x8_t h = vld1q_u16(w + i);
+            float32x4_t lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+            float32x4_t hi = vreinterpretq_f32_u32(vshll_n_u16(vget_high_u16(h), 16));
+            a0 = vfmaq_f32(a0, lo, vld1q_f32(x + i));
+            a1 = vfmaq_f32(a1, hi, vld1q_f32(x + i + 4));
+        }
+        float sum = vaddvq_f32(vaddq_f32(a0, a1));
+        for (; i < l->in; i++) {
+            uint16_t h;
+            memcpy(&h, w + i, 2);
+            sum += kt_bf16_to_f32(h) * x[i];
+        }
+        y[r] = sum;
+    }
+}
+
+static void q4_row(const kt_linear *l, int r, float *out) {
+    const int gs = l->group_size, groups = l->in / gs;
+    const uint8_t *w = l->w + (size_t)r * l->in / 2;
+    const uint8x8_t nib = vdup_n_u8(15);
+    for (int g = 0; g < groups; g++) {
+        const size_t i = (size_t)r * groups + g;
+        const float32x4_t s = vdupq_n_f32(scale_at(l->dtype, l->scales, i));
+        const float32x4_t b = vdupq_n_f32(scale_at(l->dtype, l->biases, i));
+        for (int k = 0; k < gs / 2; k += 8) {
+            uint8x8_t v = vld1_u8(w + (size_t)g * gs / 2 + k);
+            uint8x8x2_t z = vzip_u8(vand_u8(v, nib), vshr_n_u8(v, 4)); /* codes in element order */
+            uint16x8_t c0 = vmovl_u8(z.val[0]), c1 = vmovl_u8(z.val[1]);
+            float *o = out + (size_t)g * gs + 2 * k;
+            vst1q_f32(o, vaddq_f32(vmulq_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(c0))), s), b));
+            vst1q_f32(o + 4, vaddq_f32(vmulq_f32(vcvtq_f32_u32(vmovl_u16(vget_high_u16(c0))), s), b));
+            vst1q_f32(o + 8, vaddq_f32(vmulq_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(c1))), s), b));
+            vst1q_f32(o + 12, vaddq_f32(vmulq_f32(vcvtq_f32_u32(vmovl_u16(vget_high_u16(c1))), s), b));
+        }
+    }
+}
+
+static void dots(const float *w, const float *x, size_t ldx, int t, int n, float *out) {
+    int k = 0;
+    for (; k + 4 <= t; k += 4) {
+        const float *x0 = x + (size_t)k * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            float32x4_t wv = vld1q_f32(w + i);
+            a0 = vfmaq_f32(a0, wv, vld1q_f32(x0 + i));
+            a1 = vfmaq_f32(a1, wv, vld1q_f32(x1 + i));
+            a2 = vfmaq_f32(a2, wv, vld1q_f32(x2 + i));
+            a3 = vfmaq_f32(a3, wv, vld1q_f32(x3 + i));
+        }
+        float s0 = vaddvq_f32(a0), s1 = vaddvq_f32(a1), s2 = vaddvq_f32(a2), s3 = vaddvq_f32(a3);
+        for (; i < n; i++) s0 += w[i] * x0[i], s1 += w[i] * x1[i], s2 += w[i] * x2[i], s3 += w[i] * x3[i];
+        out[k] = s0, out[k + 1] = s1, out[k + 2] = s2, out[k + 3] = s3;
+    }
+    for (; k < t; k++) {
+        const float *xk = x + (size_t)k * ldx;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(xk + i));
+            a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(xk + i + 4));
+        }
+        float s = vaddvq_f32(vaddq_f32(a0, a1));
+        for (; i < n; i++) s += w[i] * xk[i];
+        out[k] = s;
+    }
+}
+
+const kt_matvec_kernels_t *kt_kernels_neon(void) {
+    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots};
+    return &table;
+}
+
+#else
+const kt_matvec_kernels_t *kt_kernels_neon(void) { return NULL; }
+#endif

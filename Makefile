@@ -70,7 +70,10 @@ $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(LIB_A)
 	$(LINK)
-$(BINDIR)/kintsugi-verify: $(call objects_of,verify) $(LIB_A)
+# verify names the fixup rules and re-derives tensors with convert's plan
+VERIFY_OBJ := $(call objects_of,verify) $(filter-out $(OUT)/fixup/main.o,$(call objects_of,fixup)) $(OUT)/convert/plan.o
+$(OUT)/verify/%.o: CFLAGS += -Ifixup -Iconvert
+$(BINDIR)/kintsugi-verify: $(VERIFY_OBJ) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-testdata: $(call objects_of,testdata) $(LIB_A)
 	$(LINK)

@@ -96,52 +96,6 @@ static int check_is_mlx_nemotron(const char *dir) {
     return 0;
 }
 
-/* Open the shards even when the index is wrong (that is one of the repairs):
- * the shards the index names that exist, else every model*.safetensors. */
-static int open_lenient(kt_model_files *m, const char *dir) {
-    if (kt_model_open(m, dir) == 0) return 0;
-    char *ipath = kt_path_join(dir, "model.safetensors.index.json");
-    cJSON *idx = kt_is_file(ipath) ? kt_json_load_file(ipath, KT_JSON_DUP_LAST_WINS) : NULL;
-    free(ipath);
-    if (!idx) return -1; /* the original error stands */
-    char **names = NULL;
-    size_t n = 0;
-    cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-    for (cJSON *c = map ? map->child : NULL; c; c = c->next) {
-        if (!cJSON_IsString(c) || strchr(c->valuestring, '/')) continue;
-        int seen = 0;
-        for (size_t i = 0; i < n && !seen; i++) seen = !strcmp(names[i], c->valuestring);
-        char *p = kt_path_join(dir, c->valuestring);
-        if (!seen && kt_is_file(p)) {
-            names = kt_xrealloc(names, (n + 1) * sizeof *names);
-            names[n++] = kt_xstrdup(c->valuestring);
-        }
-        free(p);
-    }
-    cJSON_Delete(idx);
-    st_file *shards = kt_xcalloc(n + 1, sizeof *shards);
-    for (size_t i = 0; i < n; i++) {
-        char *p = kt_path_join(dir, names[i]);
-        int rc = st_open(&shards[i], p);
-        free(p);
-        if (rc) {
-            for (size_t j = 0; j < i; j++) st_close(&shards[j]);
-            for (size_t j = 0; j < n; j++) free(names[j]);
-            free(names);
-            free(shards);
-            return -1;
-        }
-    }
-    if (n == 0) {
-        free(names);
-        free(shards);
-        return kt_fail("%s: the index names no existing shard", dir);
-    }
-    if (kt_model_from_shards(m, dir, shards, names, n, NULL)) return -1;
-    kt_model_find_unlisted(m); /* what mlx-lm would also load */
-    return 0;
-}
-
 static void print_diffs(const fx_session *s) {
     for (size_t i = 0; i < s->n_ops; i++) {
         const fx_op *op = &s->ops[i];
@@ -194,7 +148,7 @@ static int run_dir(const options *o) {
     if (!kt_is_dir(o->dir)) return kt_fail_io("%s: not a directory", o->dir), ERR_IO;
     if (check_is_mlx_nemotron(o->dir)) return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
     kt_model_files m;
-    if (open_lenient(&m, o->dir)) return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
+    if (fx_open_lenient(&m, o->dir)) return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
     fx_session s = {.dir = o->dir, .original = o->original, .fix_shards = o->fix_shards};
     int rc = fx_rules_config(&s, &m) || fx_rules_tokenizer(&s) || fx_rules_tensors(&s, &m);
     kt_model_close(&m); /* unmap before rewriting any shard */

@@ -108,3 +108,63 @@ int fx_apply(fx_session *s) {
     }
     return 0;
 }
+
+/* Open the shards even when the index is wrong (that is one of the repairs):
+ * the shards the index names that exist, else every model*.safetensors. */
+int fx_open_lenient(kt_model_files *m, const char *dir) {
+    if (kt_model_open(m, dir) == 0) return 0;
+    char *ipath = kt_path_join(dir, "model.safetensors.index.json");
+    cJSON *idx = kt_is_file(ipath) ? kt_json_load_file(ipath, KT_JSON_DUP_LAST_WINS) : NULL;
+    free(ipath);
+    if (!idx) return -1; /* the original error stands */
+    char **names = NULL;
+    size_t n = 0;
+    cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    for (cJSON *c = map ? map->child : NULL; c; c = c->next) {
+        if (!cJSON_IsString(c) || strchr(c->valuestring, '/')) continue;
+        int seen = 0;
+        for (size_t i = 0; i < n && !seen; i++) seen = !strcmp(names[i], c->valuestring);
+        char *p = kt_path_join(dir, c->valuestring);
+        if (!seen && kt_is_file(p)) {
+            names = kt_xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = kt_xstrdup(c->valuestring);
+        }
+        free(p);
+    }
+    cJSON_Delete(idx);
+    st_file *shards = kt_xcalloc(n + 1, sizeof *shards);
+    for (size_t i = 0; i < n; i++) {
+        char *p = kt_path_join(dir, names[i]);
+        int rc = st_open(&shards[i], p);
+        free(p);
+        if (rc) {
+            for (size_t j = 0; j < i; j++) st_close(&shards[j]);
+            for (size_t j = 0; j < n; j++) free(names[j]);
+            free(names);
+            free(shards);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        free(names);
+        free(shards);
+        return kt_fail("%s: the index names no existing shard", dir);
+    }
+    if (kt_model_from_shards(m, dir, shards, names, n, NULL)) return -1;
+    kt_model_find_unlisted(m); /* what mlx-lm would also load */
+    return 0;
+}
+
+const fx_rule_info fx_rules[] = {
+    {"config-dtype", "config.json names torch_dtype (transformers 5 writes dtype)"},
+    {"config-mode", "no \"mode\" key in the quantization entries"},
+    {"config-time-step-limit", "time_step_limit is [0.0, Infinity] as numbers"},
+    {"config-quantization-twin", "quantization and quantization_config both present"},
+    {"config-layer-pattern", "layer pattern, layer count and tensors agree"},
+    {"tokenizer-class", "tokenizer_config.json names a loadable tokenizer class"},
+    {"tokenizer-chat-template", "a chat template is present"},
+    {"tensors-conv1d-layout", "conv1d weights in MLX layout [C, K, 1]"},
+    {"shards-unlisted", "no model*.safetensors outside the index"},
+    {"index-rebuild", "index weight_map and total_size match the shards"},
+    {NULL, NULL},
+};

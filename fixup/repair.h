@@ -52,6 +52,17 @@ int fx_rules_config(fx_session *s, const kt_model_files *m);
 int fx_rules_tokenizer(fx_session *s);
 int fx_rules_tensors(fx_session *s, const kt_model_files *m);
 
+/* Open the shards of DIR even when the index is wrong (that is one of the
+ * repairs): the shards the index names that exist, else the error stands. */
+int fx_open_lenient(kt_model_files *m, const char *dir);
+
+/* Every rule id with what it checks, NULL-terminated (kintsugi-verify reports
+ * each as a check). */
+typedef struct {
+    const char *id, *checks;
+} fx_rule_info;
+extern const fx_rule_info fx_rules[];
+
 /* Carry out the operations (backups first). */
 int fx_apply(fx_session *s);
 

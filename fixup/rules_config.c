@@ -136,7 +136,7 @@ static const char *block_name(char c, int new_names) {
 }
 
 static void rule_layer_pattern(fx_session *s, cJSON *cfg, const kt_model_files *m) {
-    char *want = pattern_from_tensors(m);
+    char *want = m ? pattern_from_tensors(m) : NULL; /* no shards: nothing to compare with */
     if (!want) return;
     long n = (long)strlen(want);
     cJSON *pat = cJSON_GetObjectItemCaseSensitive(cfg, "hybrid_override_pattern");

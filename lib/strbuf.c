@@ -53,18 +53,23 @@ void sb_puts(strbuf *sb, const char *s) { sb_append(sb, s, strlen(s)); }
 
 void sb_putc(strbuf *sb, char c) { sb_append(sb, &c, 1); }
 
-void sb_printf(strbuf *sb, const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
+void sb_vprintf(strbuf *sb, const char *fmt, va_list ap) {
+    va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
     if (n > 0) {
         sb_reserve(sb, (size_t)n);
         vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap2);
         sb->len += (size_t)n;
     }
     va_end(ap2);
+}
+
+void sb_printf(strbuf *sb, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(sb, fmt, ap);
+    va_end(ap);
 }
 
 const char *sb_cstr(strbuf *sb) {

@@ -3,6 +3,7 @@
 #ifndef KT_STRBUF_H
 #define KT_STRBUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include "error.h"
 
@@ -17,6 +18,7 @@ void sb_append(strbuf *sb, const char *s, size_t n);
 void sb_puts(strbuf *sb, const char *s);
 void sb_putc(strbuf *sb, char c);
 void sb_printf(strbuf *sb, const char *fmt, ...) KT_PRINTF(2, 3);
+void sb_vprintf(strbuf *sb, const char *fmt, va_list ap) KT_PRINTF(2, 0);
 /* The text so far, NUL-terminated (never NULL). */
 const char *sb_cstr(strbuf *sb);
 /* Hand the buffer to the caller (free() it); the strbuf is emptied. */

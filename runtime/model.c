@@ -29,10 +29,14 @@ static int get_int(const cJSON *cfg, const char *key, int *out, int def) {
     return 0;
 }
 
+/* Look a tensor up and mark it used (kintsugi-verify reports the unused). */
 static const st_tensor *find(const kt_model *m, const char *fmt, const char *a, const char *b) {
     char name[512];
+    size_t k;
     snprintf(name, sizeof name, fmt, a, b);
-    return kt_model_find(&m->files, name);
+    if (!strmap_get(&m->files.by_name, name, strlen(name), &k)) return NULL;
+    m->used[k] = 1;
+    return kt_model_tensor(&m->files, k);
 }
 
 static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char *name, int n) {
@@ -41,6 +45,9 @@ static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char
     if (!kt_dtype_is_float(t->dtype) || (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32))
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
     if ((int)t->nelem != n) return kt_fail("tensor %s has %llu elements, expected %d", t->name, (unsigned long long)t->nelem, n);
+    /* vectors are 1-D; the conv1d kernel is [C, K, 1] (MLX) or [C, 1, K] (HF) */
+    if (!strstr(name, "conv1d.weight") && t->ndim != 1)
+        return kt_fail("tensor %s has %d dimensions, expected a vector of %d", t->name, t->ndim, n);
     *v = (kt_vec){t->data, t->dtype, n};
     return 0;
 }
@@ -250,6 +257,7 @@ int kt_model_load(kt_model *m, const char *dir) {
     if (rc == 0) {
         const kt_config *c = &m->cfg;
         m->layers = kt_xcalloc((size_t)c->n_layers + 1, sizeof *m->layers);
+        m->used = kt_xcalloc(m->files.n_tensors + 1, 1);
         rc = load_linear(m, cfg, &m->embed, "backbone.embeddings", c->vocab, c->hidden) ||
              load_linear(m, cfg, &m->lm_head, "lm_head", c->vocab, c->hidden) ||
              load_vec(m, &m->norm_f, "backbone", "norm_f.weight", c->hidden) ? -1 : 0;
@@ -270,6 +278,7 @@ void kt_model_free(kt_model *m) {
         free(m->layers[i].fc2);
     }
     free(m->layers);
+    free(m->used);
     free(m->cfg.pattern);
     memset(m, 0, sizeof *m);
 }

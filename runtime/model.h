@@ -68,6 +68,7 @@ typedef struct {
     kt_linear embed, lm_head;
     kt_vec norm_f;
     kt_layer *layers;
+    unsigned char *used;           /* per tensor of files: read by the loader */
 } kt_model;
 
 typedef struct {                   /* what one sequence remembers */

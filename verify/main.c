@@ -1,9 +1,18 @@
-/* kintsugi-verify - check a safetensors file or a model directory.
+/* kintsugi-verify - prove that a converted model is complete, repaired,
+ * faithful to its original, and generates.
  *
- * This first form validates the structure (every rule of the safetensors
- * format, the shard index against the shards) and lists the tensors.
- * Exit codes: 0 valid, 1 a check failed, 2 usage or I/O error.
+ *   kintsugi-verify DIR [--original ORIG] [--generate] [--kld TEXT]
+ *                       [--json FILE] [--junit FILE]
+ *
+ * The checks live in structure.c, fidelity.c and behaviour.c; report.c prints
+ * them. Given a single .safetensors file, or a directory that is not a
+ * quantized conversion (an original checkpoint), the tool validates the files
+ * and lists the tensors instead.
+ * Exit codes: 0 every check passed (warnings allowed), 1 a check failed,
+ * 2 usage or I/O error.
  */
+#include "checks.h"
+#include "cli.h"
 #include "error.h"
 #include "json.h"
 #include "model_dir.h"
@@ -13,22 +22,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static const char *PROG = "kintsugi-verify";
 
+/* Defaults of the thresholds, from the 4-bit group-64 conversions measured
+ * in docs/VERIFY.md (the relative RMSE bound is per bit width: fidelity.c). */
+#define DEFAULT_MAX_KLD 0.05
+#define DEFAULT_MIN_TOP1 0.20
+#define DEFAULT_MAX_PPL_RATIO 1.10
+
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: %s [--json] [--quiet] PATH\n"
+            "usage: %s DIR [--original ORIG_DIR] [--generate] [--kld TEXT] [--json FILE] [--junit FILE]\n"
+            "       %s FILE.safetensors [--json FILE]\n"
             "\n"
-            "Check a .safetensors file or a model directory (model.safetensors, or shards\n"
-            "with model.safetensors.index.json) and list its tensors.\n"
+            "Check an MLX conversion of a Nemotron-H model:\n"
+            "  structure   config, shards, index, every tensor the layer pattern needs with its\n"
+            "              shape and dtype, no extra tensors, finite non-zero scales, and every\n"
+            "              kintsugi-fixup rule (a failure names the rule that repairs it)\n"
+            "  fidelity    with --original: each tensor re-quantized from the original and\n"
+            "              compared bit for bit: identical (metal), identical (cpu) or differs\n"
+            "  behaviour   --generate: greedy generation with /think and /no_think;\n"
+            "              --kld TEXT (needs --original): KL divergence, top-1 agreement and\n"
+            "              perplexity ratio against the original\n"
+            "A single .safetensors file, or a directory that is not a quantized conversion,\n"
+            "is validated and its tensors listed.\n"
             "\n"
-            "  --json    print a JSON report on stdout instead of the table\n"
-            "  --quiet   print nothing but errors\n"
-            "  -h, --help  this text\n"
+            "  --original DIR        the Hugging Face checkpoint the conversion came from\n"
+            "  --generate            run the model (see above)\n"
+            "  --max-tokens N        tokens generated per prompt (default 24)\n"
+            "  --kld TEXT            a text file for the KL divergence check\n"
+            "  --max-kld X           mean KL divergence bound (default %.2f)\n"
+            "  --min-top1 X          top-1 agreement bound (default %.2f)\n"
+            "  --max-ppl-ratio X     perplexity ratio bound (default %.2f)\n"
+            "  --allow-differs       a tensor that differs from the re-quantized original passes\n"
+            "                        when its error is within --max-rel-rmse (default: it fails)\n"
+            "  --max-rel-rmse X      dequantized RMSE / RMS bound (default 0.15 at 4 bits, halved\n"
+            "                        per extra bit)\n"
+            "  --json FILE           the report as JSON (docs/verify-report.schema.json); - for stdout\n"
+            "  --junit FILE          the report as JUnit XML\n"
+            "  --threads N           threads for the fidelity checks (default: all cores)\n"
+            "  --verbose             list every tensor in the table\n"
+            "  --quiet               print nothing but errors\n"
+            "  -h, --help            this text\n"
             "\n"
-            "exit status: 0 valid, 1 a check failed, 2 usage or I/O error\n",
-            PROG);
+            "exit status: 0 all checks passed (warnings allowed), 1 a check failed, 2 usage or I/O error\n",
+            PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO);
 }
 
 static void shape_text(const st_tensor *t, char *buf, size_t n) {
@@ -56,7 +99,7 @@ static void print_table_row(const st_tensor *t) {
            (unsigned long long)t->nbytes);
 }
 
-static int report(const kt_model_files *m, const char *path, int json, int quiet) {
+static int inventory(const kt_model_files *m, const char *path, int json, int quiet) {
     int status = m->n_unlisted ? 1 : 0;
     uint64_t total = 0;
     for (size_t i = 0; i < m->n_tensors; i++) total += kt_model_tensor(m, i)->nbytes;
@@ -89,29 +132,87 @@ static int report(const kt_model_files *m, const char *path, int json, int quiet
     return status;
 }
 
-int main(int argc, char **argv) {
-    int json = 0, quiet = 0;
-    const char *path = NULL;
+typedef struct {
+    vr_options v;
+    const char *path, *json, *junit;
+    int quiet, verbose;
+} options;
+
+static int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    double d = strtod(s, &end);
+    if (!*s || *end || !(d >= lo && d <= hi)) return kt_usage_error(PROG, "%s: expected a number", opt);
+    *out = d;
+    return -1;
+}
+
+/* -1: go on; otherwise the exit code. */
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    o->v.max_tokens = 24, o->v.max_rel_rmse = -1, o->v.max_kld = DEFAULT_MAX_KLD;
+    o->v.min_top1 = DEFAULT_MIN_TOP1, o->v.max_ppl_ratio = DEFAULT_MAX_PPL_RATIO;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = 1;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "%s: unknown option %s (see --help)\n", PROG, argv[i]);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "%s: more than one PATH given (see --help)\n", PROG);
-            return 2;
-        } else path = argv[i];
+        const char *a = argv[i];
+        const int has_value = i + 1 < argc;
+        int n;
+        int rc = -1;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--generate")) o->v.generate = 1;
+        else if (!strcmp(a, "--allow-differs")) o->v.allow_differs = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) o->quiet = 1;
+        else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) o->verbose = 1;
+        else if (!strcmp(a, "--original") || !strcmp(a, "--kld") || !strcmp(a, "--json") || !strcmp(a, "--junit") ||
+                 !strcmp(a, "--max-tokens") || !strcmp(a, "--threads") || !strcmp(a, "--max-kld") ||
+                 !strcmp(a, "--min-top1") || !strcmp(a, "--max-ppl-ratio") || !strcmp(a, "--max-rel-rmse")) {
+            if (!has_value) return kt_usage_error(PROG, "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--original")) o->v.original = v;
+            else if (!strcmp(a, "--kld")) o->v.kld_text = v;
+            else if (!strcmp(a, "--json")) o->json = v;
+            else if (!strcmp(a, "--junit")) o->junit = v;
+            else if (!strcmp(a, "--max-tokens")) {
+                if (kt_parse_int(v, 1, 100000, &n)) return kt_usage_error(PROG, "--max-tokens: '%s' is not 1..100000", v);
+                o->v.max_tokens = (int)n;
+            } else if (!strcmp(a, "--threads")) {
+                if (kt_parse_int(v, 1, 4096, &n)) return kt_usage_error(PROG, "--threads: '%s' is not 1..4096", v);
+                o->v.threads = (int)n;
+            } else if (!strcmp(a, "--max-kld")) rc = parse_double(a, v, 0, 1e9, &o->v.max_kld);
+            else if (!strcmp(a, "--min-top1")) rc = parse_double(a, v, 0, 1, &o->v.min_top1);
+            else if (!strcmp(a, "--max-ppl-ratio")) rc = parse_double(a, v, 0, 1e9, &o->v.max_ppl_ratio);
+            else rc = parse_double(a, v, 0, 1e9, &o->v.max_rel_rmse);
+            if (rc >= 0) return rc;
+        } else if (a[0] == '-' && a[1]) {
+            return kt_usage_error(PROG, "unknown option %s (see --help)", a);
+        } else if (o->path) {
+            return kt_usage_error(PROG, "more than one PATH given (%s)", a);
+        } else o->path = a;
     }
-    if (!path) { usage(stderr); return 2; }
+    if (!o->path) { usage(stderr); return 2; }
+    if (o->v.kld_text && !o->v.original) return kt_usage_error(PROG, "--kld needs --original (%s)", o->v.kld_text);
+    o->v.dir = o->path;
+    return -1;
+}
+
+/* A quantized conversion (config.json with a quantization entry)? */
+static int is_conversion(const char *dir) {
+    char *path = kt_path_join(dir, "config.json");
+    cJSON *cfg = kt_is_file(path) ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
+    free(path);
+    int q = cfg && (cJSON_GetObjectItemCaseSensitive(cfg, "quantization") ||
+                    cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"));
+    cJSON_Delete(cfg);
+    return q;
+}
+
+static int run_inventory(const options *o) {
     kt_model_files m;
-    int rc = kt_is_dir(path) ? kt_model_open(&m, path) : kt_model_open_file(&m, path);
+    const int json = o->json != NULL;
+    int rc = kt_is_dir(o->path) ? kt_model_open(&m, o->path) : kt_model_open_file(&m, o->path);
     if (rc) {
         kt_print_error(PROG);
         if (json) {
             cJSON *root = cJSON_CreateObject();
-            cJSON_AddStringToObject(root, "path", path);
+            cJSON_AddStringToObject(root, "path", o->path);
             cJSON_AddBoolToObject(root, "ok", 0);
             cJSON_AddStringToObject(root, "error", kt_errmsg());
             char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
@@ -121,7 +222,55 @@ int main(int argc, char **argv) {
         }
         return kt_errkind() == KT_ERR_IO ? 2 : 1;
     }
-    int status = report(&m, path, json, quiet);
+    int status = inventory(&m, o->path, json, o->quiet);
     kt_model_close(&m);
     return status;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    if (!kt_is_dir(o.path) || !is_conversion(o.path)) {
+        if (o.v.original || o.v.generate || o.v.kld_text || o.junit || (o.json && strcmp(o.json, "-")))
+            return kt_usage_error(PROG, "%s is not a quantized conversion; only --json - applies to it", o.path);
+        return run_inventory(&o);
+    }
+    if (o.v.original && !kt_is_dir(o.v.original)) {
+        fprintf(stderr, "%s: --original %s: not a directory\n", PROG, o.v.original);
+        return 2;
+    }
+#ifdef _OPENMP
+    if (o.v.threads) omp_set_num_threads(o.v.threads);
+#endif
+    o.v.progress = !o.quiet && isatty(2);
+    vr_report r = {.dir = o.v.dir, .original = o.v.original};
+    int io = vr_check_structure(&r, &o.v);
+    if (!io && o.v.original) io = vr_check_fidelity(&r, &o.v);
+    if (!io && (o.v.generate || o.v.kld_text)) io = vr_check_behaviour(&r, &o.v);
+    const int to_stdout = o.json && !strcmp(o.json, "-");
+    if (!o.quiet && !to_stdout) vr_print_table(&r, isatty(1), o.verbose);
+    if (o.json) {
+        if (to_stdout) {
+            cJSON *root = vr_to_json(&r);
+            char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+            puts(text);
+            free(text);
+            cJSON_Delete(root);
+        } else if (vr_write_json(&r, o.json)) {
+            kt_print_error(PROG);
+            io = -1;
+        }
+    }
+    if (o.junit && vr_write_junit(&r, o.junit)) {
+        kt_print_error(PROG);
+        io = -1;
+    }
+    for (size_t i = 0; i < r.n && o.quiet; i++)
+        if (r.checks[i].status == VR_FAIL)
+            fprintf(stderr, "%s: %s: %s%s%s\n", PROG, r.checks[i].name, r.checks[i].message,
+                    r.checks[i].fix ? "; fix: " : "", r.checks[i].fix ? r.checks[i].fix : "");
+    const int failed = vr_count(&r, VR_FAIL) > 0;
+    vr_free(&r);
+    return io ? 2 : failed ? 1 : 0;
 }

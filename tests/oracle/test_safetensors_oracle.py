@@ -13,7 +13,7 @@ from conftest import TESTTOOL, run, tool
 
 
 def ours_listing(path):
-    return {t["name"]: t for t in json.loads(run([tool("kintsugi-verify"), "--json", path]).stdout)["tensors"]}
+    return {t["name"]: t for t in json.loads(run([tool("kintsugi-verify"), "--json", "-", path]).stdout)["tensors"]}
 
 
 def python_written(tmp_path):

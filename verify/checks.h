@@ -1,0 +1,32 @@
+/* checks.h - the three families of checks of kintsugi-verify.
+ *
+ *   structure.c  what can be checked from the directory alone: config, shards,
+ *                the kintsugi-fixup rules, the tensors the layer pattern needs,
+ *                scales and biases
+ *   fidelity.c   with --original: every tensor re-derived from the original
+ *                and compared bit for bit (which rounding produced it)
+ *   behaviour.c  --generate and --kld: the runtime on fixed prompts and texts
+ */
+#ifndef KT_VERIFY_CHECKS_H
+#define KT_VERIFY_CHECKS_H
+
+#include "report.h"
+
+typedef struct {
+    const char *dir, *original;
+    int generate;
+    const char *kld_text;
+    int max_tokens;             /* --generate */
+    double max_rel_rmse;        /* fidelity: a differing tensor's error bound (-1: by bits) */
+    int allow_differs;          /* fidelity: differing tensors pass within the bound */
+    double max_kld, min_top1, max_ppl_ratio;
+    int threads;
+    int progress;               /* print progress on stderr (a TTY) */
+} vr_options;
+
+/* Each appends its checks; returns -1 only for an I/O error that stops the run. */
+int vr_check_structure(vr_report *r, const vr_options *o);
+int vr_check_fidelity(vr_report *r, const vr_options *o);
+int vr_check_behaviour(vr_report *r, const vr_options *o);
+
+#endif

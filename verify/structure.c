@@ -1,0 +1,169 @@
+/* structure.c - the checks that need nothing but the converted directory.
+ *
+ *   config            config.json parses, model_type nemotron_h, quantized
+ *   shards            every shard opens and its header is valid
+ *   fixup:RULE        each kintsugi-fixup rule (fixup/repair.h) finds nothing
+ *   tensors-expected  the runtime's loader finds every tensor the layer pattern
+ *                     needs, with the shapes and dtypes the quantization implies
+ *                     (the same names and shapes mlx-lm's strict load expects)
+ *   tensors-extra     no tensor the loader did not ask for
+ *   scales-biases     scales finite and non-zero (MLX never writes 0: the step
+ *                     has a floor), biases finite
+ */
+#include "checks.h"
+#include "error.h"
+#include "model.h"
+#include "repair.h"
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *G = "structure";
+
+static int check_config(vr_report *r, const char *dir) {
+    char *path = kt_path_join(dir, "config.json");
+    cJSON *cfg = kt_is_file(path) ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
+    free(path);
+    if (!cfg) {
+        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: %s", kt_errmsg()[0] ? kt_errmsg() : "missing");
+        return -1;
+    }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
+    if (!q) q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    int rc = 0;
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "nemotron_h")) {
+        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: model_type is %s, not nemotron_h",
+               cJSON_IsString(type) ? type->valuestring : "missing");
+        rc = -1;
+    } else if (!cJSON_IsObject(q)) {
+        vr_add(r, G, "config", VR_FAIL, "kintsugi-convert", NULL,
+               "config.json: no quantization entry; not a quantized MLX model");
+        rc = -1;
+    } else {
+        int64_t bits = 0, gs = 0;
+        kt_json_i64(cJSON_GetObjectItemCaseSensitive(q, "bits"), &bits);
+        kt_json_i64(cJSON_GetObjectItemCaseSensitive(q, "group_size"), &gs);
+        cJSON *fig = cJSON_CreateObject();
+        cJSON_AddItemToObject(fig, "bits", kt_json_new_int(bits));
+        cJSON_AddItemToObject(fig, "group_size", kt_json_new_int(gs));
+        vr_add(r, G, "config", VR_PASS, NULL, fig, "nemotron_h, %lld-bit, group size %lld", (long long)bits,
+               (long long)gs);
+    }
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+/* One check per fixup rule: pass when the rule finds nothing. */
+static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) {
+    fx_session s = {.dir = dir};
+    int rc = fx_rules_config(&s, m) || fx_rules_tokenizer(&s) || (m && fx_rules_tensors(&s, m));
+    if (rc) vr_add(r, G, "fixup-rules", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
+    for (const fx_rule_info *rule = fx_rules; rule->id; rule++) {
+        char name[80], fix[120];
+        snprintf(name, sizeof name, "fixup:%s", rule->id);
+        if (!m && !strncmp(rule->id, "tensors-", 8)) {
+            vr_add(r, G, name, VR_SKIP, NULL, NULL, "shards unreadable");
+            continue;
+        }
+        size_t hits = 0;
+        const fx_finding *first = NULL;
+        for (size_t i = 0; i < s.n_findings; i++)
+            if (!strcmp(s.findings[i].rule, rule->id)) first = first ? first : &s.findings[i], hits++;
+        snprintf(fix, sizeof fix, "kintsugi-fixup%s (rule %s)", !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "",
+                 rule->id);
+        if (!hits) vr_add(r, G, name, VR_PASS, NULL, NULL, "%s", rule->checks);
+        else if (hits == 1) vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s", first->file, first->reason);
+        else vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s (and %zu more)", first->file, first->reason, hits - 1);
+    }
+    fx_session_free(&s);
+}
+
+static void check_tensors(vr_report *r, const char *dir) {
+    kt_model m;
+    if (kt_model_load(&m, dir)) {
+        vr_add(r, G, "tensors-expected", VR_FAIL, "reconvert with kintsugi-convert", NULL, "%s", kt_errmsg());
+        vr_add(r, G, "tensors-extra", VR_SKIP, NULL, NULL, "the model did not load");
+        return;
+    }
+    vr_add(r, G, "tensors-expected", VR_PASS, NULL, NULL, "%d layers (%s): every tensor present with the expected shape",
+           m.cfg.n_layers, m.cfg.pattern);
+    strbuf sb = {0};
+    size_t extra = 0;
+    for (size_t i = 0; i < m.files.n_tensors; i++)
+        if (!m.used[i]) {
+            if (extra++ < 3) sb_printf(&sb, "%s%s", extra > 1 ? ", " : "", kt_model_tensor(&m.files, i)->name);
+        }
+    if (!extra) vr_add(r, G, "tensors-extra", VR_PASS, NULL, NULL, "no tensor beyond the %zu the model uses", m.files.n_tensors);
+    else vr_add(r, G, "tensors-extra", VR_FAIL, "remove them or reconvert with kintsugi-convert", NULL,
+                "%zu tensor%s no layer uses (mlx-lm's strict load rejects them): %s%s", extra, extra == 1 ? "" : "s",
+                sb_cstr(&sb), extra > 3 ? ", ..." : "");
+    sb_free(&sb);
+    kt_model_free(&m);
+}
+
+/* The first bad value of a scales/biases tensor, or -1. */
+static long long first_bad(const st_tensor *t, int scales, long long *count) {
+    float buf[1024];
+    const size_t es = kt_dtype_bits(t->dtype) / 8;
+    long long first = -1;
+    *count = 0;
+    for (uint64_t i = 0; i < t->nelem; i += 1024) {
+        size_t n = t->nelem - i < 1024 ? (size_t)(t->nelem - i) : 1024;
+        kt_row_to_f32(t->dtype, t->data + i * es, buf, n);
+        for (size_t j = 0; j < n; j++)
+            if (!isfinite(buf[j]) || (scales && buf[j] == 0.0f)) {
+                if (first < 0) first = (long long)(i + j);
+                ++*count;
+            }
+    }
+    return first;
+}
+
+static void check_scales(vr_report *r, const kt_model_files *m) {
+    strbuf sb = {0};
+    size_t bad = 0, seen = 0;
+    cJSON *fig = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(fig, "bad_tensors");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const st_tensor *t = kt_model_tensor(m, i);
+        int scales = kt_ends_with(t->name, ".scales");
+        if ((!scales && !kt_ends_with(t->name, ".biases")) || !kt_dtype_is_float(t->dtype)) continue;
+        seen++;
+        long long count, at = first_bad(t, scales, &count);
+        if (at < 0) continue;
+        float v;
+        kt_row_to_f32(t->dtype, t->data + (size_t)at * (kt_dtype_bits(t->dtype) / 8), &v, 1);
+        uint64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+        if (bad++ < 3)
+            sb_printf(&sb, "%s%s: %s at row %llu, group %llu (%lld value%s)", bad > 1 ? "; " : "", t->name,
+                      isnan(v) ? "NaN" : isinf(v) ? "infinite" : "zero", (unsigned long long)(at / cols),
+                      (unsigned long long)(at % cols), count, count == 1 ? "" : "s");
+        cJSON_AddItemToArray(list, cJSON_CreateString(t->name));
+    }
+    if (!bad) vr_add(r, G, "scales-biases", VR_PASS, NULL, fig, "%zu scales/biases tensors: scales finite and non-zero, biases finite", seen);
+    else vr_add(r, G, "scales-biases", VR_FAIL, "reconvert with kintsugi-convert (or verify --original to find the cause)", fig,
+                "%s%s", sb_cstr(&sb), bad > 3 ? "; ..." : "");
+    sb_free(&sb);
+}
+
+int vr_check_structure(vr_report *r, const vr_options *o) {
+    if (check_config(r, o->dir)) return 0;
+    kt_model_files m;
+    int opened = fx_open_lenient(&m, o->dir) == 0;
+    if (opened) vr_add(r, G, "shards", VR_PASS, NULL, NULL, "%zu shard%s, %zu tensors, headers valid", m.n_shards,
+                       m.n_shards == 1 ? "" : "s", m.n_tensors);
+    else vr_add(r, G, "shards", VR_FAIL, "reconvert with kintsugi-convert (or restore the shard)", NULL, "%s", kt_errmsg());
+    check_rules(r, o->dir, opened ? &m : NULL);
+    if (opened) {
+        check_scales(r, &m);
+        kt_model_close(&m);
+        check_tensors(r, o->dir);
+    } else {
+        vr_add(r, G, "scales-biases", VR_SKIP, NULL, NULL, "shards unreadable");
+        vr_add(r, G, "tensors-expected", VR_SKIP, NULL, NULL, "shards unreadable");
+        vr_add(r, G, "tensors-extra", VR_SKIP, NULL, NULL, "shards unreadable");
+    }
+    return 0;
+}

@@ -4,6 +4,7 @@
 #   make check      all tests (C unit tests, CLI tests, sanitizer build, Python oracles)
 #   make demo       the main job on the embedded tiny checkpoint
 #   make bench      benchmarks (long; never part of check)
+#   make fuzz       every fuzz target for FUZZ_SECONDS (default 600) each
 #   make install PREFIX=/usr/local
 #   make SAN=1      the ASan+UBSan build, into build/asan/bin
 #
@@ -38,7 +39,7 @@ TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
 
-.PHONY: all check demo bench install clean help tests-build
+.PHONY: all check demo bench fuzz install clean help tests-build
 all: $(TOOL_BINS)
 
 build/config.mk: scripts/bootstrap.sh scripts/configure.sh
@@ -96,6 +97,12 @@ check:
 
 demo: all
 	@sh scripts/demo.sh
+
+# libFuzzer harnesses (clang), FUZZ_SECONDS per target
+FUZZ_SECONDS ?= 600
+fuzz:
+	@sh scripts/bootstrap.sh --tests
+	@sh tests/fuzz/run.sh --seconds $(FUZZ_SECONDS)
 
 bench: all
 	@sh bench/run.sh

@@ -18,6 +18,9 @@
 #include <string.h>
 
 #define MAX_SIDE_FILE (256u << 20) /* a tokenizer.json is tens of MB */
+#ifndef CV_ARCHIVE_BLOCK /* read size; the fuzz build makes it small, each run opens twice */
+#define CV_ARCHIVE_BLOCK (1 << 20)
+#endif
 
 typedef struct {
     char *dir, *name;   /* entry path = dir + name */
@@ -52,7 +55,7 @@ static struct archive *open_reader(const char *path) {
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     archive_read_support_format_zip(a);
-    if (archive_read_open_filename(a, path, 1 << 20) != ARCHIVE_OK) {
+    if (archive_read_open_filename(a, path, CV_ARCHIVE_BLOCK) != ARCHIVE_OK) {
         kt_fail_io("%s: %s", path, archive_error_string(a) ? archive_error_string(a) : "cannot open the archive");
         archive_read_free(a);
         return NULL;

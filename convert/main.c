@@ -149,6 +149,20 @@ static void on_signal(int sig) {
     interrupted = 1;
 }
 
+/* A mapped source file that shrinks under us (another process truncates it,
+ * a network file system fails) turns a read into SIGBUS. Nothing can be
+ * trusted after that: say so and leave. DST is untouched (the output is
+ * only ever a temporary directory until the final rename), and the next run
+ * removes the temporary directory this one leaves. */
+static char bus_message[1536];
+static size_t bus_message_len;
+
+static void on_sigbus(int sig) {
+    (void)sig;
+    if (write(2, bus_message, bus_message_len) < 0) _exit(2);
+    _exit(2);
+}
+
 static kt_dtype dtype_of_name(const char *s) {
     if (!s) return KT_DTYPE_COUNT;
     return !strcmp(s, "bfloat16") ? KT_BF16 : !strcmp(s, "float16") ? KT_F16 : KT_F32;
@@ -551,6 +565,12 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    snprintf(bus_message, sizeof bus_message,
+             "%s: a source file under %s changed size or could not be read during the conversion (SIGBUS); "
+             "%s is untouched\n", PROG, o.src, o.dst);
+    bus_message_len = strlen(bus_message);
+    sa.sa_handler = on_sigbus;
+    sigaction(SIGBUS, &sa, NULL);
     if (convert(&o) == 0) return 0;
     kt_print_error(PROG);
     if (interrupted) return 130;

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,44 @@ int cv_remove_tree(const char *path) {
     return rmdir(path) || rc ? -1 : 0;
 }
 
+/* The leftovers of runs that were killed (SIGKILL, power loss) before they
+ * could clean up: DST.kintsugi-tmp-PID (a partial output: removed) and
+ * DST.kintsugi-old-PID (the previous DST, moved aside just before the final
+ * rename: put back when DST is missing, else removed). Only those whose
+ * process is gone are touched. */
+static void clean_stale(const char *dst) {
+    char *slash = strrchr(dst, '/');
+    strbuf dir = {0};
+    if (slash) sb_append(&dir, dst, slash == dst ? 1 : (size_t)(slash - dst));
+    else sb_puts(&dir, ".");
+    const char *base = slash ? slash + 1 : dst;
+    const size_t blen = strlen(base);
+    DIR *d = opendir(sb_cstr(&dir));
+    if (!d) {
+        sb_free(&dir);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *rest = e->d_name + blen;
+        int tmp;
+        if (strncmp(e->d_name, base, blen)) continue;
+        if (!strncmp(rest, ".kintsugi-tmp-", 14)) tmp = 1;
+        else if (!strncmp(rest, ".kintsugi-old-", 14)) tmp = 0;
+        else continue;
+        char *end;
+        long pid = strtol(rest + 14, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        char *path = kt_path_join(sb_cstr(&dir), e->d_name);
+        struct stat st;
+        if (!tmp && lstat(dst, &st) != 0) rename(path, dst);
+        else cv_remove_tree(path);
+        free(path);
+    }
+    closedir(d);
+    sb_free(&dir);
+}
+
 int cv_outdir_begin(cv_outdir *o, const char *dst, int force) {
     memset(o, 0, sizeof *o);
     size_t n = strlen(dst);
@@ -39,6 +78,7 @@ int cv_outdir_begin(cv_outdir *o, const char *dst, int force) {
     strbuf sb = {0};
     sb_append(&sb, dst, n);
     o->dst = sb_take(&sb);
+    clean_stale(o->dst);
     struct stat st;
     if (lstat(o->dst, &st) == 0 && !force)
         return kt_fail_io("%s exists (use --force to replace it)", o->dst);

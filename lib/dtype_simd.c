@@ -6,6 +6,7 @@
 #include "dtype.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define KT_X86 1
 #elif defined(__aarch64__)
@@ -21,8 +22,10 @@ void kt_dtype_force_scalar(int on) { force_scalar = on; }
 static int have_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
+        unsigned a, b, c, d;
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        /* F16C is CPUID leaf 1, ECX bit 29 (not every compiler's builtin names it) */
+        cached = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
     }
     return cached;
 }

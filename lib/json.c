@@ -197,14 +197,18 @@ static int fix_tree(cJSON *item, int flags, const char *what) {
     for (cJSON *c = item->child; c; c = c->next) kids[n++] = c;
     int rc = 0;
     strmap seen = {0};
+    /* the map keeps pointers to its keys: copies, because replacing a
+     * duplicate below frees the first item together with its key */
+    char **keys = kt_xcalloc(n + 1, sizeof *keys);
     if (cJSON_IsObject(item)) strmap_init(&seen, n);
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = fix_tree(kids[i], flags, what);
         if (rc || !cJSON_IsObject(item)) continue;
         char *key = kids[i]->string;
         if (key[0] == NUMBER_MARK && key[1] == NUMBER_MARK) memmove(key, key + 1, strlen(key));
+        keys[i] = kt_xstrdup(key);
         size_t first;
-        if (!strmap_put(&seen, key, strlen(key), i, &first)) continue;
+        if (!strmap_put(&seen, keys[i], strlen(key), i, &first)) continue;
         if (flags & KT_JSON_DUP_ERROR) {
             rc = kt_fail("%s: duplicate key \"%s\"", what, key);
             break;
@@ -215,6 +219,8 @@ static int fix_tree(cJSON *item, int flags, const char *what) {
         kids[first] = kids[i];
     }
     if (cJSON_IsObject(item)) strmap_free(&seen);
+    for (size_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
     free(kids);
     return rc;
 }

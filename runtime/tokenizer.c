@@ -140,18 +140,29 @@ static int load_pre_tokenizer(kt_tokenizer *t, const cJSON *pre) {
     PCRE2_SIZE off;
     t->split = pcre2_compile((PCRE2_SPTR)pattern->valuestring, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
     if (!t->split) return kt_fail("pre_tokenizer: the regex does not compile (error %d at %zu)", err, (size_t)off);
+#ifndef KT_NO_JIT /* fuzz builds: compiling the JIT code would dominate each run */
     pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE); /* a speed-up only; without JIT it still works */
+#endif
     return 0;
 }
 
 static int load_added_and_bos(kt_tokenizer *t, const cJSON *root) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     t->added = kt_xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *t->added);
-    for (const cJSON *a = list ? list->child : NULL; a; a = a->next) {
+    unsigned char *seen = kt_xcalloc(t->n_tokens + 1, 1);
+    int rc = 0;
+    for (const cJSON *a = list ? list->child : NULL; a && rc == 0; a = a->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         int64_t v;
-        if (!cJSON_IsString(content) || kt_json_i64(id, &v) || v < 0 || (uint64_t)v >= t->n_tokens)
-            return kt_fail("added_tokens: an entry without a valid id and content");
+        if (!cJSON_IsString(content) || kt_json_i64(id, &v) || v < 0 || (uint64_t)v >= t->n_tokens) {
+            rc = kt_fail("added_tokens: an entry without a valid id and content");
+            break;
+        }
+        /* an id listed twice would leave the first entry pointing at freed text */
+        if (seen[v]++) {
+            rc = kt_fail("added_tokens: id %lld appears twice", (long long)v);
+            break;
+        }
         token *tk = &t->tokens[v];
         if (!tk->text) {
             tk->text = kt_xstrdup(content->valuestring);
@@ -164,6 +175,8 @@ static int load_added_and_bos(kt_tokenizer *t, const cJSON *root) {
         t->added[t->n_added++] = (added){(int32_t)v, tk->bytes, tk->bytes_len};
         if (tk->bytes_len) t->starts_added[(unsigned char)tk->bytes[0]] = 1;
     }
+    free(seen);
+    if (rc) return rc;
     qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
     t->bos = -1;
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "single");
@@ -218,17 +231,24 @@ static int load(kt_tokenizer *t, const cJSON *root) {
     return load_added_and_bos(t, root);
 }
 
-kt_tokenizer *kt_tokenizer_load(const char *path) {
-    cJSON *root = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+static kt_tokenizer *from_tree(cJSON *root, const char *label) {
     if (!root) return NULL;
     kt_tokenizer *t = kt_xcalloc(1, sizeof *t);
     if (load(t, root)) {
-        kt_fail_context("%s", path);
+        kt_fail_context("%s", label);
         kt_tokenizer_free(t);
         t = NULL;
     }
     cJSON_Delete(root);
     return t;
+}
+
+kt_tokenizer *kt_tokenizer_load(const char *path) {
+    return from_tree(kt_json_load_file(path, KT_JSON_DUP_LAST_WINS), path);
+}
+
+kt_tokenizer *kt_tokenizer_parse(const char *text, size_t len, const char *label) {
+    return from_tree(kt_json_parse(text, len, KT_JSON_DUP_LAST_WINS, label), label);
 }
 
 void kt_tokenizer_free(kt_tokenizer *t) {

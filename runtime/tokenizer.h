@@ -24,6 +24,8 @@ typedef struct kt_tokenizer kt_tokenizer;
 
 /* Load PATH (tokenizer.json). NULL with kt_errmsg() naming what is wrong. */
 kt_tokenizer *kt_tokenizer_load(const char *path);
+/* The same from LEN bytes of JSON TEXT (LABEL names it in errors). */
+kt_tokenizer *kt_tokenizer_parse(const char *text, size_t len, const char *label);
 void kt_tokenizer_free(kt_tokenizer *t);
 
 /* Encode LEN bytes of UTF-8 TEXT. *IDS is malloc'd. ADD_BOS: the

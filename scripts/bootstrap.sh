@@ -23,9 +23,24 @@ have_build_deps() {
 }
 cross_neon=0 # x86-64 Linux runs the NEON kernel's tests under qemu
 [ "$os" = Linux ] && [ "$(uname -m)" = x86_64 ] && cross_neon=1
+# libFuzzer: clang with its fuzzer runtime (tests/fuzz/build.sh links a probe)
+fuzz_cc() {
+    if [ "$os" = Darwin ]; then echo "$(brew --prefix llvm 2>/dev/null)/bin/clang"; else echo clang; fi
+}
+have_fuzzer() {
+    cc=$(fuzz_cc)
+    command -v "$cc" >/dev/null 2>&1 || return 1
+    probe=$(mktemp -d)
+    printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' > "$probe/p.c"
+    "$cc" -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" >/dev/null 2>&1
+    ok=$?
+    rm -rf "$probe"
+    return $ok
+}
 have_test_deps() {
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 &&
-        command -v zstd >/dev/null 2>&1 &&
+        command -v zstd >/dev/null 2>&1 && have_fuzzer &&
+        { [ "$os" != Linux ] || command -v valgrind >/dev/null 2>&1; } &&
         { [ $cross_neon = 0 ] || { command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null 2>&1; }
 }
 
@@ -44,11 +59,16 @@ Linux)
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     pkgs="build-essential pkg-config libcjson-dev libarchive-dev libpcre2-dev zlib1g-dev"
-    [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip zstd"
+    [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip zstd clang valgrind"
     [ $want_tests = 1 ] && [ $cross_neon = 1 ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
     echo "bootstrap: installing $pkgs" >&2
     $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $pkgs >&2
+    # Debian 12 ships libFuzzer's runtime apart from clang, versioned with it
+    if [ $want_tests = 1 ] && ! have_fuzzer; then
+        v=$(clang -dumpversion | cut -d. -f1)
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "libclang-rt-$v-dev" >&2
+    fi
     ;;
 Darwin)
     if ! command -v brew >/dev/null 2>&1; then
@@ -56,7 +76,7 @@ Darwin)
         exit 1
     fi
     pkgs="pkg-config cjson libarchive pcre2 libomp"
-    [ $want_tests = 1 ] && pkgs="$pkgs python@3.12 zstd"
+    [ $want_tests = 1 ] && pkgs="$pkgs python@3.12 zstd llvm"
     echo "bootstrap: installing $pkgs" >&2
     brew install $pkgs >&2
     ;;

@@ -6,7 +6,10 @@
 #      built for arm64 and run under qemu, for the NEON kernel)
 #   3. malformed safetensors corpus against kintsugi-verify, both builds
 #   4. oracle tests (pytest) against the pinned Python peers, in .venv, with the
-#      release tools and again with the sanitizer build
+#      release tools and again with the sanitizer build (these include the
+#      fault injection and resource-bound tests, tests/oracle/test_faults.py)
+#   5. the tools' main paths under valgrind (Linux)
+#   6. a short fuzz pass: every libFuzzer target for about a minute
 #
 # An oracle that cannot be installed or run counts as a failure, never a skip.
 set -u
@@ -61,7 +64,7 @@ fi
 suite "unit tests" env KT_AGREE_GROUPS=10000000 build/release/tests/unit-tests
 suite "unit tests (ASan+UBSan)" build/asan/tests/unit-tests
 if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
-    suite "quantizer NEON kernel (arm64 under qemu)" sh tests/cross/neon.sh
+    suite "NEON kernels: quantizer and matrix kernels (arm64 under qemu)" sh tests/cross/neon.sh
 fi
 suite "malformed safetensors" python3 tests/malformed/check_malformed.py bin/kintsugi-verify
 suite "malformed safetensors (ASan+UBSan)" python3 tests/malformed/check_malformed.py build/asan/bin/kintsugi-verify
@@ -110,6 +113,12 @@ else
     FAILED=$((FAILED + 1))
     echo "== oracle tests: cannot run, no virtual environment"
 fi
+
+if [ "$(uname -s)" = Linux ]; then
+    suite "valgrind: the tools' main paths" sh tests/valgrind.sh
+fi
+suite "fuzz, short pass (${KT_FUZZ_SECONDS:-60} s per target, two at a time)" \
+    sh tests/fuzz/run.sh --seconds "${KT_FUZZ_SECONDS:-60}"
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -193,13 +193,17 @@ static int parse_args(int argc, char **argv, options *o) {
     return -1;
 }
 
-/* A quantized conversion (config.json with a quantization entry)? */
+/* A conversion to check: config.json with a quantization entry, or a
+ * config.json that cannot be read as an object (reported by the checks).
+ * Without config.json, or with an original's (no quantization), the files
+ * are validated and listed. */
 static int is_conversion(const char *dir) {
     char *path = kt_path_join(dir, "config.json");
-    cJSON *cfg = kt_is_file(path) ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
+    int exists = kt_is_file(path);
+    cJSON *cfg = exists ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
     free(path);
-    int q = cfg && (cJSON_GetObjectItemCaseSensitive(cfg, "quantization") ||
-                    cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"));
+    int q = exists && (!cJSON_IsObject(cfg) || cJSON_GetObjectItemCaseSensitive(cfg, "quantization") ||
+                       cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"));
     cJSON_Delete(cfg);
     return q;
 }

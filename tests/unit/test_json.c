@@ -79,6 +79,20 @@ void test_json_duplicate_keys(void) {
     CHECK(strstr(kt_errmsg(), "duplicate key \"a\"") != NULL);
 }
 
+/* Found by tests/fuzz/fuzz_tokenizer: a key three times read the first
+ * item's key after the second occurrence had freed it (ASan: use after free). */
+void test_json_key_three_times(void) {
+    cJSON *j = parse("{\"a\": 1, \"b\": 2, \"a\": 3, \"a\": 4, \"b\": 5}");
+    CHECK(j != NULL);
+    if (!j) return;
+    kt_json_style unsorted = KT_JSON_COMPACT_SORTED;
+    unsorted.sort_keys = 0;
+    char *s = kt_json_print(j, &unsorted);
+    CHECK(strcmp(s, "{\"a\":4,\"b\":5}") == 0);
+    free(s);
+    cJSON_Delete(j);
+}
+
 void test_json_rejects_what_python_rejects(void) {
     static const char *bad[] = {"", "   ", "{", "[1,]", "{\"a\" 1}", "01", "1.", ".5", "+1", "-",
                                 "1e", "\"\x01\"", "\"abc", "nan", "inf", "-NaN", "[1] x",

@@ -1,0 +1,292 @@
+"""Faults injected into kintsugi-convert and kintsugi-fixup, and inputs built
+to exhaust resources. After every fault: the source is untouched, nothing
+that looks complete is left behind (kintsugi-verify refuses whatever is
+there), the error is one line naming the problem, and a re-run succeeds."""
+import hashlib
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import struct
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from conftest import generate, run, tool
+
+CONVERT, FIXUP, VERIFY, RUN = tool("kintsugi-convert"), tool("kintsugi-fixup"), tool("kintsugi-verify"), tool("kintsugi-run")
+
+
+def digest(d):
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(d)):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            h.update(os.path.relpath(p, d).encode() + open(p, "rb").read())
+    return h.hexdigest()
+
+
+def leftovers(parent):
+    return [n for n in os.listdir(parent) if ".kintsugi-tmp-" in n or ".kintsugi-old-" in n]
+
+
+def one_line_error(stderr, *words):
+    lines = [l for l in stderr.strip().splitlines() if l]
+    assert len(lines) >= 1 and all(w in stderr for w in words), stderr
+    assert not any(w in stderr for w in ("Segmentation", "AddressSanitizer", "runtime error", "Aborted")), stderr
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A checkpoint large enough (260 MB, 3 shards) that a conversion takes a
+    few tenths of a second, so that kills land inside it."""
+    d = tmp_path_factory.mktemp("faults")
+    src = generate(d / "hf", "--vocab", "262144", "--shards", "3")
+    return src, digest(src)
+
+
+def limit_file_size(nbytes, ignore_signal):
+    def pre():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+        if ignore_signal:  # the write then fails with EFBIG, as on a full disk
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return pre
+
+
+def test_full_disk_during_convert(big, tmp_path):
+    src, before = big
+    dst = str(tmp_path / "out")
+    r = subprocess.run([CONVERT, src, dst, "--quiet"], capture_output=True, text=True,
+                       preexec_fn=limit_file_size(20 << 20, True), timeout=120)
+    assert r.returncode == 2
+    one_line_error(r.stderr, "kintsugi-convert")
+    assert not os.path.exists(dst) and leftovers(tmp_path) == []
+    assert digest(src) == before
+
+
+def test_file_size_signal_kills_convert_then_rerun_cleans_up(big, tmp_path):
+    src, before = big
+    dst = str(tmp_path / "out")
+    r = subprocess.run([CONVERT, src, dst, "--quiet"], capture_output=True, text=True,
+                       preexec_fn=limit_file_size(20 << 20, False), timeout=120)
+    assert r.returncode == -signal.SIGXFSZ
+    assert not os.path.exists(dst)
+    assert run([VERIFY, dst, "--quiet"], check=False).returncode != 0
+    run([CONVERT, src, dst, "--quiet"])
+    assert leftovers(tmp_path) == [] and digest(src) == before
+    assert run([VERIFY, dst, "--original", src, "--quiet"], check=False).returncode == 0
+
+
+def test_sigkill_at_random_points_of_convert(big, tmp_path):
+    src, before = big
+    t0 = time.monotonic()
+    run([CONVERT, src, str(tmp_path / "timing"), "--quiet"])
+    took = time.monotonic() - t0
+    rng = random.Random(1)
+    outcomes = {"absent": 0, "complete": 0}
+    for i in range(10):
+        dst = str(tmp_path / f"out{i}")
+        p = subprocess.Popen([CONVERT, src, dst, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, took))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert digest(src) == before
+        if os.path.exists(dst):  # the kill came after the final rename: it must be whole
+            outcomes["complete"] += 1
+            assert run([VERIFY, dst, "--original", src, "--quiet"], check=False).returncode == 0
+        else:
+            outcomes["absent"] += 1
+            for tmp in leftovers(tmp_path):  # a partial output is never accepted
+                assert run([VERIFY, str(tmp_path / tmp), "--quiet"], check=False).returncode != 0
+            run([CONVERT, src, dst, "--quiet"])  # and the re-run succeeds
+            assert run([VERIFY, dst, "--original", src, "--quiet"], check=False).returncode == 0
+    assert leftovers(tmp_path) == []
+    assert outcomes["absent"] >= 3, outcomes  # most kills must land inside the run
+
+
+def test_shard_truncated_mid_stream(big, tmp_path):
+    """The last shard is read last: cut it while the first ones are converted."""
+    src0, _ = big
+    src = str(tmp_path / "hf")
+    shutil.copytree(src0, src)
+    last = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))[-1]
+    dst = str(tmp_path / "out")
+    p = subprocess.Popen([CONVERT, src, dst, "--quiet"], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.05)
+    size = os.path.getsize(os.path.join(src, last))
+    os.truncate(os.path.join(src, last), size // 2)
+    err = p.communicate(timeout=120)[1]
+    if p.returncode == 0:  # finished before the cut: then the output is whole
+        assert run([VERIFY, dst, "--quiet"], check=False).returncode == 0
+        pytest.skip("conversion finished before the truncation")  # never in CI: see the assert below
+    assert p.returncode in (1, 2), (p.returncode, err)
+    one_line_error(err, "kintsugi-convert")
+    assert not os.path.exists(dst)
+    r = run([CONVERT, src, dst, "--quiet"], check=False)  # now refused up front, naming the shard
+    assert r.returncode == 1 and last in r.stderr
+    shutil.copy(os.path.join(src0, last), os.path.join(src, last))
+    run([CONVERT, src, dst, "--quiet"])  # the shard back: converts, and removes the killed run's leftovers
+    assert leftovers(tmp_path) == []
+
+
+def test_unreadable_shard(big, tmp_path):
+    src0, _ = big
+    src = str(tmp_path / "hf")
+    shutil.copytree(src0, src)
+    shard = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))[1]
+    os.remove(os.path.join(src, shard))
+    os.mkdir(os.path.join(src, shard))  # unreadable as a file, even for root
+    r = run([CONVERT, src, str(tmp_path / "out"), "--quiet"], check=False)
+    assert r.returncode in (1, 2)
+    one_line_error(r.stderr, shard)
+    assert not os.path.exists(tmp_path / "out") and leftovers(tmp_path) == []
+
+
+def test_corrupted_archive(tmp_path):
+    src = generate(tmp_path / "hf")
+    arc = str(tmp_path / "model.tar.gz")
+    with tarfile.open(arc, "w:gz") as tf:
+        tf.add(src, arcname="model")
+    data = bytearray(open(arc, "rb").read())
+    rng = random.Random(3)
+    for _ in range(20):
+        data[rng.randrange(200, len(data) - 100)] ^= 0xFF
+    open(arc, "wb").write(data)
+    r = run([CONVERT, arc, str(tmp_path / "out"), "--quiet"], check=False)
+    assert r.returncode in (1, 2)
+    one_line_error(r.stderr, "model.tar.gz")
+    assert not os.path.exists(tmp_path / "out") and leftovers(tmp_path) == []
+
+
+def test_read_only_destination(tmp_path):
+    src = generate(tmp_path / "hf")
+    if os.geteuid() == 0:
+        dst = "/proc/kintsugi-out"  # root ignores permission bits; /proc refuses new entries
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        dst = str(ro / "out")
+    r = run([CONVERT, src, dst, "--quiet"], check=False)
+    assert r.returncode == 2
+    one_line_error(r.stderr, "kintsugi-convert", "out")
+
+
+# ---- fixup ----
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fixup-faults")
+    src = generate(d / "hf")
+    out = str(d / "mlx")
+    run([CONVERT, src, out, "--quiet"])
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    cfg["quantization"]["mode"] = "affine"
+    cfg.pop("time_step_limit")
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=4)
+    tc = json.load(open(os.path.join(out, "tokenizer_config.json")))
+    tc["tokenizer_class"] = "TokenizersBackend"
+    json.dump(tc, open(os.path.join(out, "tokenizer_config.json"), "w"), indent=2)
+    return src, out
+
+
+def all_json_parse(d):
+    for f in os.listdir(d):
+        if f.endswith(".json"):
+            json.load(open(os.path.join(d, f)))
+
+
+def test_full_disk_during_fixup(broken, tmp_path):
+    src, out = broken
+    d = str(tmp_path / "m")
+    shutil.copytree(out, d)
+    before = digest(d)
+    r = subprocess.run([FIXUP, d], capture_output=True, text=True, preexec_fn=limit_file_size(512, True), timeout=60)
+    assert r.returncode == 2
+    one_line_error(r.stderr, "kintsugi-fixup")
+    all_json_parse(d)
+    # what was not replaced is byte for byte the original; a re-run finishes the job
+    run([FIXUP, d])
+    assert run([VERIFY, d, "--original", src, "--quiet"], check=False).returncode == 0
+    assert before != digest(d)
+
+
+def test_sigkill_at_random_points_of_fixup(broken, tmp_path):
+    src, out = broken
+    rng = random.Random(5)
+    originals = {f: open(os.path.join(out, f), "rb").read() for f in ("config.json", "tokenizer_config.json")}
+    for i in range(12):
+        d = str(tmp_path / f"m{i}")
+        shutil.copytree(out, d)
+        p = subprocess.Popen([FIXUP, d], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.03))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        all_json_parse(d)  # never a half-written file
+        for f, data in originals.items():  # a backup, when present, is the original
+            if os.path.exists(os.path.join(d, f + ".orig")):
+                assert open(os.path.join(d, f + ".orig"), "rb").read() == data
+        run([FIXUP, d])
+        assert run([VERIFY, d, "--original", src, "--quiet"], check=False).returncode == 0
+
+
+# ---- resource bounds ----
+
+def child_rss_mib():
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def test_header_claiming_a_huge_size(tmp_path):
+    for claim in (1 << 62, 100 << 20, 0xFFFFFFFFFFFFFFFF):
+        p = tmp_path / "huge.safetensors"
+        p.write_bytes(struct.pack("<Q", claim) + b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' + bytes(4))
+        t0 = time.monotonic()
+        r = run([VERIFY, str(p)], check=False)
+        assert r.returncode == 1 and time.monotonic() - t0 < 5
+        one_line_error(r.stderr, "huge.safetensors")
+    assert child_rss_mib() < 1024
+
+
+def test_tokenizer_with_millions_of_merges(tmp_path):
+    """Two million merges over a byte alphabet: loads in bounded time and
+    memory, or is refused with a clear error."""
+    src = generate(tmp_path / "hf")
+    t = json.load(open(os.path.join(src, "tokenizer.json")))
+    base = [s for s in t["model"]["vocab"] if len(s) == 1][:200]
+    merges, vocab = [], dict(t["model"]["vocab"])
+    i = 0
+    while len(merges) < 2_000_000:
+        a, b = base[i % len(base)], base[(i // len(base)) % len(base)] + str(i)
+        merges.append([a, b])
+        i += 1
+    t["model"]["merges"] = merges
+    big = tmp_path / "tok"
+    big.mkdir()
+    (big / "tokenizer.json").write_text(json.dumps(t))
+    # kintsugi-run reads the model directory's tokenizer: replace it with the big one
+    shutil.copy(big / "tokenizer.json", os.path.join(src, "tokenizer.json"))
+    t0 = time.monotonic()
+    r = subprocess.run([RUN, str(src), "--tokenize"], input="hello world\n", capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - t0
+    assert r.returncode in (0, 1), r.stderr
+    if r.returncode:
+        one_line_error(r.stderr, "merges")
+    assert took < 120, took
+    assert child_rss_mib() < 4096
+
+
+def test_deeply_nested_json(tmp_path):
+    src = generate(tmp_path / "hf")
+    out = str(tmp_path / "mlx")
+    run([CONVERT, src, out, "--quiet"])
+    for depth in (2000, 1_000_000):
+        open(os.path.join(out, "config.json"), "w").write("[" * depth + "]" * depth)
+        t0 = time.monotonic()
+        r = run([VERIFY, out, "--quiet"], check=False)
+        assert r.returncode in (1, 2) and time.monotonic() - t0 < 10
+        one_line_error(r.stderr, "config.json")

@@ -86,3 +86,42 @@ print(json.dumps(res, indent=2))
 print(f"decode {gen:.2f} tok/s = {gen / bound:.2f} of the bandwidth bound ({bound:.2f} tok/s: "
       f"{per_token / 1e9:.2f} GB per token at {bw / 1e9:.1f} GB/s); prompt {prompt:.2f} tok/s")
 PY
+
+# mlx-lm's CPU path does not finish the full model in any reasonable time, so
+# the ratio comes from a slice with the real dimensions: the Nano-9B-v2 shape
+# with six layers (M-M*M-: every layer kind), converted by us, run by both.
+slice="$dir/nano6-4bit"
+if [ ! -f "$slice/config.json" ]; then
+    bin/kintsugi-testdata --force --shape nano-9b-v2 --pattern "M-M*M-" "$dir/nano6" > /dev/null
+    bin/kintsugi-convert --force --quiet "$dir/nano6" "$slice"
+fi
+echo "== six-layer slice of the 9B shape: kintsugi-run ($runs runs) and mlx-lm on the CPU, 4 tokens"
+i=0
+while [ $i -lt "$runs" ]; do
+    bin/kintsugi-run "$slice" --raw --prompt "$prompt" --max-tokens 4 --json > "$dir/slice.$i.json" 2> "$dir/run.err"
+    tail -n 1 "$dir/run.err"
+    i=$((i + 1))
+done
+timeout "${KT_PEER_TIMEOUT:-1800}" $py - "$slice" "$prompt" "$dir" "$runs" <<'PY' || echo "mlx-lm (CPU) did not finish the slice"
+import json, os, statistics, sys, time
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm.generate import generate_step
+path, prompt, d, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+mx.set_default_device(mx.cpu)
+model, tok = load(path)
+ids = tok.encode(prompt)
+t0 = time.perf_counter(); first = None; toks = []
+for t, _ in generate_step(mx.array(ids), model, max_tokens=4, sampler=lambda lg: mx.argmax(lg, axis=-1)):
+    if first is None: first = time.perf_counter()
+    toks.append(int(t))
+t1 = time.perf_counter()
+peer_prompt, peer_decode = len(ids) / (first - t0), (len(toks) - 1) / (t1 - first)
+ours = [json.load(open(os.path.join(d, f"slice.{i}.json"))) for i in range(runs)]
+op = statistics.median(r["stats"]["prompt_tokens_per_s"] for r in ours)
+od = statistics.median(r["stats"]["generation_tokens_per_s"] for r in ours)
+print(json.dumps({"kintsugi": {"prompt_tokens_per_s": op, "decode_tokens_per_s": od},
+                  "mlx_lm_cpu": {"prompt_tokens_per_s": peer_prompt, "decode_tokens_per_s": peer_decode},
+                  "prompt_ratio": op / peer_prompt, "decode_ratio": od / peer_decode,
+                  "same_tokens": toks == ours[0]["generated_ids"]}, indent=2))
+PY

@@ -258,3 +258,19 @@ def test_corruption_is_reported_by_name(single, corrupt, tmp_path):
     # and the exit status alone, without the original where the structure suffices
     if not corrupt.__name__ in ("flipped_bit", "swapped_pair"):
         assert run([VERIFY, bad, "--quiet"], check=False).returncode == 1
+
+
+def test_allow_differs_weighs_the_error(single, tmp_path):
+    """A flipped bit changes one weight: with --allow-differs the tensor is a
+    warning within the error bound, and fails again under a tighter bound."""
+    src, good = single
+    bad = str(tmp_path / "bad")
+    shutil.copytree(good, bad)
+    flipped_bit(bad)
+    rc, report = verify(bad, "--original", src, "--allow-differs")
+    name = "backbone.layers.0.mixer.in_proj.weight"
+    check = next(c for c in report["checks"] if c["name"] == name)
+    assert check["status"] == "warn" and 0.05 < check["figures"]["rel_rmse"] < 0.15
+    assert rc == 0 and next(c for c in report["checks"] if c["name"] == "rounding")["status"] == "warn"
+    rc, report = verify(bad, "--original", src, "--allow-differs", "--max-rel-rmse", "0.01")
+    assert rc == 1 and {name, "rounding"} <= failing(report)

@@ -13,8 +13,8 @@ echo "== kintsugi-verify $out/hf-tiny"
 bin/kintsugi-verify --quiet "$out/hf-tiny"
 echo "== kintsugi-convert $out/hf-tiny $out/mlx-tiny-4bit"
 bin/kintsugi-convert --force "$out/hf-tiny" "$out/mlx-tiny-4bit"
-echo "== kintsugi-verify $out/mlx-tiny-4bit"
-bin/kintsugi-verify --quiet "$out/mlx-tiny-4bit"
+echo "== kintsugi-verify $out/mlx-tiny-4bit --original $out/hf-tiny --generate"
+bin/kintsugi-verify "$out/mlx-tiny-4bit" --original "$out/hf-tiny" --generate --max-tokens 8
 echo "== kintsugi-run $out/mlx-tiny-4bit --prompt 'こんにちは /no_think'"
 bin/kintsugi-run "$out/mlx-tiny-4bit" --prompt "こんにちは /no_think" --max-tokens 24
 echo "demo: ok"

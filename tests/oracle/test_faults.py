@@ -290,3 +290,34 @@ def test_deeply_nested_json(tmp_path):
         r = run([VERIFY, out, "--quiet"], check=False)
         assert r.returncode in (1, 2) and time.monotonic() - t0 < 10
         one_line_error(r.stderr, "config.json")
+
+
+# ---- inputs that once crashed (found by tests/fuzz/fuzz_tokenizer) ----
+
+def test_tokenizer_with_an_added_id_twice(tmp_path):
+    """Used to free an added token's text while another entry still pointed at
+    it (ASan: use after free in encoding); now refused by name."""
+    src = generate(tmp_path / "hf")
+    p = os.path.join(src, "tokenizer.json")
+    t = json.load(open(p))
+    dup = dict(t["added_tokens"][5])
+    dup["content"] = "<another>"
+    t["added_tokens"].append(dup)
+    json.dump(t, open(p, "w"))
+    r = subprocess.run([RUN, src, "--tokenize"], input="<another> hello\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    one_line_error(r.stderr, "appears twice", "tokenizer.json")
+
+
+def test_config_with_a_key_three_times(tmp_path):
+    """Used to read a freed key in the JSON reader (ASan: use after free);
+    Python's rule holds: the first position, the last value."""
+    src = generate(tmp_path / "hf")
+    out = str(tmp_path / "mlx")
+    run([CONVERT, src, out, "--quiet"])
+    p = os.path.join(out, "config.json")
+    text = open(p).read().rstrip()
+    assert text.endswith("}")
+    open(p, "w").write(text[:-1] + ', "model_type": "x", "model_type": "y", "model_type": "nemotron_h"}')
+    rc = run([VERIFY, out, "--quiet"], check=False)
+    assert rc.returncode == 0, rc.stderr

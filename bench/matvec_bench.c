@@ -10,32 +10,16 @@
  * is the median of 9 passes: weight bytes (codes + bf16 scales + biases) per
  * second, for the dispatched kernel and for the scalar reference.
  */
+#include "bench_util.h"
 #include "cpu.h"
 #include "strbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static uint64_t xor_pass(const uint8_t *p, size_t n) {
     uint64_t x = 0;
@@ -80,24 +64,24 @@ int main(int argc, char **argv) {
     double t[9];
     volatile uint64_t sink = 0;
     for (int r = 0; r < 9; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         sink ^= xor_pass(buf, total);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    double bw = (double)total / median(t, 9) / 1e9;
+    double bw = (double)total / bench_median(t, 9) / 1e9;
     for (int r = 0; r < 9; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (int c = 0; c < copies; c++) kt_linear_apply(&l[c], x, y);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    double fast = (double)total / median(t, 9) / 1e9;
+    double fast = (double)total / bench_median(t, 9) / 1e9;
     kt_matvec_force_scalar(1);
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         kt_linear_apply(&l[0], x, y);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    double ref = (double)one / median(t, 3) / 1e9;
+    double ref = (double)one / bench_median(t, 3) / 1e9;
     kt_matvec_force_scalar(0);
     int threads = 1;
 #ifdef _OPENMP

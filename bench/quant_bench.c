@@ -10,32 +10,16 @@
  * same buffer. The peer (mx.quantize) is timed by bench/quant_peers.py on a
  * tensor of the same shape; bench/run.sh prints the ratio.
  */
+#include "bench_util.h"
 #include "affine.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* One thread reading every word: the bandwidth a single core can pull. */
 static uint64_t xor_pass(const uint8_t *p, size_t n, int threads) {
@@ -84,12 +68,12 @@ int main(int argc, char **argv) {
     for (int th = 1; th <= max_threads && th <= 2; th++) {
         volatile uint64_t sink = 0;
         for (int r = 0; r < 7; r++) {
-            double t0 = now();
+            double t0 = bench_now();
             sink ^= xor_pass((const uint8_t *)in, in_bytes, th);
-            t[r] = now() - t0;
+            t[r] = bench_now() - t0;
         }
         (void)sink;
-        printf("  \"memory_read_GBps_%dt\": %.2f,\n", th, (double)in_bytes / median(t, 7) / 1e9);
+        printf("  \"memory_read_GBps_%dt\": %.2f,\n", th, (double)in_bytes / bench_median(t, 7) / 1e9);
         for (int ki = 0; ki < 4; ki++) {
             if (!kt_quant_kernel_available(kernels[ki])) continue;
             kt_quant_use_kernel(kernels[ki]);
@@ -97,12 +81,12 @@ int main(int argc, char **argv) {
                 kt_quant_params p = {bits, gs, mode ? KT_QUANT_CPU : KT_QUANT_METAL};
                 uint64_t bad;
                 for (int r = 0; r < 7; r++) {
-                    double t0 = now();
+                    double t0 = bench_now();
                     if (kt_quantize_tensor(&p, KT_BF16, in, rows, cols, packed, scales, biases, th, &bad)) return 1;
-                    t[r] = now() - t0;
+                    t[r] = bench_now() - t0;
                 }
                 printf("  \"%s_%s_GBps_%dt\": %.2f,\n", names[ki], kt_quant_mode_name(p.mode), th,
-                       (double)in_bytes / median(t, 7) / 1e9);
+                       (double)in_bytes / bench_median(t, 7) / 1e9);
             }
         }
     }

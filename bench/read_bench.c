@@ -8,6 +8,7 @@
  * Bandwidth: the same pass over an anonymous buffer already in memory.
  * Each figure is the median of 5 runs; the file is expected in the page cache.
  */
+#include "bench_util.h"
 #include "error.h"
 #include "safetensors.h"
 #include "strbuf.h"
@@ -15,13 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t xor_pass(const uint8_t *p, size_t n) {
     uint64_t acc = 0, w;
@@ -29,11 +23,6 @@ static uint64_t xor_pass(const uint8_t *p, size_t n) {
     for (; i + 8 <= n; i += 8) { memcpy(&w, p + i, 8); acc ^= w; }
     for (; i < n; i++) acc ^= p[i];
     return acc;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static int make_file(const char *path, int gib) {
@@ -70,7 +59,7 @@ int main(int argc, char **argv) {
     double reader[RUNS], memory[RUNS];
     uint64_t total = 0, sink = 0;
     for (int r = 0; r < RUNS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         st_file f;
         if (st_open(&f, argv[1])) { kt_print_error("read-bench"); return 1; }
         total = 0;
@@ -79,19 +68,19 @@ int main(int argc, char **argv) {
             total += f.tensors[i].nbytes;
         }
         st_close(&f);
-        reader[r] = now() - t0;
+        reader[r] = bench_now() - t0;
     }
     size_t n = (size_t)(total < (1ull << 30) ? total : (1ull << 30));
     uint8_t *buf = kt_xmalloc(n);
     memset(buf, 1, n);
     for (int r = 0; r < RUNS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         sink ^= xor_pass(buf, n);
-        memory[r] = (now() - t0) * ((double)total / (double)n);
+        memory[r] = (bench_now() - t0) * ((double)total / (double)n);
     }
     free(buf);
-    qsort(reader, RUNS, sizeof(double), cmp_double);
-    qsort(memory, RUNS, sizeof(double), cmp_double);
+    qsort(reader, RUNS, sizeof(double), bench_cmp_double);
+    qsort(memory, RUNS, sizeof(double), bench_cmp_double);
     double gb = (double)total / 1e9;
     printf("{\"bytes\": %llu, \"reader_s\": %.4f, \"reader_GBps\": %.2f, \"memory_GBps\": %.2f, "
            "\"ratio\": %.3f, \"sink\": %llu}\n",

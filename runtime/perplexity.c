@@ -100,3 +100,21 @@ int kt_perplexity(const kt_model *m, const kt_model *ref, const kt_tokenizer *to
     }
     return 0;
 }
+
+cJSON *kt_ppl_to_json(const kt_ppl_result *r, int with_ref) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "tokens", kt_json_new_int(r->tokens));
+    cJSON_AddItemToObject(o, "words", kt_json_new_int(r->words));
+    cJSON_AddItemToObject(o, "windows", kt_json_new_int(r->windows));
+    cJSON_AddItemToObject(o, "nll", kt_json_new_float(r->nll));
+    cJSON_AddItemToObject(o, "token_perplexity", kt_json_new_float(r->token_ppl));
+    cJSON_AddItemToObject(o, "word_perplexity", kt_json_new_float(r->word_ppl));
+    if (with_ref) {
+        cJSON_AddItemToObject(o, "reference_token_perplexity", kt_json_new_float(r->ref_token_ppl));
+        cJSON_AddItemToObject(o, "perplexity_ratio", kt_json_new_float(r->ppl_ratio));
+        cJSON_AddItemToObject(o, "kld_mean", kt_json_new_float(r->kld_mean));
+        cJSON_AddItemToObject(o, "kld_max", kt_json_new_float(r->kld_max));
+        cJSON_AddItemToObject(o, "top1_agreement", kt_json_new_float(r->top1_agreement));
+    }
+    return o;
+}

@@ -12,6 +12,7 @@
 #ifndef KT_PERPLEXITY_H
 #define KT_PERPLEXITY_H
 
+#include "json.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -23,6 +24,10 @@ typedef struct {
     double ref_nll, ref_token_ppl, ppl_ratio;
     double kld_mean, kld_max, top1_agreement;
 } kt_ppl_result;
+
+/* The figures as a JSON object (kintsugi-run --json, kintsugi-verify);
+ * WITH_REF adds the comparison with the reference. */
+cJSON *kt_ppl_to_json(const kt_ppl_result *r, int with_ref);
 
 /* REF may be NULL. Returns -1 with kt_errmsg(). */
 int kt_perplexity(const kt_model *m, const kt_model *ref, const kt_tokenizer *tok, const char *text, size_t len,

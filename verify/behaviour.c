@@ -119,14 +119,7 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
     if (kt_perplexity(m, &ref, tok, text, len, 512, &p)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s: %s", o->kld_text, kt_errmsg());
     } else {
-        cJSON *fig = cJSON_CreateObject();
-        cJSON_AddItemToObject(fig, "tokens", kt_json_new_int(p.tokens));
-        cJSON_AddItemToObject(fig, "kld_mean", kt_json_new_float(p.kld_mean));
-        cJSON_AddItemToObject(fig, "kld_max", kt_json_new_float(p.kld_max));
-        cJSON_AddItemToObject(fig, "top1_agreement", kt_json_new_float(p.top1_agreement));
-        cJSON_AddItemToObject(fig, "ppl_ratio", kt_json_new_float(p.ppl_ratio));
-        cJSON_AddItemToObject(fig, "token_ppl", kt_json_new_float(p.token_ppl));
-        cJSON_AddItemToObject(fig, "original_token_ppl", kt_json_new_float(p.ref_token_ppl));
+        cJSON *fig = kt_ppl_to_json(&p, 1);
         cJSON_AddItemToObject(fig, "max_kld", kt_json_new_float(o->max_kld));
         cJSON_AddItemToObject(fig, "min_top1", kt_json_new_float(o->min_top1));
         cJSON_AddItemToObject(fig, "max_ppl_ratio", kt_json_new_float(o->max_ppl_ratio));

@@ -211,20 +211,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, &r);
     double secs = kt_now() - t0;
     if (rc == 0 && o->json) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddItemToObject(root, "tokens", kt_json_new_int(r.tokens));
-        cJSON_AddItemToObject(root, "words", kt_json_new_int(r.words));
-        cJSON_AddItemToObject(root, "windows", kt_json_new_int(r.windows));
-        cJSON_AddItemToObject(root, "nll", kt_json_new_float(r.nll));
-        cJSON_AddItemToObject(root, "token_perplexity", kt_json_new_float(r.token_ppl));
-        cJSON_AddItemToObject(root, "word_perplexity", kt_json_new_float(r.word_ppl));
-        if (have_ref) {
-            cJSON_AddItemToObject(root, "reference_token_perplexity", kt_json_new_float(r.ref_token_ppl));
-            cJSON_AddItemToObject(root, "perplexity_ratio", kt_json_new_float(r.ppl_ratio));
-            cJSON_AddItemToObject(root, "kld_mean", kt_json_new_float(r.kld_mean));
-            cJSON_AddItemToObject(root, "kld_max", kt_json_new_float(r.kld_max));
-            cJSON_AddItemToObject(root, "top1_agreement", kt_json_new_float(r.top1_agreement));
-        }
+        cJSON *root = kt_ppl_to_json(&r, have_ref);
         cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
         char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", s);

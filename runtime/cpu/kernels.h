@@ -10,6 +10,8 @@
 
 #include "model.h"
 
+#include <string.h>
+
 typedef struct {
     const char *name;
     /* Rows [R0, R1) of y = W x for 4-bit W with group_size % 16 == 0. XE and
@@ -23,6 +25,30 @@ typedef struct {
     /* OUT[k] = W . X[k] for K < T vectors X[k] = X + k * LDX of N floats. */
     void (*dots)(const float *w, const float *x, size_t ldx, int t, int n, float *out);
 } kt_matvec_kernels_t;
+
+/* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,
+ * the bf16 case (MLX stores them in the model's dtype, usually bf16) is two
+ * instructions. */
+static inline float kt_scale_at(kt_dtype d, const uint8_t *base, size_t i) {
+    if (d == KT_BF16) {
+        uint16_t h;
+        memcpy(&h, base + i * 2, 2);
+        return kt_bf16_to_f32(h);
+    }
+    float f;
+    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
+    return f;
+}
+
+/* SUM plus the bf16 row W times X over [I, N): the tail the vector loop left. */
+static inline float kt_bf16_dot_tail(float sum, const uint16_t *w, const float *x, int i, int n) {
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + i, 2);
+        sum += kt_bf16_to_f32(h) * x[i];
+    }
+    return sum;
+}
 
 const kt_matvec_kernels_t *kt_kernels_avx512(void);
 const kt_matvec_kernels_t *kt_kernels_avx2(void);

@@ -23,19 +23,6 @@ AVX2 static float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Scale or bias I as float. Inlined with D a constant, the bf16 case (MLX
- * stores them in the model's dtype, usually bf16) is two instructions. */
-static inline float scale_at(kt_dtype d, const uint8_t *base, size_t i) {
-    if (d == KT_BF16) {
-        uint16_t h;
-        memcpy(&h, base + i * 2, 2);
-        return kt_bf16_to_f32(h);
-    }
-    float f;
-    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
-    return f;
-}
-
 /* Rows R and R+1 at once: each x vector loaded serves both rows, and four
  * independent accumulators keep the FMA units busy instead of waiting on one
  * dependency chain. The scale multiplies the group's dot product as a vector
@@ -66,10 +53,10 @@ q4_pair_body(const kt_linear *l, int r, const float *xe, const float *xo, const 
             d1b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), ov, d1b);
         }
         const size_t i0 = (size_t)r * groups + g, i1 = i0 + (size_t)groups;
-        acc0 = _mm256_fmadd_ps(_mm256_add_ps(d0a, d0b), _mm256_set1_ps(scale_at(sd, l->scales, i0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_add_ps(d1a, d1b), _mm256_set1_ps(scale_at(sd, l->scales, i1)), acc1);
-        bias0 += scale_at(sd, l->biases, i0) * xsum[g];
-        bias1 += scale_at(sd, l->biases, i1) * xsum[g];
+        acc0 = _mm256_fmadd_ps(_mm256_add_ps(d0a, d0b), _mm256_set1_ps(kt_scale_at(sd, l->scales, i0)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_add_ps(d1a, d1b), _mm256_set1_ps(kt_scale_at(sd, l->scales, i1)), acc1);
+        bias0 += kt_scale_at(sd, l->biases, i0) * xsum[g];
+        bias1 += kt_scale_at(sd, l->biases, i1) * xsum[g];
     }
     y[r] = hsum8(acc0) + bias0;
     y[r + 1] = hsum8(acc1) + bias1;
@@ -102,8 +89,8 @@ AVX2 static float q4_one(const kt_linear *l, int r, const float *xe, const float
             db = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), _mm256_loadu_ps(o + k), db);
         }
         const size_t i = (size_t)r * groups + g;
-        acc = _mm256_fmadd_ps(_mm256_add_ps(da, db), _mm256_set1_ps(scale_at(l->dtype, l->scales, i)), acc);
-        bias += scale_at(l->dtype, l->biases, i) * xsum[g];
+        acc = _mm256_fmadd_ps(_mm256_add_ps(da, db), _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i)), acc);
+        bias += kt_scale_at(l->dtype, l->biases, i) * xsum[g];
     }
     return hsum8(acc) + bias;
 }
@@ -126,13 +113,7 @@ AVX2 static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x, f
             acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_loadu_ps(x + i), acc0);
             acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), _mm256_loadu_ps(x + i + 8), acc1);
         }
-        float sum = hsum8(_mm256_add_ps(acc0, acc1));
-        for (; i < l->in; i++) {
-            uint16_t h;
-            memcpy(&h, w + i, 2);
-            sum += kt_bf16_to_f32(h) * x[i];
-        }
-        y[r] = sum;
+        y[r] = kt_bf16_dot_tail(hsum8(_mm256_add_ps(acc0, acc1)), w, x, i, l->in);
     }
 }
 
@@ -144,8 +125,8 @@ AVX2 static void q4_row(const kt_linear *l, int r, float *out) {
     const __m128i nib = _mm_set1_epi8(15);
     for (int g = 0; g < groups; g++) {
         const size_t i = (size_t)r * groups + g;
-        const __m256 s = _mm256_set1_ps(scale_at(l->dtype, l->scales, i));
-        const __m256 b = _mm256_set1_ps(scale_at(l->dtype, l->biases, i));
+        const __m256 s = _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i));
+        const __m256 b = _mm256_set1_ps(kt_scale_at(l->dtype, l->biases, i));
         for (int k = 0; k < gs / 2; k += 8) {
             __m128i v = _mm_loadl_epi64((const __m128i *)(w + (size_t)g * gs / 2 + k));
             __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(v, nib), _mm_and_si128(_mm_srli_epi16(v, 4), nib));

@@ -14,17 +14,6 @@
 
 enum { PREFETCH = 2048 };
 
-static inline float scale_at(kt_dtype d, const uint8_t *base, size_t i) {
-    if (d == KT_BF16) {
-        uint16_t h;
-        memcpy(&h, base + i * 2, 2);
-        return kt_bf16_to_f32(h);
-    }
-    float f;
-    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
-    return f;
-}
-
 /* One row, 32 elements (16 bytes) per step: the low nibbles meet x's even
  * elements, the high nibbles the odd ones; scale per group as a vector,
  * bias term apart (as in the AVX2 kernel). */
@@ -45,8 +34,8 @@ AVX512 static float q4_one(const kt_linear *l, int r, const float *xe, const flo
             db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), _mm512_loadu_ps(o + k), db);
         }
         const size_t i = (size_t)r * groups + g;
-        acc = _mm512_fmadd_ps(_mm512_add_ps(da, db), _mm512_set1_ps(scale_at(l->dtype, l->scales, i)), acc);
-        bias += scale_at(l->dtype, l->biases, i) * xsum[g];
+        acc = _mm512_fmadd_ps(_mm512_add_ps(da, db), _mm512_set1_ps(kt_scale_at(l->dtype, l->scales, i)), acc);
+        bias += kt_scale_at(l->dtype, l->biases, i) * xsum[g];
     }
     return _mm512_reduce_add_ps(acc) + bias;
 }
@@ -69,13 +58,7 @@ AVX512 static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x,
             __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
             acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)), _mm512_loadu_ps(x + i), acc);
         }
-        float sum = _mm512_reduce_add_ps(acc);
-        for (; i < l->in; i++) {
-            uint16_t h;
-            memcpy(&h, w + i, 2);
-            sum += kt_bf16_to_f32(h) * x[i];
-        }
-        y[r] = sum;
+        y[r] = kt_bf16_dot_tail(_mm512_reduce_add_ps(acc), w, x, i, l->in);
     }
 }
 

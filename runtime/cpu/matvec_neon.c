@@ -10,17 +10,6 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-static inline float scale_at(kt_dtype d, const uint8_t *base, size_t i) {
-    if (d == KT_BF16) {
-        uint16_t h;
-        memcpy(&h, base + i * 2, 2);
-        return kt_bf16_to_f32(h);
-    }
-    float f;
-    kt_row_to_f32(d, base + i * (kt_dtype_bits(d) / 8), &f, 1);
-    return f;
-}
-
 /* 8 bytes = 16 codes: widen to 32-bit lanes, low nibbles (even elements)
  * and high nibbles (odd elements) as floats, 4 lanes at a time. */
 static float q4_one(const kt_linear *l, int r, const float *xe, const float *xo, const float *xsum) {
@@ -43,8 +32,8 @@ static float q4_one(const kt_linear *l, int r, const float *xe, const float *xo,
         }
         const size_t i = (size_t)r * groups + g;
         float32x4_t d = vaddq_f32(vaddq_f32(d0, d1), vaddq_f32(d2, d3));
-        acc = vfmaq_f32(acc, d, vdupq_n_f32(scale_at(l->dtype, l->scales, i)));
-        bias += scale_at(l->dtype, l->biases, i) * xsum[g];
+        acc = vfmaq_f32(acc, d, vdupq_n_f32(kt_scale_at(l->dtype, l->scales, i)));
+        bias += kt_scale_at(l->dtype, l->biases, i) * xsum[g];
     }
     return vaddvq_f32(acc) + bias;
 }
@@ -65,13 +54,7 @@ static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x, float 
             a0 = vfmaq_f32(a0, lo, vld1q_f32(x + i));
             a1 = vfmaq_f32(a1, hi, vld1q_f32(x + i + 4));
         }
-        float sum = vaddvq_f32(vaddq_f32(a0, a1));
-        for (; i < l->in; i++) {
-            uint16_t h;
-            memcpy(&h, w + i, 2);
-            sum += kt_bf16_to_f32(h) * x[i];
-        }
-        y[r] = sum;
+        y[r] = kt_bf16_dot_tail(vaddvq_f32(vaddq_f32(a0, a1)), w, x, i, l->in);
     }
 }
 
@@ -81,8 +64,8 @@ static void q4_row(const kt_linear *l, int r, float *out) {
     const uint8x8_t nib = vdup_n_u8(15);
     for (int g = 0; g < groups; g++) {
         const size_t i = (size_t)r * groups + g;
-        const float32x4_t s = vdupq_n_f32(scale_at(l->dtype, l->scales, i));
-        const float32x4_t b = vdupq_n_f32(scale_at(l->dtype, l->biases, i));
+        const float32x4_t s = vdupq_n_f32(kt_scale_at(l->dtype, l->scales, i));
+        const float32x4_t b = vdupq_n_f32(kt_scale_at(l->dtype, l->biases, i));
         for (int k = 0; k < gs / 2; k += 8) {
             uint8x8_t v = vld1_u8(w + (size_t)g * gs / 2 + k);
             uint8x8x2_t z = vzip_u8(vand_u8(v, nib), vshr_n_u8(v, 4)); /* codes in element order */

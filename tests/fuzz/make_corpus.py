@@ -16,19 +16,12 @@ import tarfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+import stfile  # noqa: E402  (the tests' standard-library safetensors writer)
 
 
 def st_file(tensors, meta=None):
-    header, blobs, off = {}, [], 0
-    if meta is not None:
-        header["__metadata__"] = meta
-    for name, (dtype, shape, data) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+    return stfile.write(None, tensors, meta)
 
 
 def put(target, name, data):

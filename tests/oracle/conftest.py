@@ -25,6 +25,14 @@ def generate(out_dir, *options):
     return str(out_dir)
 
 
+def generate_and_convert(base, *convert_options):
+    """The default tiny checkpoint in BASE/hf and its conversion in BASE/mlx."""
+    src = generate(base / "hf")
+    mlx = str(base / "mlx")
+    run([tool("kintsugi-convert"), src, mlx, "--quiet", *convert_options])
+    return src, mlx
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The default tiny checkpoint: M, -, * layers, two shards, A_log in f32."""

@@ -8,18 +8,14 @@ import os
 import mlx.core as mx
 import pytest
 
-from conftest import generate, run, tool
+from conftest import generate_and_convert, run, tool
 
 RUN = tool("kintsugi-run")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("run")
-    src = generate(d / "hf")
-    mlx = str(d / "mlx")
-    run([tool("kintsugi-convert"), src, mlx, "--quiet"])
-    return src, mlx
+    return generate_and_convert(tmp_path_factory.mktemp("run"))
 
 
 def ours(path, *args):

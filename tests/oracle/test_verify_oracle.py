@@ -11,7 +11,9 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import ROOT, generate, run, tool
+import stfile
+
+from conftest import ROOT, generate, generate_and_convert, run, tool
 
 VERIFY = tool("kintsugi-verify")
 SCHEMA = json.load(open(os.path.join(ROOT, "docs", "verify-report.schema.json")))
@@ -101,36 +103,12 @@ def test_junit_report(models, tmp_path):
 
 # ---- a corpus of corruptions of a good conversion ----
 
-def read_st(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", None)
-    tensors = {k: [v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]] for k, v in header.items()}
-    return tensors, meta
-
-
-def write_st(path, tensors, meta):
-    header, blobs, off = {}, [], 0
-    if meta is not None:
-        header["__metadata__"] = meta
-    for k, (dt, shape, b) in tensors.items():
-        header[k] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def edit_tensors(d, fn):
     """Apply FN to the tensors of the shard holding them (a single-file model)."""
     path = os.path.join(d, "model.safetensors")
-    tensors, meta = read_st(path)
+    tensors, meta = stfile.read(path)
     fn(tensors)
-    write_st(path, tensors, meta)
+    stfile.write(path, tensors, meta)
 
 
 def edit_json(path, fn):
@@ -236,10 +214,7 @@ CORRUPTIONS = {
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     """A good single-file conversion of the default (M-M*M-) checkpoint."""
-    d = tmp_path_factory.mktemp("corrupt")
-    src = generate(d / "hf")
-    good = str(d / "good")
-    run([tool("kintsugi-convert"), src, good, "--quiet"])
+    src, good = generate_and_convert(tmp_path_factory.mktemp("corrupt"))
     assert os.listdir(good).count("model.safetensors") == 1
     return src, good
 

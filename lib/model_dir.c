@@ -16,7 +16,8 @@
 char *kt_path_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = kt_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
+    const int slash = dir[0] && dir[strlen(dir) - 1] == '/'; /* "/" and "dir/" need no other */
+    snprintf(p, n, "%s%s%s", dir, slash ? "" : "/", name);
     return p;
 }
 

@@ -211,6 +211,13 @@ static int load(kt_tokenizer *t, const cJSON *root) {
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     for (const cJSON *a = al ? al->child : NULL; a; a = a->next)
         if (kt_json_i64(cJSON_GetObjectItemCaseSensitive(a, "id"), &v) == 0 && v > max_id && v <= 100000000) max_id = v;
+    /* The token table is indexed by id: a few large ids in a small file
+     * would allocate gigabytes (found by fuzz_tokenizer). Real vocabularies
+     * are dense; allow gaps, but keep memory proportional to the file. */
+    const int64_t entries = cJSON_GetArraySize(vocab) + (al ? cJSON_GetArraySize(al) : 0);
+    if (max_id >= 2 * entries + 1024)
+        return kt_fail("vocab: id %lld is far beyond the %lld entries (ids must be nearly dense)", (long long)max_id,
+                       (long long)entries);
     t->n_tokens = (size_t)(max_id + 1);
     t->tokens = kt_xcalloc(t->n_tokens + 1, sizeof *t->tokens);
     strmap_init(&t->vocab, t->n_tokens);

@@ -321,3 +321,17 @@ def test_config_with_a_key_three_times(tmp_path):
     open(p, "w").write(text[:-1] + ', "model_type": "x", "model_type": "y", "model_type": "nemotron_h"}')
     rc = run([VERIFY, out, "--quiet"], check=False)
     assert rc.returncode == 0, rc.stderr
+
+
+def test_tokenizer_with_a_huge_id(tmp_path):
+    """A vocabulary id of 99,999,999 in a small file used to allocate a token
+    table of 2.8 GB (found by fuzz_tokenizer as an out-of-memory); now refused."""
+    src = generate(tmp_path / "hf")
+    p = os.path.join(src, "tokenizer.json")
+    t = json.load(open(p))
+    t["model"]["vocab"]["zzz-huge"] = 99_999_999
+    json.dump(t, open(p, "w"))
+    r = subprocess.run([RUN, src, "--tokenize"], input="hello\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    one_line_error(r.stderr, "99999999", "nearly dense")
+    assert child_rss_mib() < 1024

@@ -10,9 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+static char path[96];
+
+static void remove_input(void) { unlink(path); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char path[96];
-    if (!path[0]) snprintf(path, sizeof path, "%s/kintsugi-fuzz-%d.tar", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm", (int)getpid());
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s/kintsugi-fuzz-%d.tar", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm", (int)getpid());
+        atexit(remove_input);
+    }
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     fwrite(data, 1, size, f);

@@ -14,13 +14,13 @@ targets=${*:-"safetensors json tokenizer chat archive"}
 sh tests/fuzz/build.sh $targets
 mkdir -p build/fuzz/crashes build/fuzz/logs
 for t in $targets; do
-    mkdir -p "build/fuzz/work/$t"
-    cp tests/fuzz/corpus/"$t"/* "build/fuzz/work/$t/"
+    mkdir -p "build/fuzz/grown/$t"
+    cp tests/fuzz/corpus/"$t"/* "build/fuzz/grown/$t/"
 done
 # shellcheck disable=SC2016
 printf '%s\n' $targets | xargs -P 2 -I{} sh -c '
     t={}
-    ASAN_OPTIONS=detect_leaks=1 build/fuzz/fuzz_$t build/fuzz/work/$t tests/fuzz/corpus/$t \
+    ASAN_OPTIONS=detect_leaks=1 build/fuzz/fuzz_$t build/fuzz/grown/$t tests/fuzz/corpus/$t \
         -max_total_time='"$seconds"' -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix=build/fuzz/crashes/$t- > build/fuzz/logs/$t.log 2>&1
     echo $? > build/fuzz/logs/$t.rc' || true

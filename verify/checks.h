@@ -24,6 +24,12 @@ typedef struct {
     int progress;               /* print progress on stderr (a TTY) */
 } vr_options;
 
+/* DIR/config.json parsed (NULL: *EXISTS says whether it was missing or
+ * could not be read, kt_errmsg() why), and its quantization entry
+ * ("quantization", or the "quantization_config" twin; NULL when neither). */
+cJSON *vr_load_config(const char *dir, int *exists);
+const cJSON *vr_quantization(const cJSON *cfg);
+
 /* Each appends its checks; returns -1 only for an I/O error that stops the run. */
 int vr_check_structure(vr_report *r, const vr_options *o);
 int vr_check_fidelity(vr_report *r, const vr_options *o);

@@ -34,13 +34,6 @@ static void drop_pages(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static cJSON *load_config(const char *dir) {
-    char *path = kt_path_join(dir, "config.json");
-    cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
-    free(path);
-    return cfg;
-}
-
 /* Row R (of the stacked tensor) of item IT in float32, after the cast. */
 static void source_row(const cv_item *it, uint64_t r, uint64_t k, float *out, void *tmp) {
     const uint64_t part_rows = it->parts[0]->nelem / k;
@@ -177,8 +170,7 @@ static void release(const cv_item *it, const kt_model_files *conv) {
 /* The quantization the converted config declares (per-layer entries aside). */
 static kt_quant_params declared(const cJSON *cfg) {
     kt_quant_params q = {4, 64, KT_QUANT_METAL};
-    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
-    if (!qc) qc = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    const cJSON *qc = vr_quantization(cfg);
     int64_t v;
     if (kt_json_i64(cJSON_GetObjectItemCaseSensitive(qc, "bits"), &v) == 0) q.bits = (int)v;
     if (kt_json_i64(cJSON_GetObjectItemCaseSensitive(qc, "group_size"), &v) == 0) q.group_size = (int)v;
@@ -272,13 +264,15 @@ static void check_item(vr_report *r, const vr_options *o, const cv_item *it, con
 
 int vr_check_fidelity(vr_report *r, const vr_options *o) {
     kt_model_files src, conv;
-    cJSON *scfg = load_config(o->original), *ccfg = NULL;
+    int exists;
+    cJSON *scfg = vr_load_config(o->original, &exists), *ccfg = NULL;
+    if (!scfg && !exists) kt_fail("%s: no config.json", o->original);
     if (!scfg || kt_model_open(&src, o->original)) {
         cJSON_Delete(scfg);
         vr_add(r, G, "original", VR_FAIL, NULL, NULL, "--original %s: %s", o->original, kt_errmsg());
         return kt_errkind() == KT_ERR_IO ? -1 : 0;
     }
-    ccfg = load_config(o->dir);
+    ccfg = vr_load_config(o->dir, &exists);
     if (!ccfg || kt_model_open(&conv, o->dir)) {
         vr_add(r, G, "conversion", VR_SKIP, NULL, NULL, "the conversion cannot be opened: %s", kt_errmsg());
         cJSON_Delete(scfg), cJSON_Delete(ccfg), kt_model_close(&src);

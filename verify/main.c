@@ -74,6 +74,14 @@ static void usage(FILE *out) {
             PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO);
 }
 
+/* Print ROOT as JSON on stdout, and free it. */
+static void put_json(cJSON *root) {
+    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    puts(text);
+    free(text);
+    cJSON_Delete(root);
+}
+
 static void shape_text(const st_tensor *t, char *buf, size_t n) {
     size_t k = (size_t)snprintf(buf, n, "[");
     for (int d = 0; d < t->ndim && k < n; d++)
@@ -115,10 +123,7 @@ static int inventory(const kt_model_files *m, const char *path, int json, int qu
         cJSON *ts = cJSON_AddArrayToObject(root, "tensors");
         for (size_t i = 0; i < m->n_tensors; i++)
             cJSON_AddItemToArray(ts, tensor_json(kt_model_tensor(m, i), m->shard_names[m->refs[i].shard]));
-        char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-        puts(text);
-        free(text);
-        cJSON_Delete(root);
+        put_json(root);
     } else if (!quiet) {
         printf("%-60s %-8s %-24s %14s\n", "tensor", "dtype", "shape", "bytes");
         for (size_t i = 0; i < m->n_tensors; i++) print_table_row(kt_model_tensor(m, i));
@@ -198,12 +203,9 @@ static int parse_args(int argc, char **argv, options *o) {
  * Without config.json, or with an original's (no quantization), the files
  * are validated and listed. */
 static int is_conversion(const char *dir) {
-    char *path = kt_path_join(dir, "config.json");
-    int exists = kt_is_file(path);
-    cJSON *cfg = exists ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
-    free(path);
-    int q = exists && (!cJSON_IsObject(cfg) || cJSON_GetObjectItemCaseSensitive(cfg, "quantization") ||
-                       cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"));
+    int exists;
+    cJSON *cfg = vr_load_config(dir, &exists);
+    int q = exists && (!cJSON_IsObject(cfg) || vr_quantization(cfg));
     cJSON_Delete(cfg);
     return q;
 }
@@ -219,10 +221,7 @@ static int run_inventory(const options *o) {
             cJSON_AddStringToObject(root, "path", o->path);
             cJSON_AddBoolToObject(root, "ok", 0);
             cJSON_AddStringToObject(root, "error", kt_errmsg());
-            char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-            puts(text);
-            free(text);
-            cJSON_Delete(root);
+            put_json(root);
         }
         return kt_errkind() == KT_ERR_IO ? 2 : 1;
     }
@@ -255,13 +254,8 @@ int main(int argc, char **argv) {
     const int to_stdout = o.json && !strcmp(o.json, "-");
     if (!o.quiet && !to_stdout) vr_print_table(&r, isatty(1), o.verbose);
     if (o.json) {
-        if (to_stdout) {
-            cJSON *root = vr_to_json(&r);
-            char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-            puts(text);
-            free(text);
-            cJSON_Delete(root);
-        } else if (vr_write_json(&r, o.json)) {
+        if (to_stdout) put_json(vr_to_json(&r));
+        else if (vr_write_json(&r, o.json)) {
             kt_print_error(PROG);
             io = -1;
         }

@@ -22,17 +22,28 @@
 
 static const char *G = "structure";
 
-static int check_config(vr_report *r, const char *dir) {
+cJSON *vr_load_config(const char *dir, int *exists) {
     char *path = kt_path_join(dir, "config.json");
-    cJSON *cfg = kt_is_file(path) ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
+    *exists = kt_is_file(path);
+    cJSON *cfg = *exists ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
     free(path);
+    return cfg;
+}
+
+const cJSON *vr_quantization(const cJSON *cfg) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
+    return q ? q : cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+}
+
+static int check_config(vr_report *r, const char *dir) {
+    int exists;
+    cJSON *cfg = vr_load_config(dir, &exists);
     if (!cfg) {
-        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: %s", kt_errmsg()[0] ? kt_errmsg() : "missing");
+        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: %s", exists ? kt_errmsg() : "missing");
         return -1;
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
-    if (!q) q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    const cJSON *q = vr_quantization(cfg);
     int rc = 0;
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "nemotron_h")) {
         vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: model_type is %s, not nemotron_h",

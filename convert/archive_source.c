@@ -167,6 +167,19 @@ int cv_archive_open(cv_archive **out, const char *path, kt_model_files *m) {
         if (!strcmp(A->files[i].name, "config.json") && (!config || strlen(A->files[i].dir) < strlen(config->dir)))
             config = &A->files[i];
     if (rc == 0 && !config) rc = kt_fail("%s: no config.json in the archive", path);
+    /* Several model directories: converting one of them silently would be a
+     * guess; name them all and let the user unpack the one they mean. */
+    size_t n_models = 0;
+    for (size_t i = 0; rc == 0 && i < A->n_files; i++) n_models += !strcmp(A->files[i].name, "config.json");
+    if (rc == 0 && n_models > 1) {
+        strbuf list = {0};
+        for (size_t i = 0; i < A->n_files; i++)
+            if (!strcmp(A->files[i].name, "config.json"))
+                sb_printf(&list, "%s%s", list.len ? ", " : "", *A->files[i].dir ? A->files[i].dir : "./");
+        rc = kt_fail("%s: the archive holds %zu model directories (%s); convert one: unpack it or make an archive "
+                     "of it alone", path, n_models, sb_cstr(&list));
+        sb_free(&list);
+    }
     cJSON *index = NULL;
     if (rc == 0) {
         A->root = kt_xstrdup(config->dir);

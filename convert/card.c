@@ -22,8 +22,14 @@ char *cv_card_text(const cv_card *c) {
     sb_printf(&sb, "| dtype of the rest | %s |\n", c->dtype ? c->dtype : "as in the source");
     sb_printf(&sb, "| tensors | %zu, in %zu file%s |\n\n", c->n_tensors, c->n_shards, c->n_shards == 1 ? "" : "s");
     sb_printf(&sb, "## Repairs applied\n\n");
-    if (c->repairs->n == 0) sb_printf(&sb, "None were needed.\n");
-    for (int i = 0; i < c->repairs->n; i++) sb_printf(&sb, "- %s\n", c->repairs->text[i]);
+    if (cv_repairs_count(c->repairs, 1) == 0) sb_printf(&sb, "None were needed.\n");
+    for (int i = 0; i < c->repairs->n; i++)
+        if (c->repairs->needed[i]) sb_printf(&sb, "- %s\n", c->repairs->text[i]);
+    if (cv_repairs_count(c->repairs, 0)) {
+        sb_printf(&sb, "\n## Written differently from mlx_lm.convert, on purpose\n\n");
+        for (int i = 0; i < c->repairs->n; i++)
+            if (!c->repairs->needed[i]) sb_printf(&sb, "- %s\n", c->repairs->text[i]);
+    }
     sb_printf(&sb, "\nThe tokenizer files are the source's, byte for byte.\n\n");
     sb_printf(&sb, "## Use\n\nWith mlx-lm:\n\n```python\nfrom mlx_lm import load, generate\n\n"
                    "model, tokenizer = load(\"PATH\")\n"

@@ -13,11 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void note(cv_repairs *r, const char *fmt, const char *arg) {
+static void note(cv_repairs *r, int needed, const char *fmt, const char *arg) {
     if (r->n >= CV_MAX_REPAIRS) return;
     strbuf sb = {0};
     sb_printf(&sb, fmt, arg);
+    r->needed[r->n] = needed;
     r->text[r->n++] = sb_take(&sb);
+}
+
+int cv_repairs_count(const cv_repairs *r, int needed) {
+    int n = 0;
+    for (int i = 0; i < r->n; i++) n += r->needed[i] == needed;
+    return n;
 }
 
 void cv_repairs_free(cv_repairs *r) {
@@ -85,13 +92,13 @@ static void repair_time_step_limit(cJSON *cfg, cv_repairs *r, int had_tags) {
     int usable = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 && kt_json_number(v->child, &lo) == 0 &&
                  kt_json_number(v->child->next, &hi) == 0 && !isnan(lo) && !isnan(hi) && lo <= hi;
     if (!v) {
-        note(r, "time_step_limit: added [0.0, Infinity]%s", " (missing; mlx-lm <= 0.30.5 cannot load the model "
+        note(r, 1, "time_step_limit: added [0.0, Infinity]%s", " (missing; mlx-lm <= 0.30.5 cannot load the model "
              "and 0.30.6-0.31.1 clamp dt to time_step_min)");
     } else if (!usable) {
-        note(r, "time_step_limit: %s", "replaced an unusable value with [0.0, Infinity]");
+        note(r, 1, "time_step_limit: %s", "replaced an unusable value with [0.0, Infinity]");
     } else {
         if (isinf(hi) || isinf(lo) || had_tags)
-            note(r, "time_step_limit: %s", "written with a bare Infinity (mlx-lm 0.32 writes {\"__float__\": "
+            note(r, 0, "time_step_limit: %s", "written with a bare Infinity (mlx-lm 0.32 writes {\"__float__\": "
                  "\"Infinity\"}, which older loaders cannot read)");
         return;
     }
@@ -134,16 +141,16 @@ cJSON *cv_config_make(const cJSON *src, const cJSON *generation, const kt_quant_
     cJSON *dtype = cJSON_DetachItemFromObjectCaseSensitive(cfg, "dtype");
     if (dtype && !kt_json_get(cfg, "torch_dtype")) {
         cJSON_AddItemToObject(cfg, "torch_dtype", dtype);
-        note(r, "torch_dtype: %s", "renamed from the transformers-5 key \"dtype\" (mlx_lm.convert reads only "
+        note(r, 1, "torch_dtype: %s", "renamed from the transformers-5 key \"dtype\" (mlx_lm.convert reads only "
              "torch_dtype and would skip the cast)");
     } else if (dtype) {
         cJSON_Delete(dtype);
-        note(r, "dtype: %s", "removed (torch_dtype is present)");
+        note(r, 1, "dtype: %s", "removed (torch_dtype is present)");
     }
     repair_time_step_limit(cfg, r, tags);
     cJSON_AddItemToObject(cfg, "quantization", quant_object(q));
     cJSON_AddItemToObject(cfg, "quantization_config", quant_object(q));
-    note(r, "quantization, quantization_config: %s", "written without \"mode\": \"affine\" (older loaders and "
+    note(r, 0, "quantization, quantization_config: %s", "written without \"mode\": \"affine\" (older loaders and "
          "mlx-swift reject it; affine is the default)");
     return cfg;
 }

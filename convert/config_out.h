@@ -8,10 +8,18 @@
 
 #define CV_MAX_REPAIRS 16
 
+/* What the converter changed in config.json, one line each with the reason:
+ * repairs the source needed (needed[i] = 1), and the places where the
+ * output is written differently from mlx_lm.convert's on purpose (0). Only
+ * the first kind is reported as a repair. */
 typedef struct {
-    char *text[CV_MAX_REPAIRS]; /* one line each: what changed and why */
+    char *text[CV_MAX_REPAIRS];
+    int needed[CV_MAX_REPAIRS];
     int n;
 } cv_repairs;
+
+/* How many lines of R are of the kind NEEDED. */
+int cv_repairs_count(const cv_repairs *r, int needed);
 
 /* The dtype mlx-lm would cast to ("bfloat16", "float16", "float32"), read
  * from torch_dtype, else (a repair) from a transformers-5 "dtype", else from

@@ -16,9 +16,12 @@
 #include "config_out.h"
 #include "cli.h"
 #include "error.h"
+#include "hub.h"
 #include "json.h"
+#include "model.h"
 #include "model_dir.h"
 #include "output_dir.h"
+#include "output_path.h"
 #include "plan.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -35,25 +38,29 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define KINTSUGI_VERSION "0.1.0"
 static const char *PROG = "kintsugi-convert";
 static volatile sig_atomic_t interrupted;
 
 typedef struct {
-    const char *src, *dst, *dtype;
+    const char *src, *dst, *dtype, *revision;
     kt_quant_params q;
     uint64_t shard_size;
-    int force, json, quiet, threads;
+    int force, json, quiet, verbose, threads;
 } options;
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: %s SRC DST [options]\n"
             "\n"
-            "Convert a Hugging Face Nemotron-H checkpoint (a directory with model.safetensors\n"
-            "or shards + index, or a Hugging Face cache snapshot) into an MLX model directory:\n"
-            "the tensors mlx_lm.convert -q writes, config.json with the usual hand repairs\n"
-            "done (torch_dtype, no \"mode\", time_step_limit), the tokenizer files copied.\n"
+            "Convert a Hugging Face Nemotron-H checkpoint into an MLX model directory: the\n"
+            "tensors mlx_lm.convert -q writes, config.json with the usual hand repairs done\n"
+            "(torch_dtype, no \"mode\", time_step_limit), the tokenizer files copied.\n"
+            "\n"
+            "SRC is a directory (model.safetensors or shards + index), a Hugging Face cache\n"
+            "snapshot, a hub name ORG/NAME found in the local Hugging Face cache, or an\n"
+            "archive read as a stream: .tar, .tar.gz/.tgz, .tar.zst, .tar.xz, .tar.bz2, .zip.\n"
+            "DST is created with its missing parents; it may not be SRC, inside SRC or\n"
+            "around it.\n"
             "\n"
             "  --bits N          2, 3, 4, 5, 6 or 8 (default 4)\n"
             "  --group-size N    32, 64 or 128 (default 64)\n"
@@ -62,13 +69,17 @@ static void usage(FILE *out) {
             "  --dtype T         bfloat16, float16 or float32 for the unquantized tensors and\n"
             "                    the scales (default: the config's torch_dtype or dtype)\n"
             "  --shard-size S    largest output file, e.g. 5GiB (default), 500MB, 1000000\n"
-            "  --threads N       worker threads (default: all cores)\n"
+            "  --revision REV    with a hub name: the snapshot of REV (default: refs/main)\n"
+            "  --threads N       worker threads (default: all cores; at most their number)\n"
             "  --no-fsync        do not wait for the disk: faster, still never a partial DST\n"
             "                    after a crash of the program, but not safe against power loss\n"
-            "  --force           replace an existing DST (only once the new one is complete)\n"
+            "  --force           replace an existing DST that is a model directory (only once\n"
+            "                    the new one is complete)\n"
             "  --json            a JSON report on stdout\n"
-            "  --quiet           print nothing but errors\n"
+            "  -q, --quiet       print nothing but errors\n"
+            "  -v, --verbose     also list the tensors as they are written\n"
             "  -h, --help        this text\n"
+            "  --version         the version\n"
             "\n"
             "exit status: 0 done, 1 the source cannot be converted, 2 usage or I/O error,\n"
             "130 interrupted (DST untouched)\n",
@@ -91,56 +102,58 @@ static int parse_size(const char *s, uint64_t *out) {
     return -1;
 }
 
+enum { O_BITS = 1, O_GROUP, O_MODE, O_DTYPE, O_SHARD_SIZE, O_THREADS, O_FORCE, O_JSON, O_NO_FSYNC, O_QUIET, O_VERBOSE,
+       O_REVISION };
+static const kt_opt OPTIONS[] = {
+    {"--bits", 0, 1, O_BITS}, {"--group-size", 0, 1, O_GROUP}, {"--mode", 0, 1, O_MODE},
+    {"--dtype", 0, 1, O_DTYPE}, {"--shard-size", 0, 1, O_SHARD_SIZE}, {"--threads", 0, 1, O_THREADS},
+    {"--force", 0, 0, O_FORCE}, {"--json", 0, 0, O_JSON}, {"--no-fsync", 0, 0, O_NO_FSYNC},
+    {"--quiet", 'q', 0, O_QUIET}, {"--verbose", 'v', 0, O_VERBOSE}, {"--revision", 0, 1, O_REVISION},
+    {NULL, 0, 0, 0}};
+
 static int parse_args(int argc, char **argv, options *o) {
+    static const char *const dtypes[] = {"bfloat16", "float16", "float32", NULL}, *const modes[] = {"metal", "cpu", NULL};
     memset(o, 0, sizeof *o);
     o->q = KT_QUANT_DEFAULT;
     o->shard_size = 5ull << 30;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = !strcmp(a, "--bits") || !strcmp(a, "--group-size") || !strcmp(a, "--mode") ||
-                    !strcmp(a, "--dtype") || !strcmp(a, "--shard-size") || !strcmp(a, "--threads");
-        if (takes && !v) return kt_usage_error(PROG, "%s needs a value", a);
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--bits")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->q.bits)) return kt_usage_error(PROG, "--bits: '%s' is not a number", v);
-        } else if (!strcmp(a, "--group-size")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->q.group_size)) return kt_usage_error(PROG, "--group-size: '%s' is not a number", v);
-        } else if (!strcmp(a, "--mode")) {
-            if (kt_quant_mode_parse(v, &o->q.mode)) return kt_usage_error(PROG, "--mode: '%s' is not metal or cpu", v);
-        } else if (!strcmp(a, "--dtype")) {
-            if (strcmp(v, "bfloat16") && strcmp(v, "float16") && strcmp(v, "float32"))
-                return kt_usage_error(PROG, "--dtype: '%s' is not bfloat16, float16 or float32", v);
-            o->dtype = v;
-        } else if (!strcmp(a, "--shard-size")) {
-            if (parse_size(v, &o->shard_size)) return kt_usage_error(PROG, "--shard-size: '%s' is not a size like 5GiB", v);
-        } else if (!strcmp(a, "--threads")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->threads)) return kt_usage_error(PROG, "--threads: '%s' is not a positive number", v);
-        } else if (!strcmp(a, "--force")) {
-            o->force = 1;
-            continue;
-        } else if (!strcmp(a, "--json")) {
-            o->json = 1;
-            continue;
-        } else if (!strcmp(a, "--no-fsync")) {
-            kt_atomic_set_durable(0);
-            continue;
-        } else if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
-            continue;
-        } else if (a[0] == '-' && a[1]) {
-            return kt_usage_error(PROG, "unknown option %s", a);
-        } else {
-            if (!o->src) o->src = a;
-            else if (!o->dst) o->dst = a;
-            else return kt_usage_error(PROG, "unexpected argument '%s'", a);
-            continue;
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    int id, k, rc = 0;
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_BITS: rc = kt_arg_int(&a, 1, 64, &o->q.bits); break;
+        case O_GROUP: rc = kt_arg_int(&a, 1, 1 << 20, &o->q.group_size); break;
+        case O_MODE:
+            if (!(rc = kt_arg_choice(&a, modes, &k))) o->q.mode = k ? KT_QUANT_CPU : KT_QUANT_METAL;
+            break;
+        case O_DTYPE:
+            if (!(rc = kt_arg_choice(&a, dtypes, &k))) o->dtype = dtypes[k];
+            break;
+        case O_SHARD_SIZE:
+            if (parse_size(a.value, &o->shard_size)) rc = kt_usage_error(PROG, "--shard-size: '%s' is not a size like 5GiB", a.value);
+            break;
+        case O_THREADS: rc = kt_arg_int(&a, 1, 4096, &o->threads); break;
+        case O_FORCE: o->force = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_NO_FSYNC: kt_atomic_set_durable(0); break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_VERBOSE: o->verbose = 1; break;
+        case O_REVISION: o->revision = a.value; break;
+        case KT_ARG_POSITIONAL:
+            if (!o->src) o->src = a.value;
+            else if (!o->dst) o->dst = a.value;
+            else rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
+            break;
         }
-        i++;
     }
+    if (rc) return rc;
     if (!o->src || !o->dst) return kt_usage_error(PROG, "%s", "SRC and DST are required");
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (kt_quant_params_check(&o->q)) return kt_usage_error(PROG, "%s", kt_errmsg());
+    o->threads = kt_cap_threads(o->threads);
     return -1;
 }
 
@@ -450,7 +463,8 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
         cJSON_AddItemToObject(root, "bits_per_weight", kt_json_new_float(bpw));
         cJSON_AddItemToObject(root, "files_copied", kt_json_new_int(n_files));
         cJSON *rep = cJSON_AddArrayToObject(root, "repairs");
-        for (int i = 0; i < r->n; i++) cJSON_AddItemToArray(rep, cJSON_CreateString(r->text[i]));
+        cJSON *diff = cJSON_AddArrayToObject(root, "differences_from_mlx_lm");
+        for (int i = 0; i < r->n; i++) cJSON_AddItemToArray(r->needed[i] ? rep : diff, cJSON_CreateString(r->text[i]));
         cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
         char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", text);
@@ -465,7 +479,28 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
     }
 }
 
+/* The conversion must load: CONFIG (the output's config.json, repairs
+ * made) passes the checks every tool shares (lib/nemotron_config.h), and the
+ * source has every tensor the layers need, with the shapes the config
+ * implies, and nothing else but mtp.* (mlx-lm's sanitize drops those).
+ * Checked before anything is written, so a source that would give a model
+ * verify rejects is refused. */
+static int check_source(const char *label, const cJSON *config, const kt_model_files *m) {
+    char *unused = NULL;
+    if (kt_model_check_files(config, m, "mtp.", &unused)) return kt_fail_context("%s", label);
+    if (unused) {
+        kt_fail("%s: tensor %s belongs to no layer of the config's pattern (mlx-lm's strict load would reject the "
+                "conversion); fix config.json or remove the tensor", label, unused);
+        free(unused);
+        return -1;
+    }
+    return 0;
+}
+
 static int convert(const options *o) {
+    const char *inputs[] = {o->src};
+    /* DST first: nothing is read or printed for a run that cannot write */
+    if (kt_output_dir_ok(o->dst, inputs, 1, o->force)) return -1;
     cv_source src;
     if (cv_source_open(&src, o->src)) {
         cv_source_close(&src);
@@ -493,6 +528,7 @@ static int convert(const options *o) {
         rc = kt_fail_context("%s", o->src);
         goto done;
     }
+    if ((rc = check_source(o->src, out_config, &m))) goto done;
     const char *dtype = o->dtype ? o->dtype : cv_config_cast_dtype(config);
     cv_options po = {o->q, dtype_of_name(dtype), o->shard_size};
     if (cv_plan_make(&plan, &m, config, &po)) {
@@ -500,8 +536,10 @@ static int convert(const options *o) {
         goto done;
     }
     if (!o->quiet && !o->json)
-        for (int i = 0; i < repairs.n; i++) fprintf(stderr, "%s: repair: %s\n", PROG, repairs.text[i]);
-    if ((rc = cv_outdir_begin(&od, o->dst, o->force))) goto done;
+        for (int i = 0; i < repairs.n; i++)
+            if (repairs.needed[i] || o->verbose)
+                fprintf(stderr, "%s: %s: %s\n", PROG, repairs.needed[i] ? "repair" : "note", repairs.text[i]);
+    if ((rc = cv_outdir_begin(&od, o->dst, inputs, 1, o->force))) goto done;
     double t0 = kt_now();
     if ((rc = write_tensors(&src, &plan, &od, o))) goto done;
     if ((rc = write_index(&plan, &od))) goto done;
@@ -571,7 +609,15 @@ int main(int argc, char **argv) {
     bus_message_len = strlen(bus_message);
     sa.sa_handler = on_sigbus;
     sigaction(SIGBUS, &sa, NULL);
-    if (convert(&o) == 0) return 0;
+    char *hub_path;
+    o.src = kt_resolve_model_arg(o.src, o.revision, &hub_path);
+    if (!o.src) {
+        kt_print_error(PROG);
+        return KT_EXIT_FAILED;
+    }
+    rc = convert(&o);
+    free(hub_path);
+    if (rc == 0) return 0;
     kt_print_error(PROG);
     if (interrupted) return 130;
     return kt_errkind() == KT_ERR_IO ? 2 : 1;

@@ -3,6 +3,7 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "model_dir.h"
+#include "output_path.h"
 #include "strbuf.h"
 
 #include <dirent.h>
@@ -14,24 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int cv_remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(st.st_mode)) return unlink(path);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *child = kt_path_join(path, e->d_name);
-        if (cv_remove_tree(child)) rc = -1;
-        free(child);
-    }
-    closedir(d);
-    return rmdir(path) || rc ? -1 : 0;
-}
 
 /* The leftovers of runs that were killed (SIGKILL, power loss) before they
  * could clean up: DST.kintsugi-tmp-PID (a partial output: removed) and
@@ -64,14 +47,31 @@ static void clean_stale(const char *dst) {
         char *path = kt_path_join(sb_cstr(&dir), e->d_name);
         struct stat st;
         if (!tmp && lstat(dst, &st) != 0) rename(path, dst);
-        else cv_remove_tree(path);
+        else kt_remove_tree(path);
         free(path);
     }
     closedir(d);
     sb_free(&dir);
 }
 
-int cv_outdir_begin(cv_outdir *o, const char *dst, int force) {
+/* mkdir -p of DST's parent, as mlx_lm.convert creates its output path:
+ * every prefix of DST that ends before a '/'. */
+static int make_parents(const char *dst) {
+    strbuf sb = {0};
+    sb_puts(&sb, dst);
+    char *s = sb.data;
+    int rc = 0;
+    for (char *p = s + 1; *p && rc == 0; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(s, 0755) != 0 && errno != EEXIST) rc = kt_fail_io("cannot create %s: %s", s, kt_errno_text(errno));
+        *p = '/';
+    }
+    sb_free(&sb);
+    return rc;
+}
+
+int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force) {
     memset(o, 0, sizeof *o);
     size_t n = strlen(dst);
     while (n > 1 && dst[n - 1] == '/') n--;
@@ -79,13 +79,12 @@ int cv_outdir_begin(cv_outdir *o, const char *dst, int force) {
     sb_append(&sb, dst, n);
     o->dst = sb_take(&sb);
     clean_stale(o->dst);
-    struct stat st;
-    if (lstat(o->dst, &st) == 0 && !force)
-        return kt_fail_io("%s exists (use --force to replace it)", o->dst);
+    if (kt_output_dir_ok(o->dst, inputs, n_inputs, force)) return -1;
+    if (make_parents(o->dst)) return -1;
     sb_printf(&sb, "%s.kintsugi-tmp-%ld", o->dst, (long)getpid());
     o->tmp = sb_take(&sb);
-    cv_remove_tree(o->tmp); /* a leftover of an earlier run with the same pid */
-    if (mkdir(o->tmp, 0755) != 0) return kt_fail_io("cannot create %s: %s", o->tmp, strerror(errno));
+    kt_remove_tree(o->tmp); /* a leftover of an earlier run with the same pid */
+    if (mkdir(o->tmp, 0755) != 0) return kt_fail_io("cannot create %s: %s", o->tmp, kt_errno_text(errno));
     return 0;
 }
 
@@ -101,7 +100,7 @@ static int fsync_dir(const char *path) {
 }
 
 int cv_outdir_commit(cv_outdir *o) {
-    if (fsync_dir(o->tmp)) return kt_fail_io("cannot sync %s: %s", o->tmp, strerror(errno));
+    if (fsync_dir(o->tmp)) return kt_fail_io("cannot sync %s: %s", o->tmp, kt_errno_text(errno));
     char *old = NULL;
     struct stat st;
     if (lstat(o->dst, &st) == 0) {
@@ -111,18 +110,18 @@ int cv_outdir_commit(cv_outdir *o) {
         if (rename(o->dst, old) != 0) {
             int e = errno;
             free(old);
-            return kt_fail_io("cannot move the existing %s aside: %s", o->dst, strerror(e));
+            return kt_fail_io("cannot move the existing %s aside: %s", o->dst, kt_errno_text(e));
         }
     }
     if (rename(o->tmp, o->dst) != 0) {
         int e = errno;
         if (old) rename(old, o->dst);
         free(old);
-        return kt_fail_io("cannot rename %s to %s: %s", o->tmp, o->dst, strerror(e));
+        return kt_fail_io("cannot rename %s to %s: %s", o->tmp, o->dst, kt_errno_text(e));
     }
     kt_fsync_parent(o->dst);
     if (old) {
-        if (cv_remove_tree(old)) fprintf(stderr, "kintsugi-convert: warning: could not remove %s\n", old);
+        if (kt_remove_tree(old)) fprintf(stderr, "kintsugi-convert: warning: could not remove %s\n", old);
         free(old);
     }
     free(o->tmp);
@@ -131,7 +130,7 @@ int cv_outdir_commit(cv_outdir *o) {
 }
 
 void cv_outdir_abort(cv_outdir *o) {
-    if (o->tmp) cv_remove_tree(o->tmp);
+    if (o->tmp) kt_remove_tree(o->tmp);
     free(o->tmp);
     free(o->dst);
     memset(o, 0, sizeof *o);

@@ -14,15 +14,15 @@ typedef struct {
     char *dst, *tmp;
 } cv_outdir;
 
-/* Create the temporary directory; refuses an existing DST unless FORCE. */
-int cv_outdir_begin(cv_outdir *o, const char *dst, int force);
+/* Create the temporary directory (and DST's missing parents). Refuses what
+ * lib/output_path.h refuses: DST among or around the INPUTS, an existing DST
+ * without FORCE, and with FORCE anything but a model directory. */
+int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force);
 /* fsync and rename into place. */
 int cv_outdir_commit(cv_outdir *o);
 /* Remove the temporary directory and everything in it. */
 void cv_outdir_abort(cv_outdir *o);
 /* Path of NAME inside the temporary directory (caller frees). */
 char *cv_outdir_path(const cv_outdir *o, const char *name);
-/* Remove a directory tree (only regular files and directories). */
-int cv_remove_tree(const char *path);
 
 #endif

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "lmstudio.h"
 #include "model_dir.h"
+#include "nemotron_config.h"
 #include "repair.h"
 #include "strbuf.h"
 
@@ -141,6 +142,31 @@ static void report_json(const options *o, const fx_session *s, int applied) {
     cJSON_Delete(root);
 }
 
+/* After the repairs config.json must be one that every tool (and mlx-lm)
+ * can build the model from (lib/nemotron_config.h). What no rule repairs is
+ * reported as a finding that cannot be fixed, so the exit status says the
+ * model is still broken. */
+static void check_repaired_config(fx_session *s) {
+    const fx_op *op = NULL;
+    for (size_t i = 0; i < s->n_ops; i++)
+        if (s->ops[i].kind == FX_WRITE && !strcmp(s->ops[i].file, "config.json")) op = &s->ops[i];
+    cJSON *cfg;
+    if (op) {
+        cfg = kt_json_parse(op->new_text, op->new_len, KT_JSON_DUP_LAST_WINS, "config.json");
+    } else {
+        char *path = kt_path_join(s->dir, "config.json");
+        cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+        free(path);
+    }
+    kt_config c;
+    int quantized;
+    if (!cfg || kt_config_read(&c, cfg) || kt_config_check_quantization(cfg, &quantized))
+        fx_find(s, "config-values", "config.json", 0, "%s%s", kt_errmsg(),
+                op ? " (after the repairs above; no rule repairs this)" : " (no rule repairs this)");
+    else kt_config_free(&c);
+    cJSON_Delete(cfg);
+}
+
 /* Errors are returned as these, so that main prints the message only then. */
 enum { ERR_FORMAT = 101, ERR_IO = 102 };
 
@@ -156,6 +182,7 @@ static int run_dir(const options *o) {
         fx_session_free(&s);
         return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
     }
+    check_repaired_config(&s);
     int unfixable = 0, applied = 0;
     for (size_t i = 0; i < s.n_findings; i++) unfixable += !s.findings[i].fixable;
     if (!o->check && !o->dry_run && s.n_ops) {

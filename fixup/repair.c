@@ -100,7 +100,7 @@ int fx_apply(fx_session *s) {
             char *to = sb_take(&sb);
             struct stat st;
             if (lstat(to, &st) == 0) rc = kt_fail_io("%s exists; move it away first", to);
-            else if (rename(path, to) != 0) rc = kt_fail_io("cannot move %s aside: %s", path, strerror(errno));
+            else if (rename(path, to) != 0) rc = kt_fail_io("cannot move %s aside: %s", path, kt_errno_text(errno));
             free(to);
         }
         free(path);
@@ -125,11 +125,22 @@ int fx_open_lenient(kt_model_files *m, const char *dir) {
         int seen = 0;
         for (size_t i = 0; i < n && !seen; i++) seen = !strcmp(names[i], c->valuestring);
         char *p = kt_path_join(dir, c->valuestring);
-        if (!seen && kt_is_file(p)) {
+        int missing = !seen && !kt_is_file(p);
+        free(p);
+        if (missing) {
+            /* Missing data is never rebuilt away: an index without this
+             * shard would make an incomplete model look whole. */
+            kt_fail("%s/%s: listed in model.safetensors.index.json (tensor %s) but missing; restore the shard or "
+                    "reconvert (the index is not rebuilt around missing data)", dir, c->valuestring, c->string);
+            for (size_t j = 0; j < n; j++) free(names[j]);
+            free(names);
+            cJSON_Delete(idx);
+            return -1;
+        }
+        if (!seen) {
             names = kt_xrealloc(names, (n + 1) * sizeof *names);
             names[n++] = kt_xstrdup(c->valuestring);
         }
-        free(p);
     }
     cJSON_Delete(idx);
     st_file *shards = kt_xcalloc(n + 1, sizeof *shards);

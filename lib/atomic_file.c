@@ -31,7 +31,7 @@ int kt_fsync_parent(const char *path) {
     int fd = open(dir, O_RDONLY);
     int rc = 0;
     if (fd >= 0) {
-        if (fsync(fd) != 0 && errno != EINVAL) rc = kt_fail_io("%s: fsync: %s", dir, strerror(errno));
+        if (fsync(fd) != 0 && errno != EINVAL) rc = kt_fail_io("%s: fsync: %s", dir, kt_errno_text(errno));
         close(fd);
     }
     free(dir);
@@ -45,7 +45,7 @@ int kt_atomic_open(kt_atomic *a, const char *path) {
     snprintf(a->tmp_path, n, "%s.tmp-XXXXXX", path);
     int fd = mkstemp(a->tmp_path);
     if (fd < 0) {
-        kt_fail_io("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        kt_fail_io("%s: cannot create a temporary file beside it: %s", path, kt_errno_text(errno));
         free(a->tmp_path);
         a->tmp_path = NULL;
         return -1;
@@ -64,7 +64,7 @@ int kt_atomic_open(kt_atomic *a, const char *path) {
 
 int kt_atomic_write(kt_atomic *a, const void *data, size_t n) {
     if (n && fwrite(data, 1, n, a->fp) != n)
-        return kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
+        return kt_fail_io("%s: write failed: %s", a->final_path, kt_errno_text(errno));
     a->written += n;
 #ifdef __linux__
     if (durable && a->written - a->flushed >= WRITEBACK_STEP && fflush(a->fp) == 0) {
@@ -77,12 +77,12 @@ int kt_atomic_write(kt_atomic *a, const void *data, size_t n) {
 
 int kt_atomic_commit(kt_atomic *a) {
     int rc = 0;
-    if (fflush(a->fp) != 0) rc = kt_fail_io("%s: write failed: %s", a->final_path, strerror(errno));
-    else if (durable && fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, strerror(errno));
-    if (fclose(a->fp) != 0 && rc == 0) rc = kt_fail_io("%s: close failed: %s", a->final_path, strerror(errno));
+    if (fflush(a->fp) != 0) rc = kt_fail_io("%s: write failed: %s", a->final_path, kt_errno_text(errno));
+    else if (durable && fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, kt_errno_text(errno));
+    if (fclose(a->fp) != 0 && rc == 0) rc = kt_fail_io("%s: close failed: %s", a->final_path, kt_errno_text(errno));
     a->fp = NULL;
     if (rc == 0 && rename(a->tmp_path, a->final_path) != 0)
-        rc = kt_fail_io("%s: rename failed: %s", a->final_path, strerror(errno));
+        rc = kt_fail_io("%s: rename failed: %s", a->final_path, kt_errno_text(errno));
     if (rc == 0) rc = kt_fsync_parent(a->final_path);
     if (rc != 0) unlink(a->tmp_path);
     free(a->tmp_path);

@@ -1,6 +1,7 @@
 /* error.c - the last error line, kept per thread. */
 #include "error.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,4 +52,25 @@ const char *kt_errmsg(void) { return last_error; }
 
 void kt_print_error(const char *prog) {
     fprintf(stderr, "%s: %s\n", prog, last_error[0] ? last_error : "unknown error");
+}
+
+const char *kt_errno_text(int err) {
+    switch (err) {
+    case ENOENT: return "no such file or directory";
+    case ENOTDIR: return "not a directory";
+    case EACCES:
+    case EPERM: return "permission denied";
+    case ELOOP: return "a symlink loop";
+    case EISDIR: return "is a directory";
+    case ENOSPC: return "no space left on the device";
+    case EROFS: return "read-only file system";
+    case EEXIST: return "exists";
+    case ENAMETOOLONG: return "name too long";
+    default: {
+        static _Thread_local char buf[128];
+        snprintf(buf, sizeof buf, "%s", strerror(err));
+        if (buf[0] >= 'A' && buf[0] <= 'Z') buf[0] = (char)(buf[0] - 'A' + 'a');
+        return buf;
+    }
+    }
 }

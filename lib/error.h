@@ -35,6 +35,12 @@ int kt_fail_context(const char *fmt, ...) KT_PRINTF(1, 2);
 /* The last recorded line (empty string when none). */
 const char *kt_errmsg(void);
 
+/* The one wording of each error class, the same in every tool: "no such
+ * file or directory", "not a directory", "permission denied", "a symlink
+ * loop", "is a directory", "no space left on the device", ...; other errors
+ * as strerror() gives them, in lower case. */
+const char *kt_errno_text(int err);
+
 /* Print "PROG: message" to stderr. */
 void kt_print_error(const char *prog);
 

@@ -9,7 +9,7 @@
 
 int kt_read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? 0 : kt_fail_io("%s: cannot open: %s", path, strerror(errno));
+    if (!f) return errno == ENOENT ? 0 : kt_fail_io("%s: cannot open: %s", path, kt_errno_text(errno));
     strbuf sb = {0};
     char chunk[65536];
     size_t n;

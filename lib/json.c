@@ -253,7 +253,7 @@ cJSON *kt_json_load_file(const char *path, int flags) {
     char *text;
     size_t len;
     int got = kt_read_file(path, &text, &len);
-    if (got == 0) kt_fail_io("%s: cannot open: %s", path, strerror(ENOENT));
+    if (got == 0) kt_fail_io("%s: cannot open: %s", path, kt_errno_text(ENOENT));
     if (got <= 0) return NULL;
     cJSON *root = kt_json_parse(text, len, flags, path);
     free(text);

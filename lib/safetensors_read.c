@@ -199,13 +199,13 @@ int st_open(st_file *f, const char *path) {
     f->path = kt_xstrdup(path);
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        kt_fail_io("%s: cannot open: %s", path, strerror(errno));
+        kt_fail_io("%s: cannot open: %s", path, kt_errno_text(errno));
         st_close(f);
         return -1;
     }
     struct stat sb;
     int rc = 0;
-    if (fstat(fd, &sb) != 0) rc = kt_fail_io("%s: cannot stat: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) rc = kt_fail_io("%s: cannot stat: %s", path, kt_errno_text(errno));
     else if (!S_ISREG(sb.st_mode)) rc = kt_fail_io("%s: not a regular file", path);
     else if (sb.st_size < 8)
         rc = kt_fail("%s: file is %lld bytes, too short for the 8-byte header length", path,
@@ -215,7 +215,7 @@ int st_open(st_file *f, const char *path) {
         void *m = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
             f->map_len = 0;
-            rc = kt_fail_io("%s: cannot map: %s", path, strerror(errno));
+            rc = kt_fail_io("%s: cannot map: %s", path, kt_errno_text(errno));
         } else {
             f->map = m;
         }

@@ -16,19 +16,6 @@ float kt_vec_at(const kt_vec *v, int i) {
     return f;
 }
 
-static int get_int(const cJSON *cfg, const char *key, int *out, int def) {
-    int64_t v;
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    if (!item || cJSON_IsNull(item)) {
-        if (def < 0) return kt_fail("config.json: %s is missing", key);
-        *out = def;
-        return 0;
-    }
-    if (kt_json_i64(item, &v) || v < 0 || v > 1 << 30) return kt_fail("config.json: %s is not a size", key);
-    *out = (int)v;
-    return 0;
-}
-
 /* Look a tensor up and mark it used (kintsugi-verify reports the unused). */
 static const st_tensor *find(const kt_model *m, const char *fmt, const char *a, const char *b) {
     char name[512];
@@ -52,16 +39,17 @@ static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char
     return 0;
 }
 
-/* The quantization of module PATH: a per-layer entry, else the default. */
-static void quant_of(const cJSON *cfg, const char *path, int *bits, int *gs) {
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
-    if (!q) q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
-    const cJSON *per = q ? cJSON_GetObjectItemCaseSensitive(q, path) : NULL;
-    const cJSON *src = cJSON_IsObject(per) ? per : q;
-    int64_t v;
-    *bits = 4, *gs = 64;
-    if (src && kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "bits"), &v) == 0) *bits = (int)v;
-    if (src && kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "group_size"), &v) == 0) *gs = (int)v;
+/* The bits and group size of a module that has scales and biases: its
+ * config.json entry, which must say it is quantized (mlx-lm would leave the
+ * module dense and then reject the scales). */
+static int quant_params(const cJSON *cfg, const char *path, kt_linear *l) {
+    kt_quant_entry q = kt_config_quant_of(cfg, path);
+    if (!q.quantized)
+        return kt_fail("tensor %s has scales and biases, but config.json does not quantize it (%s)", path,
+                       cJSON_GetObjectItemCaseSensitive(cfg, "quantization") ? "its per-layer entry is false"
+                                                                             : "no quantization entry");
+    l->bits = q.bits, l->group_size = q.group_size;
+    return 0;
 }
 
 static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const char *path, int out, int in) {
@@ -71,9 +59,7 @@ static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const 
     memset(l, 0, sizeof *l);
     l->out = out, l->in = in, l->w = w->data;
     if (s && b) {
-        quant_of(cfg, path, &l->bits, &l->group_size);
-        kt_quant_params p = {l->bits, l->group_size, KT_QUANT_CPU};
-        if (kt_quant_params_check(&p)) return kt_fail_context("%s", path);
+        if (quant_params(cfg, path, l)) return -1;
         if (w->dtype != KT_U32 || w->ndim != 2 || w->shape[0] != (uint64_t)out ||
             w->shape[1] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)out * (uint64_t)(in / l->group_size) ||
             b->nelem != s->nelem || s->dtype != b->dtype)
@@ -90,64 +76,6 @@ static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const 
     return 0;
 }
 
-static int read_config(kt_config *c, const cJSON *cfg) {
-    memset(c, 0, sizeof *c);
-    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(cfg, "hybrid_override_pattern");
-    if (cJSON_IsString(pat)) {
-        c->pattern = kt_xstrdup(pat->valuestring);
-    } else {
-        const cJSON *types = cJSON_GetObjectItemCaseSensitive(cfg, "layers_block_type");
-        if (!cJSON_IsArray(types)) return kt_fail("config.json: no hybrid_override_pattern or layers_block_type");
-        strbuf sb = {0};
-        for (const cJSON *t = types->child; t; t = t->next) {
-            const char *s = cJSON_IsString(t) ? t->valuestring : "";
-            sb_putc(&sb, !strcmp(s, "mamba") || !strcmp(s, "linear_attention") ? 'M'
-                         : !strcmp(s, "attention") || !strcmp(s, "full_attention") ? '*'
-                         : !strcmp(s, "mlp") ? '-' : !strcmp(s, "moe") ? 'E' : '?');
-        }
-        c->pattern = sb_take(&sb);
-    }
-    c->n_layers = (int)strlen(c->pattern);
-    if (get_int(cfg, "hidden_size", &c->hidden, -1) || get_int(cfg, "vocab_size", &c->vocab, -1) ||
-        get_int(cfg, "num_attention_heads", &c->heads, 1) || get_int(cfg, "num_key_value_heads", &c->kv_heads, c->heads) ||
-        get_int(cfg, "head_dim", &c->head_dim, c->hidden / (c->heads ? c->heads : 1)) ||
-        get_int(cfg, "mamba_num_heads", &c->m_heads, 1) || get_int(cfg, "mamba_head_dim", &c->m_head_dim, 1) ||
-        get_int(cfg, "n_groups", &c->n_groups, 1) || get_int(cfg, "ssm_state_size", &c->state, 1) ||
-        get_int(cfg, "conv_kernel", &c->conv, 4) || get_int(cfg, "intermediate_size", &c->intermediate, 1))
-        return -1;
-    if (strchr(c->pattern, 'E')) {
-        const cJSON *latent = cJSON_GetObjectItemCaseSensitive(cfg, "moe_latent_size");
-        if (latent && !cJSON_IsNull(latent)) return kt_fail("config.json: MoE latent projections are not supported yet");
-        const cJSON *shared = cJSON_GetObjectItemCaseSensitive(cfg, "n_shared_experts");
-        c->norm_topk = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "norm_topk_prob"));
-        int dummy;
-        if (get_int(cfg, "n_routed_experts", &c->n_experts, -1) || get_int(cfg, "num_experts_per_tok", &c->top_k, -1) ||
-            get_int(cfg, "moe_intermediate_size", &c->moe_inter, -1) ||
-            get_int(cfg, "moe_shared_expert_intermediate_size", &c->moe_shared_inter, c->moe_inter) ||
-            get_int(cfg, "n_group", &c->n_group, 1) || get_int(cfg, "topk_group", &c->topk_group, 1) ||
-            get_int(cfg, "n_shared_experts", &dummy, 0))
-            return -1;
-        c->moe_shared_inter = shared && !cJSON_IsNull(shared) && dummy > 0 ? c->moe_shared_inter : 0;
-        double sc = 1.0;
-        kt_json_number(cJSON_GetObjectItemCaseSensitive(cfg, "routed_scaling_factor"), &sc);
-        c->routed_scale = (float)sc;
-        if (c->top_k < 1 || c->top_k > c->n_experts || c->n_group < 1 || c->n_experts % c->n_group ||
-            c->topk_group < 1 || c->topk_group > c->n_group)
-            return kt_fail("config.json: the MoE routing numbers do not fit together");
-    }
-    double eps = 1e-5, lo = 0, hi = INFINITY;
-    kt_json_number(cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon"), &eps);
-    const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");
-    if (cJSON_IsArray(tsl) && cJSON_GetArraySize(tsl) == 2) { /* missing: mlx-lm's default (0, inf) */
-        kt_json_number(tsl->child, &lo);
-        kt_json_number(tsl->child->next, &hi);
-    }
-    c->eps = (float)eps, c->dt_min = (float)lo, c->dt_max = (float)hi;
-    if (c->kv_heads == 0 || c->heads % c->kv_heads || c->n_groups == 0 || c->m_heads % c->n_groups)
-        return kt_fail("config.json: head counts do not divide");
-    return 0;
-}
-
 /* Expert E of a stacked [E, out, in] tensor (MLX's switch_mlp), as a Linear. */
 static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const char *path, int e, int n_exp, int out, int in) {
     const st_tensor *w = find(m, "%s.%s", path, "weight");
@@ -157,7 +85,7 @@ static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const
     memset(l, 0, sizeof *l);
     l->out = out, l->in = in;
     if (s && b) {
-        quant_of(cfg, path, &l->bits, &l->group_size);
+        if (quant_params(cfg, path, l)) return -1;
         size_t es = kt_dtype_bits(s->dtype) / 8, groups = (size_t)in / (size_t)l->group_size;
         if (w->dtype != KT_U32 || w->shape[2] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)n_exp * out * groups ||
             b->nelem != s->nelem || s->dtype != b->dtype)
@@ -200,7 +128,7 @@ static int load_moe(kt_model *m, const cJSON *cfg, kt_layer *L, const char *mx) 
     if (load_linear(m, cfg, &L->gate, path, c->n_experts, c->hidden) ||
         load_vec(m, &L->e_bias, path, "e_score_correction_bias", c->n_experts))
         return -1;
-    if (c->moe_shared_inter > 0) {
+    if (c->has_shared) {
         L->has_shared = 1;
         snprintf(path, sizeof path, "%s.shared_experts.up_proj", mx);
         if (load_linear(m, cfg, &L->sh_up, path, c->moe_shared_inter, c->hidden)) return -1;
@@ -245,6 +173,29 @@ static int load_layer(kt_model *m, const cJSON *cfg, int i) {
     return 0;
 }
 
+/* Every weight the config's layers need, found in M->files with its shape
+ * and dtype (M->cfg read already). */
+static int bind_weights(kt_model *m, const cJSON *cfg) {
+    const kt_config *c = &m->cfg;
+    m->layers = kt_xcalloc((size_t)c->n_layers + 1, sizeof *m->layers);
+    m->used = kt_xcalloc(m->files.n_tensors + 1, 1);
+    int rc = load_linear(m, cfg, &m->embed, "backbone.embeddings", c->vocab, c->hidden) ||
+             load_linear(m, cfg, &m->lm_head, "lm_head", c->vocab, c->hidden) ||
+             load_vec(m, &m->norm_f, "backbone", "norm_f.weight", c->hidden) ? -1 : 0;
+    for (int i = 0; i < c->n_layers && rc == 0; i++) rc = load_layer(m, cfg, i);
+    return rc;
+}
+
+static void free_layers(kt_model *m) {
+    for (int i = 0; m->layers && i < m->cfg.n_layers; i++) {
+        free(m->layers[i].fc1);
+        free(m->layers[i].fc2);
+    }
+    free(m->layers);
+    free(m->used);
+    m->layers = NULL, m->used = NULL;
+}
+
 int kt_model_load(kt_model *m, const char *dir) {
     memset(m, 0, sizeof *m);
     m->backend = kt_cpu_backend();
@@ -252,17 +203,10 @@ int kt_model_load(kt_model *m, const char *dir) {
     cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
     free(path);
     if (!cfg) return -1;
-    int rc = read_config(&m->cfg, cfg);
+    int quantized;
+    int rc = kt_config_read(&m->cfg, cfg) || kt_config_check_quantization(cfg, &quantized) ? -1 : 0;
     if (rc == 0) rc = kt_model_open(&m->files, dir);
-    if (rc == 0) {
-        const kt_config *c = &m->cfg;
-        m->layers = kt_xcalloc((size_t)c->n_layers + 1, sizeof *m->layers);
-        m->used = kt_xcalloc(m->files.n_tensors + 1, 1);
-        rc = load_linear(m, cfg, &m->embed, "backbone.embeddings", c->vocab, c->hidden) ||
-             load_linear(m, cfg, &m->lm_head, "lm_head", c->vocab, c->hidden) ||
-             load_vec(m, &m->norm_f, "backbone", "norm_f.weight", c->hidden) ? -1 : 0;
-        for (int i = 0; i < c->n_layers && rc == 0; i++) rc = load_layer(m, cfg, i);
-    }
+    if (rc == 0) rc = bind_weights(m, cfg);
     cJSON_Delete(cfg);
     if (rc) {
         kt_fail_context("%s", dir);
@@ -271,14 +215,26 @@ int kt_model_load(kt_model *m, const char *dir) {
     return rc;
 }
 
+int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const char *ignore_prefix, char **unused) {
+    kt_model m;
+    memset(&m, 0, sizeof m);
+    *unused = NULL;
+    int quantized;
+    if (kt_config_read(&m.cfg, cfg) || kt_config_check_quantization(cfg, &quantized)) return -1;
+    m.files = *files; /* borrowed: only names, shapes and dtypes are read */
+    int rc = bind_weights(&m, cfg);
+    for (size_t i = 0; rc == 0 && i < files->n_tensors && !*unused; i++) {
+        const char *name = kt_model_tensor(files, i)->name;
+        if (!m.used[i] && !(ignore_prefix && kt_starts_with(name, ignore_prefix))) *unused = kt_xstrdup(name);
+    }
+    free_layers(&m);
+    kt_config_free(&m.cfg);
+    return rc;
+}
+
 void kt_model_free(kt_model *m) {
     if (m->files.n_shards || m->files.dir) kt_model_close(&m->files);
-    for (int i = 0; m->layers && i < m->cfg.n_layers; i++) {
-        free(m->layers[i].fc1);
-        free(m->layers[i].fc2);
-    }
-    free(m->layers);
-    free(m->used);
-    free(m->cfg.pattern);
+    free_layers(m);
+    kt_config_free(&m->cfg);
     memset(m, 0, sizeof *m);
 }

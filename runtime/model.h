@@ -14,6 +14,7 @@
 
 #include "dtype.h"
 #include "model_dir.h"
+#include "nemotron_config.h"
 
 /* y = W x for one weight matrix of shape [out, in], whatever its storage. */
 typedef struct {
@@ -48,17 +49,6 @@ typedef struct {
     int has_shared;
 } kt_layer;
 
-typedef struct {
-    int hidden, vocab, n_layers;
-    int heads, kv_heads, head_dim;                   /* attention */
-    int m_heads, m_head_dim, n_groups, state, conv;  /* Mamba-2 */
-    int intermediate;                                /* MLP */
-    int n_experts, top_k, moe_inter, moe_shared_inter, n_group, topk_group, norm_topk; /* MoE */
-    float routed_scale;
-    float eps, dt_min, dt_max;                       /* layer_norm_epsilon, time_step_limit */
-    char *pattern;
-} kt_config;
-
 typedef struct kt_backend kt_backend; /* backend.h: the math, CPU or other */
 
 typedef struct {
@@ -79,6 +69,11 @@ typedef struct {                   /* what one sequence remembers */
 } kt_state;
 
 int kt_model_load(kt_model *m, const char *dir);
+/* Would CFG and FILES load? The same checks as kt_model_load on tensors
+ * already opened (their data is not read: an archive's headers will do).
+ * *UNUSED: the first tensor no layer uses and whose name does not start
+ * with IGNORE_PREFIX (may be NULL), or NULL; malloc'd. 0 or -1. */
+int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const char *ignore_prefix, char **unused);
 void kt_model_free(kt_model *m);
 int kt_state_init(kt_state *s, const kt_model *m, int max_pos);
 void kt_state_free(kt_state *s, const kt_model *m);

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "error.h"
+#include "output_path.h"
 #include "model_dir.h"
 #include "strbuf.h"
 #include "testdata.h"
@@ -62,23 +63,6 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
-/* Remove a checkpoint directory this tool wrote: plain files, no subfolders. */
-static int remove_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) return kt_fail_io("%s: cannot open: %s", path, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d)) != NULL && rc == 0) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = kt_path_join(path, e->d_name);
-        if (unlink(p) != 0) rc = kt_fail_io("%s: cannot remove: %s", p, strerror(errno));
-        free(p);
-    }
-    closedir(d);
-    if (rc == 0 && rmdir(path) != 0) rc = kt_fail_io("%s: cannot remove: %s", path, strerror(errno));
-    return rc;
-}
-
 int main(int argc, char **argv) {
     gen_options o;
     preset_tiny(&o);
@@ -126,17 +110,17 @@ int main(int argc, char **argv) {
             return 2;
         }
     if (strchr(o.pattern, 'E') && !o.experts) o.experts = 4;
-    struct stat sb;
-    if (stat(out, &sb) == 0 && !force) {
-        fprintf(stderr, "%s: %s exists (use --force to replace it)\n", PROG, out);
+    if (kt_output_dir_ok(out, NULL, 0, force)) {
+        kt_print_error(PROG);
         return 2;
     }
+    struct stat sb;
     /* Build in a temporary sibling and rename: never a half-written checkpoint. */
     strbuf tmp = {0};
     sb_printf(&tmp, "%s.tmp-XXXXXX", out);
     char *tmpdir = sb_take(&tmp);
     if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "%s: cannot create %s: %s\n", PROG, tmpdir, strerror(errno));
+        fprintf(stderr, "%s: cannot create %s: %s\n", PROG, tmpdir, kt_errno_text(errno));
         return 2;
     }
     chmod(tmpdir, 0755);
@@ -144,11 +128,11 @@ int main(int argc, char **argv) {
     if (rc == 0) rc = gen_write_extras(tmpdir);
     if (rc == 0) rc = gen_write_tokenizer(tmpdir, &o);
     if (rc == 0) rc = gen_write_weights(tmpdir, &o);
-    if (rc == 0 && stat(out, &sb) == 0) rc = remove_tree(out);
-    if (rc == 0 && rename(tmpdir, out) != 0) rc = kt_fail_io("%s: cannot rename into place: %s", out, strerror(errno));
+    if (rc == 0 && stat(out, &sb) == 0) rc = kt_remove_tree(out) ? kt_fail_io("%s: cannot remove: %s", out, kt_errno_text(errno)) : 0;
+    if (rc == 0 && rename(tmpdir, out) != 0) rc = kt_fail_io("%s: cannot rename into place: %s", out, kt_errno_text(errno));
     if (rc != 0) {
         kt_print_error(PROG);
-        remove_tree(tmpdir);
+        kt_remove_tree(tmpdir);
         free(tmpdir);
         return 1;
     }

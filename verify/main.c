@@ -15,13 +15,18 @@
 #include "cli.h"
 #include "error.h"
 #include "json.h"
+#include "hub.h"
 #include "model_dir.h"
+#include "output_path.h"
 #include "safetensors.h"
 #include "strbuf.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -139,81 +144,73 @@ static int inventory(const kt_model_files *m, const char *path, int json, int qu
 
 typedef struct {
     vr_options v;
-    const char *path, *json, *junit;
-    int quiet, verbose;
+    const char *path, *json, *junit, *revision;
+    int quiet, verbose, json_stdout;
 } options;
 
-static int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
-    char *end;
-    double d = strtod(s, &end);
-    if (!*s || *end || !(d >= lo && d <= hi)) return kt_usage_error(PROG, "%s: expected a number", opt);
-    *out = d;
-    return -1;
-}
+enum {
+    O_ORIGINAL = 1, O_GENERATE, O_MAX_TOKENS, O_KLD, O_MAX_KLD, O_MIN_TOP1, O_MAX_PPL, O_ALLOW_DIFFERS, O_MAX_RMSE,
+    O_JSON, O_JSON_OUT, O_JUNIT, O_THREADS, O_VERBOSE, O_QUIET, O_REVISION
+};
+static const kt_opt OPTIONS[] = {
+    {"--original", 0, 1, O_ORIGINAL}, {"--generate", 0, 0, O_GENERATE}, {"--max-tokens", 0, 1, O_MAX_TOKENS},
+    {"--kld", 0, 1, O_KLD}, {"--max-kld", 0, 1, O_MAX_KLD}, {"--min-top1", 0, 1, O_MIN_TOP1},
+    {"--max-ppl-ratio", 0, 1, O_MAX_PPL}, {"--allow-differs", 0, 0, O_ALLOW_DIFFERS},
+    {"--max-rel-rmse", 0, 1, O_MAX_RMSE}, {"--json", 0, 0, O_JSON}, {"--json-out", 0, 1, O_JSON_OUT},
+    {"--junit", 0, 1, O_JUNIT}, {"--threads", 0, 1, O_THREADS}, {"--verbose", 'v', 0, O_VERBOSE},
+    {"--quiet", 'q', 0, O_QUIET}, {"--revision", 0, 1, O_REVISION}, {NULL, 0, 0, 0}};
 
 /* -1: go on; otherwise the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->v.max_tokens = 24, o->v.max_rel_rmse = -1, o->v.max_kld = DEFAULT_MAX_KLD;
     o->v.min_top1 = DEFAULT_MIN_TOP1, o->v.max_ppl_ratio = DEFAULT_MAX_PPL_RATIO;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has_value = i + 1 < argc;
-        int n;
-        int rc = -1;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--generate")) o->v.generate = 1;
-        else if (!strcmp(a, "--allow-differs")) o->v.allow_differs = 1;
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) o->quiet = 1;
-        else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) o->verbose = 1;
-        else if (!strcmp(a, "--original") || !strcmp(a, "--kld") || !strcmp(a, "--json") || !strcmp(a, "--junit") ||
-                 !strcmp(a, "--max-tokens") || !strcmp(a, "--threads") || !strcmp(a, "--max-kld") ||
-                 !strcmp(a, "--min-top1") || !strcmp(a, "--max-ppl-ratio") || !strcmp(a, "--max-rel-rmse")) {
-            if (!has_value) return kt_usage_error(PROG, "%s needs a value", a);
-            const char *v = argv[++i];
-            if (!strcmp(a, "--original")) o->v.original = v;
-            else if (!strcmp(a, "--kld")) o->v.kld_text = v;
-            else if (!strcmp(a, "--json")) o->json = v;
-            else if (!strcmp(a, "--junit")) o->junit = v;
-            else if (!strcmp(a, "--max-tokens")) {
-                if (kt_parse_int(v, 1, 100000, &n)) return kt_usage_error(PROG, "--max-tokens: '%s' is not 1..100000", v);
-                o->v.max_tokens = (int)n;
-            } else if (!strcmp(a, "--threads")) {
-                if (kt_parse_int(v, 1, 4096, &n)) return kt_usage_error(PROG, "--threads: '%s' is not 1..4096", v);
-                o->v.threads = (int)n;
-            } else if (!strcmp(a, "--max-kld")) rc = parse_double(a, v, 0, 1e9, &o->v.max_kld);
-            else if (!strcmp(a, "--min-top1")) rc = parse_double(a, v, 0, 1, &o->v.min_top1);
-            else if (!strcmp(a, "--max-ppl-ratio")) rc = parse_double(a, v, 0, 1e9, &o->v.max_ppl_ratio);
-            else rc = parse_double(a, v, 0, 1e9, &o->v.max_rel_rmse);
-            if (rc >= 0) return rc;
-        } else if (a[0] == '-' && a[1]) {
-            return kt_usage_error(PROG, "unknown option %s (see --help)", a);
-        } else if (o->path) {
-            return kt_usage_error(PROG, "more than one PATH given (%s)", a);
-        } else o->path = a;
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    int id, rc = 0;
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_ORIGINAL: o->v.original = a.value; break;
+        case O_GENERATE: o->v.generate = 1; break;
+        case O_MAX_TOKENS: rc = kt_arg_int(&a, 1, 100000, &o->v.max_tokens); break;
+        case O_KLD: o->v.kld_text = a.value; break;
+        case O_MAX_KLD: rc = kt_arg_double(&a, 0, 0, INFINITY, 0, &o->v.max_kld); break;
+        case O_MIN_TOP1: rc = kt_arg_double(&a, 0, 0, 1, 0, &o->v.min_top1); break;
+        case O_MAX_PPL: rc = kt_arg_double(&a, 0, 1, INFINITY, 0, &o->v.max_ppl_ratio); break;
+        case O_ALLOW_DIFFERS: o->v.allow_differs = 1; break;
+        case O_MAX_RMSE: rc = kt_arg_double(&a, 0, 0, INFINITY, 0, &o->v.max_rel_rmse); break;
+        case O_JSON: o->json_stdout = 1; break;
+        case O_JSON_OUT: o->json = a.value; break;
+        case O_JUNIT: o->junit = a.value; break;
+        case O_THREADS: rc = kt_arg_int(&a, 1, 4096, &o->v.threads); break;
+        case O_VERBOSE: o->verbose = 1; break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_REVISION: o->revision = a.value; break;
+        case KT_ARG_POSITIONAL:
+            if (o->path) rc = kt_usage_error(PROG, "more than one PATH given (%s)", a.value);
+            else o->path = a.value;
+            break;
+        }
     }
-    if (!o->path) { usage(stderr); return 2; }
+    if (rc) return rc;
+    if (!o->path) { usage(stderr); return KT_EXIT_USAGE; }
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
+    if (o->json_stdout && o->json) return kt_usage_conflict(PROG, "--json", "--json-out");
+    if (o->json_stdout) o->json = "-";
+    if (o->json && o->junit && !strcmp(o->json, "-") && !strcmp(o->junit, "-"))
+        return kt_usage_error(PROG, "%s", "the JSON and the JUnit report cannot both go to stdout");
     if (o->v.kld_text && !o->v.original) return kt_usage_error(PROG, "--kld needs --original (%s)", o->v.kld_text);
-    o->v.dir = o->path;
+    o->v.threads = kt_cap_threads(o->v.threads);
     return -1;
-}
-
-/* A conversion to check: config.json with a quantization entry, or a
- * config.json that cannot be read as an object (reported by the checks).
- * Without config.json, or with an original's (no quantization), the files
- * are validated and listed. */
-static int is_conversion(const char *dir) {
-    int exists;
-    cJSON *cfg = vr_load_config(dir, &exists);
-    int q = exists && (!cJSON_IsObject(cfg) || vr_quantization(cfg));
-    cJSON_Delete(cfg);
-    return q;
 }
 
 static int run_inventory(const options *o) {
     kt_model_files m;
     const int json = o->json != NULL;
-    int rc = kt_is_dir(o->path) ? kt_model_open(&m, o->path) : kt_model_open_file(&m, o->path);
+    int rc = kt_model_open_file(&m, o->path);
     if (rc) {
         kt_print_error(PROG);
         if (json) {
@@ -230,45 +227,80 @@ static int run_inventory(const options *o) {
     return status;
 }
 
-int main(int argc, char **argv) {
-    options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
-    if (!kt_is_dir(o.path) || !is_conversion(o.path)) {
-        if (o.v.original || o.v.generate || o.v.kld_text || o.junit || (o.json && strcmp(o.json, "-")))
-            return kt_usage_error(PROG, "%s is not a quantized conversion; only --json - applies to it", o.path);
-        return run_inventory(&o);
+/* The report files may not land in the directories being checked
+ * (lib/output_path.h); they may replace an earlier report. */
+static int check_report_paths(const options *o) {
+    const char *inputs[] = {o->v.dir, o->v.original};
+    const char *outs[] = {o->json, o->junit};
+    for (int i = 0; i < 2; i++)
+        if (outs[i] && strcmp(outs[i], "-") && kt_output_file_ok(outs[i], inputs, 2, 1, NULL)) return -1;
+    return 0;
+}
+
+static int verify(options *o) {
+    struct stat st;
+    if (stat(o->path, &st) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", PROG, o->path, kt_errno_text(errno));
+        return KT_EXIT_USAGE;
     }
-    if (o.v.original && !kt_is_dir(o.v.original)) {
-        fprintf(stderr, "%s: --original %s: not a directory\n", PROG, o.v.original);
-        return 2;
+    if (!S_ISDIR(st.st_mode)) {
+        if (o->v.original || o->v.generate || o->v.kld_text || o->junit || (o->json && strcmp(o->json, "-")))
+            return kt_usage_error(PROG, "%s is a single file: only --json applies to it", o->path);
+        return run_inventory(o);
+    }
+    if (o->v.original && !kt_is_dir(o->v.original)) {
+        fprintf(stderr, "%s: --original %s: not a directory\n", PROG, o->v.original);
+        return KT_EXIT_USAGE;
+    }
+    o->v.dir = o->path;
+    if (check_report_paths(o)) {
+        kt_print_error(PROG);
+        return KT_EXIT_USAGE;
     }
 #ifdef _OPENMP
-    if (o.v.threads) omp_set_num_threads(o.v.threads);
+    if (o->v.threads) omp_set_num_threads(o->v.threads);
 #endif
-    o.v.progress = !o.quiet && isatty(2);
-    vr_report r = {.dir = o.v.dir, .original = o.v.original};
-    int io = vr_check_structure(&r, &o.v);
-    if (!io && o.v.original) io = vr_check_fidelity(&r, &o.v);
-    if (!io && (o.v.generate || o.v.kld_text)) io = vr_check_behaviour(&r, &o.v);
-    const int to_stdout = o.json && !strcmp(o.json, "-");
-    if (!o.quiet && !to_stdout) vr_print_table(&r, isatty(1), o.verbose);
-    if (o.json) {
-        if (to_stdout) put_json(vr_to_json(&r));
-        else if (vr_write_json(&r, o.json)) {
-            kt_print_error(PROG);
-            io = -1;
-        }
-    }
-    if (o.junit && vr_write_junit(&r, o.junit)) {
+    o->v.progress = !o->quiet && isatty(2);
+    vr_report r = {.dir = o->v.dir, .original = o->v.original};
+    int io = vr_check_structure(&r, &o->v);
+    if (!io && o->v.original) io = vr_check_fidelity(&r, &o->v);
+    if (!io && (o->v.generate || o->v.kld_text)) io = vr_check_behaviour(&r, &o->v);
+    const int to_stdout = (o->json && !strcmp(o->json, "-")) || (o->junit && !strcmp(o->junit, "-"));
+    if (!o->quiet && !to_stdout) vr_print_table(&r, kt_color_ok(1), o->verbose);
+    if (o->json && vr_write_json(&r, o->json)) {
         kt_print_error(PROG);
         io = -1;
     }
-    for (size_t i = 0; i < r.n && o.quiet; i++)
+    if (o->junit && vr_write_junit(&r, o->junit)) {
+        kt_print_error(PROG);
+        io = -1;
+    }
+    for (size_t i = 0; i < r.n && o->quiet; i++)
         if (r.checks[i].status == VR_FAIL)
             fprintf(stderr, "%s: %s: %s%s%s\n", PROG, r.checks[i].name, r.checks[i].message,
                     r.checks[i].fix ? "; fix: " : "", r.checks[i].fix ? r.checks[i].fix : "");
     const int failed = vr_count(&r, VR_FAIL) > 0;
     vr_free(&r);
-    return io ? 2 : failed ? 1 : 0;
+    return io ? KT_EXIT_USAGE : failed ? KT_EXIT_FAILED : KT_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    char *hub_dir = NULL, *hub_orig = NULL;
+    o.path = kt_resolve_model_arg(o.path, o.revision, &hub_dir);
+    if (o.path && o.v.original) {
+        o.v.original = kt_resolve_model_arg(o.v.original, o.revision, &hub_orig);
+        if (!o.v.original) o.path = NULL;
+    }
+    if (!o.path) {
+        kt_print_error(PROG);
+        free(hub_dir);
+        return KT_EXIT_FAILED;
+    }
+    rc = verify(&o);
+    free(hub_dir);
+    free(hub_orig);
+    return rc;
 }

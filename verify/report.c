@@ -81,6 +81,13 @@ cJSON *vr_to_json(const vr_report *r) {
     return root;
 }
 
+/* A report file written atomically, or stdout for "-". */
+static int write_report(const char *path, const strbuf *sb) {
+    if (strcmp(path, "-")) return kt_write_file_atomic(path, sb->data, sb->len);
+    if (fwrite(sb->data, 1, sb->len, stdout) != sb->len || fflush(stdout)) return kt_fail_io("stdout: write error");
+    return 0;
+}
+
 int vr_write_json(const vr_report *r, const char *path) {
     cJSON *root = vr_to_json(r);
     char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
@@ -89,7 +96,7 @@ int vr_write_json(const vr_report *r, const char *path) {
     sb_puts(&sb, text);
     sb_putc(&sb, '\n');
     free(text);
-    int rc = kt_write_file_atomic(path, sb.data, sb.len);
+    int rc = write_report(path, &sb);
     sb_free(&sb);
     return rc;
 }
@@ -149,7 +156,7 @@ int vr_write_junit(const vr_report *r, const char *path) {
         sb_puts(&sb, "  </testsuite>\n");
     }
     sb_puts(&sb, "</testsuites>\n");
-    int rc = kt_write_file_atomic(path, sb.data, sb.len);
+    int rc = write_report(path, &sb);
     sb_free(&sb);
     return rc;
 }

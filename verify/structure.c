@@ -1,6 +1,7 @@
 /* structure.c - the checks that need nothing but the converted directory.
  *
- *   config            config.json parses, model_type nemotron_h, quantized
+ *   config            config.json as lib/nemotron_config.h validates it, quantized
+ *   tokenizer         tokenizer.json loads, tokenizer_config.json is an object
  *   shards            every shard opens and its header is valid
  *   fixup:RULE        each kintsugi-fixup rule (fixup/repair.h) finds nothing
  *   tensors-expected  the runtime's loader finds every tensor the layer pattern
@@ -15,6 +16,7 @@
 #include "model.h"
 #include "repair.h"
 #include "strbuf.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,34 +37,75 @@ const cJSON *vr_quantization(const cJSON *cfg) {
     return q ? q : cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
 }
 
+/* config.json as mlx-lm needs it, validated by the one reader every tool
+ * shares (lib/nemotron_config.h): the same messages as kintsugi-run's. */
+/* The tokenizer files mlx_lm.load reads through transformers: tokenizer.json
+ * must load (else "Couldn't instantiate the backend tokenizer"), and
+ * tokenizer_config.json, when present, must be a JSON object. Stricter than
+ * mlx-lm: no token id may lie past the embedding (the model could be fed an
+ * id it has no row for). */
+static int check_tokenizer(vr_report *r, const char *dir, const kt_config *c) {
+    char *path = kt_path_join(dir, "tokenizer_config.json");
+    int rc = 0;
+    if (kt_is_file(path)) {
+        cJSON *tc = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+        if (!tc || !cJSON_IsObject(tc)) {
+            vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "%s", tc ? "tokenizer_config.json: not a JSON object" : kt_errmsg());
+            rc = -1;
+        }
+        cJSON_Delete(tc);
+    }
+    free(path);
+    if (rc) return 0; /* the other checks still run */
+    path = kt_path_join(dir, "tokenizer.json");
+    if (!kt_is_file(path)) {
+        vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "%s/tokenizer.json: no such file (mlx-lm cannot load the "
+               "tokenizer; copy it from the original checkpoint)", dir);
+        free(path);
+        return 0;
+    }
+    kt_tokenizer *t = kt_tokenizer_load(path);
+    free(path);
+    if (!t) {
+        vr_add(r, G, "tokenizer", VR_FAIL, "copy tokenizer.json from the original checkpoint", NULL, "%s", kt_errmsg());
+        return 0;
+    }
+    size_t n = kt_tokenizer_vocab_size(t);
+    if (n > (size_t)c->vocab)
+        vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "tokenizer.json has %zu tokens, more than vocab_size %d", n,
+               c->vocab);
+    else vr_add(r, G, "tokenizer", VR_PASS, NULL, NULL, "tokenizer.json loads: %zu tokens", n);
+    kt_tokenizer_free(t);
+    return 0;
+}
+
 static int check_config(vr_report *r, const char *dir) {
     int exists;
     cJSON *cfg = vr_load_config(dir, &exists);
     if (!cfg) {
-        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: %s", exists ? kt_errmsg() : "missing");
-        return -1;
+        if (exists) vr_add(r, G, "config", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
+        else vr_add(r, G, "config", VR_FAIL, NULL, NULL, "%s/config.json: no such file; not a model directory", dir);
+        return -2;
     }
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
-    const cJSON *q = vr_quantization(cfg);
-    int rc = 0;
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "nemotron_h")) {
-        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "config.json: model_type is %s, not nemotron_h",
-               cJSON_IsString(type) ? type->valuestring : "missing");
+    kt_config c;
+    int quantized = 0, rc = 0;
+    if (kt_config_read(&c, cfg) || kt_config_check_quantization(cfg, &quantized)) {
+        vr_add(r, G, "config", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
         rc = -1;
-    } else if (!cJSON_IsObject(q)) {
+    } else if (!quantized) {
         vr_add(r, G, "config", VR_FAIL, "kintsugi-convert", NULL,
-               "config.json: no quantization entry; not a quantized MLX model");
+               "config.json: no quantization entry; an original checkpoint, not a quantized MLX conversion");
         rc = -1;
     } else {
-        int64_t bits = 0, gs = 0;
-        kt_json_i64(cJSON_GetObjectItemCaseSensitive(q, "bits"), &bits);
-        kt_json_i64(cJSON_GetObjectItemCaseSensitive(q, "group_size"), &gs);
+        kt_quant_entry q = kt_config_quant_of(cfg, "");
         cJSON *fig = cJSON_CreateObject();
-        cJSON_AddItemToObject(fig, "bits", kt_json_new_int(bits));
-        cJSON_AddItemToObject(fig, "group_size", kt_json_new_int(gs));
-        vr_add(r, G, "config", VR_PASS, NULL, fig, "nemotron_h, %lld-bit, group size %lld", (long long)bits,
-               (long long)gs);
+        cJSON_AddItemToObject(fig, "bits", kt_json_new_int(q.bits));
+        cJSON_AddItemToObject(fig, "group_size", kt_json_new_int(q.group_size));
+        vr_add(r, G, "config", VR_PASS, NULL, fig, "nemotron_h, %d layers (%s), %d-bit, group size %d", c.n_layers,
+               c.pattern, q.bits, q.group_size);
     }
+    if (rc == 0) rc = check_tokenizer(r, dir, &c);
+    kt_config_free(&c);
     cJSON_Delete(cfg);
     return rc;
 }
@@ -160,21 +203,26 @@ static void check_scales(vr_report *r, const kt_model_files *m) {
 }
 
 int vr_check_structure(vr_report *r, const vr_options *o) {
-    if (check_config(r, o->dir)) return 0;
+    int config = check_config(r, o->dir);
+    if (config == -2) return 0; /* no config.json to check anything against */
     kt_model_files m;
     int opened = fx_open_lenient(&m, o->dir) == 0;
     if (opened) vr_add(r, G, "shards", VR_PASS, NULL, NULL, "%zu shard%s, %zu tensors, headers valid", m.n_shards,
                        m.n_shards == 1 ? "" : "s", m.n_tensors);
     else vr_add(r, G, "shards", VR_FAIL, "reconvert with kintsugi-convert (or restore the shard)", NULL, "%s", kt_errmsg());
-    check_rules(r, o->dir, opened ? &m : NULL);
+    check_rules(r, o->dir, opened ? &m : NULL); /* they name the repair of a bad config too */
     if (opened) {
         check_scales(r, &m);
         kt_model_close(&m);
-        check_tensors(r, o->dir);
     } else {
         vr_add(r, G, "scales-biases", VR_SKIP, NULL, NULL, "shards unreadable");
-        vr_add(r, G, "tensors-expected", VR_SKIP, NULL, NULL, "shards unreadable");
-        vr_add(r, G, "tensors-extra", VR_SKIP, NULL, NULL, "shards unreadable");
+    }
+    if (opened && config == 0) {
+        check_tensors(r, o->dir);
+    } else {
+        const char *why = opened ? "config.json is not valid" : "shards unreadable";
+        vr_add(r, G, "tensors-expected", VR_SKIP, NULL, NULL, "%s", why);
+        vr_add(r, G, "tensors-extra", VR_SKIP, NULL, NULL, "%s", why);
     }
     return 0;
 }

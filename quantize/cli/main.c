@@ -9,6 +9,7 @@
 #include "affine.h"
 #include "cli.h"
 #include "error.h"
+#include "output_path.h"
 #include "json.h"
 #include "plan.h"
 #include "progress.h"
@@ -116,15 +117,11 @@ static int parse_args(int argc, char **argv, options *o) {
     return -1;
 }
 
-/* OUT must not be IN, and must not exist unless --force. */
+/* lib/output_path.h: OUT is not IN (also through links), and --force
+ * replaces only a .safetensors file. */
 static int check_output(const options *o) {
-    struct stat si, so;
-    if (stat(o->out, &so) != 0) return 0;
-    if (stat(o->in, &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
-        return kt_fail_io("%s: output is the input file; the input is never modified", o->out);
-    if (!o->force) return kt_fail_io("%s exists (use --force to replace it)", o->out);
-    if (S_ISDIR(so.st_mode)) return kt_fail_io("%s is a directory", o->out);
-    return 0;
+    const char *inputs[] = {o->in};
+    return kt_output_file_ok(o->out, inputs, 1, o->force, ".safetensors");
 }
 
 /* RMSE, max |error| and RMSE / RMS(input) of DEQ (dtype T) against IN. */

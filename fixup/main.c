@@ -10,6 +10,8 @@
 #include "diff.h"
 #include "cli.h"
 #include "error.h"
+#include "file.h"
+#include "hub.h"
 #include "json.h"
 #include "lmstudio.h"
 #include "model_dir.h"
@@ -24,8 +26,8 @@
 static const char *PROG = "kintsugi-fixup";
 
 typedef struct {
-    const char *dir, *original, *lmstudio;
-    int dry_run, check, json, fix_shards, lmstudio_mode;
+    const char *dir, *original, *lmstudio, *revision;
+    int dry_run, check, json, fix_shards, lmstudio_mode, quiet, verbose;
 } options;
 
 static void usage(FILE *out) {
@@ -35,47 +37,69 @@ static void usage(FILE *out) {
             "\n"
             "Repair a broken MLX conversion of a Nemotron-H model in place. Every repair is a\n"
             "rule with an id (docs/FIXUP.md); the first original of every file touched is kept\n"
-            "as NAME.orig, and writes are atomic. A second run changes nothing.\n"
+            "as NAME.orig, and writes are atomic. A second run changes nothing. Missing data\n"
+            "(a shard the index lists) is reported, never repaired away. DIR may be a hub\n"
+            "name ORG/NAME in the local Hugging Face cache.\n"
             "\n"
-            "  --original DIR  the Hugging Face source, to restore tokenizer files from\n"
-            "  --dry-run       show what would change (a unified diff per file); change nothing\n"
-            "  --check         change nothing; exit 1 when any repair is needed (for CI)\n"
-            "  --fix-shards    move model*.safetensors files the index does not list to\n"
-            "                  NAME.unlisted (mlx-lm would load them)\n"
-            "  --lmstudio [PATH]  patch LM Studio's bundled transformers so that Nemotron-H\n"
-            "                  patterns with '-' (MLP layers) load (KeyError: '-'); PATH defaults\n"
-            "                  to ~/.cache/lm-studio/extensions/backends\n"
-            "  --json          a JSON report on stdout\n"
-            "  -h, --help      this text\n"
+            "  --original DIR    the Hugging Face source, to restore tokenizer files from\n"
+            "  -n, --dry-run     show what would change (a unified diff per file); change nothing\n"
+            "  --check           change nothing; exit 1 when any repair would be needed (for CI)\n"
+            "  --fix-shards      move model*.safetensors files the index does not list to\n"
+            "                    NAME.unlisted (mlx-lm would load them); nothing is deleted\n"
+            "  --lmstudio [PATH] patch LM Studio's bundled transformers so that Nemotron-H\n"
+            "                    patterns with '-' (MLP layers) load (KeyError: '-'); PATH\n"
+            "                    defaults to ~/.cache/lm-studio/extensions/backends\n"
+            "  --revision REV    with a hub name: the snapshot of REV (default: main)\n"
+            "  --json            a JSON report on stdout\n"
+            "  -q, --quiet       print nothing but errors\n"
+            "  -v, --verbose     also list the rules that found nothing\n"
+            "  -h, --help        this text\n"
+            "  --version         the version\n"
             "\n"
             "exit status: 0 nothing (left) to repair, 1 repairs needed or not possible, 2 usage or I/O error\n",
             PROG, PROG);
 }
 
+enum { O_ORIGINAL = 1, O_DRY_RUN, O_CHECK, O_JSON, O_FIX_SHARDS, O_LMSTUDIO, O_QUIET, O_VERBOSE, O_REVISION };
+static const kt_opt OPTIONS[] = {
+    {"--original", 0, 1, O_ORIGINAL}, {"--dry-run", 'n', 0, O_DRY_RUN}, {"--check", 0, 0, O_CHECK},
+    {"--json", 0, 0, O_JSON}, {"--fix-shards", 0, 0, O_FIX_SHARDS}, {"--lmstudio", 0, 0, O_LMSTUDIO},
+    {"--quiet", 'q', 0, O_QUIET}, {"--verbose", 'v', 0, O_VERBOSE}, {"--revision", 0, 1, O_REVISION},
+    {NULL, 0, 0, 0}};
+
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--original")) {
-            if (i + 1 >= argc) return kt_usage_error(PROG, "%s needs a directory", a);
-            o->original = argv[++i];
-        } else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
-        else if (!strcmp(a, "--check")) o->check = 1;
-        else if (!strcmp(a, "--json")) o->json = 1;
-        else if (!strcmp(a, "--fix-shards")) o->fix_shards = 1;
-        else if (!strcmp(a, "--lmstudio")) {
-            o->lmstudio_mode = 1;
-            if (i + 1 < argc && argv[i + 1][0] != '-') o->lmstudio = argv[++i];
-        } else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
-        else if (!o->dir) o->dir = a;
-        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    int id, rc = 0;
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_ORIGINAL: o->original = a.value; break;
+        case O_DRY_RUN: o->dry_run = 1; break;
+        case O_CHECK: o->check = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_FIX_SHARDS: o->fix_shards = 1; break;
+        case O_LMSTUDIO: o->lmstudio_mode = 1; break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_VERBOSE: o->verbose = 1; break;
+        case O_REVISION: o->revision = a.value; break;
+        case KT_ARG_POSITIONAL:
+            if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
+            else o->dir = a.value;
+            break;
+        }
     }
+    if (rc) return rc;
+    /* --lmstudio takes the positional as its PATH */
+    if (o->lmstudio_mode) o->lmstudio = o->dir, o->dir = NULL;
     if (!o->lmstudio_mode && !o->dir) return kt_usage_error(PROG, "%s", "DIR is required");
-    if (o->lmstudio_mode && o->dir) return kt_usage_error(PROG, "%s", "--lmstudio takes its own PATH, not DIR");
-    if (o->original && !kt_is_dir(o->original)) return kt_usage_error(PROG, "--original: %s is not a directory", o->original);
+    if (o->lmstudio_mode && (o->original || o->fix_shards))
+        return kt_usage_conflict(PROG, "--lmstudio", o->original ? "--original" : "--fix-shards");
+    if (o->check && o->dry_run) return kt_usage_conflict(PROG, "--check", "--dry-run");
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     return -1;
 }
 
@@ -167,11 +191,26 @@ static void check_repaired_config(fx_session *s) {
     cJSON_Delete(cfg);
 }
 
+static size_t fixable_count(const fx_session *s) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_findings; i++) n += s->findings[i].fixable != 0;
+    return n;
+}
+
+/* --verbose: the rules that found nothing, with what each checks. */
+static void print_clean_rules(const fx_session *s) {
+    for (const fx_rule_info *rule = fx_rules; rule->id; rule++) {
+        int hit = 0;
+        for (size_t i = 0; i < s->n_findings && !hit; i++) hit = !strcmp(s->findings[i].rule, rule->id);
+        if (!hit) printf("ok [%s] %s\n", rule->id, rule->checks);
+    }
+}
+
 /* Errors are returned as these, so that main prints the message only then. */
 enum { ERR_FORMAT = 101, ERR_IO = 102 };
 
 static int run_dir(const options *o) {
-    if (!kt_is_dir(o->dir)) return kt_fail_io("%s: not a directory", o->dir), ERR_IO;
+    if (kt_check_dir(o->dir) || (o->original && kt_check_dir(o->original))) return ERR_IO;
     if (check_is_mlx_nemotron(o->dir)) return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
     kt_model_files m;
     if (fx_open_lenient(&m, o->dir)) return kt_errkind() == KT_ERR_IO ? ERR_IO : ERR_FORMAT;
@@ -194,13 +233,20 @@ static int run_dir(const options *o) {
     }
     if (o->json) {
         report_json(o, &s, applied);
-    } else {
+    } else if (!o->quiet) {
         if (s.n_findings == 0) printf("%s: nothing to repair\n", o->dir);
-        for (size_t i = 0; i < s.n_findings; i++)
-            printf("%s [%s] %s: %s\n", !s.findings[i].fixable ? "cannot fix" : applied ? "repaired" : "needs repair",
-                   s.findings[i].rule, s.findings[i].file, s.findings[i].reason);
+        for (size_t i = 0; i < s.n_findings; i++) {
+            char *reason = applied || !s.findings[i].fixable ? kt_xstrdup(s.findings[i].reason)
+                                                             : fx_conditional(s.findings[i].reason);
+            printf("%s [%s] %s: %s\n", !s.findings[i].fixable ? "cannot fix" : applied ? "repaired" : "would repair",
+                   s.findings[i].rule, s.findings[i].file, reason);
+            free(reason);
+        }
+        if (o->verbose) print_clean_rules(&s);
         if (o->dry_run) print_diffs(&s);
         if (applied) printf("%s: %zu file%s changed; originals kept as NAME.orig\n", o->dir, s.n_ops, s.n_ops == 1 ? "" : "s");
+        else if (s.n_ops && fixable_count(&s))
+            printf("to repair: kintsugi-fixup %s%s\n", o->dir, s.fix_shards ? " --fix-shards" : "");
     }
     int status = o->check ? (s.n_findings ? 1 : 0) : unfixable ? 1 : 0;
     fx_session_free(&s);
@@ -211,7 +257,13 @@ int main(int argc, char **argv) {
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    char *hub_dir = NULL;
+    if (o.dir && !(o.dir = kt_resolve_model_arg(o.dir, o.revision, &hub_dir))) {
+        kt_print_error(PROG);
+        return KT_EXIT_FAILED;
+    }
     rc = o.lmstudio_mode ? fx_lmstudio(o.lmstudio, o.dry_run, o.check, o.json) : run_dir(&o);
+    free(hub_dir);
     if (rc == ERR_FORMAT || rc == ERR_IO || rc < 0) {
         kt_print_error(PROG);
         return rc == ERR_FORMAT ? 1 : 2;

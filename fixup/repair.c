@@ -179,3 +179,27 @@ const fx_rule_info fx_rules[] = {
     {"index-rebuild", "index weight_map and total_size match the shards"},
     {NULL, NULL},
 };
+
+char *fx_conditional(const char *reason) {
+    /* the past participles the rules use, each after the word it follows */
+    static const char *const from[] = {" renamed to ", " removed", " added", "; now ", "; moved to ", "; relabelled ",
+                                       "; rebuilt from ", " restored from ", " restored byte", " set to ", "; rewritten",
+                                       "; restored "};
+    static const char *const to[] = {" would be renamed to ", " would be removed", " would be added", "; would become ",
+                                     "; would be moved to ", "; would be relabelled ", "; would be rebuilt from ",
+                                     " would be restored from ", " would be restored byte", " would be set to ",
+                                     "; would be rewritten", "; would be restored "};
+    strbuf sb = {0};
+    for (const char *p = reason; *p;) {
+        size_t k = 0, n = sizeof from / sizeof *from;
+        while (k < n && strncmp(p, from[k], strlen(from[k]))) k++;
+        if (k < n) {
+            sb_puts(&sb, to[k]);
+            p += strlen(from[k]);
+        } else {
+            sb_putc(&sb, *p++);
+        }
+    }
+    sb_cstr(&sb);
+    return sb_take(&sb);
+}

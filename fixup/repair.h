@@ -47,6 +47,10 @@ void fx_find(fx_session *s, const char *rule, const char *file, int fixable, con
 fx_op *fx_add_op(fx_session *s, fx_op_kind kind, const char *file);
 void fx_session_free(fx_session *s);
 
+/* A finding's reason, written as done ("renamed to", "; rewritten"), in the
+ * conditional for --check and --dry-run ("would be renamed to"). Malloc'd. */
+char *fx_conditional(const char *reason);
+
 /* The rules, by file. Each returns -1 only when it cannot read what it must. */
 int fx_rules_config(fx_session *s, const kt_model_files *m);
 int fx_rules_tokenizer(fx_session *s);

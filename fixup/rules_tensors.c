@@ -40,9 +40,14 @@ static int rule_conv1d(fx_session *s, const kt_model_files *m) {
 
 static void rule_unlisted(fx_session *s, const kt_model_files *m) {
     for (size_t i = 0; i < m->n_unlisted; i++) {
-        fx_find(s, "shards-unlisted", m->unlisted[i], s->fix_shards, "%s is not in model.safetensors.index.json but "
-                "mlx-lm loads every model*.safetensors%s", m->unlisted[i],
-                s->fix_shards ? "; moved to NAME.unlisted" : " (use --fix-shards to move it aside)");
+        if (s->fix_shards)
+            fx_find(s, "shards-unlisted", m->unlisted[i], 1, "%s is not in model.safetensors.index.json but mlx-lm "
+                    "loads every model*.safetensors; moved to %s.unlisted (kept, not deleted; mlx-lm no longer loads "
+                    "it)", m->unlisted[i], m->unlisted[i]);
+        else
+            fx_find(s, "shards-unlisted", m->unlisted[i], 0, "%s is not in model.safetensors.index.json but mlx-lm "
+                    "loads every model*.safetensors (--fix-shards renames it to %s.unlisted)", m->unlisted[i],
+                    m->unlisted[i]);
         if (s->fix_shards) fx_add_op(s, FX_MOVE_ASIDE, m->unlisted[i]);
     }
 }

@@ -50,7 +50,10 @@ int kt_atomic_open(kt_atomic *a, const char *path) {
         a->tmp_path = NULL;
         return -1;
     }
-    fchmod(fd, 0644);
+    /* a replaced file keeps its permission bits (fixup rewrites a user's
+     * files in place); a new one is rw-r--r-- */
+    struct stat st;
+    fchmod(fd, stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (st.st_mode & 07777) : 0644);
     a->fp = fdopen(fd, "wb");
     a->final_path = kt_xstrdup(path);
     setvbuf(a->fp, NULL, _IOFBF, 1 << 20);

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int kt_read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -23,4 +25,12 @@ int kt_read_file(const char *path, char **data, size_t *len) {
     *len = sb.len;
     *data = sb_take(&sb);
     return 1;
+}
+
+int kt_check_dir(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
+    if (!S_ISDIR(st.st_mode)) return kt_fail_io("%s: %s", path, kt_errno_text(ENOTDIR));
+    if (access(path, R_OK | X_OK) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
+    return 0;
 }

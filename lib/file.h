@@ -8,4 +8,9 @@
  * read, 0 when PATH does not exist, -1 (kt_errmsg set) on any other error. */
 int kt_read_file(const char *path, char **data, size_t *len);
 
+/* 0 when PATH is a directory that can be read; else -1 with kt_errmsg in the
+ * wording every tool uses: "PATH: no such file or directory", "PATH: not a
+ * directory", "PATH: permission denied", "PATH: a symlink loop". */
+int kt_check_dir(const char *path);
+
 #endif

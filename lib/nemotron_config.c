@@ -209,6 +209,19 @@ static int read_flags(const cJSON *cfg) {
     return 0;
 }
 
+/* A number, or mlx-lm's tagged non-finite float {"__float__": "Infinity"}
+ * (its load_config decodes those before the model sees them). */
+static int number_or_tagged(const cJSON *item, double *out) {
+    if (kt_json_is_number(item)) return kt_json_number(item, out);
+    const cJSON *tag = cJSON_IsObject(item) && item->child && !item->child->next ? item->child : NULL;
+    if (!tag || strcmp(tag->string, "__float__") || !cJSON_IsString(tag)) return -1;
+    if (!strcmp(tag->valuestring, "Infinity")) *out = INFINITY;
+    else if (!strcmp(tag->valuestring, "-Infinity")) *out = -INFINITY;
+    else if (!strcmp(tag->valuestring, "NaN")) *out = NAN;
+    else return -1;
+    return 0;
+}
+
 static int read_floats(kt_config *c, const cJSON *cfg) {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon");
     double eps;
@@ -218,8 +231,8 @@ static int read_floats(kt_config *c, const cJSON *cfg) {
     double lo = 0, hi = INFINITY;
     const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");
     if (tsl && !cJSON_IsNull(tsl)) { /* absent or null: mlx-lm's default (0, inf) */
-        if (!cJSON_IsArray(tsl) || cJSON_GetArraySize(tsl) != 2 || kt_json_number(tsl->child, &lo) ||
-            kt_json_number(tsl->child->next, &hi) || isnan(lo) || isnan(hi) || lo < 0 || lo > hi)
+        if (!cJSON_IsArray(tsl) || cJSON_GetArraySize(tsl) != 2 || number_or_tagged(tsl->child, &lo) ||
+            number_or_tagged(tsl->child->next, &hi) || isnan(lo) || isnan(hi) || lo < 0 || lo > hi)
             return bad("time_step_limit", tsl, "two numbers [lo, hi] with 0 <= lo <= hi");
     }
     c->dt_min = (float)lo, c->dt_max = (float)hi;

@@ -91,3 +91,11 @@ char *kt_chat_render(const kt_message *m, size_t n, int *think) {
     *think = on;
     return sb_take(&out);
 }
+
+int kt_chat_template_is_nemotron(const char *t) {
+    static const char *const markers[] = {"<SPECIAL_10>", "System", "<SPECIAL_11>", "User", "Assistant",
+                                          "<SPECIAL_12>", "<think></think>", "/no_think", "/think"};
+    for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
+        if (!strstr(t, markers[i])) return 0;
+    return 1;
+}

@@ -22,4 +22,10 @@ typedef struct {
  * whether reasoning is on. The caller frees the result. */
 char *kt_chat_render(const kt_message *messages, size_t n, int *think);
 
+/* Is TEMPLATE (a model's Jinja chat template) one that renders the format
+ * above? Recognised by content: it names every marker of the format
+ * (<SPECIAL_10>System, <SPECIAL_11>User, <SPECIAL_11>Assistant, <SPECIAL_12>,
+ * <think></think>, /no_think), as the released Nemotron-H templates do. */
+int kt_chat_template_is_nemotron(const char *template_text);
+
 #endif

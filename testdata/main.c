@@ -37,8 +37,10 @@ static void usage(FILE *out) {
         "  --dtype-key              write transformers-5 \"dtype\" instead of \"torch_dtype\"\n"
         "  --vocab N                vocabulary size (default 2048 for tiny)\n"
         "  --seed N                 seed of the weights (default 0)\n"
-        "  --force                  replace OUT_DIR if it exists\n"
-        "  -h, --help               this text\n",
+        "  --force                  replace OUT_DIR if it is a model directory\n"
+        "  -q, --quiet              print nothing but errors (the default: it prints nothing)\n"
+        "  -h, --help               this text\n"
+        "  --version                the version\n",
         PROG);
 }
 
@@ -63,43 +65,55 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
+enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_FORCE, O_QUIET };
+static const kt_opt OPTIONS[] = {
+    {"--shape", 0, 1, O_SHAPE}, {"--pattern", 0, 1, O_PATTERN}, {"--moe", 0, 0, O_MOE},
+    {"--ssm-dtype", 0, 1, O_SSM_DTYPE}, {"--mtp", 0, 0, O_MTP}, {"--shards", 0, 1, O_SHARDS},
+    {"--dtype-key", 0, 0, O_DTYPE_KEY}, {"--vocab", 0, 1, O_VOCAB}, {"--seed", 0, 1, O_SEED},
+    {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
+
 int main(int argc, char **argv) {
+    static const char *const shapes[] = {"tiny", "nano-9b-v2", NULL}, *const ssm[] = {"f32", "bf16", NULL};
     gen_options o;
     preset_tiny(&o);
     const char *out = NULL, *pattern = NULL;
-    int moe = 0, force = 0, vocab = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--shape") && v) {
-            if (!strcmp(v, "tiny")) preset_tiny(&o);
-            else if (!strcmp(v, "nano-9b-v2")) preset_nano9b(&o);
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--pattern") && v) { pattern = v; i++; }
-        else if (!strcmp(a, "--moe")) moe = 1;
-        else if (!strcmp(a, "--ssm-dtype") && v) {
-            if (!strcmp(v, "f32")) o.ssm_f32 = 1;
-            else if (!strcmp(v, "bf16")) o.ssm_f32 = 0;
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--mtp")) o.mtp = 1;
-        else if (!strcmp(a, "--shards") && v) { bad = kt_parse_int(v, 1, 99999, &o.shards); i++; }
-        else if (!strcmp(a, "--dtype-key")) o.dtype_key = 1;
-        else if (!strcmp(a, "--vocab") && v) { bad = kt_parse_int(v, 1256, 1 << 20, &vocab); i++; }
-        else if (!strcmp(a, "--seed") && v) { o.seed = strtoull(v, NULL, 10); i++; }
-        else if (!strcmp(a, "--force")) force = 1;
-        else if (a[0] == '-' || out) {
-            fprintf(stderr, "%s: unexpected argument %s (see --help)\n", PROG, a);
-            return 2;
-        } else out = a;
-        if (bad) {
-            fprintf(stderr, "%s: bad value for %s: %s\n", PROG, a, v);
-            return 2;
+    int moe = 0, force = 0, vocab = 0, k, id, rc = 0, quiet = 0;
+    unsigned long long seed;
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_SHAPE:
+            if (!(rc = kt_arg_choice(&a, shapes, &k))) {
+                if (k == 0) preset_tiny(&o);
+                else preset_nano9b(&o);
+            }
+            break;
+        case O_PATTERN: pattern = a.value; break;
+        case O_MOE: moe = 1; break;
+        case O_SSM_DTYPE:
+            if (!(rc = kt_arg_choice(&a, ssm, &k))) o.ssm_f32 = k == 0;
+            break;
+        case O_MTP: o.mtp = 1; break;
+        case O_SHARDS: rc = kt_arg_int(&a, 1, 99999, &o.shards); break;
+        case O_DTYPE_KEY: o.dtype_key = 1; break;
+        case O_VOCAB: rc = kt_arg_int(&a, 1256, 1 << 20, &vocab); break;
+        case O_SEED:
+            if (!(rc = kt_arg_u64(&a, &seed))) o.seed = seed;
+            break;
+        case O_FORCE: force = 1; break;
+        case O_QUIET: quiet = 1; break;
+        case KT_ARG_POSITIONAL:
+            if (out) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
+            else out = a.value;
+            break;
         }
     }
+    (void)quiet; /* the tool prints nothing but errors anyway */
+    if (rc) return rc;
     if (!out) { usage(stderr); return 2; }
     if (moe && !pattern) pattern = "M-E*ME";
     if (pattern) o.pattern = pattern;
@@ -124,7 +138,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     chmod(tmpdir, 0755);
-    int rc = gen_write_config(tmpdir, &o);
+    rc = gen_write_config(tmpdir, &o);
     if (rc == 0) rc = gen_write_extras(tmpdir);
     if (rc == 0) rc = gen_write_tokenizer(tmpdir, &o);
     if (rc == 0) rc = gen_write_weights(tmpdir, &o);

@@ -2,7 +2,7 @@
  * faithful to its original, and generates.
  *
  *   kintsugi-verify DIR [--original ORIG] [--generate] [--kld TEXT]
- *                       [--json FILE] [--junit FILE]
+ *                       [--json] [--json-out FILE] [--junit FILE]
  *
  * The checks live in structure.c, fidelity.c and behaviour.c; report.c prints
  * them. Given a single .safetensors file, or a directory that is not a
@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "error.h"
 #include "json.h"
+#include "file.h"
 #include "hub.h"
 #include "model_dir.h"
 #include "output_path.h"
@@ -42,20 +43,24 @@ static const char *PROG = "kintsugi-verify";
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: %s DIR [--original ORIG_DIR] [--generate] [--kld TEXT] [--json FILE] [--junit FILE]\n"
-            "       %s FILE.safetensors [--json FILE]\n"
+            "usage: %s DIR [--original ORIG_DIR] [--generate] [--kld TEXT] [--json] [--json-out FILE]\n"
+            "                          [--junit FILE]\n"
+            "       %s FILE.safetensors [--json]\n"
             "\n"
-            "Check an MLX conversion of a Nemotron-H model:\n"
-            "  structure   config, shards, index, every tensor the layer pattern needs with its\n"
-            "              shape and dtype, no extra tensors, finite non-zero scales, and every\n"
-            "              kintsugi-fixup rule (a failure names the rule that repairs it)\n"
+            "Check an MLX conversion of a Nemotron-H model, at least as strictly as mlx_lm.load\n"
+            "and a forward pass do:\n"
+            "  structure   config.json (every value the model needs), the tokenizer, shards,\n"
+            "              index, every tensor the layer pattern needs with its shape and dtype,\n"
+            "              no extra tensors, finite non-zero scales, and every kintsugi-fixup\n"
+            "              rule (a failure names the command that repairs it)\n"
             "  fidelity    with --original: each tensor re-quantized from the original and\n"
             "              compared bit for bit: identical (metal), identical (cpu) or differs\n"
             "  behaviour   --generate: greedy generation with /think and /no_think;\n"
             "              --kld TEXT (needs --original): KL divergence, top-1 agreement and\n"
             "              perplexity ratio against the original\n"
-            "A single .safetensors file, or a directory that is not a quantized conversion,\n"
-            "is validated and its tensors listed.\n"
+            "An unquantized DIR is checked as an original checkpoint (a source). A single\n"
+            ".safetensors file is validated and its tensors listed. DIR and ORIG_DIR may be\n"
+            "hub names ORG/NAME in the local Hugging Face cache.\n"
             "\n"
             "  --original DIR        the Hugging Face checkpoint the conversion came from\n"
             "  --generate            run the model (see above)\n"
@@ -68,13 +73,17 @@ static void usage(FILE *out) {
             "                        when its error is within --max-rel-rmse (default: it fails)\n"
             "  --max-rel-rmse X      dequantized RMSE / RMS bound (default 0.15 at 4 bits, halved\n"
             "                        per extra bit)\n"
-            "  --json FILE           the report as JSON (docs/verify-report.schema.json); - for stdout\n"
-            "  --junit FILE          the report as JUnit XML\n"
+            "  --json                the report as JSON on stdout (docs/verify-report.schema.json)\n"
+            "  --json-out FILE       the same into FILE (- for stdout)\n"
+            "  --junit FILE          the report as JUnit XML (- for stdout)\n"
+            "  --revision REV        with hub names: the snapshot of REV (default: main)\n"
             "  --threads N           threads for the fidelity checks (default: all cores)\n"
-            "  --verbose             list every tensor in the table\n"
-            "  --quiet               print nothing but errors\n"
+            "  -v, --verbose         list every tensor in the table\n"
+            "  -q, --quiet           print nothing but errors\n"
             "  -h, --help            this text\n"
+            "  --version             the version\n"
             "\n"
+            "Report files may not be written inside DIR or ORIG_DIR.\n"
             "exit status: 0 all checks passed (warnings allowed), 1 a check failed, 2 usage or I/O error\n",
             PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO);
 }
@@ -243,13 +252,18 @@ static int verify(options *o) {
         fprintf(stderr, "%s: %s: %s\n", PROG, o->path, kt_errno_text(errno));
         return KT_EXIT_USAGE;
     }
+    if (S_ISDIR(st.st_mode) && kt_check_dir(o->path)) {
+        kt_print_error(PROG);
+        return KT_EXIT_USAGE;
+    }
     if (!S_ISDIR(st.st_mode)) {
         if (o->v.original || o->v.generate || o->v.kld_text || o->junit || (o->json && strcmp(o->json, "-")))
             return kt_usage_error(PROG, "%s is a single file: only --json applies to it", o->path);
         return run_inventory(o);
     }
-    if (o->v.original && !kt_is_dir(o->v.original)) {
-        fprintf(stderr, "%s: --original %s: not a directory\n", PROG, o->v.original);
+    if (o->v.original && kt_check_dir(o->v.original)) {
+        kt_fail_context("--original");
+        kt_print_error(PROG);
         return KT_EXIT_USAGE;
     }
     o->v.dir = o->path;
@@ -263,6 +277,11 @@ static int verify(options *o) {
     o->v.progress = !o->quiet && isatty(2);
     vr_report r = {.dir = o->v.dir, .original = o->v.original};
     int io = vr_check_structure(&r, &o->v);
+    if (!io && r.original_checkpoint && (o->v.original || o->v.kld_text)) {
+        vr_free(&r);
+        return kt_usage_error(PROG, "%s is an original (unquantized) checkpoint: --original and --kld compare a "
+                              "conversion with it", o->path);
+    }
     if (!io && o->v.original) io = vr_check_fidelity(&r, &o->v);
     if (!io && (o->v.generate || o->v.kld_text)) io = vr_check_behaviour(&r, &o->v);
     const int to_stdout = (o->json && !strcmp(o->json, "-")) || (o->junit && !strcmp(o->junit, "-"));

@@ -58,6 +58,7 @@ cJSON *vr_to_json(const vr_report *r) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "schema", "kintsugi-verify-report/1");
     cJSON_AddStringToObject(root, "model", r->dir);
+    cJSON_AddStringToObject(root, "kind", r->original_checkpoint ? "original" : "conversion");
     if (r->original) cJSON_AddStringToObject(root, "original", r->original);
     else cJSON_AddNullToObject(root, "original");
     cJSON_AddBoolToObject(root, "ok", vr_count(r, VR_FAIL) == 0);

@@ -28,6 +28,7 @@ typedef struct {
     vr_check *checks;
     size_t n;
     cJSON *summary; /* figures about the whole model (rounding semantics, sizes) */
+    int original_checkpoint; /* DIR is unquantized: checked as a source, not a conversion */
 } vr_report;
 
 /* Append a check; FIX may be NULL; FIGURES (owned by the report) may be NULL. */

@@ -93,9 +93,11 @@ static int check_config(vr_report *r, const char *dir) {
         vr_add(r, G, "config", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
         rc = -1;
     } else if (!quantized) {
-        vr_add(r, G, "config", VR_FAIL, "kintsugi-convert", NULL,
-               "config.json: no quantization entry; an original checkpoint, not a quantized MLX conversion");
-        rc = -1;
+        /* mlx-lm loads an original checkpoint too (its sanitize moves the
+         * conv1d axis and drops mtp.*): it is checked as such */
+        vr_add(r, G, "config", VR_PASS, NULL, NULL, "nemotron_h, %d layers (%s), unquantized: an original "
+               "checkpoint, checked as a source (kintsugi-convert makes the MLX conversion)", c.n_layers, c.pattern);
+        r->original_checkpoint = 1;
     } else {
         kt_quant_entry q = kt_config_quant_of(cfg, "");
         cJSON *fig = cJSON_CreateObject();
@@ -116,7 +118,7 @@ static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) 
     int rc = fx_rules_config(&s, m) || fx_rules_tokenizer(&s) || (m && fx_rules_tensors(&s, m));
     if (rc) vr_add(r, G, "fixup-rules", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     for (const fx_rule_info *rule = fx_rules; rule->id; rule++) {
-        char name[80], fix[120];
+        char name[80], fix[600];
         snprintf(name, sizeof name, "fixup:%s", rule->id);
         if (!m && !strncmp(rule->id, "tensors-", 8)) {
             vr_add(r, G, name, VR_SKIP, NULL, NULL, "shards unreadable");
@@ -126,8 +128,11 @@ static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) 
         const fx_finding *first = NULL;
         for (size_t i = 0; i < s.n_findings; i++)
             if (!strcmp(s.findings[i].rule, rule->id)) first = first ? first : &s.findings[i], hits++;
-        snprintf(fix, sizeof fix, "kintsugi-fixup%s (rule %s)", !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "",
-                 rule->id);
+        /* a command to run as it is */
+        int plain = 1;
+        for (const char *c = dir; *c; c++) plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+:@", *c);
+        snprintf(fix, sizeof fix, "kintsugi-fixup %s%s%s%s", plain ? "" : "'", dir, plain ? "" : "'",
+                 !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "");
         if (!hits) vr_add(r, G, name, VR_PASS, NULL, NULL, "%s", rule->checks);
         else if (hits == 1) vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s", first->file, first->reason);
         else vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s (and %zu more)", first->file, first->reason, hits - 1);
@@ -147,7 +152,7 @@ static void check_tensors(vr_report *r, const char *dir) {
     strbuf sb = {0};
     size_t extra = 0;
     for (size_t i = 0; i < m.files.n_tensors; i++)
-        if (!m.used[i]) {
+        if (!m.used[i] && !(r->original_checkpoint && kt_starts_with(kt_model_tensor(&m.files, i)->name, "mtp."))) {
             if (extra++ < 3) sb_printf(&sb, "%s%s", extra > 1 ? ", " : "", kt_model_tensor(&m.files, i)->name);
         }
     if (!extra) vr_add(r, G, "tensors-extra", VR_PASS, NULL, NULL, "no tensor beyond the %zu the model uses", m.files.n_tensors);
@@ -210,7 +215,10 @@ int vr_check_structure(vr_report *r, const vr_options *o) {
     if (opened) vr_add(r, G, "shards", VR_PASS, NULL, NULL, "%zu shard%s, %zu tensors, headers valid", m.n_shards,
                        m.n_shards == 1 ? "" : "s", m.n_tensors);
     else vr_add(r, G, "shards", VR_FAIL, "reconvert with kintsugi-convert (or restore the shard)", NULL, "%s", kt_errmsg());
-    check_rules(r, o->dir, opened ? &m : NULL); /* they name the repair of a bad config too */
+    if (r->original_checkpoint)
+        vr_add(r, G, "fixup-rules", VR_SKIP, NULL, NULL, "an original checkpoint: the kintsugi-fixup rules are for MLX "
+               "conversions");
+    else check_rules(r, o->dir, opened ? &m : NULL); /* they name the repair of a bad config too */
     if (opened) {
         check_scales(r, &m);
         kt_model_close(&m);

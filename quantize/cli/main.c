@@ -27,7 +27,8 @@ static const char *PROG = "kintsugi-quantize";
 typedef struct {
     const char *in, *out;
     plan_options plan;
-    int error, json, quiet, force, threads;
+    const char *only_text;
+    int error, json, quiet, verbose, force, threads;
 } options;
 
 static void usage(FILE *out) {
@@ -51,70 +52,96 @@ static void usage(FILE *out) {
             "                    shapes and --group-size unless --bits is given)\n"
             "  --error           print RMSE, max abs error and RMSE relative to the tensor's\n"
             "                    RMS of the dequantized result vs IN, per tensor; OUT optional\n"
-            "  --threads N       worker threads (default: all cores)\n"
-            "  --force           replace an existing OUT\n"
+            "  --threads N       worker threads (default: all cores; at most their number)\n"
+            "  --force           replace an existing OUT (a .safetensors file; never IN)\n"
             "  --json            a JSON report on stdout\n"
-            "  --quiet           print nothing but errors\n"
+            "  -q, --quiet       print nothing but errors\n"
+            "  -v, --verbose     also list each tensor\n"
             "  -h, --help        this text\n"
+            "  --version         the version\n"
             "\n"
             "exit status: 0 done, 1 an input tensor or file is unusable, 2 usage or I/O error\n",
             PROG);
 }
 
+enum { O_BITS = 1, O_GROUP, O_MODE, O_ONLY, O_SKIP, O_THREADS, O_DEQUANTIZE, O_ERROR, O_JSON, O_QUIET, O_VERBOSE, O_FORCE };
+static const kt_opt OPTIONS[] = {
+    {"--bits", 0, 1, O_BITS}, {"--group-size", 0, 1, O_GROUP}, {"--mode", 0, 1, O_MODE}, {"--only", 0, 1, O_ONLY},
+    {"--skip", 0, 1, O_SKIP}, {"--threads", 0, 1, O_THREADS}, {"--dequantize", 0, 0, O_DEQUANTIZE},
+    {"--error", 0, 0, O_ERROR}, {"--json", 0, 0, O_JSON}, {"--quiet", 'q', 0, O_QUIET},
+    {"--verbose", 'v', 0, O_VERBOSE}, {"--force", 0, 0, O_FORCE}, {NULL, 0, 0, 0}};
+
 /* Returns -1 to continue, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
+    static const char *const modes[] = {"metal", "cpu", NULL};
     memset(o, 0, sizeof *o);
     o->plan.bits = 4;
     o->plan.group_size = 64;
     o->plan.mode = KT_QUANT_METAL;
     const char *only = NULL, *skip = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes_value = !strcmp(a, "--bits") || !strcmp(a, "--group-size") || !strcmp(a, "--mode") ||
-                          !strcmp(a, "--only") || !strcmp(a, "--skip") || !strcmp(a, "--threads");
-        if (takes_value && !v) return kt_usage_error(PROG, "%s needs a value", a);
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--bits")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->plan.bits)) return kt_usage_error(PROG, "--bits: '%s' is not a number", v);
-            o->plan.bits_given = 1;
-            i++;
-        } else if (!strcmp(a, "--group-size")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->plan.group_size)) return kt_usage_error(PROG, "--group-size: '%s' is not a number", v);
-            o->plan.group_size_given = 1;
-            i++;
-        } else if (!strcmp(a, "--mode")) {
-            if (kt_quant_mode_parse(v, &o->plan.mode)) return kt_usage_error(PROG, "--mode: '%s' is not metal or cpu", v);
-            i++;
-        } else if (!strcmp(a, "--only")) {
-            only = v;
-            i++;
-        } else if (!strcmp(a, "--skip")) {
-            skip = v;
-            i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (kt_parse_int(v, 1, 1 << 20, &o->threads)) return kt_usage_error(PROG, "--threads: '%s' is not a positive number", v);
-            i++;
-        } else if (!strcmp(a, "--dequantize")) o->plan.dequantize = 1;
-        else if (!strcmp(a, "--error")) o->error = 1;
-        else if (!strcmp(a, "--json")) o->json = 1;
-        else if (!strcmp(a, "--quiet")) o->quiet = 1;
-        else if (!strcmp(a, "--force")) o->force = 1;
-        else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
-        else if (!o->in) o->in = a;
-        else if (!o->out) o->out = a;
-        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    int id, k, rc = 0;
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_BITS: rc = kt_arg_int(&a, 1, 64, &o->plan.bits), o->plan.bits_given = 1; break;
+        case O_GROUP: rc = kt_arg_int(&a, 1, 1 << 20, &o->plan.group_size), o->plan.group_size_given = 1; break;
+        case O_MODE:
+            if (!(rc = kt_arg_choice(&a, modes, &k))) o->plan.mode = k ? KT_QUANT_CPU : KT_QUANT_METAL;
+            break;
+        case O_ONLY: only = a.value; break;
+        case O_SKIP: skip = a.value; break;
+        case O_THREADS: rc = kt_arg_int(&a, 1, 4096, &o->threads); break;
+        case O_DEQUANTIZE: o->plan.dequantize = 1; break;
+        case O_ERROR: o->error = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_VERBOSE: o->verbose = 1; break;
+        case O_FORCE: o->force = 1; break;
+        case KT_ARG_POSITIONAL:
+            if (!o->in) o->in = a.value;
+            else if (!o->out) o->out = a.value;
+            else rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
+            break;
+        }
     }
+    if (rc) return rc;
     if (!o->in) return kt_usage_error(PROG, "%s", "no input file given");
     if (!o->out && !o->error) return kt_usage_error(PROG, "%s", "no output file given (or use --error to only measure)");
-    if (o->error && o->plan.dequantize) return kt_usage_error(PROG, "%s", "--error compares against the unquantized input; it does not go with --dequantize");
+    if (o->error && o->plan.dequantize) return kt_usage_conflict(PROG, "--error", "--dequantize");
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     kt_quant_params p = {o->plan.bits, o->plan.group_size, o->plan.mode};
     if (!o->plan.dequantize && kt_quant_params_check(&p)) return kt_usage_error(PROG, "%s", kt_errmsg());
     if (only && !(o->plan.only = plan_regex(only, "--only"))) return kt_usage_error(PROG, "%s", kt_errmsg());
     if (skip && !(o->plan.skip = plan_regex(skip, "--skip"))) return kt_usage_error(PROG, "%s", kt_errmsg());
+    o->only_text = only;
+    o->threads = kt_cap_threads(o->threads);
     return -1;
+}
+
+/* Work that does nothing is a mistake, not a success: quantizing a file
+ * that is already quantized, --only matching nothing, dequantizing a file
+ * with no quantized tensor. */
+static int check_work(const options *o, const st_file *f, const plan *pl) {
+    size_t n_work = 0;
+    for (size_t i = 0; i < pl->n; i++)
+        n_work += pl->items[i].act == (o->plan.dequantize ? ACT_DEQUANTIZE : ACT_QUANTIZE);
+    if (n_work) return 0;
+    const char *scales = NULL;
+    for (size_t i = 0; i < f->n_tensors && !scales; i++)
+        if (kt_ends_with(f->tensors[i].name, ".scales")) scales = f->tensors[i].name;
+    if (o->plan.dequantize)
+        return kt_fail("%s: no quantized tensor (no NAME.scales and NAME.biases beside a NAME.weight); nothing to "
+                       "dequantize", o->in);
+    if (scales)
+        return kt_fail("%s: already quantized (it has %s); quantize the original, or --dequantize first", o->in,
+                       scales);
+    if (o->only_text) return kt_fail("%s: --only '%s' matches no tensor that can be quantized", o->in, o->only_text);
+    return kt_fail("%s: no tensor can be quantized (no float *.weight of 2 or more dimensions whose last dimension "
+                   "divides by the group size %d)", o->in, o->plan.group_size);
 }
 
 /* lib/output_path.h: OUT is not IN (also through links), and --force
@@ -317,6 +344,10 @@ static int run(options *o) {
         status = 1;
         goto done;
     }
+    if (check_work(o, &f, &pl)) {
+        status = 1;
+        goto done;
+    }
     if (o->out && check_output(o)) {
         status = 2;
         goto done;
@@ -351,6 +382,9 @@ static int run(options *o) {
     kt_progress_start(&bar, o->plan.dequantize ? "dequantize" : "quantize", s.in_bytes, !o->json && !o->quiet);
     for (size_t i = 0; i < pl.n && status == 0; i++) {
         if (process(&pl.items[i], w, o)) status = kt_errkind() == KT_ERR_IO ? 2 : 1;
+        if (o->verbose && status == 0)
+            fprintf(stderr, "%s: %s %s\n", PROG, pl.items[i].act == ACT_QUANTIZE ? "quantized" :
+                    pl.items[i].act == ACT_DEQUANTIZE ? "dequantized" : "copied", pl.items[i].src->name);
         kt_progress_add(&bar, pl.items[i].src->nbytes);
     }
     kt_progress_end(&bar);

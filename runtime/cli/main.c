@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "error.h"
 #include "file.h"
+#include "hub.h"
 #include "json.h"
 #include "model.h"
 #include "perplexity.h"
@@ -29,100 +30,162 @@
 static const char *PROG = "kintsugi-run";
 
 typedef struct {
-    const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against;
-    int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat;
+    const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision;
+    char *stdin_prompt;           /* --prompt -: what was read */
+    int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
+    int window_set;
     kt_sampler sampler;
 } options;
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: %s MODEL_DIR --prompt TEXT [options]\n"
+            "       %s MODEL_DIR --chat [options] < lines\n"
+            "       %s MODEL_DIR --perplexity FILE [--kld-against ORIG_DIR] [--window N]\n"
             "       %s MODEL_DIR --tokenize [--bos] < lines\n"
             "\n"
             "Generate with a Nemotron-H model (MLX quantized or original bf16) on the CPU.\n"
             "The prompt goes through the model's chat format; /think or /no_think in it\n"
-            "switch reasoning on (the default) or off.\n"
+            "switch reasoning on (the default) or off. MODEL_DIR may be a hub name ORG/NAME\n"
+            "in the local Hugging Face cache.\n"
             "\n"
-            "  --prompt TEXT            the user message\n"
+            "  --prompt TEXT            the user message (- reads it from stdin)\n"
             "  --chat                   a conversation: one user message per line of stdin\n"
             "  --system TEXT            a system message\n"
             "  --raw                    no chat format: TEXT is fed as it is\n"
+            "  --bos, --no-bos          add <s> in front of the prompt, or not (default: not\n"
+            "                           for a chat prompt, as mlx-lm and transformers'\n"
+            "                           apply_chat_template; yes with --raw, as mlx-lm)\n"
+            "  --strict-template        fail when the model's chat template is not a known\n"
+            "                           Nemotron-H one (default: a warning)\n"
             "  --max-tokens N           answer tokens (default 256)\n"
             "  --max-reasoning-tokens N reasoning tokens before </think> is forced (default 512)\n"
             "  --reasoning MODE         show (default; dimmed on a terminal), hide, separate (stderr)\n"
             "  --temperature T          0 is greedy (default 0)\n"
-            "  --top-k K, --top-p P, --min-p P, --repetition-penalty R, --seed S\n"
-            "  --context N              the longest sequence (default 4096)\n"
+            "  --top-k K                keep the K most likely tokens (0: off)\n"
+            "  --top-p P                nucleus sampling, P in (0, 1] (1: off)\n"
+            "  --min-p P                drop tokens below P x the best one's probability, [0, 1]\n"
+            "  --repetition-penalty R   R > 0 (1: off)\n"
+            "  --seed S                 the sampler's seed\n"
+            "  --context N              the longest sequence, prompt included (default 4096)\n"
             "  --perplexity FILE        token and word perplexity of FILE, in windows of\n"
             "  --window N               N tokens (default 512), each from a fresh state\n"
             "  --kld-against DIR        with --perplexity: mean KL divergence, top-1 agreement\n"
             "                           and perplexity ratio against the model in DIR\n"
+            "  --revision REV           with a hub name: the snapshot of REV (default: main)\n"
             "  --json                   ids, text, reasoning, answer and stats as JSON\n"
-            "  --tokenize [--bos]       print the token ids of each line of stdin\n"
+            "                           (with --chat: one JSON object per line and turn)\n"
+            "  --tokenize               print the token ids of each line of stdin\n"
+            "  -q, --quiet              no statistics line on stderr\n"
+            "  -v, --verbose            also the chosen chat template and the prompt's tokens\n"
             "  -h, --help               this text\n"
+            "  --version                the version\n"
             "\n"
             "exit status: 0 done, 1 the model or the input cannot be used, 2 usage or I/O error\n",
-            PROG, PROG);
+            PROG, PROG, PROG, PROG);
+}
+
+enum {
+    O_PROMPT = 1, O_SYSTEM, O_PERPLEXITY, O_KLD_AGAINST, O_REASONING, O_MAX_TOKENS, O_MAX_REASONING, O_CONTEXT,
+    O_TOP_K, O_WINDOW, O_TEMPERATURE, O_TOP_P, O_MIN_P, O_REP_PENALTY, O_SEED, O_RAW, O_CHAT, O_JSON, O_TOKENIZE,
+    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION
+};
+static const kt_opt OPTIONS[] = {
+    {"--prompt", 0, 1, O_PROMPT}, {"--system", 0, 1, O_SYSTEM}, {"--perplexity", 0, 1, O_PERPLEXITY},
+    {"--kld-against", 0, 1, O_KLD_AGAINST}, {"--reasoning", 0, 1, O_REASONING}, {"--max-tokens", 0, 1, O_MAX_TOKENS},
+    {"--max-reasoning-tokens", 0, 1, O_MAX_REASONING}, {"--context", 0, 1, O_CONTEXT}, {"--top-k", 0, 1, O_TOP_K},
+    {"--window", 0, 1, O_WINDOW}, {"--temperature", 0, 1, O_TEMPERATURE}, {"--top-p", 0, 1, O_TOP_P},
+    {"--min-p", 0, 1, O_MIN_P}, {"--repetition-penalty", 0, 1, O_REP_PENALTY}, {"--seed", 0, 1, O_SEED},
+    {"--raw", 0, 0, O_RAW}, {"--chat", 0, 0, O_CHAT}, {"--json", 0, 0, O_JSON}, {"--tokenize", 0, 0, O_TOKENIZE},
+    {"--bos", 0, 0, O_BOS}, {"--no-bos", 0, 0, O_NO_BOS}, {"--quiet", 'q', 0, O_QUIET},
+    {"--verbose", 'v', 0, O_VERBOSE}, {"--strict-template", 0, 0, O_STRICT_TEMPLATE},
+    {"--revision", 0, 1, O_REVISION}, {NULL, 0, 0, 0}};
+
+/* The modes (--prompt, --chat, --perplexity, --tokenize) exclude each other,
+ * and options of one mode are refused in another, never ignored. */
+static int check_combinations(const options *o) {
+    const char *mode = NULL, *modes[4] = {o->prompt ? "--prompt" : NULL, o->chat ? "--chat" : NULL,
+                                          o->perplexity ? "--perplexity" : NULL, o->tokenize ? "--tokenize" : NULL};
+    for (int i = 0; i < 4; i++) {
+        if (!modes[i]) continue;
+        if (mode) return kt_usage_conflict(PROG, mode, modes[i]);
+        mode = modes[i];
+    }
+    if (!mode) return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
+    if (o->kld_against && !o->perplexity) return kt_usage_conflict(PROG, "--kld-against", mode);
+    if (o->window_set && !o->perplexity) return kt_usage_conflict(PROG, "--window", mode);
+    if (o->tokenize && o->json) return kt_usage_conflict(PROG, "--tokenize", "--json");
+    if (o->raw && (o->chat || o->system)) return kt_usage_conflict(PROG, "--raw", o->chat ? "--chat" : "--system");
+    if ((o->perplexity || o->tokenize) && (o->raw || o->system))
+        return kt_usage_conflict(PROG, mode, o->raw ? "--raw" : "--system");
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
+    return -1;
 }
 
 static int parse_args(int argc, char **argv, options *o) {
+    static const char *const reasoning[] = {"show", "hide", "separate", NULL};
     memset(o, 0, sizeof *o);
     o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1, o->window = 512;
     o->sampler = (kt_sampler){0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-#define NEEDS_VALUE() if (!v) return kt_usage_error(PROG, "%s needs a value", a); i++
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--prompt")) { NEEDS_VALUE(); o->prompt = v; }
-        else if (!strcmp(a, "--system")) { NEEDS_VALUE(); o->system = v; }
-        else if (!strcmp(a, "--perplexity")) { NEEDS_VALUE(); o->perplexity = v; }
-        else if (!strcmp(a, "--kld-against")) { NEEDS_VALUE(); o->kld_against = v; }
-        else if (!strcmp(a, "--reasoning")) {
-            NEEDS_VALUE();
-            if (strcmp(v, "show") && strcmp(v, "hide") && strcmp(v, "separate"))
-                return kt_usage_error(PROG, "--reasoning: '%s' is not show, hide or separate", v);
-            o->reasoning = v;
-        } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "--max-reasoning-tokens") || !strcmp(a, "--context") ||
-                   !strcmp(a, "--top-k") || !strcmp(a, "--window")) {
-            NEEDS_VALUE();
-            long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 0 || n > 1 << 24) return kt_usage_error(PROG, "'%s' is not a count", v);
-            if (!strcmp(a, "--max-tokens")) o->max_tokens = (int)n;
-            else if (!strcmp(a, "--context")) o->context = (int)n;
-            else if (!strcmp(a, "--top-k")) o->sampler.top_k = (int)n;
-            else if (!strcmp(a, "--window")) o->window = (int)n;
-            else o->max_reasoning = (int)n;
-        } else if (!strcmp(a, "--temperature") || !strcmp(a, "--top-p") || !strcmp(a, "--min-p") ||
-                   !strcmp(a, "--repetition-penalty")) {
-            NEEDS_VALUE();
-            float f = strtof(v, &end);
-            if (!*v || *end || f < 0) return kt_usage_error(PROG, "'%s' is not a non-negative number", v);
-            if (!strcmp(a, "--temperature")) o->sampler.temperature = f;
-            else if (!strcmp(a, "--top-p")) o->sampler.top_p = f;
-            else if (!strcmp(a, "--min-p")) o->sampler.min_p = f;
-            else o->sampler.repetition_penalty = f;
-        } else if (!strcmp(a, "--seed")) {
-            NEEDS_VALUE();
-            o->sampler.rng = strtoull(v, &end, 10);
-            if (!*v || *end) return kt_usage_error(PROG, "--seed: '%s' is not a number", v);
-        } else if (!strcmp(a, "--raw")) o->raw = 1;
-        else if (!strcmp(a, "--chat")) o->chat = 1;
-        else if (!strcmp(a, "--json")) o->json = 1;
-        else if (!strcmp(a, "--tokenize")) o->tokenize = 1;
-        else if (!strcmp(a, "--bos")) o->bos = 1;
-        else if (!strcmp(a, "--no-bos")) o->bos = 0;
-        else if (a[0] == '-' && a[1]) return kt_usage_error(PROG, "unknown option %s", a);
-        else if (!o->dir) o->dir = a;
-        else return kt_usage_error(PROG, "unexpected argument '%s'", a);
-#undef NEEDS_VALUE
+    kt_args a;
+    kt_args_init(&a, PROG, argc, argv, OPTIONS);
+    int id, k, rc = 0;
+    double d;
+    unsigned long long seed;
+    while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        switch (id) {
+        case KT_ARG_HELP: usage(stdout); return 0;
+        case KT_ARG_VERSION: kt_print_version(PROG); return 0;
+        case KT_ARG_ERROR: return KT_EXIT_USAGE;
+        case O_PROMPT: o->prompt = a.value; break;
+        case O_SYSTEM: o->system = a.value; break;
+        case O_PERPLEXITY: o->perplexity = a.value; break;
+        case O_KLD_AGAINST: o->kld_against = a.value; break;
+        case O_REASONING:
+            if (!(rc = kt_arg_choice(&a, reasoning, &k))) o->reasoning = reasoning[k];
+            break;
+        case O_MAX_TOKENS: rc = kt_arg_int(&a, 0, 1 << 24, &o->max_tokens); break;
+        case O_MAX_REASONING: rc = kt_arg_int(&a, 0, 1 << 24, &o->max_reasoning); break;
+        case O_CONTEXT: rc = kt_arg_int(&a, 2, 1 << 24, &o->context); break;
+        case O_TOP_K: rc = kt_arg_int(&a, 0, 1 << 24, &o->sampler.top_k); break;
+        case O_WINDOW: rc = kt_arg_int(&a, 2, 1 << 24, &o->window), o->window_set = 1; break;
+        case O_TEMPERATURE:
+            if (!(rc = kt_arg_double(&a, 0, 0, 1e6, 0, &d))) o->sampler.temperature = (float)d;
+            break;
+        case O_TOP_P:
+            if (!(rc = kt_arg_double(&a, 0, 1, 1, 0, &d))) o->sampler.top_p = (float)d;
+            break;
+        case O_MIN_P:
+            if (!(rc = kt_arg_double(&a, 0, 0, 1, 0, &d))) o->sampler.min_p = (float)d;
+            break;
+        case O_REP_PENALTY:
+            if (!(rc = kt_arg_double(&a, 0, 1, 1e6, 0, &d))) o->sampler.repetition_penalty = (float)d;
+            break;
+        case O_SEED:
+            if (!(rc = kt_arg_u64(&a, &seed))) o->sampler.rng = seed;
+            break;
+        case O_RAW: o->raw = 1; break;
+        case O_CHAT: o->chat = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_TOKENIZE: o->tokenize = 1; break;
+        case O_BOS: o->bos = 1; break;
+        case O_NO_BOS: o->bos = 0; break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_VERBOSE: o->verbose = 1; break;
+        case O_STRICT_TEMPLATE: o->strict_template = 1; break;
+        case O_REVISION: o->revision = a.value; break;
+        case KT_ARG_POSITIONAL:
+            if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
+            else o->dir = a.value;
+            break;
+        }
     }
+    if (rc) return rc;
     if (!o->dir) return kt_usage_error(PROG, "%s", "MODEL_DIR is required");
-    if (!o->tokenize && !o->prompt && !o->perplexity && !o->chat)
-        return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
-    if (o->kld_against && !o->perplexity) return kt_usage_error(PROG, "%s", "--kld-against goes with --perplexity");
-    if (o->window < 2) o->window = 2;
-    if (o->context < 16) o->context = 16;
+    if ((rc = check_combinations(o)) >= 0) return rc;
+    /* mlx-lm and transformers encode a chat-templated prompt without special
+     * tokens (the template decides), a raw prompt with them */
+    if (o->bos < 0) o->bos = o->raw || o->tokenize ? (o->tokenize ? 0 : 1) : 0;
     return -1;
 }
 
@@ -145,6 +208,8 @@ static int tokenize_lines(const kt_tokenizer *t, int bos) {
     free(line);
     return 0;
 }
+
+static const kt_json_style ONE_LINE = {-1, ", ", ": ", 0, 0};
 
 static double peak_rss_mib(void) {
     struct rusage ru;
@@ -238,6 +303,11 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     long n_prompt = kt_tokenizer_encode(tok, prompt, strlen(prompt), o->bos != 0, &ids);
     free(prompt);
     if (n_prompt < 0) return 1;
+    if (n_prompt >= o->context) {
+        free(ids);
+        return kt_fail("the prompt has %ld tokens; --context %d leaves no room to generate (raise --context)",
+                       n_prompt, o->context), 1;
+    }
     size_t cap = (size_t)n_prompt + (size_t)o->max_tokens + (size_t)o->max_reasoning + 16, n_all = (size_t)n_prompt;
     ids = kt_xrealloc(ids, cap * sizeof *ids);
     kt_state st;
@@ -250,9 +320,10 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     for (long i = 0; i < n_prompt && rc == 0; i += 256)
         rc = kt_forward_batch(m, &st, ids + i, (int)(n_prompt - i < 256 ? n_prompt - i : 256), logits);
     double t_prompt = kt_now() - t0;
-    output out = {.in_reasoning = think, .tty = isatty(1) && !o->json};
+    output out = {.in_reasoning = think, .tty = kt_color_ok(1) && !o->json};
     kt_sampler sampler = o->sampler;
     int n_reason = 0, n_answer = 0;
+    const char *stop = "max_tokens";
     int32_t *forced = NULL;
     long n_forced = 0, k_forced = 0;
     double t1 = kt_now();
@@ -263,7 +334,10 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         } else {
             next = kt_sample(&sampler, logits, m->cfg.vocab, ids, n_all);
         }
-        if (next == stop1 || next == stop2) break;
+        if (next == stop1 || next == stop2) {
+            stop = "eos";
+            break;
+        }
         ids[n_all++] = next;
         size_t len;
         const char *piece = kt_tokenizer_token_bytes(tok, next, &len);
@@ -291,13 +365,18 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         if (rc == 0) rc = kt_forward(m, &st, next, logits);
     }
     double t_gen = kt_now() - t1;
+    if (rc == 0 && strcmp(stop, "eos") && n_answer < o->max_tokens) {
+        stop = "context";
+        fprintf(stderr, "%s: stopped at the context limit of %d tokens (--context)\n", PROG, st.max_pos);
+    }
     if (!o->json) {
         flush_output(&out, o, 1);
         printf("\n");
         fflush(stdout);
     }
     size_t n_gen = n_all - (size_t)n_prompt;
-    fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
+    if (!o->quiet)
+        fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
             "peak RSS %.0f MiB\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
             t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib());
     if (rc == 0 && o->json) {
@@ -314,6 +393,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddBoolToObject(root, "thinking", think);
         cJSON_AddStringToObject(root, "reasoning", reasoning);
         cJSON_AddStringToObject(root, "answer", answer);
+        cJSON_AddStringToObject(root, "stop_reason", stop);
         free(raw);
         free(text);
         free(reasoning);
@@ -322,7 +402,8 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddItemToObject(stats, "prompt_tokens_per_s", kt_json_new_float(t_prompt > 0 ? n_prompt / t_prompt : 0));
         cJSON_AddItemToObject(stats, "generation_tokens_per_s", kt_json_new_float(t_gen > 0 ? n_gen / t_gen : 0));
         cJSON_AddItemToObject(stats, "peak_rss_mib", kt_json_new_float(peak_rss_mib()));
-        char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+        /* --chat --json: JSON Lines, one object per turn */
+        char *s = kt_json_print(root, o->chat ? &ONE_LINE : &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", s);
         free(s);
         cJSON_Delete(root);
@@ -393,29 +474,98 @@ static int chat(const options *o, const kt_model *m, const kt_tokenizer *tok) {
     return rc;
 }
 
+/* All of stdin, for --prompt - (as mlx_lm.generate reads it: as it is). */
+static char *read_stdin(void) {
+    strbuf sb = {0};
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
+    sb_cstr(&sb);
+    return sb_take(&sb);
+}
+
+/* The model's own chat template: tokenizer_config.json's chat_template (a
+ * string, or a list of named templates: "default"), else chat_template.jinja.
+ * NULL when it has none. */
+static char *model_template(const char *dir) {
+    char *path = kt_path_join(dir, "tokenizer_config.json"), *result = NULL;
+    cJSON *tc = kt_is_file(path) ? kt_json_load_file(path, KT_JSON_DUP_LAST_WINS) : NULL;
+    free(path);
+    const cJSON *t = tc ? cJSON_GetObjectItemCaseSensitive(tc, "chat_template") : NULL;
+    if (cJSON_IsString(t)) result = kt_xstrdup(t->valuestring);
+    for (const cJSON *e = cJSON_IsArray(t) ? t->child : NULL; e && !result; e = e->next) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name"), *tpl = cJSON_GetObjectItemCaseSensitive(e, "template");
+        if (cJSON_IsString(name) && !strcmp(name->valuestring, "default") && cJSON_IsString(tpl))
+            result = kt_xstrdup(tpl->valuestring);
+    }
+    cJSON_Delete(tc);
+    if (!result) {
+        size_t len;
+        path = kt_path_join(dir, "chat_template.jinja");
+        if (kt_read_file(path, &result, &len) <= 0) result = NULL;
+        free(path);
+    }
+    return result;
+}
+
+/* kintsugi-run renders prompts with its built-in Nemotron-H format
+ * (runtime/chat.c). A model whose template is something else would be
+ * prompted in a format it was not trained on: say so once, or refuse with
+ * --strict-template. */
+static int check_template(const options *o) {
+    if (o->raw || o->tokenize || o->perplexity) return 0;
+    char *tpl = model_template(o->dir);
+    int known = tpl && kt_chat_template_is_nemotron(tpl);
+    free(tpl);
+    if (known) return 0;
+    const char *what = tpl ? "is not a known Nemotron-H template" : "is missing (no chat_template in "
+                                                                     "tokenizer_config.json, no chat_template.jinja)";
+    if (o->strict_template) return kt_fail("%s: the model's chat template %s (--strict-template)", o->dir, what);
+    fprintf(stderr, "%s: warning: the model's chat template %s; the built-in Nemotron-H format is used\n", PROG, what);
+    return 0;
+}
+
+static int run(options *o) {
+    if (kt_check_dir(o->dir) || (o->kld_against && kt_check_dir(o->kld_against))) return 2;
+    if (check_template(o)) return 1;
+    char *tpath = kt_path_join(o->dir, "tokenizer.json");
+    kt_tokenizer *tok = kt_tokenizer_load(tpath);
+    free(tpath);
+    if (!tok) return kt_errkind() == KT_ERR_IO ? 2 : 1;
+    int rc;
+    if (o->tokenize) {
+        rc = tokenize_lines(tok, o->bos);
+    } else {
+        kt_model m;
+        if (kt_model_load(&m, o->dir)) {
+            rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
+        } else {
+            rc = o->perplexity ? perplexity(o, &m, tok) : o->chat ? chat(o, &m, tok) : generate(o, &m, tok);
+            kt_model_free(&m);
+        }
+    }
+    kt_tokenizer_free(tok);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    char *tpath = kt_path_join(o.dir, "tokenizer.json");
-    kt_tokenizer *tok = kt_tokenizer_load(tpath);
-    free(tpath);
-    if (!tok) {
+    char *hub_dir = NULL, *hub_ref = NULL;
+    o.dir = kt_resolve_model_arg(o.dir, o.revision, &hub_dir);
+    if (o.dir && o.kld_against && !(o.kld_against = kt_resolve_model_arg(o.kld_against, o.revision, &hub_ref)))
+        o.dir = NULL;
+    if (!o.dir) {
         kt_print_error(PROG);
-        return kt_errkind() == KT_ERR_IO ? 2 : 1;
+        free(hub_dir);
+        return KT_EXIT_FAILED;
     }
-    if (o.tokenize) {
-        rc = tokenize_lines(tok, o.bos);
-    } else {
-        kt_model m;
-        if (kt_model_load(&m, o.dir)) {
-            rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
-        } else {
-            rc = o.perplexity ? perplexity(&o, &m, tok) : o.chat ? chat(&o, &m, tok) : generate(&o, &m, tok);
-            kt_model_free(&m);
-        }
-    }
+    if (o.prompt && !strcmp(o.prompt, "-")) o.prompt = o.stdin_prompt = read_stdin();
+    rc = run(&o);
     if (rc) kt_print_error(PROG);
-    kt_tokenizer_free(tok);
+    free(o.stdin_prompt);
+    free(hub_dir);
+    free(hub_ref);
     return rc;
 }

@@ -242,8 +242,17 @@ def test_selection_rules(tmp_path):
     assert set(mx.load(dst)) >= {"c.bias", "c.bias.scales", "c.bias.biases"}
     r = run([QUANT, src, dst, "--force", "--only", "b"], check=False)
     assert r.returncode == 1 and "b.weight" in r.stderr and "group size" in r.stderr
-    r = run([QUANT, src, dst, "--force", "--skip", "^a", "--json"])
-    assert not [t for t in json.loads(r.stdout)["tensors"] if t["action"] == "quantized"]
+    # work that does nothing is an error, not "0 tensors", exit 0
+    r = run([QUANT, src, dst, "--force", "--skip", "^a", "--json"], check=False)
+    assert r.returncode == 1 and "no tensor can be quantized" in r.stderr and r.stdout == ""
+    r = run([QUANT, src, dst, "--force", "--only", "^nothing$"], check=False)
+    assert r.returncode == 1 and "--only '^nothing$' matches no tensor" in r.stderr
+    r = run([QUANT, src, dst, "--force", "--dequantize"], check=False)
+    assert r.returncode == 1 and "nothing to dequantize" in r.stderr
+    quantized = str(tmp_path / "q.safetensors")
+    run([QUANT, src, quantized])
+    r = run([QUANT, quantized, dst, "--force"], check=False)
+    assert r.returncode == 1 and "already quantized (it has a.scales)" in r.stderr
     # an existing output is kept without --force; the input is never the output
     r = run([QUANT, src, dst], check=False)
     assert r.returncode == 2 and "--force" in r.stderr

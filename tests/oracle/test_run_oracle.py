@@ -50,7 +50,16 @@ def test_chat_prompt_equals_the_template(models, system, user):
     msgs = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     r = ours(path, "--prompt", user, *(["--system", system] if system is not None else []), "--max-tokens", "1")
-    assert r["prompt_ids"] == tok(text)["input_ids"]  # mlx-lm encodes the rendered prompt with <s>
+    # as transformers' apply_chat_template(tokenize=True) and mlx_lm.generate encode it: the template's own
+    # special tokens and no <s> added in front
+    ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True)
+    ids = ids["input_ids"] if not isinstance(ids, list) else ids
+    assert r["prompt_ids"] == list(ids) == tok(text, add_special_tokens=False)["input_ids"]
+    assert r["prompt_ids"][0] != tok.bos_token_id
+    # --bos is the documented override
+    r = ours(path, "--prompt", user, *(["--system", system] if system is not None else []), "--max-tokens", "1",
+             "--bos")
+    assert r["prompt_ids"] == [tok.bos_token_id] + list(ids)
     assert r["thinking"] == text.endswith("<think>\n")
 
 
@@ -134,15 +143,10 @@ def test_chat_turns_follow_the_template(models):
     path = models[1]
     r = run([RUN, path, "--chat", "--json", "--max-tokens", "4", "--max-reasoning-tokens", "3", "--seed", "2"],
             input="最初の質問\n次の質問 /no_think\n")
-    dec, pos, turns = json.JSONDecoder(), 0, []
-    text = r.stdout
-    while pos < len(text.rstrip()):
-        obj, end = dec.raw_decode(text, pos)
-        turns.append(obj)
-        pos = end + 1
+    turns = [json.loads(line) for line in r.stdout.splitlines()]  # JSON Lines: one object per turn
     assert len(turns) == 2 and turns[0]["thinking"] and not turns[1]["thinking"]
     tok = AutoTokenizer.from_pretrained(path)
     msgs = [{"role": "user", "content": "最初の質問"}, {"role": "assistant", "content": turns[0]["text"]},
             {"role": "user", "content": "次の質問 /no_think"}]
-    expect = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))["input_ids"]
+    expect = tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
     assert turns[1]["prompt_ids"] == expect

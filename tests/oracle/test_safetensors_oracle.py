@@ -13,7 +13,8 @@ from conftest import TESTTOOL, run, tool
 
 
 def ours_listing(path):
-    return {t["name"]: t for t in json.loads(run([tool("kintsugi-verify"), "--json", "-", path]).stdout)["tensors"]}
+    files = sorted(glob.glob(os.path.join(path, "model*.safetensors"))) if os.path.isdir(path) else [path]
+    return {t["name"]: t for f in files for t in json.loads(run([tool("kintsugi-verify"), "--json", f]).stdout)["tensors"]}
 
 
 def python_written(tmp_path):

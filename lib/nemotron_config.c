@@ -43,13 +43,15 @@ static int bad(const char *key, const cJSON *item, const char *what) {
     return kt_fail("config.json: %s is %s, not %s", key, v, what);
 }
 
-/* An integer in [LO, HI]; required unless DEF >= LO (then absent or null
- * gives DEF). */
-static int get_int(const cJSON *cfg, const char *key, long lo, long hi, long def, int *out) {
+/* An integer in [LO, HI]; required unless DEF >= LO (then absent gives
+ * DEF). null is refused: transformers' config classes, which mlx_lm.load
+ * runs when it loads the tokenizer, reject null for head_dim and the other
+ * sizes. The one exception (NULL_OK) is mlx-lm's "value or default" key. */
+static int get_int_null(const cJSON *cfg, const char *key, long lo, long hi, long def, int null_ok, int *out) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(cfg, key);
     char what[96];
     snprintf(what, sizeof what, "a whole number from %ld to %ld", lo, hi);
-    if (!item || (cJSON_IsNull(item) && def >= lo)) {
+    if (!item || (cJSON_IsNull(item) && null_ok && def >= lo)) {
         if (def < lo) return bad(key, item, what);
         *out = (int)def;
         return 0;
@@ -58,6 +60,10 @@ static int get_int(const cJSON *cfg, const char *key, long lo, long hi, long def
     if (!kt_json_is_number(item) || kt_json_i64(item, &v) || v < lo || v > hi) return bad(key, item, what);
     *out = (int)v;
     return 0;
+}
+
+static int get_int(const cJSON *cfg, const char *key, long lo, long hi, long def, int *out) {
+    return get_int_null(cfg, key, lo, hi, def, 0, out);
 }
 
 /* A required boolean; *OUT 0 or 1. */
@@ -145,8 +151,8 @@ static int read_moe(kt_config *c, const cJSON *cfg) {
         int n;
         if (get_int(cfg, "n_shared_experts", 0, MAX_EXPERTS, 0, &n)) return -1;
         /* mlx-lm: moe_shared_expert_intermediate_size or, when unset, intermediate_size */
-        if (get_int(cfg, "moe_shared_expert_intermediate_size", 1, MAX_INTERMEDIATE, c->intermediate,
-                    &c->moe_shared_inter))
+        if (get_int_null(cfg, "moe_shared_expert_intermediate_size", 1, MAX_INTERMEDIATE, c->intermediate, 1,
+                         &c->moe_shared_inter))
             return -1;
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(cfg, "norm_topk_prob");

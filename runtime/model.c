@@ -26,15 +26,50 @@ static const st_tensor *find(const kt_model *m, const char *fmt, const char *a, 
     return kt_model_tensor(&m->files, k);
 }
 
+typedef struct {
+    char s[96];
+} shape_str;
+
+/* "[a, b, c]" for messages. */
+static shape_str shape_text(const st_tensor *t) {
+    shape_str r;
+    size_t k = (size_t)snprintf(r.s, sizeof r.s, "[");
+    for (int d = 0; d < t->ndim && k < sizeof r.s; d++)
+        k += (size_t)snprintf(r.s + k, sizeof r.s - k, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
+    if (k < sizeof r.s) snprintf(r.s + k, sizeof r.s - k, "]");
+    return r;
+}
+
+/* Is T of exactly shape DIMS[0..N)? */
+static int has_shape(const st_tensor *t, int n, const uint64_t *dims) {
+    if (t->ndim != n) return 0;
+    for (int d = 0; d < n; d++)
+        if (t->shape[d] != dims[d]) return 0;
+    return 1;
+}
+
+/* The conv1d kernel of C channels and width K: [C, K, 1] as MLX's Conv1d
+ * holds it, or [C, 1, K] as Hugging Face stores it (mlx-lm moves the axis
+ * when it loads an original; kintsugi-fixup relabels it in a conversion). */
+static int load_conv(const kt_model *m, kt_vec *v, const char *prefix, int channels, int width) {
+    const st_tensor *t = find(m, "%s.%s", prefix, "conv1d.weight");
+    if (!t) return kt_fail("tensor %s.conv1d.weight is missing", prefix);
+    const uint64_t mlx[3] = {(uint64_t)channels, (uint64_t)width, 1}, hf[3] = {(uint64_t)channels, 1, (uint64_t)width};
+    if (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32)
+        return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
+    if (!has_shape(t, 3, mlx) && !has_shape(t, 3, hf))
+        return kt_fail("tensor %s has shape %s, expected [%d, %d, 1]", t->name, shape_text(t).s, channels, width);
+    *v = (kt_vec){t->data, t->dtype, channels * width};
+    return 0;
+}
+
 static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char *name, int n) {
     const st_tensor *t = find(m, "%s.%s", prefix, name);
     if (!t) return kt_fail("tensor %s.%s is missing", prefix, name);
     if (!kt_dtype_is_float(t->dtype) || (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32))
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
-    if ((int)t->nelem != n) return kt_fail("tensor %s has %llu elements, expected %d", t->name, (unsigned long long)t->nelem, n);
-    /* vectors are 1-D; the conv1d kernel is [C, K, 1] (MLX) or [C, 1, K] (HF) */
-    if (!strstr(name, "conv1d.weight") && t->ndim != 1)
-        return kt_fail("tensor %s has %d dimensions, expected a vector of %d", t->name, t->ndim, n);
+    if (t->ndim != 1 || t->shape[0] != (uint64_t)n)
+        return kt_fail("tensor %s has shape %s, expected [%d]", t->name, shape_text(t).s, n);
     *v = (kt_vec){t->data, t->dtype, n};
     return 0;
 }
@@ -60,9 +95,11 @@ static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const 
     l->out = out, l->in = in, l->w = w->data;
     if (s && b) {
         if (quant_params(cfg, path, l)) return -1;
-        if (w->dtype != KT_U32 || w->ndim != 2 || w->shape[0] != (uint64_t)out ||
-            w->shape[1] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)out * (uint64_t)(in / l->group_size) ||
-            b->nelem != s->nelem || s->dtype != b->dtype)
+        const uint64_t packed[2] = {(uint64_t)out, (uint64_t)in * (uint64_t)l->bits / 32},
+                       groups[2] = {(uint64_t)out, (uint64_t)(in / l->group_size)};
+        if (w->dtype != KT_U32 || !has_shape(w, 2, packed) || (uint64_t)in * (uint64_t)l->bits % 32 ||
+            in % l->group_size || !has_shape(s, 2, groups) || !has_shape(b, 2, groups) || s->dtype != b->dtype ||
+            !kt_dtype_is_float(s->dtype))
             return kt_fail("tensor %s: packed weight, scales or biases do not fit [%d, %d] at %d bits, group %d", path,
                            out, in, l->bits, l->group_size);
         l->quantized = 1;
@@ -87,8 +124,11 @@ static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const
     if (s && b) {
         if (quant_params(cfg, path, l)) return -1;
         size_t es = kt_dtype_bits(s->dtype) / 8, groups = (size_t)in / (size_t)l->group_size;
-        if (w->dtype != KT_U32 || w->shape[2] * 32 != (uint64_t)in * (uint64_t)l->bits || s->nelem != (uint64_t)n_exp * out * groups ||
-            b->nelem != s->nelem || s->dtype != b->dtype)
+        const uint64_t packed[3] = {(uint64_t)n_exp, (uint64_t)out, (uint64_t)in * (uint64_t)l->bits / 32},
+                       gshape[3] = {(uint64_t)n_exp, (uint64_t)out, groups};
+        if (w->dtype != KT_U32 || !has_shape(w, 3, packed) || (uint64_t)in * (uint64_t)l->bits % 32 ||
+            in % l->group_size || !has_shape(s, 3, gshape) || !has_shape(b, 3, gshape) || s->dtype != b->dtype ||
+            !kt_dtype_is_float(s->dtype))
             return kt_fail("tensor %s: does not fit [%d, %d, %d]", path, n_exp, out, in);
         l->quantized = 1, l->dtype = s->dtype;
         l->w = w->data + (size_t)e * out * in * l->bits / 8;
@@ -151,7 +191,7 @@ static int load_layer(kt_model *m, const cJSON *cfg, int i) {
     if (L->kind == 'M') {
         int I = c->m_heads * c->m_head_dim, conv_dim = I + 2 * c->n_groups * c->state;
         if (LIN(in_proj, "in_proj", I + conv_dim + c->m_heads, c->hidden) || LIN(out_proj, "out_proj", c->hidden, I) ||
-            load_vec(m, &L->conv_w, mx, "conv1d.weight", conv_dim * c->conv) ||
+            load_conv(m, &L->conv_w, mx, conv_dim, c->conv) ||
             load_vec(m, &L->conv_b, mx, "conv1d.bias", conv_dim) || load_vec(m, &L->dt_bias, mx, "dt_bias", c->m_heads) ||
             load_vec(m, &L->A_log, mx, "A_log", c->m_heads) || load_vec(m, &L->D, mx, "D", c->m_heads) ||
             load_vec(m, &L->gnorm, mx, "norm.weight", I))

@@ -10,6 +10,7 @@
  *   tensors-extra     no tensor the loader did not ask for
  *   scales-biases     scales finite and non-zero (MLX never writes 0: the step
  *                     has a floor), biases finite
+ *   values-finite     every other float tensor finite
  */
 #include "checks.h"
 #include "error.h"
@@ -207,6 +208,28 @@ static void check_scales(vr_report *r, const kt_model_files *m) {
     sb_free(&sb);
 }
 
+/* Every other float tensor (norms, the conv1d kernel, A_log, D, dt_bias,
+ * unquantized weights) finite: one NaN in a norm weight makes every logit
+ * NaN. Packed codes are integers and cannot be. */
+static void check_values(vr_report *r, const kt_model_files *m) {
+    strbuf sb = {0};
+    size_t bad = 0, seen = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const st_tensor *t = kt_model_tensor(m, i);
+        if (kt_ends_with(t->name, ".scales") || kt_ends_with(t->name, ".biases") || !kt_dtype_is_float(t->dtype)) continue;
+        seen++;
+        long long count, at = first_bad(t, 0, &count);
+        if (at < 0) continue;
+        if (bad++ < 3)
+            sb_printf(&sb, "%s%s: %lld non-finite value%s, the first at flat index %lld", bad > 1 ? "; " : "", t->name,
+                      count, count == 1 ? "" : "s", at);
+    }
+    if (!bad) vr_add(r, G, "values-finite", VR_PASS, NULL, NULL, "%zu other float tensors: every value finite", seen);
+    else vr_add(r, G, "values-finite", VR_FAIL, "reconvert with kintsugi-convert (or verify --original to find the cause)",
+                NULL, "%s%s", sb_cstr(&sb), bad > 3 ? "; ..." : "");
+    sb_free(&sb);
+}
+
 int vr_check_structure(vr_report *r, const vr_options *o) {
     int config = check_config(r, o->dir);
     if (config == -2) return 0; /* no config.json to check anything against */
@@ -221,9 +244,11 @@ int vr_check_structure(vr_report *r, const vr_options *o) {
     else check_rules(r, o->dir, opened ? &m : NULL); /* they name the repair of a bad config too */
     if (opened) {
         check_scales(r, &m);
+        check_values(r, &m);
         kt_model_close(&m);
     } else {
         vr_add(r, G, "scales-biases", VR_SKIP, NULL, NULL, "shards unreadable");
+        vr_add(r, G, "values-finite", VR_SKIP, NULL, NULL, "shards unreadable");
     }
     if (opened && config == 0) {
         check_tensors(r, o->dir);

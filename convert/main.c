@@ -77,7 +77,7 @@ static void usage(FILE *out) {
             "                    the new one is complete)\n"
             "  --json            a JSON report on stdout\n"
             "  -q, --quiet       print nothing but errors\n"
-            "  -v, --verbose     also list the tensors as they are written\n"
+            "  -v, --verbose     also the places where config.json differs from mlx_lm.convert's\n"
             "  -h, --help        this text\n"
             "  --version         the version\n"
             "\n"
@@ -150,8 +150,8 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (rc) return rc;
-    if (!o->src || !o->dst) return kt_usage_error(PROG, "%s", "SRC and DST are required");
     if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
+    if (!o->src || !o->dst) return kt_usage_error(PROG, "%s", "SRC and DST are required");
     if (kt_quant_params_check(&o->q)) return kt_usage_error(PROG, "%s", kt_errmsg());
     o->threads = kt_cap_threads(o->threads);
     return -1;

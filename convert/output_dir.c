@@ -54,23 +54,6 @@ static void clean_stale(const char *dst) {
     sb_free(&dir);
 }
 
-/* mkdir -p of DST's parent, as mlx_lm.convert creates its output path:
- * every prefix of DST that ends before a '/'. */
-static int make_parents(const char *dst) {
-    strbuf sb = {0};
-    sb_puts(&sb, dst);
-    char *s = sb.data;
-    int rc = 0;
-    for (char *p = s + 1; *p && rc == 0; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(s, 0755) != 0 && errno != EEXIST) rc = kt_fail_io("cannot create %s: %s", s, kt_errno_text(errno));
-        *p = '/';
-    }
-    sb_free(&sb);
-    return rc;
-}
-
 int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force) {
     memset(o, 0, sizeof *o);
     size_t n = strlen(dst);
@@ -80,7 +63,7 @@ int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, in
     o->dst = sb_take(&sb);
     clean_stale(o->dst);
     if (kt_output_dir_ok(o->dst, inputs, n_inputs, force)) return -1;
-    if (make_parents(o->dst)) return -1;
+    if (kt_make_parents(o->dst)) return -1;
     sb_printf(&sb, "%s.kintsugi-tmp-%ld", o->dst, (long)getpid());
     o->tmp = sb_take(&sb);
     kt_remove_tree(o->tmp); /* a leftover of an earlier run with the same pid */

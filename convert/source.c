@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -40,7 +41,9 @@ int cv_source_open(cv_source *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = kt_xstrdup(path);
     if (kt_is_dir(path)) return kt_model_open(&s->m, path);
-    if (!kt_is_file(path)) return kt_fail_io("%s: no such directory or file", path);
+    struct stat st;
+    if (stat(path, &st) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
+    if (!S_ISREG(st.st_mode)) return kt_fail_io("%s: not a directory or an archive", path);
     if (!cv_source_is_archive_name(path))
         return kt_fail_io("%s: not a directory or an archive (.tar, .tar.gz, .tar.zst, .zip)", path);
     return cv_archive_open(&s->archive, path, &s->m);

@@ -93,13 +93,13 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (rc) return rc;
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     /* --lmstudio takes the positional as its PATH */
     if (o->lmstudio_mode) o->lmstudio = o->dir, o->dir = NULL;
     if (!o->lmstudio_mode && !o->dir) return kt_usage_error(PROG, "%s", "DIR is required");
     if (o->lmstudio_mode && (o->original || o->fix_shards))
         return kt_usage_conflict(PROG, "--lmstudio", o->original ? "--original" : "--fix-shards");
     if (o->check && o->dry_run) return kt_usage_conflict(PROG, "--check", "--dry-run");
-    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     return -1;
 }
 

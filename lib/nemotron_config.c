@@ -120,11 +120,13 @@ static int read_pattern(kt_config *c, const cJSON *cfg) {
     c->pattern = sb_take(&sb);
     size_t n = strlen(c->pattern);
     if (n == 0 || n > MAX_LAYERS)
-        return kt_fail("config.json: the layer pattern has %zu layers, not 1 to %d", n, MAX_LAYERS);
+        return kt_fail("config.json: the layer pattern (hybrid_override_pattern or layers_block_type) has %zu "
+                       "layers, not 1 to %d", n, MAX_LAYERS);
     for (size_t i = 0; i < n; i++)
         if (!strchr("M*-E", c->pattern[i]))
-            return kt_fail("config.json: layer %zu of the pattern \"%.40s\" is '%c', not one of M (Mamba-2), * "
-                           "(attention), - (MLP), E (MoE)", i, c->pattern, c->pattern[i]);
+            return kt_fail("config.json: the layer pattern (hybrid_override_pattern or layers_block_type) \"%.40s\" "
+                           "has '%c' at layer %zu, not one of M (Mamba-2), * (attention), - (MLP), E (MoE)",
+                           c->pattern, c->pattern[i], i);
     c->n_layers = (int)n;
     return 0;
 }

@@ -164,3 +164,18 @@ int kt_remove_tree(const char *path) {
     closedir(d);
     return rmdir(path) || rc ? -1 : 0;
 }
+
+int kt_make_parents(const char *path) {
+    strbuf sb = {0};
+    sb_puts(&sb, path);
+    char *s = sb.data;
+    int rc = 0;
+    for (char *p = s + 1; *p && rc == 0; p++) { /* every prefix that ends before a '/' */
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(s, 0755) != 0 && errno != EEXIST) rc = kt_fail_io("cannot create %s: %s", s, kt_errno_text(errno));
+        *p = '/';
+    }
+    sb_free(&sb);
+    return rc;
+}

@@ -37,6 +37,9 @@ int kt_output_dir_ok(const char *dst, const char *const *inputs, int n, int forc
  * would be one more file that a loader globs, or it would replace one). */
 int kt_output_file_ok(const char *out, const char *const *inputs, int n, int force, const char *suffix);
 
+/* mkdir -p of PATH's parent (as mlx_lm.convert creates its output path). */
+int kt_make_parents(const char *path);
+
 /* Remove a directory tree (regular files, symlinks and directories; symlinks
  * are removed, never followed). */
 int kt_remove_tree(const char *path);

@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     if (strchr(o.pattern, 'E') && !o.experts) o.experts = 4;
-    if (kt_output_dir_ok(out, NULL, 0, force)) {
+    if (kt_output_dir_ok(out, NULL, 0, force) || kt_make_parents(out)) {
         kt_print_error(PROG);
         return 2;
     }

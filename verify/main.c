@@ -205,8 +205,8 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (rc) return rc;
-    if (!o->path) { usage(stderr); return KT_EXIT_USAGE; }
     if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
+    if (!o->path) { usage(stderr); return KT_EXIT_USAGE; }
     if (o->json_stdout && o->json) return kt_usage_conflict(PROG, "--json", "--json-out");
     if (o->json_stdout) o->json = "-";
     if (o->json && o->junit && !strcmp(o->json, "-") && !strcmp(o->junit, "-"))

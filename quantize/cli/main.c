@@ -109,10 +109,10 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (rc) return rc;
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (!o->in) return kt_usage_error(PROG, "%s", "no input file given");
     if (!o->out && !o->error) return kt_usage_error(PROG, "%s", "no output file given (or use --error to only measure)");
     if (o->error && o->plan.dequantize) return kt_usage_conflict(PROG, "--error", "--dequantize");
-    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     kt_quant_params p = {o->plan.bits, o->plan.group_size, o->plan.mode};
     if (!o->plan.dequantize && kt_quant_params_check(&p)) return kt_usage_error(PROG, "%s", kt_errmsg());
     if (only && !(o->plan.only = plan_regex(only, "--only"))) return kt_usage_error(PROG, "%s", kt_errmsg());

@@ -118,7 +118,6 @@ static int check_combinations(const options *o) {
     if (o->raw && (o->chat || o->system)) return kt_usage_conflict(PROG, "--raw", o->chat ? "--chat" : "--system");
     if ((o->perplexity || o->tokenize) && (o->raw || o->system))
         return kt_usage_conflict(PROG, mode, o->raw ? "--raw" : "--system");
-    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     return -1;
 }
 
@@ -181,6 +180,7 @@ static int parse_args(int argc, char **argv, options *o) {
         }
     }
     if (rc) return rc;
+    if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (!o->dir) return kt_usage_error(PROG, "%s", "MODEL_DIR is required");
     if ((rc = check_combinations(o)) >= 0) return rc;
     /* mlx-lm and transformers encode a chat-templated prompt without special
@@ -241,7 +241,12 @@ static void flush_output(output *out, const options *o, int final) {
         if (k == 0 && !strcmp(o->reasoning, "hide")) { *done[k] = end; continue; }
         FILE *f = k == 0 && !strcmp(o->reasoning, "separate") ? stderr : stdout;
         if (k == 0 && out->tty && f == stdout) fputs("\033[2m", f);
-        fwrite(s, 1, n, f);
+        /* the text printed is valid UTF-8 (a cut tail waits for the next
+         * token): an invalid sequence becomes U+FFFD, as Python's
+         * decode(errors="replace") gives it */
+        char *clean = kt_utf8_sanitize(s, n);
+        fputs(clean, f);
+        free(clean);
         if (k == 0 && out->tty && f == stdout) fputs("\033[0m", f);
         fflush(f);
         *done[k] = end;

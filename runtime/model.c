@@ -113,6 +113,10 @@ static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const 
     return 0;
 }
 
+/* DATA + OFFSET; a tensor known only by its header (an archive read as a
+ * stream, kt_model_check_files) has no data, and its slices none either. */
+static const uint8_t *slice(const uint8_t *data, size_t offset) { return data ? data + offset : NULL; }
+
 /* Expert E of a stacked [E, out, in] tensor (MLX's switch_mlp), as a Linear. */
 static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const char *path, int e, int n_exp, int out, int in) {
     const st_tensor *w = find(m, "%s.%s", path, "weight");
@@ -131,15 +135,15 @@ static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const
             !kt_dtype_is_float(s->dtype))
             return kt_fail("tensor %s: does not fit [%d, %d, %d]", path, n_exp, out, in);
         l->quantized = 1, l->dtype = s->dtype;
-        l->w = w->data + (size_t)e * out * in * l->bits / 8;
-        l->scales = s->data + (size_t)e * out * groups * es;
-        l->biases = b->data + (size_t)e * out * groups * es;
+        l->w = slice(w->data, (size_t)e * out * in * l->bits / 8);
+        l->scales = slice(s->data, (size_t)e * out * groups * es);
+        l->biases = slice(b->data, (size_t)e * out * groups * es);
         return 0;
     }
     if (w->shape[2] != (uint64_t)in || (w->dtype != KT_BF16 && w->dtype != KT_F16 && w->dtype != KT_F32))
         return kt_fail("tensor %s.weight: expected a float [%d, %d, %d]", path, n_exp, out, in);
     l->dtype = w->dtype;
-    l->w = w->data + (size_t)e * out * in * (kt_dtype_bits(w->dtype) / 8);
+    l->w = slice(w->data, (size_t)e * out * in * (kt_dtype_bits(w->dtype) / 8));
     return 0;
 }
 
@@ -260,7 +264,11 @@ int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const ch
     memset(&m, 0, sizeof m);
     *unused = NULL;
     int quantized;
-    if (kt_config_read(&m.cfg, cfg) || kt_config_check_quantization(cfg, &quantized)) return -1;
+    if (kt_config_read(&m.cfg, cfg)) return -1;
+    if (kt_config_check_quantization(cfg, &quantized)) {
+        kt_config_free(&m.cfg);
+        return -1;
+    }
     m.files = *files; /* borrowed: only names, shapes and dtypes are read */
     int rc = bind_weights(&m, cfg);
     for (size_t i = 0; rc == 0 && i < files->n_tensors && !*unused; i++) {

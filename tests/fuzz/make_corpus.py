@@ -4,7 +4,7 @@ run again only to change them). Standard library only. The tokenizer seed is
 cut down from the generated checkpoint's tokenizer.json (256 byte symbols, a
 few merges and added tokens) so each execution stays fast.
 
-    python3 tests/fuzz/make_corpus.py GENERATED_TOKENIZER_JSON
+    python3 tests/fuzz/make_corpus.py [GENERATED_TOKENIZER_JSON]
 """
 import gzip
 import io
@@ -100,9 +100,97 @@ def archive_seeds():
     put("archive", "model.zip", zbuf.getvalue())
 
 
+# A whole Nemotron-H config, every key mlx-lm requires, small enough that
+# every projection has one quantization group of 64.
+FULL_CONFIG = {
+    "model_type": "nemotron_h", "hybrid_override_pattern": "M*-", "hidden_size": 64, "vocab_size": 4,
+    "intermediate_size": 64, "max_position_embeddings": 4096, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "head_dim": 32, "mamba_num_heads": 2, "mamba_head_dim": 32, "ssm_state_size": 4, "conv_kernel": 4, "n_groups": 1,
+    "attention_bias": False, "mamba_proj_bias": False, "mlp_bias": False, "use_bias": False, "use_conv_bias": True,
+    "layer_norm_epsilon": 1e-5, "time_step_limit": [0.0, float("inf")], "torch_dtype": "bfloat16",
+}
+MOE_CONFIG = {**FULL_CONFIG, "hybrid_override_pattern": "ME", "n_routed_experts": 4, "num_experts_per_tok": 2,
+              "moe_intermediate_size": 64, "moe_shared_expert_intermediate_size": 64, "n_group": 1, "topk_group": 1,
+              "n_shared_experts": 1, "norm_topk_prob": True, "routed_scaling_factor": 2.5}
+
+
+def model_shapes(cfg):
+    """The tensors the loader expects: {name: (shape of the dense weight or vector)}."""
+    h, conv_dim = cfg["hidden_size"], 64 + 2 * cfg["n_groups"] * cfg["ssm_state_size"]
+    t = {"backbone.embeddings.weight": [cfg["vocab_size"], h], "lm_head.weight": [cfg["vocab_size"], h],
+         "backbone.norm_f.weight": [h]}
+    for i, kind in enumerate(cfg["hybrid_override_pattern"]):
+        p = f"backbone.layers.{i}"
+        t[f"{p}.norm.weight"] = [h]
+        m = f"{p}.mixer"
+        if kind == "M":
+            t.update({f"{m}.in_proj.weight": [64 + conv_dim + 2, h], f"{m}.out_proj.weight": [h, 64],
+                      f"{m}.conv1d.weight": [conv_dim, 4, 1], f"{m}.conv1d.bias": [conv_dim], f"{m}.dt_bias": [2],
+                      f"{m}.A_log": [2], f"{m}.D": [2], f"{m}.norm.weight": [64]})
+        elif kind == "*":
+            t.update({f"{m}.q_proj.weight": [64, h], f"{m}.k_proj.weight": [32, h], f"{m}.v_proj.weight": [32, h],
+                      f"{m}.o_proj.weight": [h, 64]})
+        elif kind == "-":
+            t.update({f"{m}.up_proj.weight": [64, h], f"{m}.down_proj.weight": [h, 64]})
+        else:
+            t.update({f"{m}.switch_mlp.fc1.weight": [4, 64, h], f"{m}.switch_mlp.fc2.weight": [4, h, 64],
+                      f"{m}.gate.weight": [4, h], f"{m}.gate.e_score_correction_bias": [4],
+                      f"{m}.shared_experts.up_proj.weight": [64, h], f"{m}.shared_experts.down_proj.weight": [h, 64]})
+    return t
+
+
+def header_only(shapes, quantized):
+    """A safetensors header whose data area is declared but not present."""
+    header, off = {}, 0
+
+    def add(name, dtype, shape, es):
+        nonlocal off
+        n = es
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+    for name, shape in shapes.items():
+        quantize = quantized and name.endswith(".weight") and len(shape) >= 2 and "conv1d" not in name \
+            and "gate.weight" not in name
+        if quantize:
+            base = name[: -len(".weight")]
+            add(name, "U32", shape[:-1] + [shape[-1] // 8], 4)
+            add(base + ".scales", "BF16", shape[:-1] + [shape[-1] // 64], 2)
+            add(base + ".biases", "BF16", shape[:-1] + [shape[-1] // 64], 2)
+        else:
+            add(name, "BF16", shape, 2)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h
+
+
+def config_seeds():
+    put("config", "dense", json.dumps(FULL_CONFIG, indent=4))
+    put("config", "moe", json.dumps(MOE_CONFIG, indent=4))
+    q = {**FULL_CONFIG, "quantization": {"group_size": 64, "bits": 4, "lm_head": {"group_size": 64, "bits": 8}}}
+    q["quantization_config"] = q["quantization"]
+    put("config", "quantized", json.dumps(q, indent=4))
+    put("config", "block_types", json.dumps({**FULL_CONFIG, "hybrid_override_pattern": None,
+                                             "layers_block_type": ["mamba", "attention", "mlp"]}))
+
+
+def model_seeds():
+    for name, cfg, quantized in (("dense", FULL_CONFIG, False), ("moe", MOE_CONFIG, False),
+                                 ("quantized", FULL_CONFIG, True)):
+        c = dict(cfg)
+        if quantized:
+            c["quantization"] = c["quantization_config"] = {"group_size": 64, "bits": 4}
+        text = json.dumps(c).encode()
+        put("model", name, struct.pack("<H", len(text)) + text + header_only(model_shapes(cfg), quantized))
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     json_seeds()
-    tokenizer_seeds(sys.argv[1])
+    if len(sys.argv) > 1:  # the tokenizer seed needs a generated tokenizer.json
+        tokenizer_seeds(sys.argv[1])
     chat_seeds()
     archive_seeds()
+    config_seeds()
+    model_seeds()

@@ -568,6 +568,7 @@ static int convert(const options *o) {
     if (rc == 0) rc = cv_outdir_commit(&od);
     if (rc == 0) report(o, &plan, &repairs, bpw, kt_now() - t0, n_files);
 done:
+    if (rc && od.tmp) kt_errmsg_replace(od.tmp, od.dst); /* name DST, not our temporary directory */
     cv_outdir_abort(&od);
     cv_plan_free(&plan);
     cv_repairs_free(&repairs);

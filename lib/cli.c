@@ -1,6 +1,7 @@
 /* cli.c - see cli.h. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ int kt_cap_threads(int n) {
 
 int kt_parse_int(const char *s, long lo, long hi, int *out) {
     char *end;
+    if (!((*s >= '0' && *s <= '9') || *s == '-')) return -1; /* strtol would skip spaces and take '+' */
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) return -1;
@@ -132,7 +134,7 @@ int kt_arg_double(const kt_args *a, double lo, int lo_open, double hi, int hi_op
     char *end;
     errno = 0;
     double d = strtod(a->value, &end);
-    int ok = *a->value && !*end && isfinite(d) && (lo_open ? d > lo : d >= lo) && (hi_open ? d < hi : d <= hi);
+    int ok = *a->value && !isspace((unsigned char)*a->value) && !*end && isfinite(d) && (lo_open ? d > lo : d >= lo) && (hi_open ? d < hi : d <= hi);
     if (ok) {
         *out = d;
         return 0;

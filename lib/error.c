@@ -38,6 +38,9 @@ int kt_fail_context(const char *fmt, ...) {
     memcpy(old, last_error, sizeof old);
     /* Truncation is acceptable: the line is for people. */
     size_t n = strlen(prefix);
+    /* a message that already names the path needs no second copy of it
+     * ("vi: vi/model.safetensors: ...") */
+    if (n && !strncmp(old, prefix, n) && (old[n] == ':' || old[n] == '/')) return -1;
     if (n > KT_ERR_MAX - 3) n = KT_ERR_MAX - 3;
     memcpy(last_error, prefix, n);
     memcpy(last_error + n, ": ", 2);
@@ -73,4 +76,21 @@ const char *kt_errno_text(int err) {
         return buf;
     }
     }
+}
+
+void kt_errmsg_replace(const char *from, const char *to) {
+    size_t nf = strlen(from), nt = strlen(to);
+    if (!nf) return;
+    char out[KT_ERR_MAX];
+    size_t k = 0;
+    for (const char *p = last_error; *p && k < sizeof out - 1;) {
+        if (!strncmp(p, from, nf)) {
+            for (size_t i = 0; i < nt && k < sizeof out - 1; i++) out[k++] = to[i];
+            p += nf;
+        } else {
+            out[k++] = *p++;
+        }
+    }
+    out[k] = 0;
+    memcpy(last_error, out, k + 1);
 }

@@ -29,8 +29,13 @@ int kt_errkind(void);
  * write `return kt_fail(...)`. */
 int kt_fail(const char *fmt, ...) KT_PRINTF(1, 2);
 
-/* Prefix the recorded line with more context: "PREFIX: old message". Returns -1. */
+/* Prefix the recorded line with more context: "PREFIX: old message", unless
+ * the message starts with PREFIX already (a path: "PREFIX/file: ..."). Returns -1. */
 int kt_fail_context(const char *fmt, ...) KT_PRINTF(1, 2);
+
+/* Replace every FROM in the recorded line with TO (a temporary directory's
+ * name with the destination's: users never see internal paths). */
+void kt_errmsg_replace(const char *from, const char *to);
 
 /* The last recorded line (empty string when none). */
 const char *kt_errmsg(void);

@@ -65,6 +65,7 @@ def test_full_disk_during_convert(big, tmp_path):
                        preexec_fn=limit_file_size(20 << 20, True), timeout=120)
     assert r.returncode == 2
     one_line_error(r.stderr, "kintsugi-convert")
+    assert ".kintsugi-tmp" not in r.stderr and dst in r.stderr  # the destination named, not our temporary directory
     assert not os.path.exists(dst) and leftovers(tmp_path) == []
     assert digest(src) == before
 

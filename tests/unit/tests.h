@@ -30,7 +30,13 @@
     X(test_quantize_unaligned_input)              \
     X(test_matvec_kernels_match_reference)        \
     X(test_matvec_dispatch_matches_reference)     \
-    X(test_dot_and_batch_match_reference)
+    X(test_dot_and_batch_match_reference)         \
+    X(test_cli_grammar)                           \
+    X(test_cli_value_readers)                     \
+    X(test_output_path_rules)                     \
+    X(test_config_validator)                      \
+    X(test_config_quantization_entries)           \
+    X(test_errno_wording_and_context)
 
 #define X(name) void name(void);
 ALL_TESTS

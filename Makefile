@@ -5,6 +5,7 @@
 #   make demo       the main job on the embedded tiny checkpoint
 #   make bench      benchmarks (long; never part of check)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 600) each
+#   make differential  the gate against mlx-lm on 2,000 more broken directories
 #   make install PREFIX=/usr/local
 #   make SAN=1      the ASan+UBSan build, into build/asan/bin
 #
@@ -39,7 +40,7 @@ TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
 
-.PHONY: all check demo bench fuzz install clean help tests-build
+.PHONY: all check demo bench fuzz differential install clean help tests-build
 all: $(TOOL_BINS)
 
 build/config.mk: scripts/bootstrap.sh scripts/configure.sh
@@ -104,6 +105,12 @@ fuzz:
 	@sh scripts/bootstrap.sh --tests
 	@sh tests/fuzz/run.sh --seconds $(FUZZ_SECONDS)
 
+# the gate against mlx-lm on the single mutations plus 2,000 random pairs
+differential: tests-build
+	@sh scripts/bootstrap.sh --tests
+	@cd tests/oracle && KT_MUTATION_PAIRS=$${KT_MUTATION_PAIRS:-2000} KT_MUTATION_SEED=$${KT_MUTATION_SEED:-1} \
+	    ../../.venv/bin/python -m pytest -q -s -p no:cacheprovider test_differential.py
+
 bench: all
 	@sh bench/run.sh
 
@@ -115,4 +122,4 @@ clean:
 	rm -rf build bin
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,11p' Makefile

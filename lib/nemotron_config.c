@@ -4,6 +4,7 @@
 #include "json.h"
 #include "strbuf.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,8 +163,8 @@ static int read_moe(kt_config *c, const cJSON *cfg) {
     c->norm_topk = cJSON_IsTrue(norm);
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(cfg, "routed_scaling_factor");
     double sc;
-    if (!kt_json_is_number(scale) || kt_json_number(scale, &sc) || !isfinite(sc) || sc <= 0)
-        return bad("routed_scaling_factor", scale, "a finite number > 0");
+    if (!kt_json_is_number(scale) || kt_json_number(scale, &sc) || !isfinite((float)sc) || !((float)sc > 0))
+        return bad("routed_scaling_factor", scale, "a number > 0 that float32 holds");
     c->routed_scale = (float)sc;
     return 0;
 }
@@ -233,8 +234,9 @@ static int number_or_tagged(const cJSON *item, double *out) {
 static int read_floats(kt_config *c, const cJSON *cfg) {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon");
     double eps;
-    if (!kt_json_is_number(e) || kt_json_number(e, &eps) || !isfinite(eps) || eps <= 0 || eps >= 1)
-        return bad("layer_norm_epsilon", e, "a number in (0, 1)");
+    /* the runtime computes in float32: 1e-85 would be 0 there (found by fuzz_config) */
+    if (!kt_json_is_number(e) || kt_json_number(e, &eps) || !isfinite(eps) || eps >= 1 || !((float)eps >= FLT_MIN))
+        return bad("layer_norm_epsilon", e, "a number in (0, 1) that float32 holds (at least 1.2e-38)");
     c->eps = (float)eps;
     double lo = 0, hi = INFINITY;
     const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");

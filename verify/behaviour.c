@@ -34,10 +34,11 @@ typedef struct {
     int finite, tokens;
 } gen_result;
 
-/* Greedy generation of up to MAX tokens after PROMPT. */
+/* Greedy generation of up to MAX tokens after the chat PROMPT, encoded as
+ * mlx-lm and apply_chat_template encode it: no <s> added. */
 static int generate(const kt_model *m, const kt_tokenizer *tok, const char *prompt, int max, gen_result *g) {
     int32_t *ids;
-    long n = kt_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids);
+    long n = kt_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids);
     if (n < 0) return -1;
     kt_state st;
     kt_state_init(&st, m, (int)n + max + 1);

@@ -8,7 +8,8 @@ Also the converter: a broken source is either refused before anything is
 written, or converted into a directory that both mlx-lm and verify accept.
 
 KT_MUTATIONS (default 0: all of them, a few hundred) caps the number of
-mutations; `make differential` runs more, with several seeds.
+mutations; KT_MUTATION_PAIRS adds that many random pairs of them (seed
+KT_MUTATION_SEED): `make differential` runs 2,000 pairs.
 """
 import collections
 import json
@@ -422,6 +423,20 @@ def all_mutations(bases):
             muts += quantization_mutations() + tokenizer_mutations()
         muts += tensor_mutations(mlx, kind == "moe")
         out += [(kind, c, desc, fn) for c, desc, fn in muts]
+    # the longer run (make differential): pairs of mutations of one base, at random
+    rng = random.Random(SEED)
+    singles = list(out)
+    for _ in range(int(os.environ.get("KT_MUTATION_PAIRS", "0"))):
+        (k1, c1, d1, f1), (k2, c2, d2, f2) = rng.sample([m for m in singles if m[0] == "dense"], 2)
+
+        def both(d, f1=f1, f2=f2):
+            for f in (f1, f2):
+                try:
+                    f(d)
+                except (KeyError, AssertionError, FileNotFoundError, IndexError, json.JSONDecodeError,
+                        UnicodeDecodeError, TypeError, AttributeError, ValueError):
+                    pass  # the first mutation removed what the second edits: the first alone stands
+        out.append(("dense", "pairs", f"{d1} + {d2}", both))
     limit = int(os.environ.get("KT_MUTATIONS", "0"))
     if limit and limit < len(out):
         out = random.Random(SEED).sample(out, limit)

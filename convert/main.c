@@ -249,11 +249,11 @@ static int quantize_item(cv_source *src, cv_queue *q, const cv_item *it, st_writ
             rc = kt_quantize_tensor(&o->q, it->dtype, in, n, k, packed, scales + (row + r0) * groups * es,
                                     biases + (row + r0) * groups * es, o->threads, &bad);
             if (rc && bad != UINT64_MAX)
-                kt_fail("tensor '%s': a NaN or infinity at flat index %llu (row %llu, column %llu); refusing to "
-                        "quantize it", part->name, (unsigned long long)((r0 * k) + bad),
+                kt_fail("%s: tensor '%s': a NaN or infinity at flat index %llu (row %llu, column %llu); refusing to "
+                        "quantize it", src->path, part->name, (unsigned long long)((r0 * k) + bad),
                         (unsigned long long)(r0 + bad / k), (unsigned long long)(bad % k));
             else if (rc)
-                kt_fail_context("tensor '%s'", part->name);
+                kt_fail_context("%s: tensor '%s'", src->path, part->name);
             if (rc) free(packed);
             else rc = cv_queue_push(q, writers[it->out[0].shard], packed, packed_len, 1);
             cv_source_advise(src, part, r0 * row_bytes, n * row_bytes, 0);

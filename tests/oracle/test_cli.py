@@ -105,6 +105,11 @@ def test_missing_input_has_one_wording(name, args):
 
 
 def test_not_a_directory_and_not_a_model(tmp_path):
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    for name, args in [("kintsugi-verify", [str(loop)]), ("kintsugi-run", [str(loop), "--prompt", "x"]),
+                       ("kintsugi-fixup", [str(loop)]), ("kintsugi-convert", [str(loop), str(tmp_path / "o")])]:
+        assert "a symlink loop" in one_line_error(call(name, *args), name), name
     f = tmp_path / "file"
     f.write_text("x")
     for name, args in [("kintsugi-fixup", [str(f)]), ("kintsugi-run", [str(f), "--prompt", "x"])]:

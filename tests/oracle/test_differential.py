@@ -108,12 +108,17 @@ def save_json(d, name, obj):
         json.dump(obj, f, indent=4)
 
 
-def edit_config(fn):
+def edit_json(name, fn):
+    """A mutation: FN edits the parsed file NAME in place."""
     def apply(d):
-        cfg = load_json(d, "config.json")
-        fn(cfg)
-        save_json(d, "config.json", cfg)
+        obj = load_json(d, name)
+        fn(obj)
+        save_json(d, name, obj)
     return apply
+
+
+def edit_config(fn):
+    return edit_json("config.json", fn)
 
 
 def set_key(key, value):
@@ -273,18 +278,10 @@ def tokenizer_mutations():
         return f
 
     def edit_tok(fn):
-        def f(d):
-            t = load_json(d, "tokenizer.json")
-            fn(t)
-            save_json(d, "tokenizer.json", t)
-        return f
+        return edit_json("tokenizer.json", fn)
 
     def edit_tc(fn):
-        def f(d):
-            t = load_json(d, "tokenizer_config.json")
-            fn(t)
-            save_json(d, "tokenizer_config.json", t)
-        return f
+        return edit_json("tokenizer_config.json", fn)
     return [
         ("tokenizer", "tokenizer.json deleted", remove("tokenizer.json")),
         ("tokenizer", "tokenizer.json empty", write("tokenizer.json", b"")),

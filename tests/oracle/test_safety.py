@@ -227,6 +227,7 @@ def test_run_values_and_context(tmp_path):
     assert out["stop_reason"] in ("context", "eos")
     if out["stop_reason"] == "context":
         assert "context limit of 40 tokens" in r.stderr
+        assert len(out["prompt_ids"]) + len(out["generated_ids"]) == 40
     # --prompt - reads stdin
     a = json.loads(run([RUN, mlx, "--prompt", "-", "--max-tokens", "2", "--json"], input="こんにちは").stdout)
     b = json.loads(run([RUN, mlx, "--prompt", "こんにちは", "--max-tokens", "2", "--json"]).stdout)
@@ -281,6 +282,10 @@ def test_hub_names_resolve_in_the_local_cache(tmp_path):
     run([CONVERT, "nvidia/Tiny-Nemotron", out, "--quiet"], env=env)
     assert "nvidia/Tiny-Nemotron" in open(os.path.join(out, "README.md")).read()
     run([VERIFY, out, "--original", "nvidia/Tiny-Nemotron", "--quiet"], env=env)
+    # run and fixup take the name too (the snapshot is an original: fixup refuses it as not a conversion)
+    r = run([RUN, "nvidia/Tiny-Nemotron", "--prompt", "x", "--max-tokens", "1", "--quiet"], env=env)
+    r = run([FIXUP, "nvidia/Tiny-Nemotron", "--check"], check=False, env=env)
+    assert r.returncode == 1 and "not an MLX conversion" in r.stderr and "snapshots" in r.stderr
     run([CONVERT, "nvidia/Tiny-Nemotron", str(tmp_path / "out2"), "--revision", commit, "--quiet"], env=env)
     # HF_HOME/hub is the cache when HF_HUB_CACHE is unset
     home = tmp_path / "home"

@@ -21,7 +21,6 @@
 #include "model.h"
 #include "model_dir.h"
 #include "output_dir.h"
-#include "output_path.h"
 #include "plan.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -499,18 +498,22 @@ static int check_source(const char *label, const cJSON *config, const kt_model_f
 
 static int convert(const options *o) {
     const char *inputs[] = {o->src};
+    cv_outdir od;
     /* DST first: nothing is read or printed for a run that cannot write */
-    if (kt_output_dir_ok(o->dst, inputs, 1, o->force)) return -1;
+    if (cv_outdir_check(&od, o->dst, inputs, 1, o->force)) {
+        cv_outdir_abort(&od);
+        return -1;
+    }
     cv_source src;
     if (cv_source_open(&src, o->src)) {
         cv_source_close(&src);
+        cv_outdir_abort(&od);
         return -1;
     }
     int rc = 0, missing;
     cJSON *config = NULL, *generation = NULL, *out_config = NULL;
     cv_plan plan = {0};
     cv_repairs repairs = {0};
-    cv_outdir od = {0};
     const kt_model_files m = src.m;
     config = load_json(&src, "config.json", &missing);
     if (!config) {
@@ -539,7 +542,7 @@ static int convert(const options *o) {
         for (int i = 0; i < repairs.n; i++)
             if (repairs.needed[i] || o->verbose)
                 fprintf(stderr, "%s: %s: %s\n", PROG, repairs.needed[i] ? "repair" : "note", repairs.text[i]);
-    if ((rc = cv_outdir_begin(&od, o->dst, inputs, 1, o->force))) goto done;
+    if ((rc = cv_outdir_begin(&od))) goto done;
     double t0 = kt_now();
     if ((rc = write_tensors(&src, &plan, &od, o))) goto done;
     if ((rc = write_index(&plan, &od))) goto done;

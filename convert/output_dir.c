@@ -54,16 +54,22 @@ static void clean_stale(const char *dst) {
     sb_free(&dir);
 }
 
-int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force) {
+int cv_outdir_check(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force) {
     memset(o, 0, sizeof *o);
     size_t n = strlen(dst);
     while (n > 1 && dst[n - 1] == '/') n--;
     strbuf sb = {0};
     sb_append(&sb, dst, n);
     o->dst = sb_take(&sb);
+    /* the leftovers first: a DST that a killed --force run had moved aside
+     * comes back here, and the check below must see it */
     clean_stale(o->dst);
-    if (kt_output_dir_ok(o->dst, inputs, n_inputs, force)) return -1;
+    return kt_output_dir_ok(o->dst, inputs, n_inputs, force);
+}
+
+int cv_outdir_begin(cv_outdir *o) {
     if (kt_make_parents(o->dst)) return -1;
+    strbuf sb = {0};
     sb_printf(&sb, "%s.kintsugi-tmp-%ld", o->dst, (long)getpid());
     o->tmp = sb_take(&sb);
     kt_remove_tree(o->tmp); /* a leftover of an earlier run with the same pid */

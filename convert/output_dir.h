@@ -14,10 +14,13 @@ typedef struct {
     char *dst, *tmp;
 } cv_outdir;
 
-/* Create the temporary directory (and DST's missing parents). Refuses what
- * lib/output_path.h refuses: DST among or around the INPUTS, an existing DST
- * without FORCE, and with FORCE anything but a model directory. */
-int cv_outdir_begin(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force);
+/* Before anything is read: clean the leftovers of killed runs for DST, then
+ * refuse what lib/output_path.h refuses (DST among or around the INPUTS, an
+ * existing DST without FORCE, and with FORCE anything but a model
+ * directory). O is set up either way (cv_outdir_abort frees it). */
+int cv_outdir_check(cv_outdir *o, const char *dst, const char *const *inputs, int n_inputs, int force);
+/* Create DST's missing parents and the temporary directory. */
+int cv_outdir_begin(cv_outdir *o);
 /* fsync and rename into place. */
 int cv_outdir_commit(cv_outdir *o);
 /* Remove the temporary directory and everything in it. */

@@ -43,8 +43,7 @@ int cv_source_open(cv_source *s, const char *path) {
     if (kt_is_dir(path)) return kt_model_open(&s->m, path);
     struct stat st;
     if (stat(path, &st) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
-    if (!S_ISREG(st.st_mode)) return kt_fail_io("%s: not a directory or an archive", path);
-    if (!cv_source_is_archive_name(path))
+    if (!S_ISREG(st.st_mode) || !cv_source_is_archive_name(path))
         return kt_fail_io("%s: not a directory or an archive (.tar, .tar.gz, .tar.zst, .zip)", path);
     return cv_archive_open(&s->archive, path, &s->m);
 }

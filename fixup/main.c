@@ -183,12 +183,8 @@ static void check_repaired_config(fx_session *s) {
         free(path);
     }
     kt_config c;
-    int quantized;
     int bad = !cfg || kt_config_read(&c, cfg);
-    if (!bad) {
-        bad = kt_config_check_quantization(cfg, &quantized) != 0;
-        kt_config_free(&c);
-    }
+    if (!bad) kt_config_free(&c);
     if (bad)
         fx_find(s, "config-values", "config.json", 0, "%s%s", kt_errmsg(),
                 op ? " (after the repairs above; no rule repairs this)" : " (no rule repairs this)");

@@ -124,7 +124,7 @@ int kt_arg_u64(const kt_args *a, unsigned long long *out) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || s[0] == '+' || s[0] == ' ')
+    if (errno || end == s || *end || s[0] == '-' || s[0] == '+' || isspace((unsigned char)s[0]))
         return bad_value(a, "a whole number >= 0");
     *out = v;
     return 0;

@@ -256,7 +256,7 @@ int kt_config_read(kt_config *c, const cJSON *cfg) {
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "nemotron_h"))
         return bad("model_type", type, "\"nemotron_h\"");
     if (read_pattern(c, cfg) || read_numbers(c, cfg) || read_flags(cfg) || read_floats(c, cfg) ||
-        (strchr(c->pattern, 'E') && read_moe(c, cfg))) {
+        (strchr(c->pattern, 'E') && read_moe(c, cfg)) || kt_config_check_quantization(cfg, &c->quantized)) {
         kt_config_free(c);
         return -1;
     }

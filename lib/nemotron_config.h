@@ -35,9 +35,11 @@ typedef struct {
     float routed_scale;
     float eps, dt_min, dt_max;                       /* layer_norm_epsilon, time_step_limit */
     char *pattern;                                   /* one of M * - E per layer */
+    int quantized;                                   /* a valid "quantization" entry is present */
 } kt_config;
 
-/* Read and validate CFG (the parsed config.json). 0, or -1 with kt_errmsg
+/* Read and validate CFG (the parsed config.json), its quantization entries
+ * included (kt_config_check_quantization). 0, or -1 with kt_errmsg
  * "config.json: KEY ...". C->pattern is malloc'd (kt_config_free). */
 int kt_config_read(kt_config *c, const cJSON *cfg);
 void kt_config_free(kt_config *c);

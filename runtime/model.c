@@ -40,6 +40,9 @@ static shape_str shape_text(const st_tensor *t) {
     return r;
 }
 
+/* The float dtypes the kernels read (bf16, f16, f32). */
+static int float_weight(kt_dtype t) { return t == KT_BF16 || t == KT_F16 || t == KT_F32; }
+
 /* Is T of exactly shape DIMS[0..N)? */
 static int has_shape(const st_tensor *t, int n, const uint64_t *dims) {
     if (t->ndim != n) return 0;
@@ -55,7 +58,7 @@ static int load_conv(const kt_model *m, kt_vec *v, const char *prefix, int chann
     const st_tensor *t = find(m, "%s.%s", prefix, "conv1d.weight");
     if (!t) return kt_fail("tensor %s.conv1d.weight is missing", prefix);
     const uint64_t mlx[3] = {(uint64_t)channels, (uint64_t)width, 1}, hf[3] = {(uint64_t)channels, 1, (uint64_t)width};
-    if (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32)
+    if (!float_weight(t->dtype))
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
     if (!has_shape(t, 3, mlx) && !has_shape(t, 3, hf))
         return kt_fail("tensor %s has shape %s, expected [%d, %d, 1]", t->name, shape_text(t).s, channels, width);
@@ -66,7 +69,7 @@ static int load_conv(const kt_model *m, kt_vec *v, const char *prefix, int chann
 static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char *name, int n) {
     const st_tensor *t = find(m, "%s.%s", prefix, name);
     if (!t) return kt_fail("tensor %s.%s is missing", prefix, name);
-    if (!kt_dtype_is_float(t->dtype) || (t->dtype != KT_BF16 && t->dtype != KT_F16 && t->dtype != KT_F32))
+    if (!float_weight(t->dtype))
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
     if (t->ndim != 1 || t->shape[0] != (uint64_t)n)
         return kt_fail("tensor %s has shape %s, expected [%d]", t->name, shape_text(t).s, n);
@@ -107,7 +110,7 @@ static int load_linear(const kt_model *m, const cJSON *cfg, kt_linear *l, const 
         return 0;
     }
     if (w->ndim != 2 || w->shape[0] != (uint64_t)out || w->shape[1] != (uint64_t)in ||
-        (w->dtype != KT_BF16 && w->dtype != KT_F16 && w->dtype != KT_F32))
+        !float_weight(w->dtype))
         return kt_fail("tensor %s.weight: expected a float [%d, %d]", path, out, in);
     l->dtype = w->dtype;
     return 0;
@@ -140,7 +143,7 @@ static int expert_slice(const kt_model *m, const cJSON *cfg, kt_linear *l, const
         l->biases = slice(b->data, (size_t)e * out * groups * es);
         return 0;
     }
-    if (w->shape[2] != (uint64_t)in || (w->dtype != KT_BF16 && w->dtype != KT_F16 && w->dtype != KT_F32))
+    if (w->shape[2] != (uint64_t)in || !float_weight(w->dtype))
         return kt_fail("tensor %s.weight: expected a float [%d, %d, %d]", path, n_exp, out, in);
     l->dtype = w->dtype;
     l->w = slice(w->data, (size_t)e * out * in * (kt_dtype_bits(w->dtype) / 8));
@@ -247,8 +250,7 @@ int kt_model_load(kt_model *m, const char *dir) {
     cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
     free(path);
     if (!cfg) return -1;
-    int quantized;
-    int rc = kt_config_read(&m->cfg, cfg) || kt_config_check_quantization(cfg, &quantized) ? -1 : 0;
+    int rc = kt_config_read(&m->cfg, cfg);
     if (rc == 0) rc = kt_model_open(&m->files, dir);
     if (rc == 0) rc = bind_weights(m, cfg);
     cJSON_Delete(cfg);
@@ -263,12 +265,7 @@ int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const ch
     kt_model m;
     memset(&m, 0, sizeof m);
     *unused = NULL;
-    int quantized;
     if (kt_config_read(&m.cfg, cfg)) return -1;
-    if (kt_config_check_quantization(cfg, &quantized)) {
-        kt_config_free(&m.cfg);
-        return -1;
-    }
     m.files = *files; /* borrowed: only names, shapes and dtypes are read */
     int rc = bind_weights(&m, cfg);
     for (size_t i = 0; rc == 0 && i < files->n_tensors && !*unused; i++) {

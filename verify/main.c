@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -248,21 +247,14 @@ static int check_report_paths(const options *o) {
 
 static int verify(options *o) {
     struct stat st;
-    if (stat(o->path, &st) != 0) {
-        fprintf(stderr, "%s: %s: %s\n", PROG, o->path, kt_errno_text(errno));
-        return KT_EXIT_USAGE;
-    }
-    if (S_ISDIR(st.st_mode) && kt_check_dir(o->path)) {
-        kt_print_error(PROG);
-        return KT_EXIT_USAGE;
-    }
-    if (!S_ISDIR(st.st_mode)) {
+    if (stat(o->path, &st) == 0 && !S_ISDIR(st.st_mode)) {
         if (o->v.original || o->v.generate || o->v.kld_text || o->junit || (o->json && strcmp(o->json, "-")))
             return kt_usage_error(PROG, "%s is a single file: only --json applies to it", o->path);
         return run_inventory(o);
     }
-    if (o->v.original && kt_check_dir(o->v.original)) {
-        kt_fail_context("--original");
+    int bad = kt_check_dir(o->path);
+    if (!bad && o->v.original && kt_check_dir(o->v.original)) bad = kt_fail_context("--original");
+    if (bad) {
         kt_print_error(PROG);
         return KT_EXIT_USAGE;
     }

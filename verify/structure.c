@@ -89,11 +89,11 @@ static int check_config(vr_report *r, const char *dir) {
         return -2;
     }
     kt_config c;
-    int quantized = 0, rc = 0;
-    if (kt_config_read(&c, cfg) || kt_config_check_quantization(cfg, &quantized)) {
+    int rc = 0;
+    if (kt_config_read(&c, cfg)) {
         vr_add(r, G, "config", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
         rc = -1;
-    } else if (!quantized) {
+    } else if (!c.quantized) {
         /* mlx-lm loads an original checkpoint too (its sanitize moves the
          * conv1d axis and drops mtp.*): it is checked as such */
         vr_add(r, G, "config", VR_PASS, NULL, NULL, "nemotron_h, %d layers (%s), unquantized: an original "

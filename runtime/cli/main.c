@@ -185,7 +185,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if ((rc = check_combinations(o)) >= 0) return rc;
     /* mlx-lm and transformers encode a chat-templated prompt without special
      * tokens (the template decides), a raw prompt with them */
-    if (o->bos < 0) o->bos = o->raw || o->tokenize ? (o->tokenize ? 0 : 1) : 0;
+    if (o->bos < 0) o->bos = o->raw; /* --raw never goes with --tokenize */
     return -1;
 }
 

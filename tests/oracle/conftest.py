@@ -20,6 +20,17 @@ def run(args, check=True, **kw):
     return r
 
 
+def one_line_error(r, name, code=2):
+    """R failed with CODE and said one line, "NAME: ...", with no sanitizer
+    report; returns the line."""
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"{name}: ") and not lines[0].startswith(f"{name}: {name}:"), lines[0]
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr
+    return lines[0]
+
+
 def generate(out_dir, *options):
     run([tool("kintsugi-testdata"), "--force", *options, str(out_dir)])
     return str(out_dir)

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, generate, run, tool
+from conftest import ROOT, generate, one_line_error, run, tool
 
 DOC = os.path.join(ROOT, "docs", "CLI.md")
 
@@ -32,14 +32,6 @@ VALUES = {"--revision": "main", "--threads": "1"}
 
 def call(name, *args, **kw):
     return subprocess.run([tool(name), *args], capture_output=True, text=True, timeout=120, **kw)
-
-
-def one_line_error(r, name, code=2):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith(f"{name}: ") and not lines[0].startswith(f"{name}: {name}:"), lines[0]
-    return lines[0]
 
 
 def test_every_tool_is_in_the_table():

@@ -172,6 +172,17 @@ def poison(value_bytes):
 BF16_NAN, BF16_INF, BF16_ZERO = b"\xc0\x7f", b"\x80\x7f", b"\x00\x00"
 
 
+def add_extra_tensor(d):
+    """A tensor no layer uses, in the first shard and the index."""
+    s = os.path.join(d, shards(d)[0])
+    tensors, meta = stfile.read(s)
+    tensors["backbone.layers.0.mixer.extra.weight"] = ["BF16", [2, 2], b"\x00" * 8]
+    stfile.write(s, {k: tuple(v) for k, v in tensors.items()}, meta)
+    idx = load_json(d, "model.safetensors.index.json")
+    idx["weight_map"]["backbone.layers.0.mixer.extra.weight"] = shards(d)[0]
+    save_json(d, "model.safetensors.index.json", idx)
+
+
 # ---- the mutations: (class, description, function of the directory) ----
 
 def config_mutations(base_cfg, moe):
@@ -344,15 +355,7 @@ def tensor_mutations(d, moe):
                 ("tensor values", f"{label}: an infinity", edit_tensor(n, poison(BF16_INF)))]
     out.append(("tensor values", "lm_head scales: a zero", edit_tensor("lm_head.scales", poison(BF16_ZERO))))
 
-    def add_extra(d):
-        s = os.path.join(d, shards(d)[0])
-        tensors, meta = stfile.read(s)
-        tensors["backbone.layers.0.mixer.extra.weight"] = ["BF16", [2, 2], b"\x00" * 8]
-        stfile.write(s, {k: tuple(v) for k, v in tensors.items()}, meta)
-        idx = load_json(d, "model.safetensors.index.json")
-        idx["weight_map"]["backbone.layers.0.mixer.extra.weight"] = shards(d)[0]
-        save_json(d, "model.safetensors.index.json", idx)
-    out.append(("missing and extra tensors", "an extra tensor", add_extra))
+    out.append(("missing and extra tensors", "an extra tensor", add_extra_tensor))
 
     def rm_shard(i):
         return lambda d: os.remove(os.path.join(d, shards(d)[i]))
@@ -526,20 +529,10 @@ def source_mutations(src):
             ("model_type llama", set_key("model_type", "llama")),
             ("layer_norm_epsilon -1", set_key("layer_norm_epsilon", -1)),
             ("time_step_limit a string", set_key("time_step_limit", "inf")),
-            ("an extra tensor", lambda d: extra_source_tensor(d)),
+            ("an extra tensor", add_extra_tensor),
             ("embedding shape", edit_tensor("backbone.embeddings.weight", lambda e: e.__setitem__(1, [e[1][0] - 1, e[1][1]])
                                             or e.__setitem__(2, e[2][: (e[1][0]) * e[1][1] * 2])))]
     return out
-
-
-def extra_source_tensor(d):
-    s = os.path.join(d, shards(d)[0])
-    tensors, meta = stfile.read(s)
-    tensors["backbone.layers.0.mixer.extra.weight"] = ["BF16", [2, 2], b"\x00" * 8]
-    stfile.write(s, {k: tuple(v) for k, v in tensors.items()}, meta)
-    idx = load_json(d, "model.safetensors.index.json")
-    idx["weight_map"]["backbone.layers.0.mixer.extra.weight"] = shards(d)[0]
-    save_json(d, "model.safetensors.index.json", idx)
 
 
 def test_convert_refuses_what_would_not_load(bases, judge, tmp_path):

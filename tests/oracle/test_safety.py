@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import generate, run, tool
+from conftest import generate, one_line_error, run, tool
 
 CONVERT, FIXUP, VERIFY, RUN, QUANT = (tool("kintsugi-convert"), tool("kintsugi-fixup"), tool("kintsugi-verify"),
                                       tool("kintsugi-run"), tool("kintsugi-quantize"))
@@ -28,14 +28,6 @@ def tree_digest(path):
     return h.hexdigest()
 
 
-def one_line(r, name, code):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(name + ": "), r.stderr
-    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr
-    return lines[0]
-
-
 @pytest.fixture
 def ckpt(tmp_path):
     return generate(tmp_path / "models" / "ckpt")
@@ -50,21 +42,21 @@ def test_convert_never_replaces_or_deletes_its_source(ckpt, tmp_path):
     for dst in (ckpt, models, os.path.join(ckpt, "out"), os.path.join(ckpt, "sub", ".."), link,
                 str(tmp_path), os.path.join(models, "..", "models", "ckpt")):
         r = run([CONVERT, ckpt, dst, "--force"], check=False)
-        line = one_line(r, "kintsugi-convert", 2)
+        line = one_line_error(r, "kintsugi-convert", 2)
         assert "input" in line, line
         assert tree_digest(models) == before, dst
     # --force replaces only a model directory
     other = tmp_path / "other"
     other.mkdir()
     (other / "thesis.tex").write_text("years of work")
-    line = one_line(run([CONVERT, ckpt, str(other), "--force"], check=False), "kintsugi-convert", 2)
+    line = one_line_error(run([CONVERT, ckpt, str(other), "--force"], check=False), "kintsugi-convert", 2)
     assert "not a model directory" in line and (other / "thesis.tex").exists()
     # DST's parents are created; DST is checked before anything is printed
     deep = str(tmp_path / "a" / "b" / "c")
     r = run([CONVERT, ckpt, deep])
     assert os.path.isfile(os.path.join(deep, "config.json"))
     r = run([CONVERT, ckpt, deep], check=False)
-    assert r.stdout == "" and "exists (use --force" in one_line(r, "kintsugi-convert", 2)
+    assert r.stdout == "" and "exists (use --force" in one_line_error(r, "kintsugi-convert", 2)
     run([CONVERT, ckpt, deep, "--force", "--quiet"])  # a model directory: replaced
 
 
@@ -74,13 +66,13 @@ def test_quantize_and_testdata_follow_the_same_rule(ckpt, tmp_path):
     os.symlink(shard, link)
     digest = hashlib.sha256(open(shard, "rb").read()).hexdigest()
     for out in (shard, link):
-        one_line(run([QUANT, shard, out, "--force"], check=False), "kintsugi-quantize", 2)
+        one_line_error(run([QUANT, shard, out, "--force"], check=False), "kintsugi-quantize", 2)
     notes = tmp_path / "notes.txt"
     notes.write_text("x")
-    assert "not a .safetensors file" in one_line(run([QUANT, shard, str(notes), "--force"], check=False),
+    assert "not a .safetensors file" in one_line_error(run([QUANT, shard, str(notes), "--force"], check=False),
                                                  "kintsugi-quantize", 2)
     assert hashlib.sha256(open(shard, "rb").read()).hexdigest() == digest and notes.read_text() == "x"
-    one_line(run([tool("kintsugi-testdata"), "--force", str(tmp_path)], check=False), "kintsugi-testdata", 2)
+    one_line_error(run([tool("kintsugi-testdata"), "--force", str(tmp_path)], check=False), "kintsugi-testdata", 2)
     assert notes.exists()
 
 
@@ -99,10 +91,10 @@ def test_config_values_are_one_line_everywhere(tmp_path, key, value):
         json.dump(cfg, open(p, "w"))
     # convert refuses the source before writing anything
     out = str(tmp_path / "out")
-    line = one_line(run([CONVERT, src, out], check=False), "kintsugi-convert", 1)
+    line = one_line_error(run([CONVERT, src, out], check=False), "kintsugi-convert", 1)
     assert key in line and not os.path.exists(out)
     # run, verify (with --generate and --kld) and fixup name the key, never abort
-    line = one_line(run([RUN, mlx, "--prompt", "x", "--max-tokens", "2"], check=False), "kintsugi-run", 1)
+    line = one_line_error(run([RUN, mlx, "--prompt", "x", "--max-tokens", "2"], check=False), "kintsugi-run", 1)
     assert key in line
     text = tmp_path / "t.txt"
     text.write_text("hello world " * 20)
@@ -122,7 +114,7 @@ def test_fixup_never_rebuilds_an_index_around_a_missing_shard(tmp_path):
     os.remove(os.path.join(mlx, shards[1]))
     index = open(os.path.join(mlx, "model.safetensors.index.json")).read()
     for args in ([], ["--check"], ["--dry-run"]):
-        line = one_line(run([FIXUP, mlx, *args], check=False), "kintsugi-fixup", 1)
+        line = one_line_error(run([FIXUP, mlx, *args], check=False), "kintsugi-fixup", 1)
         assert shards[1] in line and "missing" in line
     assert open(os.path.join(mlx, "model.safetensors.index.json")).read() == index
     assert not [f for f in os.listdir(mlx) if f.endswith(".orig")]
@@ -214,12 +206,12 @@ def test_run_values_and_context(tmp_path):
                        (["--max-tokens", "-1"], "'-1' is not a count >= 0"),
                        (["--chat"], "--prompt and --chat do not go together"),
                        (["--window", "8"], "--window and --prompt"), (["--raw", "--system", "s"], "--raw and --system")]:
-        line = one_line(run([RUN, mlx, "--prompt", "hello", *args], check=False), "kintsugi-run", 2)
+        line = one_line_error(run([RUN, mlx, "--prompt", "hello", *args], check=False), "kintsugi-run", 2)
         assert text in line, (args, line)
-    assert "--tokenize and --json" in one_line(run([RUN, mlx, "--tokenize", "--json"], check=False, input=""),
+    assert "--tokenize and --json" in one_line_error(run([RUN, mlx, "--tokenize", "--json"], check=False, input=""),
                                                "kintsugi-run", 2)
     # a prompt longer than the context: refused before any work
-    line = one_line(run([RUN, mlx, "--prompt", "hello " * 50, "--context", "20"], check=False), "kintsugi-run", 1)
+    line = one_line_error(run([RUN, mlx, "--prompt", "hello " * 50, "--context", "20"], check=False), "kintsugi-run", 1)
     assert "--context 20" in line and "tokens" in line
     # reaching the context while generating is said, on stderr and in --json
     r = run([RUN, mlx, "--prompt", "hi /no_think", "--context", "40", "--max-tokens", "100", "--json"])
@@ -246,7 +238,7 @@ def test_run_warns_about_a_foreign_template(tmp_path):
     json.dump(tc, open(p, "w"))
     r = run([RUN, mlx, "--prompt", "x", "--max-tokens", "1", "--quiet"])
     assert r.stderr.count("warning:") == 1 and "built-in Nemotron-H format" in r.stderr
-    line = one_line(run([RUN, mlx, "--prompt", "x", "--strict-template"], check=False), "kintsugi-run", 1)
+    line = one_line_error(run([RUN, mlx, "--prompt", "x", "--strict-template"], check=False), "kintsugi-run", 1)
     assert "not a known Nemotron-H template" in line
     assert run([RUN, mlx, "--raw", "--prompt", "x", "--max-tokens", "1", "--quiet"]).stderr == ""
 
@@ -259,7 +251,7 @@ def test_archive_with_two_models_is_refused(tmp_path):
         t.add(a, arcname="first")
         t.add(b, arcname="second")
     out = str(tmp_path / "out")
-    line = one_line(run([CONVERT, arc, out], check=False), "kintsugi-convert", 1)
+    line = one_line_error(run([CONVERT, arc, out], check=False), "kintsugi-convert", 1)
     assert "2 model directories" in line and "first/" in line and "second/" in line and not os.path.exists(out)
 
 
@@ -294,10 +286,10 @@ def test_hub_names_resolve_in_the_local_cache(tmp_path):
     env2 = {k: v for k, v in os.environ.items() if k != "HF_HUB_CACHE"}
     env2["HF_HOME"] = str(home)
     run([VERIFY, "nvidia/Tiny-Nemotron", "--quiet"], env=env2)
-    line = one_line(run([CONVERT, "nvidia/Missing", str(tmp_path / "o3")], check=False, env=env),
+    line = one_line_error(run([CONVERT, "nvidia/Missing", str(tmp_path / "o3")], check=False, env=env),
                     "kintsugi-convert", 1)
     assert "not in the local Hugging Face cache" in line and str(cache) in line
-    line = one_line(run([CONVERT, "nvidia/Tiny-Nemotron", str(tmp_path / "o4"), "--revision", "v9"], check=False,
+    line = one_line_error(run([CONVERT, "nvidia/Tiny-Nemotron", str(tmp_path / "o4"), "--revision", "v9"], check=False,
                         env=env), "kintsugi-convert", 1)
     assert "revision v9" in line
 

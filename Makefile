@@ -6,6 +6,7 @@
 #   make bench      benchmarks (long; never part of check)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 600) each
 #   make differential  the gate against mlx-lm on 2,000 more broken directories
+#   make trained-model retrain the embedded model in testdata/trained (about 30 min)
 #   make install PREFIX=/usr/local
 #   make SAN=1      the ASan+UBSan build, into build/asan/bin
 #
@@ -40,7 +41,7 @@ TOOL_BINS := $(TOOLS:%=$(BINDIR)/%)
 UNIT_BIN := $(OUT)/tests/unit-tests
 TESTTOOL := $(OUT)/tests/testtool
 
-.PHONY: all check demo bench fuzz differential install clean help tests-build
+.PHONY: all check demo bench fuzz differential install clean help tests-build trained-model
 all: $(TOOL_BINS)
 
 build/config.mk: scripts/bootstrap.sh scripts/configure.sh
@@ -89,6 +90,8 @@ $(OUT)/bench/quant-bench: $(OUT)/bench/quant_bench.o $(LIB_A)
 	$(LINK)
 $(OUT)/bench/matvec-bench: $(OUT)/bench/matvec_bench.o $(LIB_A)
 	$(LINK)
+$(OUT)/bench/ppl-bench: $(OUT)/bench/ppl_bench.o $(LIB_A)
+	$(LINK)
 
 tests-build: $(TOOL_BINS) $(UNIT_BIN) $(TESTTOOL)
 
@@ -110,6 +113,9 @@ differential: tests-build
 	@sh scripts/bootstrap.sh --tests
 	@cd tests/oracle && KT_MUTATION_PAIRS=$${KT_MUTATION_PAIRS:-2000} KT_MUTATION_SEED=$${KT_MUTATION_SEED:-1} \
 	    ../../.venv/bin/python -m pytest -q -s -p no:cacheprovider test_differential.py
+
+trained-model: all
+	@sh scripts/train-model.sh
 
 bench: all
 	@sh bench/run.sh

@@ -188,7 +188,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
  * prompt, not once per token); only the recurrences (conv, SSM, attention
  * over the cache) go token by token. Same results as N calls of kt_forward
  * up to the order of float additions. */
-int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
+static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits, int every) {
     const kt_config *c = &m->cfg;
     const kt_backend *be = m->backend;
     const int H = c->hidden;
@@ -231,11 +231,44 @@ int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int 
         }
         for (size_t j = 0; j < (size_t)n * H; j++) x[j] += o[j];
     }
-    be->rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
-    be->matvec(&m->lm_head, h, logits);
+    if (every) { /* the final norm and lm_head of every position, as one matrix product */
+        for (int t = 0; t < n; t++) be->rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &m->norm_f, H, c->eps);
+        be->matmul(&m->lm_head, h, n, logits);
+    } else {
+        be->rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
+        be->matvec(&m->lm_head, h, logits);
+    }
     s->pos += n;
     free(x);
     free(h);
     free(o);
+    return 0;
+}
+
+int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
+    return forward_tokens(m, s, tokens, n, logits, 0);
+}
+
+int kt_forward_every(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
+    return forward_tokens(m, s, tokens, n, logits, 1);
+}
+
+/* The recurrent state is small (conv window, SSM state); the KV cache is
+ * copied only up to POS, the part that holds anything. */
+int kt_state_copy(kt_state *dst, const kt_state *src, const kt_model *m) {
+    const kt_config *c = &m->cfg;
+    if (dst->max_pos < src->pos) return kt_fail("state copy: %d positions do not fit in %d", src->pos, dst->max_pos);
+    const int I = c->m_heads * c->m_head_dim, conv_dim = I + 2 * c->n_groups * c->state;
+    const size_t kv = (size_t)src->pos * c->kv_heads * c->head_dim;
+    for (int i = 0; i < c->n_layers; i++) {
+        if (m->layers[i].kind == 'M') {
+            memcpy(dst->conv[i], src->conv[i], (size_t)(c->conv - 1) * conv_dim * sizeof(float));
+            memcpy(dst->ssm[i], src->ssm[i], (size_t)c->m_heads * c->m_head_dim * c->state * sizeof(float));
+        } else if (m->layers[i].kind == '*') {
+            memcpy(dst->k[i], src->k[i], kv * sizeof(float));
+            memcpy(dst->v[i], src->v[i], kv * sizeof(float));
+        }
+    }
+    dst->pos = src->pos;
     return 0;
 }

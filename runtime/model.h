@@ -82,6 +82,13 @@ void kt_state_free(kt_state *s, const kt_model *m);
 int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits);
 /* Feed N tokens at once (prefill); LOGITS receives those of the last one. */
 int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits);
+/* The same pass, LOGITS receiving those of every one of the N positions
+ * (N x vocab floats): what perplexity, KL divergence and multiple-choice
+ * scoring read. */
+int kt_forward_every(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits);
+/* DST (initialised for the same model, max_pos >= SRC's pos) becomes SRC:
+ * a context evaluated once and continued several ways. */
+int kt_state_copy(kt_state *dst, const kt_state *src, const kt_model *m);
 
 /* Element I of a vector parameter as float. */
 float kt_vec_at(const kt_vec *v, int i);

@@ -42,53 +42,84 @@ static long count_words(const char *s, size_t n) {
     return pieces;
 }
 
+/* Positions evaluated per batched pass: their logits (CHUNK x vocab floats)
+ * are all that is held at once, so a long window needs no more memory than a
+ * short one; the state carries over from chunk to chunk. */
+enum { CHUNK = 64 };
+
+/* One window: IN[0..n) are fed, position t predicts NEXT[t]. */
+static int score_window(const kt_model *m, const kt_model *ref, const int32_t *in, const int32_t *next, long n,
+                        kt_ppl_result *r, long *agree) {
+    const int V = m->cfg.vocab;
+    kt_state st, rs;
+    kt_state_init(&st, m, (int)n);
+    if (ref) kt_state_init(&rs, ref, (int)n);
+    float *lg = kt_xmalloc((size_t)CHUNK * V * sizeof *lg), *rg = ref ? kt_xmalloc((size_t)CHUNK * V * sizeof *rg) : NULL;
+    double *lp = kt_xmalloc((size_t)V * sizeof *lp), *rp = kt_xmalloc((size_t)V * sizeof *rp);
+    int rc = 0;
+    for (long c0 = 0; c0 < n && rc == 0; c0 += CHUNK) {
+        int cn = (int)(n - c0 < CHUNK ? n - c0 : CHUNK);
+        rc = kt_forward_every(m, &st, in + c0, cn, lg);
+        if (rc == 0 && ref) rc = kt_forward_every(ref, &rs, in + c0, cn, rg);
+        for (int t = 0; t < cn && rc == 0; t++) {
+            int32_t y = next[c0 + t];
+            int top = log_softmax(lg + (size_t)t * V, V, lp);
+            r->nll -= lp[y];
+            if (r->logprob) r->logprob[r->tokens] = lp[y];
+            r->tokens++;
+            if (ref) {
+                int rtop = log_softmax(rg + (size_t)t * V, V, rp);
+                double kl = 0;
+                for (int i = 0; i < V; i++) kl += exp(rp[i]) * (rp[i] - lp[i]);
+                r->kld_mean += kl;
+                if (kl > r->kld_max) r->kld_max = kl;
+                r->ref_nll -= rp[y];
+                *agree += top == rtop;
+            }
+        }
+    }
+    kt_state_free(&st, m);
+    if (ref) kt_state_free(&rs, ref);
+    free(lg), free(rg), free(lp), free(rp);
+    return rc;
+}
+
 int kt_perplexity(const kt_model *m, const kt_model *ref, const kt_tokenizer *tok, const char *text, size_t len,
-                  int window, kt_ppl_result *r) {
+                  int window, int keep_logprobs, kt_ppl_result *r) {
     memset(r, 0, sizeof *r);
     if (ref && ref->cfg.vocab != m->cfg.vocab) return kt_fail("the reference has another vocabulary size");
     int32_t *ids;
     long n = kt_tokenizer_encode(tok, text, len, 0, &ids);
     if (n < 0) return -1;
-    if (n == 0) {
+    const int32_t bos = kt_tokenizer_bos(tok);
+    if (n == 0 || (bos < 0 && n < 2)) {
         free(ids);
-        return kt_fail("the text has no tokens");
+        return kt_fail("the text has no tokens to predict");
     }
-    const int V = m->cfg.vocab;
-    float *lg = kt_xmalloc((size_t)V * sizeof *lg), *rg = kt_xmalloc((size_t)V * sizeof *rg);
-    double *lp = kt_xmalloc((size_t)V * sizeof *lp), *rp = kt_xmalloc((size_t)V * sizeof *rp);
+    if (keep_logprobs) r->logprob = kt_xmalloc((size_t)n * sizeof *r->logprob);
+    int32_t *in = kt_xmalloc((size_t)window * sizeof *in);
     long agree = 0;
     int rc = 0;
     for (long w0 = 0; w0 < n && rc == 0; w0 += window) {
         long wn = n - w0 < window ? n - w0 : window;
-        kt_state st, rs;
-        kt_state_init(&st, m, (int)wn + 1);
-        if (ref) kt_state_init(&rs, ref, (int)wn + 1);
-        int32_t prev = kt_tokenizer_bos(tok) >= 0 ? kt_tokenizer_bos(tok) : ids[w0];
-        for (long t = (kt_tokenizer_bos(tok) >= 0 ? 0 : 1); t < wn && rc == 0; t++) {
-            rc = kt_forward(m, &st, prev, lg);
-            if (rc == 0 && ref) rc = kt_forward(ref, &rs, prev, rg);
-            if (rc) break;
-            int32_t next = ids[w0 + t];
-            int top = log_softmax(lg, V, lp);
-            r->nll -= lp[next];
-            r->tokens++;
-            if (ref) {
-                int rtop = log_softmax(rg, V, rp);
-                double kl = 0;
-                for (int i = 0; i < V; i++) kl += exp(rp[i]) * (rp[i] - lp[i]);
-                r->kld_mean += kl;
-                if (kl > r->kld_max) r->kld_max = kl;
-                r->ref_nll -= rp[next];
-                agree += top == rtop;
-            }
-            prev = next;
+        /* with <s>: fed <s> t0 .. t(n-2), predicting t0 .. t(n-1); without, the
+         * window's first token is context only */
+        long fed = bos >= 0 ? wn : wn - 1;
+        if (fed <= 0) break;
+        if (bos >= 0) {
+            in[0] = bos;
+            memcpy(in + 1, ids + w0, (size_t)(wn - 1) * sizeof *in);
+        } else {
+            memcpy(in, ids + w0, (size_t)fed * sizeof *in);
         }
-        kt_state_free(&st, m);
-        if (ref) kt_state_free(&rs, ref);
+        rc = score_window(m, ref, in, ids + w0 + (bos >= 0 ? 0 : 1), fed, r, &agree);
         r->windows++;
     }
-    free(lg), free(rg), free(lp), free(rp), free(ids);
-    if (rc) return -1;
+    free(in), free(ids);
+    if (rc) {
+        kt_ppl_free(r);
+        return -1;
+    }
     r->words = count_words(text, len);
     r->token_ppl = exp(r->nll / (double)r->tokens);
     r->word_ppl = exp(r->nll / (double)r->words);
@@ -99,6 +130,11 @@ int kt_perplexity(const kt_model *m, const kt_model *ref, const kt_tokenizer *to
         r->top1_agreement = (double)agree / (double)r->tokens;
     }
     return 0;
+}
+
+void kt_ppl_free(kt_ppl_result *r) {
+    free(r->logprob);
+    r->logprob = NULL;
 }
 
 cJSON *kt_ppl_to_json(const kt_ppl_result *r, int with_ref) {
@@ -115,6 +151,10 @@ cJSON *kt_ppl_to_json(const kt_ppl_result *r, int with_ref) {
         cJSON_AddItemToObject(o, "kld_mean", kt_json_new_float(r->kld_mean));
         cJSON_AddItemToObject(o, "kld_max", kt_json_new_float(r->kld_max));
         cJSON_AddItemToObject(o, "top1_agreement", kt_json_new_float(r->top1_agreement));
+    }
+    if (r->logprob) {
+        cJSON *a = cJSON_AddArrayToObject(o, "token_logprobs");
+        for (long i = 0; i < r->tokens; i++) cJSON_AddItemToArray(a, kt_json_new_float(r->logprob[i]));
     }
     return o;
 }

@@ -3,7 +3,9 @@
  *
  * The text is tokenized once and cut into windows of WINDOW tokens; each
  * window is evaluated from a fresh state with <s> in front, and every token of
- * the window is predicted from the ones before it. Token perplexity is
+ * the window is predicted from the ones before it. A window goes through the
+ * model as batched passes that return every position's logits (the prompt
+ * path, kt_forward_every), not one token at a time. Token perplexity is
  * exp(mean negative log-likelihood); word perplexity is exp(total NLL /
  * words), words counted as lm-evaluation-harness counts them (the pieces of
  * re.split(r"\s+", text)). Against a reference model, the mean KL divergence
@@ -23,14 +25,17 @@ typedef struct {
     /* against a reference (zero when none) */
     double ref_nll, ref_token_ppl, ppl_ratio;
     double kld_mean, kld_max, top1_agreement;
+    double *logprob;            /* per scored token, when asked for (else NULL) */
 } kt_ppl_result;
 
 /* The figures as a JSON object (kintsugi-run --json, kintsugi-verify);
  * WITH_REF adds the comparison with the reference. */
 cJSON *kt_ppl_to_json(const kt_ppl_result *r, int with_ref);
 
-/* REF may be NULL. Returns -1 with kt_errmsg(). */
+/* REF may be NULL; KEEP_LOGPROBS fills r->logprob (free with kt_ppl_free).
+ * Returns -1 with kt_errmsg(). */
 int kt_perplexity(const kt_model *m, const kt_model *ref, const kt_tokenizer *tok, const char *text, size_t len,
-                  int window, kt_ppl_result *r);
+                  int window, int keep_logprobs, kt_ppl_result *r);
+void kt_ppl_free(kt_ppl_result *r);
 
 #endif

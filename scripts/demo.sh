@@ -1,20 +1,27 @@
 #!/bin/sh
-# The main job on the embedded default: generate the tiny synthetic Nemotron-H
-# checkpoint, convert it to a 4-bit MLX model, verify both, and generate with
-# it. (The tiny model's weights are random: the text is noise, but every step
-# of the real job runs.)
+# The main job on the embedded default, the small trained Nemotron-H in
+# testdata/trained/model (M, -, * layers; it learned a chat format and a few
+# hundred facts in Japanese and English, docs/TRAINED-MODEL.md): check the
+# original, convert it to a 4-bit MLX model, verify the conversion against
+# the original (tensors, generation, KL divergence on held-out prose,
+# multiple-choice accuracy), then ask it a question it was not trained on,
+# without and with reasoning.
 set -eu
 cd "$(dirname "$0")/.."
 out=${KT_DEMO_DIR:-demo-out}
+model=testdata/trained/model
+data=testdata/trained/data
 mkdir -p "$out"
-echo "== kintsugi-testdata: tiny Nemotron-H checkpoint (M, -, * layers) -> $out/hf-tiny"
-bin/kintsugi-testdata --force "$out/hf-tiny"
-echo "== kintsugi-verify $out/hf-tiny"
-bin/kintsugi-verify --quiet "$out/hf-tiny"
-echo "== kintsugi-convert $out/hf-tiny $out/mlx-tiny-4bit"
-bin/kintsugi-convert --force "$out/hf-tiny" "$out/mlx-tiny-4bit"
-echo "== kintsugi-verify $out/mlx-tiny-4bit --original $out/hf-tiny --generate"
-bin/kintsugi-verify "$out/mlx-tiny-4bit" --original "$out/hf-tiny" --generate --max-tokens 8
-echo "== kintsugi-run $out/mlx-tiny-4bit --prompt 'こんにちは /no_think'"
-bin/kintsugi-run "$out/mlx-tiny-4bit" --prompt "こんにちは /no_think" --max-tokens 24
+echo "== kintsugi-verify $model (the original, bf16)"
+bin/kintsugi-verify --quiet "$model"
+echo "== kintsugi-convert $model $out/mlx-trained-4bit"
+bin/kintsugi-convert --force "$model" "$out/mlx-trained-4bit"
+echo "== kintsugi-verify $out/mlx-trained-4bit --original $model --generate --kld --choices"
+bin/kintsugi-verify "$out/mlx-trained-4bit" --original "$model" --generate --max-tokens 64 \
+    --kld "$data/prose-heldout.txt" --choices "$data/choices.jsonl"
+question="フランスの首都はどこですか？"  # held out: the model saw the fact, never these words
+echo "== kintsugi-run $out/mlx-trained-4bit --prompt '$question /no_think'"
+bin/kintsugi-run "$out/mlx-trained-4bit" --prompt "$question /no_think" --max-tokens 48
+echo "== kintsugi-run $out/mlx-trained-4bit --prompt '$question /think'"
+bin/kintsugi-run "$out/mlx-trained-4bit" --prompt "$question /think" --max-tokens 48
 echo "demo: ok"

@@ -5,6 +5,8 @@
  */
 #include "cli.h"
 #include "error.h"
+#include "file.h"
+#include "json.h"
 #include "output_path.h"
 #include "model_dir.h"
 #include "strbuf.h"
@@ -37,6 +39,8 @@ static void usage(FILE *out) {
         "  --dtype-key              write transformers-5 \"dtype\" instead of \"torch_dtype\"\n"
         "  --vocab N                vocabulary size (default 2048 for tiny)\n"
         "  --seed N                 seed of the weights (default 0)\n"
+        "  --corpus FILE            train the tokenizer's BPE merges on FILE (UTF-8 text)\n"
+        "                           instead of the embedded corpus\n"
         "  --force                  replace OUT_DIR if it is a model directory\n"
         "  -q, --quiet              print nothing but errors (the default: it prints nothing)\n"
         "  -h, --help               this text\n"
@@ -65,18 +69,34 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
-enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_FORCE, O_QUIET };
+enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_CORPUS, O_FORCE, O_QUIET };
 static const kt_opt OPTIONS[] = {
     {"--shape", 0, 1, O_SHAPE}, {"--pattern", 0, 1, O_PATTERN}, {"--moe", 0, 0, O_MOE},
     {"--ssm-dtype", 0, 1, O_SSM_DTYPE}, {"--mtp", 0, 0, O_MTP}, {"--shards", 0, 1, O_SHARDS},
     {"--dtype-key", 0, 0, O_DTYPE_KEY}, {"--vocab", 0, 1, O_VOCAB}, {"--seed", 0, 1, O_SEED},
-    {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
+    {"--corpus", 0, 1, O_CORPUS},     {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
+
+/* The tokenizer's training text: UTF-8 without NUL bytes (the pre-tokenizer
+ * regex runs on it as a C string). */
+static char *read_corpus(const char *path) {
+    size_t n;
+    char *text = NULL;
+    int rc = kt_read_file(path, &text, &n);
+    if (rc == 0) kt_fail("%s: no such file", path);
+    if (rc != 1) return NULL;
+    if (n == 0 || memchr(text, 0, n) || kt_utf8_check((const unsigned char *)text, n) != n) {
+        free(text);
+        kt_fail("%s: not a UTF-8 text (empty, a NUL byte or an invalid sequence)", path);
+        return NULL;
+    }
+    return text;
+}
 
 int main(int argc, char **argv) {
     static const char *const shapes[] = {"tiny", "nano-9b-v2", NULL}, *const ssm[] = {"f32", "bf16", NULL};
     gen_options o;
     preset_tiny(&o);
-    const char *out = NULL, *pattern = NULL;
+    const char *out = NULL, *pattern = NULL, *corpus_path = NULL;
     int moe = 0, force = 0, vocab = 0, k, id, rc = 0, quiet = 0;
     unsigned long long seed;
     kt_args a;
@@ -104,6 +124,7 @@ int main(int argc, char **argv) {
         case O_SEED:
             if (!(rc = kt_arg_u64(&a, &seed))) o.seed = seed;
             break;
+        case O_CORPUS: corpus_path = a.value; break;
         case O_FORCE: force = 1; break;
         case O_QUIET: quiet = 1; break;
         case KT_ARG_POSITIONAL:
@@ -124,6 +145,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     if (strchr(o.pattern, 'E') && !o.experts) o.experts = 4;
+    char *corpus = NULL;
+    if (corpus_path && !(corpus = read_corpus(corpus_path))) {
+        kt_print_error(PROG);
+        return 1;
+    }
+    o.corpus = corpus;
     if (kt_output_dir_ok(out, NULL, 0, force) || kt_make_parents(out)) {
         kt_print_error(PROG);
         return 2;
@@ -148,8 +175,10 @@ int main(int argc, char **argv) {
         kt_print_error(PROG);
         kt_remove_tree(tmpdir);
         free(tmpdir);
+        free(corpus);
         return 1;
     }
     free(tmpdir);
+    free(corpus);
     return 0;
 }

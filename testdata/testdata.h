@@ -25,6 +25,7 @@ typedef struct {
     int shards;                /* number of safetensors files (1: model.safetensors) */
     int dtype_key;             /* write transformers-5 "dtype" instead of "torch_dtype" */
     uint64_t seed;
+    const char *corpus;        /* the BPE's training text (NULL: the embedded kt_corpus) */
 } gen_options;
 
 /* Write config.json (transformers' layout: indent 2, sorted keys). */

@@ -64,14 +64,13 @@ typedef struct {
 } bpe_word;
 
 /* Split the corpus into pieces and count each distinct piece. */
-static int collect_words(bpe_word **out, int *n_out) {
+static int collect_words(const char *text, bpe_word **out, int *n_out) {
     int err;
     PCRE2_SIZE erroff;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)KT_PRETOKENIZER_REGEX, PCRE2_ZERO_TERMINATED,
                                    PCRE2_UTF | PCRE2_UCP, &err, &erroff, NULL);
     if (!re) return kt_fail("pre-tokenizer regex does not compile (offset %zu)", (size_t)erroff);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    const char *text = kt_corpus;
     size_t len = strlen(text), pos = 0;
     strmap seen;
     strmap_init(&seen, 1024);
@@ -115,10 +114,10 @@ static int collect_words(bpe_word **out, int *n_out) {
     return 0;
 }
 
-static void train(bpe_vocab *v, int vocab_size) {
+static void train(bpe_vocab *v, const char *text, int vocab_size) {
     bpe_word *words = NULL;
     int n_words = 0;
-    if (collect_words(&words, &n_words)) return;
+    if (collect_words(text, &words, &n_words)) return;
     v->tok = kt_xcalloc((size_t)vocab_size, sizeof *v->tok);
     for (int i = 0; i < N_SPECIAL; i++) {
         char name[32];
@@ -325,7 +324,7 @@ static cJSON *tokenizer_config(const bpe_vocab *v) {
 
 int gen_write_tokenizer(const char *dir, const gen_options *o) {
     bpe_vocab v = {0};
-    train(&v, o->vocab);
+    train(&v, o->corpus ? o->corpus : kt_corpus, o->vocab);
     if (!v.tok) return -1;
     /* The embedding has o->vocab rows; tokens past the trained ones stay unused. */
     cJSON *tj = tokenizer_json(&v);

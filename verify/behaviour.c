@@ -15,6 +15,7 @@
  *                      its threshold
  */
 #include "checks.h"
+#include "choices.h"
 #include "chat.h"
 #include "error.h"
 #include "file.h"
@@ -117,7 +118,7 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         return;
     }
     kt_ppl_result p;
-    if (kt_perplexity(m, &ref, tok, text, len, 512, &p)) {
+    if (kt_perplexity(m, &ref, tok, text, len, 512, 0, &p)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s: %s", o->kld_text, kt_errmsg());
     } else {
         cJSON *fig = kt_ppl_to_json(&p, 1);
@@ -133,11 +134,56 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
     free(text);
 }
 
+/* Multiple-choice accuracy of the model and of its original on the same
+ * items: the model fails when it loses more than --max-accuracy-drop points
+ * of acc. */
+static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok) {
+    kt_mc_set set;
+    kt_mc_result mine, orig;
+    kt_model ref;
+    if (kt_mc_read(o->choices, &set)) {
+        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
+        return;
+    }
+    if (kt_model_load(&ref, o->original)) {
+        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "--original: %s", kt_errmsg());
+        kt_mc_free(&set);
+        return;
+    }
+    const int ctx = 1 << 20; /* an item is as long as it is: the state grows to fit */
+    if (kt_mc_eval(m, tok, &set, 0, ctx, &mine) == 0) {
+        if (kt_mc_eval(&ref, tok, &set, 0, ctx, &orig) == 0) {
+            const double drop = 100 * (orig.acc - mine.acc);
+            cJSON *fig = cJSON_CreateObject();
+            cJSON_AddItemToObject(fig, "items", kt_json_new_int(mine.scored));
+            cJSON_AddItemToObject(fig, "acc", kt_json_new_float(mine.acc));
+            cJSON_AddItemToObject(fig, "acc_norm", kt_json_new_float(mine.acc_norm));
+            cJSON_AddItemToObject(fig, "original_acc", kt_json_new_float(orig.acc));
+            cJSON_AddItemToObject(fig, "original_acc_norm", kt_json_new_float(orig.acc_norm));
+            cJSON_AddItemToObject(fig, "accuracy_drop", kt_json_new_float(drop));
+            cJSON_AddItemToObject(fig, "max_accuracy_drop", kt_json_new_float(o->max_accuracy_drop));
+            vr_add(r, G, "choices", drop <= o->max_accuracy_drop ? VR_PASS : VR_FAIL, NULL, fig,
+                   "%d items: acc %.1f%% (original %.1f%%), acc_norm %.1f%% (original %.1f%%), drop %.1f points "
+                   "(max %.1f)", mine.scored, 100 * mine.acc, 100 * orig.acc, 100 * mine.acc_norm,
+                   100 * orig.acc_norm, drop, o->max_accuracy_drop);
+            kt_mc_result_free(&orig);
+        } else {
+            vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the original: %s", kt_errmsg());
+        }
+        kt_mc_result_free(&mine);
+    } else {
+        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
+    }
+    kt_model_free(&ref);
+    kt_mc_free(&set);
+}
+
 int vr_check_behaviour(vr_report *r, const vr_options *o) {
     kt_model m;
     if (kt_model_load(&m, o->dir)) {
         if (o->generate) vr_add(r, G, "generate", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
         if (o->kld_text) vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
+        if (o->choices) vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
         return 0;
     }
     char *tpath = kt_path_join(o->dir, "tokenizer.json");
@@ -148,6 +194,7 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
     } else {
         if (o->generate) check_generation(r, o, &m, tok, 1), check_generation(r, o, &m, tok, 0);
         if (o->kld_text) check_kld(r, o, &m, tok);
+        if (o->choices) check_choices(r, o, &m, tok);
         kt_tokenizer_free(tok);
     }
     kt_model_free(&m);

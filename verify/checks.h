@@ -20,6 +20,8 @@ typedef struct {
     double max_rel_rmse;        /* fidelity: a differing tensor's error bound (-1: by bits) */
     int allow_differs;          /* fidelity: differing tensors pass within the bound */
     double max_kld, min_top1, max_ppl_ratio;
+    const char *choices;        /* --choices: multiple-choice items (needs --original) */
+    double max_accuracy_drop;   /* accuracy points the model may lose against the original */
     int threads;
     int progress;               /* print progress on stderr (a TTY) */
 } vr_options;

@@ -12,6 +12,7 @@
  * 2 usage or I/O error.
  */
 #include "checks.h"
+#include "choices.h"
 #include "cli.h"
 #include "error.h"
 #include "json.h"
@@ -39,6 +40,7 @@ static const char *PROG = "kintsugi-verify";
 #define DEFAULT_MAX_KLD 0.05
 #define DEFAULT_MIN_TOP1 0.20
 #define DEFAULT_MAX_PPL_RATIO 1.10
+#define DEFAULT_MAX_ACCURACY_DROP 5.0
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -56,7 +58,8 @@ static void usage(FILE *out) {
             "              compared bit for bit: identical (metal), identical (cpu) or differs\n"
             "  behaviour   --generate: greedy generation with /think and /no_think;\n"
             "              --kld TEXT (needs --original): KL divergence, top-1 agreement and\n"
-            "              perplexity ratio against the original\n"
+            "              perplexity ratio against the original; --choices FILE (needs\n"
+            "              --original): multiple-choice accuracy of both\n"
             "An unquantized DIR is checked as an original checkpoint (a source). A single\n"
             ".safetensors file is validated and its tensors listed. DIR and ORIG_DIR may be\n"
             "hub names ORG/NAME in the local Hugging Face cache.\n"
@@ -68,6 +71,10 @@ static void usage(FILE *out) {
             "  --max-kld X           mean KL divergence bound (default %.2f)\n"
             "  --min-top1 X          top-1 agreement bound (default %.2f)\n"
             "  --max-ppl-ratio X     perplexity ratio bound (default %.2f)\n"
+            "  --choices FILE        multiple-choice items (JSON Lines, as kintsugi-run --choices;\n"
+            "                        needs --original): acc and acc_norm of both models\n"
+            "  --max-accuracy-drop P accuracy points the model may lose against the original\n"
+            "                        (default %.1f)\n"
             "  --allow-differs       a tensor that differs from the re-quantized original passes\n"
             "                        when its error is within --max-rel-rmse (default: it fails)\n"
             "  --max-rel-rmse X      dequantized RMSE / RMS bound (default 0.15 at 4 bits, halved\n"
@@ -84,7 +91,7 @@ static void usage(FILE *out) {
             "\n"
             "Report files may not be written inside DIR or ORIG_DIR.\n"
             "exit status: 0 all checks passed (warnings allowed), 1 a check failed, 2 usage or I/O error\n",
-            PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO);
+            PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO, DEFAULT_MAX_ACCURACY_DROP);
 }
 
 /* Print ROOT as JSON on stdout, and free it. */
@@ -158,7 +165,7 @@ typedef struct {
 
 enum {
     O_ORIGINAL = 1, O_GENERATE, O_MAX_TOKENS, O_KLD, O_MAX_KLD, O_MIN_TOP1, O_MAX_PPL, O_ALLOW_DIFFERS, O_MAX_RMSE,
-    O_JSON, O_JSON_OUT, O_JUNIT, O_THREADS, O_VERBOSE, O_QUIET, O_REVISION
+    O_JSON, O_JSON_OUT, O_JUNIT, O_THREADS, O_VERBOSE, O_QUIET, O_REVISION, O_CHOICES, O_MAX_ACC_DROP
 };
 static const kt_opt OPTIONS[] = {
     {"--original", 0, 1, O_ORIGINAL}, {"--generate", 0, 0, O_GENERATE}, {"--max-tokens", 0, 1, O_MAX_TOKENS},
@@ -166,13 +173,15 @@ static const kt_opt OPTIONS[] = {
     {"--max-ppl-ratio", 0, 1, O_MAX_PPL}, {"--allow-differs", 0, 0, O_ALLOW_DIFFERS},
     {"--max-rel-rmse", 0, 1, O_MAX_RMSE}, {"--json", 0, 0, O_JSON}, {"--json-out", 0, 1, O_JSON_OUT},
     {"--junit", 0, 1, O_JUNIT}, {"--threads", 0, 1, O_THREADS}, {"--verbose", 'v', 0, O_VERBOSE},
-    {"--quiet", 'q', 0, O_QUIET}, {"--revision", 0, 1, O_REVISION}, {NULL, 0, 0, 0}};
+    {"--quiet", 'q', 0, O_QUIET}, {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES},
+    {"--max-accuracy-drop", 0, 1, O_MAX_ACC_DROP}, {NULL, 0, 0, 0}};
 
 /* -1: go on; otherwise the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->v.max_tokens = 24, o->v.max_rel_rmse = -1, o->v.max_kld = DEFAULT_MAX_KLD;
     o->v.min_top1 = DEFAULT_MIN_TOP1, o->v.max_ppl_ratio = DEFAULT_MAX_PPL_RATIO;
+    o->v.max_accuracy_drop = DEFAULT_MAX_ACCURACY_DROP;
     kt_args a;
     kt_args_init(&a, PROG, argc, argv, OPTIONS);
     int id, rc = 0;
@@ -197,6 +206,8 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_VERBOSE: o->verbose = 1; break;
         case O_QUIET: o->quiet = 1; break;
         case O_REVISION: o->revision = a.value; break;
+        case O_CHOICES: o->v.choices = a.value; break;
+        case O_MAX_ACC_DROP: rc = kt_arg_double(&a, 0, 0, 100, 0, &o->v.max_accuracy_drop); break;
         case KT_ARG_POSITIONAL:
             if (o->path) rc = kt_usage_error(PROG, "more than one PATH given (%s)", a.value);
             else o->path = a.value;
@@ -211,6 +222,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if (o->json && o->junit && !strcmp(o->json, "-") && !strcmp(o->junit, "-"))
         return kt_usage_error(PROG, "%s", "the JSON and the JUnit report cannot both go to stdout");
     if (o->v.kld_text && !o->v.original) return kt_usage_error(PROG, "--kld needs --original (%s)", o->v.kld_text);
+    if (o->v.choices && !o->v.original) return kt_usage_error(PROG, "--choices needs --original (%s)", o->v.choices);
     o->v.threads = kt_cap_threads(o->v.threads);
     return -1;
 }
@@ -248,7 +260,7 @@ static int check_report_paths(const options *o) {
 static int verify(options *o) {
     struct stat st;
     if (stat(o->path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        if (o->v.original || o->v.generate || o->v.kld_text || o->junit || (o->json && strcmp(o->json, "-")))
+        if (o->v.original || o->v.generate || o->v.kld_text || o->v.choices || o->junit || (o->json && strcmp(o->json, "-")))
             return kt_usage_error(PROG, "%s is a single file: only --json applies to it", o->path);
         return run_inventory(o);
     }
@@ -259,6 +271,14 @@ static int verify(options *o) {
         return KT_EXIT_USAGE;
     }
     o->v.dir = o->path;
+    kt_mc_set set;
+    if (o->v.choices) { /* a bad items file is a usage error, found before any check runs */
+        if (kt_mc_read(o->v.choices, &set)) {
+            kt_print_error(PROG);
+            return KT_EXIT_USAGE;
+        }
+        kt_mc_free(&set);
+    }
     if (check_report_paths(o)) {
         kt_print_error(PROG);
         return KT_EXIT_USAGE;
@@ -275,7 +295,7 @@ static int verify(options *o) {
                               "conversion with it", o->path);
     }
     if (!io && o->v.original) io = vr_check_fidelity(&r, &o->v);
-    if (!io && (o->v.generate || o->v.kld_text)) io = vr_check_behaviour(&r, &o->v);
+    if (!io && (o->v.generate || o->v.kld_text || o->v.choices)) io = vr_check_behaviour(&r, &o->v);
     const int to_stdout = (o->json && !strcmp(o->json, "-")) || (o->junit && !strcmp(o->junit, "-"));
     if (!o->quiet && !to_stdout) vr_print_table(&r, kt_color_ok(1), o->verbose);
     if (o->json && vr_write_json(&r, o->json)) {

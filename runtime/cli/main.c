@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "json.h"
 #include "model.h"
+#include "choices.h"
 #include "perplexity.h"
 #include "progress.h"
 #include "sample.h"
@@ -30,10 +31,10 @@
 static const char *PROG = "kintsugi-run";
 
 typedef struct {
-    const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision;
+    const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision, *choices, *prompts;
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
-    int window_set;
+    int window_set, num_fewshot, fewshot_set;
     kt_sampler sampler;
 } options;
 
@@ -41,7 +42,9 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: %s MODEL_DIR --prompt TEXT [options]\n"
             "       %s MODEL_DIR --chat [options] < lines\n"
+            "       %s MODEL_DIR --prompts FILE [options]\n"
             "       %s MODEL_DIR --perplexity FILE [--kld-against ORIG_DIR] [--window N]\n"
+            "       %s MODEL_DIR --choices FILE [--num-fewshot K]\n"
             "       %s MODEL_DIR --tokenize [--bos] < lines\n"
             "\n"
             "Generate with a Nemotron-H model (MLX quantized or original bf16) on the CPU.\n"
@@ -51,6 +54,8 @@ static void usage(FILE *out) {
             "\n"
             "  --prompt TEXT            the user message (- reads it from stdin)\n"
             "  --chat                   a conversation: one user message per line of stdin\n"
+            "  --prompts FILE           one user message per line of FILE, each a new conversation\n"
+            "                           (the model loads once; with --json, JSON Lines)\n"
             "  --system TEXT            a system message\n"
             "  --raw                    no chat format: TEXT is fed as it is\n"
             "  --bos, --no-bos          add <s> in front of the prompt, or not (default: not\n"
@@ -72,6 +77,11 @@ static void usage(FILE *out) {
             "  --window N               N tokens (default 512), each from a fresh state\n"
             "  --kld-against DIR        with --perplexity: mean KL divergence, top-1 agreement\n"
             "                           and perplexity ratio against the model in DIR\n"
+            "  --choices FILE           multiple-choice accuracy (acc, acc_norm) on the JSON Lines\n"
+            "                           FILE, scored as lm-evaluation-harness does: generic\n"
+            "                           {context, choices, answer} or JCommonsenseQA's {question,\n"
+            "                           choice0..choice4, label} (ja_leaderboard prompt)\n"
+            "  --num-fewshot K          with --choices: the first K items as examples (default 0)\n"
             "  --revision REV           with a hub name: the snapshot of REV (default: main)\n"
             "  --json                   ids, text, reasoning, answer and stats as JSON\n"
             "                           (with --chat: one JSON object per line and turn)\n"
@@ -82,13 +92,13 @@ static void usage(FILE *out) {
             "  --version                the version\n"
             "\n"
             "exit status: 0 done, 1 the model or the input cannot be used, 2 usage or I/O error\n",
-            PROG, PROG, PROG, PROG);
+            PROG, PROG, PROG, PROG, PROG, PROG);
 }
 
 enum {
     O_PROMPT = 1, O_SYSTEM, O_PERPLEXITY, O_KLD_AGAINST, O_REASONING, O_MAX_TOKENS, O_MAX_REASONING, O_CONTEXT,
     O_TOP_K, O_WINDOW, O_TEMPERATURE, O_TOP_P, O_MIN_P, O_REP_PENALTY, O_SEED, O_RAW, O_CHAT, O_JSON, O_TOKENIZE,
-    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION
+    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION, O_CHOICES, O_NUM_FEWSHOT, O_PROMPTS
 };
 static const kt_opt OPTIONS[] = {
     {"--prompt", 0, 1, O_PROMPT}, {"--system", 0, 1, O_SYSTEM}, {"--perplexity", 0, 1, O_PERPLEXITY},
@@ -99,24 +109,29 @@ static const kt_opt OPTIONS[] = {
     {"--raw", 0, 0, O_RAW}, {"--chat", 0, 0, O_CHAT}, {"--json", 0, 0, O_JSON}, {"--tokenize", 0, 0, O_TOKENIZE},
     {"--bos", 0, 0, O_BOS}, {"--no-bos", 0, 0, O_NO_BOS}, {"--quiet", 'q', 0, O_QUIET},
     {"--verbose", 'v', 0, O_VERBOSE}, {"--strict-template", 0, 0, O_STRICT_TEMPLATE},
-    {"--revision", 0, 1, O_REVISION}, {NULL, 0, 0, 0}};
+    {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES}, {"--num-fewshot", 0, 1, O_NUM_FEWSHOT},
+    {"--prompts", 0, 1, O_PROMPTS}, {NULL, 0, 0, 0}};
 
-/* The modes (--prompt, --chat, --perplexity, --tokenize) exclude each other,
- * and options of one mode are refused in another, never ignored. */
+/* The modes (--prompt, --chat, --prompts, --perplexity, --choices,
+ * --tokenize) exclude each other, and options of one mode are refused in
+ * another, never ignored. */
 static int check_combinations(const options *o) {
-    const char *mode = NULL, *modes[4] = {o->prompt ? "--prompt" : NULL, o->chat ? "--chat" : NULL,
-                                          o->perplexity ? "--perplexity" : NULL, o->tokenize ? "--tokenize" : NULL};
-    for (int i = 0; i < 4; i++) {
+    const char *mode = NULL, *modes[6] = {o->prompt ? "--prompt" : NULL, o->chat ? "--chat" : NULL,
+                                          o->perplexity ? "--perplexity" : NULL, o->tokenize ? "--tokenize" : NULL,
+                                          o->choices ? "--choices" : NULL, o->prompts ? "--prompts" : NULL};
+    for (int i = 0; i < 6; i++) {
         if (!modes[i]) continue;
         if (mode) return kt_usage_conflict(PROG, mode, modes[i]);
         mode = modes[i];
     }
-    if (!mode) return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, or --perplexity FILE)");
+    if (!mode) return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, --perplexity FILE or --choices FILE)");
+    if (o->fewshot_set && !o->choices) return kt_usage_conflict(PROG, "--num-fewshot", mode);
     if (o->kld_against && !o->perplexity) return kt_usage_conflict(PROG, "--kld-against", mode);
     if (o->window_set && !o->perplexity) return kt_usage_conflict(PROG, "--window", mode);
     if (o->tokenize && o->json) return kt_usage_conflict(PROG, "--tokenize", "--json");
     if (o->raw && (o->chat || o->system)) return kt_usage_conflict(PROG, "--raw", o->chat ? "--chat" : "--system");
-    if ((o->perplexity || o->tokenize) && (o->raw || o->system))
+    if (o->raw && o->prompts) return kt_usage_conflict(PROG, "--raw", "--prompts");
+    if ((o->perplexity || o->tokenize || o->choices) && (o->raw || o->system))
         return kt_usage_conflict(PROG, mode, o->raw ? "--raw" : "--system");
     return -1;
 }
@@ -173,6 +188,9 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_VERBOSE: o->verbose = 1; break;
         case O_STRICT_TEMPLATE: o->strict_template = 1; break;
         case O_REVISION: o->revision = a.value; break;
+        case O_CHOICES: o->choices = a.value; break;
+        case O_PROMPTS: o->prompts = a.value; break;
+        case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot), o->fewshot_set = 1; break;
         case KT_ARG_POSITIONAL:
             if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
             else o->dir = a.value;
@@ -259,6 +277,28 @@ static cJSON *ids_json(const int32_t *v, size_t n) {
     return a;
 }
 
+static int choices(const options *o, const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set) {
+    kt_mc_result r;
+    double t0 = kt_now();
+    if (kt_mc_eval(m, tok, set, o->num_fewshot, o->context, &r)) return 1;
+    double secs = kt_now() - t0;
+    if (o->json) {
+        cJSON *root = kt_mc_to_json(set, &r);
+        cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
+        char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(root);
+    } else {
+        printf("%d items (%s, %d-shot): acc %.4f +- %.4f, acc_norm %.4f +- %.4f\n", r.scored,
+               set->jcqa ? "JCommonsenseQA prompt" : "context + choice", r.num_fewshot, r.acc, r.acc_stderr,
+               r.acc_norm, r.acc_norm_stderr);
+    }
+    if (!o->quiet) fprintf(stderr, "%s: %d items in %.1f s\n", PROG, r.scored, secs);
+    kt_mc_result_free(&r);
+    return 0;
+}
+
 static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *tok) {
     char *text;
     size_t text_len;
@@ -278,7 +318,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     }
     kt_ppl_result r;
     double t0 = kt_now();
-    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, &r);
+    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, o->json, &r);
     double secs = kt_now() - t0;
     if (rc == 0 && o->json) {
         cJSON *root = kt_ppl_to_json(&r, have_ref);
@@ -294,6 +334,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
             printf("against %s: mean KL divergence %.6f (max %.4f), top-1 agreement %.2f%%, perplexity ratio %.4f\n",
                    o->kld_against, r.kld_mean, r.kld_max, 100 * r.top1_agreement, r.ppl_ratio);
     }
+    if (rc == 0) kt_ppl_free(&r);
     if (have_ref) kt_model_free(&ref);
     free(text);
     return rc ? 1 : 0;
@@ -331,6 +372,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     const char *stop = "max_tokens";
     int32_t *forced = NULL;
     long n_forced = 0, k_forced = 0;
+    int budget_closed = 0; /* the reasoning budget ran out and "</think>" was fed */
     double t1 = kt_now();
     while (rc == 0 && n_answer < o->max_tokens && (size_t)st.pos < (size_t)st.max_pos) {
         int32_t next;
@@ -358,6 +400,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
                 out.in_reasoning = 0;
             } else if (n_reason >= o->max_reasoning && k_forced >= n_forced) {
                 free(forced);
+                budget_closed = 1;
                 n_forced = kt_tokenizer_encode(tok, "\n</think>\n", 10, 0, &forced);
                 k_forced = 0;
                 if (n_forced < 0) rc = -1;
@@ -399,6 +442,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddStringToObject(root, "reasoning", reasoning);
         cJSON_AddStringToObject(root, "answer", answer);
         cJSON_AddStringToObject(root, "stop_reason", stop);
+        cJSON_AddBoolToObject(root, "reasoning_forced_closed", budget_closed);
         free(raw);
         free(text);
         free(reasoning);
@@ -407,8 +451,10 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddItemToObject(stats, "prompt_tokens_per_s", kt_json_new_float(t_prompt > 0 ? n_prompt / t_prompt : 0));
         cJSON_AddItemToObject(stats, "generation_tokens_per_s", kt_json_new_float(t_gen > 0 ? n_gen / t_gen : 0));
         cJSON_AddItemToObject(stats, "peak_rss_mib", kt_json_new_float(peak_rss_mib()));
+        cJSON_AddItemToObject(stats, "reasoning_tokens", kt_json_new_int(n_reason));
+        cJSON_AddItemToObject(stats, "answer_tokens", kt_json_new_int(n_answer));
         /* --chat --json: JSON Lines, one object per turn */
-        char *s = kt_json_print(root, o->chat ? &ONE_LINE : &KT_JSON_PYTHON_INDENT4);
+        char *s = kt_json_print(root, o->chat || o->prompts ? &ONE_LINE : &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", s);
         free(s);
         cJSON_Delete(root);
@@ -479,6 +525,33 @@ static int chat(const options *o, const kt_model *m, const kt_tokenizer *tok) {
     return rc;
 }
 
+/* --prompts FILE: every non-empty line a conversation of its own. */
+static int prompts(const options *o, const kt_model *m, const kt_tokenizer *tok) {
+    char *text;
+    size_t len;
+    int got = kt_read_file(o->prompts, &text, &len);
+    if (got <= 0) {
+        if (got == 0) kt_fail_io("%s: no such file", o->prompts);
+        return 2;
+    }
+    int rc = 0;
+    for (char *line = text, *next; rc == 0 && line < text + len; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        next = nl ? nl + 1 : text + len;
+        if (nl) *nl = 0;
+        if (!*line) continue;
+        kt_message msgs[2];
+        size_t n = 0;
+        if (o->system) msgs[n++] = (kt_message){"system", o->system};
+        msgs[n++] = (kt_message){"user", line};
+        int think;
+        char *prompt = kt_chat_render(msgs, n, &think);
+        rc = generate_from(o, m, tok, prompt, think, NULL);
+    }
+    free(text);
+    return rc;
+}
+
 /* All of stdin, for --prompt - (as mlx_lm.generate reads it: as it is). */
 static char *read_stdin(void) {
     strbuf sb = {0};
@@ -518,7 +591,7 @@ static char *model_template(const char *dir) {
  * prompted in a format it was not trained on: say so once, or refuse with
  * --strict-template. */
 static int check_template(const options *o) {
-    if (o->raw || o->tokenize || o->perplexity) return 0;
+    if (o->raw || o->tokenize || o->perplexity || o->choices) return 0;
     char *tpl = model_template(o->dir);
     int known = tpl && kt_chat_template_is_nemotron(tpl);
     free(tpl);
@@ -538,6 +611,11 @@ static int run(options *o) {
     free(tpath);
     if (!tok) return kt_errkind() == KT_ERR_IO ? 2 : 1;
     int rc;
+    kt_mc_set set = {0};
+    if (o->choices && kt_mc_read(o->choices, &set)) { /* a bad file is found before the model loads */
+        kt_tokenizer_free(tok);
+        return kt_errkind() == KT_ERR_IO ? 2 : 1;
+    }
     if (o->tokenize) {
         rc = tokenize_lines(tok, o->bos);
     } else {
@@ -545,10 +623,15 @@ static int run(options *o) {
         if (kt_model_load(&m, o->dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
         } else {
-            rc = o->perplexity ? perplexity(o, &m, tok) : o->chat ? chat(o, &m, tok) : generate(o, &m, tok);
+            rc = o->perplexity ? perplexity(o, &m, tok)
+                 : o->choices  ? choices(o, &m, tok, &set)
+                 : o->chat     ? chat(o, &m, tok)
+                 : o->prompts  ? prompts(o, &m, tok)
+                               : generate(o, &m, tok);
             kt_model_free(&m);
         }
     }
+    kt_mc_free(&set);
     kt_tokenizer_free(tok);
     return rc;
 }

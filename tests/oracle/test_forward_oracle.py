@@ -38,6 +38,10 @@ def test_logits_equal_mlx_lm(tmp_path, options):
         # the whole prompt at once (matrix-matrix prefill) gives the last position's logits
         last = np.array(json.loads(run([TESTTOOL, "prefill", path, *map(str, IDS)]).stdout))
         assert np.abs(last - ref[-1]).max() <= 1e-4 * max(1.0, np.abs(ref).max()), path
+        # every position of a batched pass continuing a copied state (perplexity, --choices)
+        every = np.array(json.loads(run([TESTTOOL, "every", path, *map(str, IDS)]).stdout))
+        assert every.shape == ref.shape
+        assert np.abs(every - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max()), path
 
 
 def test_what_is_not_supported_is_reported_not_guessed(tmp_path):

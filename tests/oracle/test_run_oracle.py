@@ -112,6 +112,34 @@ def mlx_nll(path, ids, window, bos=1):
     return total
 
 
+def mlx_token_logprobs(path, ids, window, bos=1):
+    from mlx_lm import load
+    model, _ = load(path)
+    model.set_dtype(mx.float32)
+    out = []
+    for w0 in range(0, len(ids), window):
+        chunk = ids[w0:w0 + window]
+        logits = model(mx.array([[bos] + chunk[:-1]]))[0]
+        lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        out.extend(lp[mx.arange(len(chunk)), mx.array(chunk)].tolist())
+    return out
+
+
+@pytest.mark.parametrize("window", [100, 64, 7])
+def test_each_token_log_likelihood_equals_mlx_lm(models, tmp_path, window):
+    """The batched pass (64 positions per chunk, the state carried between
+    chunks) scores every token as mlx-lm does."""
+    from tokenizers import Tokenizer
+    f = tmp_path / "text.txt"
+    f.write_text(PPL_TEXT)
+    for path in models:
+        r = ours(path, "--perplexity", str(f), "--window", str(window))
+        ids = Tokenizer.from_file(os.path.join(path, "tokenizer.json")).encode(PPL_TEXT, add_special_tokens=False).ids
+        ref = mlx_token_logprobs(path, ids, window)
+        assert len(r["token_logprobs"]) == len(ref) == len(ids) > 130
+        assert max(abs(a - b) for a, b in zip(r["token_logprobs"], ref)) < 1e-3
+
+
 def test_perplexity_equals_mlx_lm(models, tmp_path):
     import math
     import re

@@ -103,7 +103,9 @@ static void print_logits(const float *lg, int n) {
     printf("]");
 }
 
-/* logits: token by token, every position; prefill: all at once, the last. */
+/* logits: token by token, every position; prefill: all at once, the last;
+ * every: the first token alone, its state copied into a fresh one, then the
+ * rest in one kt_forward_every pass: every position. */
 static int forward(int argc, char **argv, int batch) {
     kt_model m;
     if (kt_model_load(&m, argv[2])) {
@@ -116,7 +118,22 @@ static int forward(int argc, char **argv, int batch) {
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)atoi(argv[3 + i]);
     float *lg = malloc((size_t)m.cfg.vocab * sizeof *lg);
-    if (batch) {
+    if (batch == 2) {
+        kt_state fresh;
+        kt_state_init(&fresh, &m, argc);
+        float *all = malloc((size_t)n * m.cfg.vocab * sizeof *all);
+        rc = kt_forward(&m, &st, ids[0], all);
+        if (rc == 0) rc = kt_state_copy(&fresh, &st, &m);
+        if (rc == 0 && n > 1) rc = kt_forward_every(&m, &fresh, ids + 1, n - 1, all + m.cfg.vocab);
+        printf("[");
+        for (int i = 0; i < n && rc == 0; i++) {
+            if (i) printf(",");
+            print_logits(all + (size_t)i * m.cfg.vocab, m.cfg.vocab);
+        }
+        printf("]");
+        free(all);
+        kt_state_free(&fresh, &m);
+    } else if (batch) {
         rc = kt_forward_batch(&m, &st, ids, n, lg);
         if (rc == 0) print_logits(lg, m.cfg.vocab);
     } else {
@@ -143,6 +160,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
     if (argc >= 4 && !strcmp(argv[1], "logits")) return forward(argc, argv, 0);
     if (argc >= 4 && !strcmp(argv[1], "prefill")) return forward(argc, argv, 1);
+    if (argc >= 4 && !strcmp(argv[1], "every")) return forward(argc, argv, 2);
     fprintf(stderr, "usage: testtool json-print FILE [INDENT [SORT]] | st-rewrite IN OUT\n");
     return 2;
 }

@@ -1,0 +1,244 @@
+"""The embedded trained model (testdata/trained/model, made by
+`make trained-model`): it answers in words, /think and /no_think behave, its
+4-bit conversion answers as it does, the KL-divergence gate passes 4 bits and
+catches 2 bits, and --choices scores items exactly as lm-evaluation-harness's
+multiple-choice method computed with mlx-lm in float32."""
+import json
+import os
+
+import jinja2
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT, one_line_error, run, tool
+
+MODEL = os.path.join(ROOT, "testdata", "trained", "model")
+DATA = os.path.join(ROOT, "testdata", "trained", "data")
+RUN, VERIFY = tool("kintsugi-run"), tool("kintsugi-verify")
+
+# lm-evaluation-harness, lm_eval/tasks/japanese_leaderboard/ja_leaderboard_jcommonsenseqa.yaml:
+# description, doc_to_text (a Jinja template over the item with choices = [choice0..choice4]) and
+# target_delimiter, as that file states them.
+JCQA_DESCRIPTION = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。\n\n"
+JCQA_DOC_TO_TEXT = ("### 指示：\n出力は以下から選択してください：\n{% for choice in choices %}- {{ choice }}\n{% endfor %}"
+                    "\n### 入力：\n{{ question }}\n\n### 応答：")
+JCQA_DELIMITER = "\n"
+
+
+def jsonl(name):
+    with open(os.path.join(DATA, name), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return jsonl("heldout.jsonl")
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """The trained model converted at 8, 4 (group 64) and 2 bits."""
+    base = tmp_path_factory.mktemp("trained")
+    out = {}
+    for bits in (8, 4, 2):
+        out[bits] = str(base / f"mlx-{bits}bit")
+        run([tool("kintsugi-convert"), MODEL, out[bits], "--quiet", "--bits", str(bits), "--group-size", "64"])
+    return out
+
+
+def generate(path, prompts, tmp_path, *args):
+    """kintsugi-run --prompts: one greedy generation per prompt, the model loaded once."""
+    f = tmp_path / "prompts.txt"
+    assert all("\n" not in p for p in prompts)
+    f.write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
+    r = run([RUN, path, "--prompts", str(f), "--json", "-q", *args])
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(out) == len(prompts)
+    return out
+
+
+def with_mode(text, think):
+    return text.replace(" /no_think", "").replace(" /think", "") + (" /think" if think else " /no_think")
+
+
+def test_the_model_is_a_small_hugging_face_original_mlx_lm_loads():
+    from mlx_lm import load
+    size = sum(os.path.getsize(os.path.join(MODEL, f)) for f in os.listdir(MODEL))
+    assert size <= 16 << 20
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    assert cfg["hybrid_override_pattern"] == "M-M*M-" and "time_step_limit" in cfg
+    assert os.path.exists(os.path.join(MODEL, "model.safetensors.index.json"))
+    load(MODEL)  # strict: every tensor the architecture has, nothing else
+    r = run([VERIFY, MODEL, "--quiet"])
+    assert r.returncode == 0
+
+
+def test_the_training_prompts_are_answered_exactly(tmp_path):
+    train = [t for t in jsonl("train.jsonl") if "messages" in t and len(t["messages"]) == 2]
+    sample = train[::8]
+    got = generate(MODEL, [t["messages"][0]["content"] for t in sample], tmp_path)
+    exact = sum(g["answer"].strip() == t["messages"][1]["content"].split("</think>")[-1].strip()
+                for g, t in zip(got, sample))
+    assert len(sample) >= 200 and exact / len(sample) >= 0.90, exact / len(sample)
+
+
+def test_held_out_prompts_exact_match(heldout, tmp_path):
+    """Facts seen in training asked in words that were not: measured, and
+    documented in docs/TRAINED-MODEL.md."""
+    got = generate(MODEL, [h["messages"][0]["content"] for h in heldout], tmp_path)
+    exact = sum(g["answer"].strip() == h["answer"] for g, h in zip(got, heldout)) / len(heldout)
+    assert exact >= 0.60, exact
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_four_bits_answer_as_the_original(heldout, quantized, tmp_path, think):
+    prompts = [with_mode(h["messages"][0]["content"], think) for h in heldout]
+    orig = generate(MODEL, prompts, tmp_path)
+    q4 = generate(quantized[4], prompts, tmp_path)
+    same = sum(a["answer"].strip() == b["answer"].strip() for a, b in zip(orig, q4)) / len(prompts)
+    assert same >= 0.95, same
+
+
+@pytest.mark.parametrize("which", ["bf16", 4])
+def test_no_think_answers_without_reasoning(heldout, quantized, tmp_path, which):
+    path = MODEL if which == "bf16" else quantized[which]
+    got = generate(path, [with_mode(h["messages"][0]["content"], False) for h in heldout], tmp_path)
+    for g in got:
+        assert not g["thinking"] and g["stats"]["reasoning_tokens"] == 0 and g["reasoning"] == ""
+        assert g["answer"].strip() and g["stop_reason"] == "eos"
+
+
+@pytest.mark.parametrize("which", ["bf16", 4])
+def test_think_reasons_then_answers(heldout, quantized, tmp_path, which):
+    path = MODEL if which == "bf16" else quantized[which]
+    got = generate(path, [with_mode(h["messages"][0]["content"], True) for h in heldout], tmp_path)
+    closed = sum(g["thinking"] and not g["reasoning_forced_closed"] and g["reasoning"].strip() != ""
+                 and g["answer"].strip() != "" and g["stop_reason"] == "eos" for g in got)
+    assert closed / len(got) >= 0.95, closed / len(got)
+
+
+def test_kld_gate_passes_four_bits_and_catches_two(quantized, tmp_path):
+    prose = os.path.join(DATA, "prose-heldout.txt")
+    r4 = run([VERIFY, quantized[4], "--original", MODEL, "--kld", prose, "--json"], check=False)
+    r2 = run([VERIFY, quantized[2], "--original", MODEL, "--kld", prose, "--json", "--allow-differs"], check=False)
+    k4 = next(c for c in json.loads(r4.stdout)["checks"] if c["name"] == "kld")
+    k2 = next(c for c in json.loads(r2.stdout)["checks"] if c["name"] == "kld")
+    assert r4.returncode == 0 and k4["status"] == "pass", k4
+    assert r2.returncode == 1 and k2["status"] == "fail", k2
+
+
+def lm_eval_loglikelihood(model, tok, context, continuation):
+    """lm-eval's HFLM: _encode_pair (trailing whitespace of the context moved to
+    the continuation; the continuation = the whole's tokens past the context's
+    encoding), no special tokens, the model fed context + continuation minus
+    its last token."""
+    n = len(context) - len(context.rstrip())
+    if n:
+        context, continuation = context[:-n], context[-n:] + continuation
+    whole = tok.encode(context + continuation, add_special_tokens=False).ids
+    ctx = tok.encode(context, add_special_tokens=False).ids
+    cont = whole[len(ctx):]
+    logits = model(mx.array([(ctx + cont)[:-1]]))[0]
+    lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return float(mx.sum(lp[mx.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), mx.array(cont)]).item())
+
+
+def jcqa_requests(item, shots):
+    choices = [item[f"choice{i}"] for i in range(5)]
+    text = jinja2.Template(JCQA_DOC_TO_TEXT, keep_trailing_newline=True).render(choices=choices, question=item["question"])
+    prefix = "".join(jinja2.Template(JCQA_DOC_TO_TEXT, keep_trailing_newline=True).render(
+        choices=[s[f"choice{i}"] for i in range(5)], question=s["question"])
+        + JCQA_DELIMITER + s[f"choice{s['label']}"] + "\n\n" for s in shots)
+    return JCQA_DESCRIPTION + prefix + text, [JCQA_DELIMITER + c for c in choices], choices
+
+
+@pytest.mark.parametrize("which,shots", [("bf16", 0), (4, 0), (4, 2)])
+def test_choices_equal_lm_eval_with_mlx_lm(quantized, which, shots):
+    from mlx_lm import load
+    from tokenizers import Tokenizer
+    path = MODEL if which == "bf16" else quantized[which]
+    items = jsonl("choices.jsonl")[:30 + shots]
+    f = os.path.join(DATA, "choices.jsonl")
+    ours = json.loads(run([RUN, path, "--choices", f, "--num-fewshot", str(shots), "--json", "-q"]).stdout)
+    model, _ = load(path)
+    model.set_dtype(mx.float32)
+    tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    for item, res in zip(items[shots:], ours["results"]):
+        ctx, conts, choices = jcqa_requests(item, items[:shots])
+        ll = np.array([lm_eval_loglikelihood(model, tok, ctx, c) for c in conts])
+        assert np.abs(ll - np.array(res["loglikelihoods"])).max() < 1e-3
+        assert res["choice"] == int(np.argmax(ll)) and res["answer"] == item["label"]
+        assert res["choice_norm"] == int(np.argmax(ll / np.array([len(c) for c in choices])))
+
+
+def test_generic_choices_are_context_plus_choice(tmp_path):
+    """The generic form: exactly context + choice, nothing between (the
+    context's trailing space moves into the continuation, as lm-eval does)."""
+    from mlx_lm import load
+    from tokenizers import Tokenizer
+    items = [{"context": "The capital of France is", "choices": [" Paris.", " Rome.", " Tokyo."], "answer": 0},
+             {"context": "日本の首都は", "choices": ["東京です。", "パリです。"], "answer": 0},
+             {"context": "3 + 4 = ", "choices": ["7.", "8.", "12."], "answer": 0}]
+    f = tmp_path / "items.jsonl"
+    f.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    ours = json.loads(run([RUN, MODEL, "--choices", str(f), "--json", "-q"]).stdout)
+    model, _ = load(MODEL)
+    model.set_dtype(mx.float32)
+    tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
+    for item, res in zip(items, ours["results"]):
+        ll = [lm_eval_loglikelihood(model, tok, item["context"], c) for c in item["choices"]]
+        assert np.abs(np.array(ll) - res["loglikelihoods"]).max() < 1e-3
+    assert ours["format"] == "generic" and ours["items"] == 3
+
+
+def accuracy(path, extra=()):
+    return json.loads(run([RUN, path, "--choices", os.path.join(DATA, "choices.jsonl"), "--json", "-q", *extra]).stdout)
+
+
+def test_accuracy_falls_with_the_bits(quantized):
+    """The figures of docs/TRAINED-MODEL.md's table: the model learned the
+    facts, 8 and 4 bits keep them, 2 bits lose them."""
+    acc = {"bf16": accuracy(MODEL)["acc"], **{b: accuracy(p)["acc"] for b, p in quantized.items()}}
+    assert acc["bf16"] >= 0.80, acc
+    assert acc[8] >= acc["bf16"] - 0.02 and acc[4] >= acc["bf16"] - 0.05, acc
+    assert acc[2] < acc[4], acc
+
+
+def test_verify_choices_gate(quantized):
+    f = os.path.join(DATA, "choices.jsonl")
+    r4 = run([VERIFY, quantized[4], "--original", MODEL, "--choices", f, "--json"], check=False)
+    c4 = next(c for c in json.loads(r4.stdout)["checks"] if c["name"] == "choices")
+    assert r4.returncode == 0 and c4["status"] == "pass" and c4["figures"]["original_acc"] >= 0.8, c4
+    # a drop larger than the bound fails the gate
+    r = run([VERIFY, quantized[2], "--original", MODEL, "--choices", f, "--json", "--allow-differs",
+             "--max-accuracy-drop", "0"], check=False)
+    c2 = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "choices")
+    assert c2["figures"]["accuracy_drop"] > 0 and c2["status"] == "fail" and r.returncode == 1
+
+
+@pytest.mark.parametrize("line,problem", [
+    ('{"question": "q", "choice0": "a"', "invalid JSON"),
+    ('{"question": "q", "choice0": "a", "choice1": "b", "choice2": "c", "choice3": "d", "choice4": "e", "label": 5}',
+     '"label" is 5, not a choice (0 to 4)'),
+    ('{"question": "q", "choice0": "a", "choice1": "", "choice2": "c", "choice3": "d", "choice4": "e", "label": 1}',
+     "choice 1 is empty"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"context": "x", "choices": ["a", "b"], "answer": 0}', "a generic item in a file of JCommonsenseQA items"),
+])
+def test_a_bad_item_is_one_line_naming_file_and_line(tmp_path, line, problem):
+    good = json.dumps(jsonl("choices.jsonl")[0], ensure_ascii=False)
+    f = tmp_path / "bad.jsonl"
+    f.write_text(good + "\n\n" + line + "\n", encoding="utf-8")
+    msg = one_line_error(run([RUN, MODEL, "--choices", str(f)], check=False), "kintsugi-run", 1)
+    assert f"{f}:3: " in msg and problem in msg, msg
+    msg = one_line_error(run([VERIFY, MODEL, "--original", MODEL, "--choices", str(f)], check=False),
+                         "kintsugi-verify", 2)
+    assert f"{f}:3: " in msg and problem in msg, msg
+
+
+def test_a_context_longer_than_the_window_is_named(tmp_path):
+    f = tmp_path / "long.jsonl"
+    f.write_text(json.dumps({"context": "word " * 300, "choices": ["a", "b"], "answer": 0}) + "\n")
+    msg = one_line_error(run([RUN, MODEL, "--choices", str(f), "--context", "64"], check=False), "kintsugi-run", 1)
+    assert f"{f}:1: " in msg and "more than the context window of 64" in msg, msg

@@ -94,13 +94,19 @@ static void item_free(kt_mc_item *it) {
 }
 
 int kt_mc_read(const char *path, kt_mc_set *set) {
-    memset(set, 0, sizeof *set);
-    set->path = path;
     char *text;
     size_t len;
     int got = kt_read_file(path, &text, &len);
-    if (got == 0) return kt_fail("%s: no such file", path);
+    if (got == 0) return kt_fail_io("%s: no such file", path);
     if (got < 0) return -1;
+    int rc = kt_mc_parse(text, len, path, set);
+    free(text);
+    return rc;
+}
+
+int kt_mc_parse(const char *text, size_t len, const char *path, kt_mc_set *set) {
+    memset(set, 0, sizeof *set);
+    set->path = path;
     int jcqa = -1, rc = 0;
     long line = 0;
     for (size_t pos = 0; pos < len && rc == 0;) {
@@ -126,7 +132,6 @@ int kt_mc_read(const char *path, kt_mc_set *set) {
         }
         cJSON_Delete(o);
     }
-    free(text);
     if (rc == 0 && set->n == 0) rc = kt_fail("%s: no items", path);
     if (rc) {
         kt_mc_free(set);

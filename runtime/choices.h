@@ -56,6 +56,9 @@ typedef struct {
 
 /* Read PATH. Every problem is one error "PATH:LINE: ...". 0 or -1. */
 int kt_mc_read(const char *path, kt_mc_set *set);
+/* The same on LEN bytes of TEXT, PATH naming them in messages (kept, not
+ * copied: it must outlive SET). */
+int kt_mc_parse(const char *text, size_t len, const char *path, kt_mc_set *set);
 void kt_mc_free(kt_mc_set *set);
 
 /* Score every item past the first NUM_FEWSHOT. An item whose context and

@@ -87,10 +87,13 @@ setup_venv() {
 }
 suite "oracle environment (.venv from tests/oracle/requirements.txt)" setup_venv
 
-# oracles BINDIR TESTTOOL: the pytest suite against one build of the tools.
+# oracles BINDIR TESTTOOL [SANITIZED]: the pytest suite against one build of
+# the tools. With SANITIZED (1), tests that repeat one path over hundreds of
+# prompts take a sample: the sanitizers look for memory errors, the release
+# run checks the figures on everything.
 oracles() {
     xml=$(mktemp)
-    (cd tests/oracle && KT_BIN="$1" KT_TESTTOOL="$2" \
+    (cd tests/oracle && KT_BIN="$1" KT_TESTTOOL="$2" KT_SANITIZED="${3:-0}" \
         "$VENV/bin/python" -m pytest -q -p no:cacheprovider --junitxml="$xml")
     rc=$?
     python3 - "$xml" <<'PY'
@@ -111,7 +114,7 @@ if [ -x "$VENV/bin/python" ]; then
     suite "oracle tests (mlx, mlx-lm, safetensors, tokenizers, transformers)" \
         oracles "$ROOT/bin" "$ROOT/build/release/tests/testtool"
     suite "oracle tests with the ASan+UBSan tools" \
-        oracles "$ROOT/build/asan/bin" "$ROOT/build/asan/tests/testtool"
+        oracles "$ROOT/build/asan/bin" "$ROOT/build/asan/tests/testtool" 1
 else
     FAILED=$((FAILED + 1))
     echo "== oracle tests: cannot run, no virtual environment"

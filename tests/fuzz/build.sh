@@ -19,12 +19,13 @@ FLAGS="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
        -Ilib -Iquantize -Iruntime -Iruntime/cpu -Iconvert"
 LIBS="$(pkg-config --libs libcjson libarchive libpcre2-8 zlib) -lm"
 LIB_SRC="lib/*.c"
-targets=${*:-"safetensors json tokenizer chat archive config model"}
+targets=${*:-"safetensors json tokenizer chat archive config model choices"}
 for t in $targets; do
     case $t in
     tokenizer|chat) extra="runtime/tokenizer.c runtime/chat.c" ;;
     archive) extra="convert/archive_source.c convert/source.c" ;;
     model) extra="runtime/model.c runtime/cpu/*.c quantize/*.c" ;;
+    choices) extra="runtime/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
     *) extra="" ;;
     esac
     # shellcheck disable=SC2086

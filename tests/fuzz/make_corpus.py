@@ -185,6 +185,15 @@ def model_seeds():
         put("model", name, struct.pack("<H", len(text)) + text + header_only(model_shapes(cfg), quantized))
 
 
+def choices_seeds():
+    jcqa = {"q_id": 0, "question": "日本の首都は？", "choice0": "東京", "choice1": "パリ", "choice2": "ローマ",
+            "choice3": "北京", "choice4": "カイロ", "label": 0}
+    put("choices", "jcqa", "".join(json.dumps(dict(jcqa, q_id=i, label=i % 5), ensure_ascii=False) + "\n"
+                                   for i in range(3)))
+    put("choices", "generic", json.dumps({"context": "2 + 2 =", "choices": [" 4", " 5"], "answer": 0}) + "\n\n"
+        + json.dumps({"context": "", "choices": ["a", "b", "c"], "answer": 2}) + "\n")
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     json_seeds()
@@ -194,3 +203,4 @@ if __name__ == "__main__":
     archive_seeds()
     config_seeds()
     model_seeds()
+    choices_seeds()

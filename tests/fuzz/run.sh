@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 seconds=60
 [ "${1:-}" = "--seconds" ] && { seconds=$2; shift 2; }
-targets=${*:-"safetensors json tokenizer chat archive config model"}
+targets=${*:-"safetensors json tokenizer chat archive config model choices"}
 sh tests/fuzz/build.sh $targets
 mkdir -p build/fuzz/crashes build/fuzz/logs
 for t in $targets; do

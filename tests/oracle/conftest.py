@@ -7,6 +7,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("KT_BIN", os.path.join(ROOT, "bin"))
 TESTTOOL = os.environ.get("KT_TESTTOOL", os.path.join(ROOT, "build", "release", "tests", "testtool"))
+# the ASan+UBSan pass (tests/run.sh): repetitive tests take a sample
+SANITIZED = os.environ.get("KT_SANITIZED") == "1"
 
 
 def tool(name):

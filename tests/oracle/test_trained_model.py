@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, one_line_error, run, tool
+from conftest import ROOT, SANITIZED, one_line_error, run, tool
 
 MODEL = os.path.join(ROOT, "testdata", "trained", "model")
 DATA = os.path.join(ROOT, "testdata", "trained", "data")
@@ -33,7 +33,8 @@ def jsonl(name):
 
 @pytest.fixture(scope="module")
 def heldout():
-    return jsonl("heldout.jsonl")
+    """Every held-out prompt (a sample of them under the sanitizers)."""
+    return jsonl("heldout.jsonl")[::8 if SANITIZED else 1]
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +77,11 @@ def test_the_model_is_a_small_hugging_face_original_mlx_lm_loads():
 
 def test_the_training_prompts_are_answered_exactly(tmp_path):
     train = [t for t in jsonl("train.jsonl") if "messages" in t and len(t["messages"]) == 2]
-    sample = train[::8]
+    sample = train[::8 * (8 if SANITIZED else 1)]
     got = generate(MODEL, [t["messages"][0]["content"] for t in sample], tmp_path)
     exact = sum(g["answer"].strip() == t["messages"][1]["content"].split("</think>")[-1].strip()
                 for g, t in zip(got, sample))
-    assert len(sample) >= 200 and exact / len(sample) >= 0.90, exact / len(sample)
+    assert len(sample) >= (25 if SANITIZED else 200) and exact / len(sample) >= 0.90, exact / len(sample)
 
 
 def test_held_out_prompts_exact_match(heldout, tmp_path):

@@ -8,12 +8,17 @@
 #define KT_CPU_H
 
 #include "model.h"
+#include "qact.h"
 
 /* y = W x */
 void kt_linear_apply(const kt_linear *l, const float *x, float *y);
 /* Y[t] = W X[t] for T vectors (X: T x in, Y: T x out); each row of W is
  * dequantized once for all T. */
 void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y);
+/* y = W x with x quantized to 8-bit integers (qact.h); any bit width whose
+ * rows and groups are whole blocks of 32 (kt_linear_int8_ok). */
+void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y);
+int kt_linear_int8_ok(const kt_linear *l);
 /* Row R of W as floats: s * code + b for a quantized row (bit-identical in
  * every kernel set), the values themselves for a dense one. */
 void kt_linear_row(const kt_linear *l, int r, float *out);

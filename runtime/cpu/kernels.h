@@ -9,6 +9,7 @@
 #define KT_KERNELS_H
 
 #include "model.h"
+#include "qact.h"
 
 #include <string.h>
 
@@ -24,6 +25,10 @@ typedef struct {
     void (*q4_row)(const kt_linear *l, int r, float *out);
     /* OUT[k] = W . X[k] for K < T vectors X[k] = X + k * LDX of N floats. */
     void (*dots)(const float *w, const float *x, size_t ldx, int t, int n, float *out);
+    /* Rows [R0, R1) of y = W x with x quantized (qact.h), W 4-bit or 8-bit
+     * with group_size % 32 == 0; NULL where the table has none. */
+    void (*q4_i8_rows)(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
+    void (*q8_i8_rows)(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
 } kt_matvec_kernels_t;
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,
@@ -50,14 +55,21 @@ static inline float kt_bf16_dot_tail(float sum, const uint16_t *w, const float *
     return sum;
 }
 
+/* Each instruction set's best table for this CPU (NULL where it cannot run);
+ * the _base tables are the same without the dot-product extensions (VNNI,
+ * dotprod), kept for CPUs that lack them and tested wherever they run. */
 const kt_matvec_kernels_t *kt_kernels_avx512(void);
+const kt_matvec_kernels_t *kt_kernels_avx512_base(void);
 const kt_matvec_kernels_t *kt_kernels_avx2(void);
+const kt_matvec_kernels_t *kt_kernels_avx2_base(void);
 const kt_matvec_kernels_t *kt_kernels_neon(void);
+const kt_matvec_kernels_t *kt_kernels_neon_base(void);
 /* The table in use (NULL: scalar only). */
 const kt_matvec_kernels_t *kt_kernels_active(void);
 
 /* The scalar references the tables are tested against. */
 void kt_linear_rows_ref(const kt_linear *l, int r0, int r1, const float *x, float *y);
 void kt_dots_ref(const float *w, const float *x, size_t ldx, int t, int n, float *out);
+void kt_linear_rows_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
 
 #endif

@@ -96,7 +96,8 @@ const kt_matvec_kernels_t *kt_kernels_active(void) {
     if (force_ref) return NULL;
     if (!chosen) {
         const char *want = getenv("KT_KERNELS"); /* "scalar" or a table's name, for comparisons */
-        const kt_matvec_kernels_t *all[] = {kt_kernels_avx512(), kt_kernels_avx2(), kt_kernels_neon()};
+        const kt_matvec_kernels_t *all[] = {kt_kernels_avx512(), kt_kernels_avx512_base(), kt_kernels_avx2(),
+                                            kt_kernels_avx2_base(), kt_kernels_neon(), kt_kernels_neon_base()};
         for (size_t i = 0; i < sizeof all / sizeof all[0] && !best; i++)
             if (all[i] && (!want || !strcmp(want, all[i]->name))) best = all[i];
         chosen = 1;

@@ -171,12 +171,123 @@ AVX2 static void dots(const float *w, const float *x, size_t ldx, int t, int n, 
     }
 }
 
-const kt_matvec_kernels_t *kt_kernels_avx2(void) {
-    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots};
+/* ---- integer kernels: codes (u8) times the quantized activations (s8) ----
+ *
+ * Per block of 32: the 16 bytes of a 4-bit row hold the block's even
+ * elements in their low nibbles and the odd ones in their high nibbles, so
+ * [low nibbles | high nibbles] meets the activations' paired order (qp) in
+ * one 256-bit register. vpmaddubsw multiplies unsigned by signed bytes and
+ * adds neighbours into 16-bit lanes (15 * 127 * 2 fits), vpmaddwd by ones
+ * widens to 32-bit sums; AVX-VNNI's vpdpbusd does both at once. The block's
+ * integer sums times its d accumulate per group, and the group's scale
+ * multiplies them once. Two rows share every activation load. */
+
+#define DOT_U8S8(NAME, TARGET, BODY)                                                                     \
+    __attribute__((target(TARGET), always_inline)) static inline __m256i NAME(__m256i c, __m256i x) { \
+        BODY                                                                                            \
+    }
+DOT_U8S8(dot_maddubs, "avx2,fma", return _mm256_madd_epi16(_mm256_maddubs_epi16(c, x), _mm256_set1_epi16(1));)
+DOT_U8S8(dot_vnni, "avx2,fma,avxvnni", return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), c, x);)
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256i q4_block(const uint8_t *p) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)p), nib = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), nib), _mm_and_si128(raw, nib));
+}
+
+#define Q4_I8_ROWS(NAME, TARGET, DOT)                                                                       \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a,  \
+                                                     float *y) {                                           \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        for (int r = r0; r < r1; r += 2) {                                                                 \
+            const int two = r + 1 < r1;                                                                    \
+            const uint8_t *w0 = l->w + (size_t)r * l->in / 2, *w1 = two ? w0 + l->in / 2 : w0;             \
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
+            float bias0 = 0, bias1 = 0;                                                                    \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m256 g0 = _mm256_setzero_ps(), g1 = _mm256_setzero_ps();                                 \
+                float xsum = 0;                                                                            \
+                _mm_prefetch((const char *)(w0 + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);             \
+                _mm_prefetch((const char *)(w1 + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);             \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(a->qp + (size_t)k * KT_QBLOCK)); \
+                    const __m256 d = _mm256_set1_ps(a->d[k]);                                              \
+                    g0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(q4_block(w0 + (size_t)k * 16), x)), d, g0); \
+                    g1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(q4_block(w1 + (size_t)k * 16), x)), d, g1); \
+                    xsum += a->sum[k];                                                                     \
+                }                                                                                          \
+                const size_t i0 = (size_t)r * groups + g, i1 = two ? i0 + (size_t)groups : i0;             \
+                acc0 = _mm256_fmadd_ps(g0, _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i0)), acc0);    \
+                acc1 = _mm256_fmadd_ps(g1, _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i1)), acc1);    \
+                bias0 += kt_scale_at(l->dtype, l->biases, i0) * xsum;                                      \
+                bias1 += kt_scale_at(l->dtype, l->biases, i1) * xsum;                                      \
+            }                                                                                              \
+            y[r] = hsum8(acc0) + bias0;                                                                    \
+            if (two) y[r + 1] = hsum8(acc1) + bias1;                                                       \
+        }                                                                                                  \
+    }
+Q4_I8_ROWS(q4_i8_rows, "avx2,fma", dot_maddubs)
+Q4_I8_ROWS(q4_i8_rows_vnni, "avx2,fma,avxvnni", dot_vnni)
+
+/* 8-bit codes reach 255: vpmaddubsw would saturate its 16-bit pair sums, so
+ * without VNNI both operands widen to 16 bits for vpmaddwd. */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256i dot8_widen(const uint8_t *p, const int8_t *q) {
+    const __m256i c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    const __m256i c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + 16)));
+    const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
+    return _mm256_add_epi32(_mm256_madd_epi16(c0, x0), _mm256_madd_epi16(c1, x1));
+}
+__attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i dot8_vnni(const uint8_t *p,
+                                                                                         const int8_t *q) {
+    return dot_vnni(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)q));
+}
+
+#define Q8_I8_ROWS(NAME, TARGET, DOT8)                                                                      \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a,  \
+                                                     float *y) {                                           \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in;                                                   \
+            __m256 acc = _mm256_setzero_ps();                                                              \
+            float bias = 0;                                                                                \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m256 gv = _mm256_setzero_ps();                                                           \
+                float xsum = 0;                                                                            \
+                _mm_prefetch((const char *)(w + (size_t)g * gs + PREFETCH), _MM_HINT_T0);                  \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const __m256i s = DOT8(w + (size_t)k * KT_QBLOCK, a->q + (size_t)k * KT_QBLOCK);        \
+                    gv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(a->d[k]), gv);              \
+                    xsum += a->sum[k];                                                                     \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                acc = _mm256_fmadd_ps(gv, _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i)), acc);       \
+                bias += kt_scale_at(l->dtype, l->biases, i) * xsum;                                        \
+            }                                                                                              \
+            y[r] = hsum8(acc) + bias;                                                                      \
+        }                                                                                                  \
+    }
+Q8_I8_ROWS(q8_i8_rows, "avx2,fma", dot8_widen)
+Q8_I8_ROWS(q8_i8_rows_vnni, "avx2,fma,avxvnni", dot8_vnni)
+
+static int avx2_here(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &table : NULL;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows};
+    return avx2_here() ? &table : NULL;
+}
+
+/* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
+const kt_matvec_kernels_t *kt_kernels_avx2(void) {
+    static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_vnni,
+                                              q8_i8_rows_vnni};
+    if (!avx2_here()) return NULL;
+    return __builtin_cpu_supports("avxvnni") ? &table : kt_kernels_avx2_base();
 }
 
 #else
 const kt_matvec_kernels_t *kt_kernels_avx2(void) { return NULL; }
+const kt_matvec_kernels_t *kt_kernels_avx2_base(void) { return NULL; }
 #endif

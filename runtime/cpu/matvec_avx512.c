@@ -62,16 +62,151 @@ AVX512 static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x,
     }
 }
 
-const kt_matvec_kernels_t *kt_kernels_avx512(void) {
-    static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL};
-    __builtin_cpu_init();
-    const kt_matvec_kernels_t *avx2 = kt_kernels_avx2();
-    if (!avx2 || !__builtin_cpu_supports("avx512f")) return NULL;
+/* ---- integer kernels (see matvec_avx2.c): two blocks of 32 per register ----
+ * 32 bytes of a 4-bit row are two blocks; their low and high nibbles are
+ * rearranged into [even0 | odd0 | even1 | odd1], the activations' paired
+ * order for two consecutive blocks. Lanes 0-7 sum block k, lanes 8-15 block
+ * k+1, so the d vector holds d_k eight times, then d_k+1. Groups of 64 and
+ * 128 (an even count of blocks); groups of 32 go to the AVX2 kernels. */
+
+#define AVX512I(EXTRA) __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA), always_inline)) static inline
+
+AVX512I("") __m512i dot_bw(__m512i c, __m512i x) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1));
+}
+AVX512I(",avx512vnni") __m512i dot_vnni(__m512i c, __m512i x) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, x);
+}
+AVX512I("") __m512i q4_pair_blocks(const uint8_t *p) {
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)p), nib = _mm256_set1_epi8(15);
+    const __m256i lo = _mm256_and_si256(raw, nib), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
+                              _mm256_permute2x128_si256(lo, hi, 0x31), 1);
+}
+AVX512I("") __m512 two_scales(const float *d) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d[0])), _mm256_set1_ps(d[1]), 1);
+}
+
+#define Q4_I8_ROWS(NAME, EXTRA, DOT)                                                                        \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static void NAME(                  \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                                   \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        for (int r = r0; r < r1; r += 2) {                                                                 \
+            const int two = r + 1 < r1;                                                                    \
+            const uint8_t *w0 = l->w + (size_t)r * l->in / 2, *w1 = two ? w0 + l->in / 2 : w0;             \
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                                 \
+            float bias0 = 0, bias1 = 0;                                                                    \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m512 g0 = _mm512_setzero_ps(), g1 = _mm512_setzero_ps();                                 \
+                float xsum = 0;                                                                            \
+                _mm_prefetch((const char *)(w0 + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);             \
+                _mm_prefetch((const char *)(w1 + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);             \
+                for (int k = g * per; k < (g + 1) * per; k += 2) {                                         \
+                    const __m512i x = _mm512_loadu_si512(a->qp + (size_t)k * KT_QBLOCK);                   \
+                    const __m512 d = two_scales(a->d + k);                                                 \
+                    g0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(q4_pair_blocks(w0 + (size_t)k * 16), x)), d, g0); \
+                    g1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(q4_pair_blocks(w1 + (size_t)k * 16), x)), d, g1); \
+                    xsum += a->sum[k] + a->sum[k + 1];                                                     \
+                }                                                                                          \
+                const size_t i0 = (size_t)r * groups + g, i1 = two ? i0 + (size_t)groups : i0;             \
+                acc0 = _mm512_fmadd_ps(g0, _mm512_set1_ps(kt_scale_at(l->dtype, l->scales, i0)), acc0);    \
+                acc1 = _mm512_fmadd_ps(g1, _mm512_set1_ps(kt_scale_at(l->dtype, l->scales, i1)), acc1);    \
+                bias0 += kt_scale_at(l->dtype, l->biases, i0) * xsum;                                      \
+                bias1 += kt_scale_at(l->dtype, l->biases, i1) * xsum;                                      \
+            }                                                                                              \
+            y[r] = _mm512_reduce_add_ps(acc0) + bias0;                                                     \
+            if (two) y[r + 1] = _mm512_reduce_add_ps(acc1) + bias1;                                        \
+        }                                                                                                  \
+    }
+Q4_I8_ROWS(q4_i8_bw, "", dot_bw)
+Q4_I8_ROWS(q4_i8_vnni, ",avx512vnni", dot_vnni)
+
+/* 8 bits: 64 bytes are two blocks in x's own order. Without VNNI the codes
+ * and activations widen to 16 bits (vpmaddubsw would saturate). */
+AVX512I("") __m512i dot8_bw(const uint8_t *p, const int8_t *q) {
+    const __m512i c0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    const __m512i c1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + 32)));
+    const __m512i x0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)q));
+    const __m512i x1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + 32)));
+    /* s0: 16 pair sums of block k, s1: of block k+1; folded into 8 + 8 lanes */
+    const __m512i s0 = _mm512_madd_epi16(c0, x0), s1 = _mm512_madd_epi16(c1, x1);
+    const __m512i idx_lo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i idx_hi = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return _mm512_add_epi32(_mm512_permutex2var_epi32(s0, idx_lo, s1), _mm512_permutex2var_epi32(s0, idx_hi, s1));
+}
+AVX512I(",avx512vnni") __m512i dot8_vnni(const uint8_t *p, const int8_t *q) {
+    return dot_vnni(_mm512_loadu_si512(p), _mm512_loadu_si512(q));
+}
+
+#define Q8_I8_ROWS(NAME, EXTRA, DOT8)                                                                       \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static void NAME(                  \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                                   \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in;                                                   \
+            __m512 acc = _mm512_setzero_ps();                                                              \
+            float bias = 0;                                                                                \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m512 gv = _mm512_setzero_ps();                                                           \
+                float xsum = 0;                                                                            \
+                _mm_prefetch((const char *)(w + (size_t)g * gs + PREFETCH), _MM_HINT_T0);                  \
+                for (int k = g * per; k < (g + 1) * per; k += 2) {                                         \
+                    const __m512i s = DOT8(w + (size_t)k * KT_QBLOCK, a->q + (size_t)k * KT_QBLOCK);        \
+                    gv = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), two_scales(a->d + k), gv);                 \
+                    xsum += a->sum[k] + a->sum[k + 1];                                                     \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                acc = _mm512_fmadd_ps(gv, _mm512_set1_ps(kt_scale_at(l->dtype, l->scales, i)), acc);       \
+                bias += kt_scale_at(l->dtype, l->biases, i) * xsum;                                        \
+            }                                                                                              \
+            y[r] = _mm512_reduce_add_ps(acc) + bias;                                                       \
+        }                                                                                                  \
+    }
+Q8_I8_ROWS(q8_i8_bw, "", dot8_bw)
+Q8_I8_ROWS(q8_i8_vnni, ",avx512vnni", dot8_vnni)
+
+/* Groups of 32 (an odd block count per group) go to the AVX2 kernels. */
+static void q4_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_rows(l, r0, r1, a, y);
+    else q4_i8_bw(l, r0, r1, a, y);
+}
+static void q8_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (l->group_size % 64) kt_kernels_avx2_base()->q8_i8_rows(l, r0, r1, a, y);
+    else q8_i8_bw(l, r0, r1, a, y);
+}
+static void q4_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (l->group_size % 64) kt_kernels_avx2()->q4_i8_rows(l, r0, r1, a, y);
+    else q4_i8_vnni(l, r0, r1, a, y);
+}
+static void q8_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (l->group_size % 64) kt_kernels_avx2()->q8_i8_rows(l, r0, r1, a, y);
+    else q8_i8_vnni(l, r0, r1, a, y);
+}
+
+/* AVX-512F with BW and DQ (the integer kernels need both). */
+const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
+    static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_bw, q8_i8_rows_bw};
+    const kt_matvec_kernels_t *avx2 = kt_kernels_avx2_base();
+    if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq"))
+        return NULL;
     table.q4_row = avx2->q4_row;
     table.dots = avx2->dots;
     return &table;
 }
 
+/* The same with AVX-512 VNNI's vpdpbusd, where the CPU has it. */
+const kt_matvec_kernels_t *kt_kernels_avx512(void) {
+    static kt_matvec_kernels_t table = {"avx512-vnni", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_vnni,
+                                        q8_i8_rows_vnni};
+    const kt_matvec_kernels_t *base = kt_kernels_avx512_base();
+    if (!base || !__builtin_cpu_supports("avx512vnni")) return base;
+    table.q4_row = base->q4_row;
+    table.dots = base->dots;
+    return &table;
+}
+
 #else
 const kt_matvec_kernels_t *kt_kernels_avx512(void) { return NULL; }
+const kt_matvec_kernels_t *kt_kernels_avx512_base(void) { return NULL; }
 #endif

@@ -9,6 +9,12 @@
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 /* 8 bytes = 16 codes: widen to 32-bit lanes, low nibbles (even elements)
  * and high nibbles (odd elements) as floats, 4 lanes at a time. */
@@ -110,11 +116,106 @@ static void dots(const float *w, const float *x, size_t ldx, int t, int n, float
     }
 }
 
-const kt_matvec_kernels_t *kt_kernels_neon(void) {
-    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots};
+/* ---- integer kernels (see matvec_avx2.c for the layout) ----
+ * 4-bit codes (0..15) fit signed bytes, so both the plain multiply-widen
+ * (vmull_s8, pairwise add into 32 bits) and sdot (dotprod) take them as
+ * they are. 8-bit codes (0..255) do not: they go in as c - 128 (the top bit
+ * flipped) and 128 * sum(q) of the block is added back. */
+
+typedef int32x4_t (*dot16_fn)(int32x4_t acc, int8x16_t a, int8x16_t b);
+
+static inline int32x4_t dot16_plain(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b)), hi = vmull_s8(vget_high_s8(a), vget_high_s8(b));
+    return vpadalq_s16(vpadalq_s16(acc, lo), hi);
+}
+
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+DOTPROD static inline int32x4_t dot16_sdot(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+
+#define Q4_I8_ROWS(NAME, ATTR, DOT)                                                                         \
+    ATTR static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        const uint8x16_t nib = vdupq_n_u8(15);                                                              \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in / 2;                                               \
+            float32x4_t acc = vdupq_n_f32(0);                                                              \
+            float bias = 0;                                                                                \
+            for (int g = 0; g < groups; g++) {                                                             \
+                float32x4_t gv = vdupq_n_f32(0);                                                           \
+                float xsum = 0;                                                                            \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const uint8x16_t raw = vld1q_u8(w + (size_t)k * 16);                                   \
+                    const int8_t *q = a->qp + (size_t)k * KT_QBLOCK;                                       \
+                    int32x4_t s = DOT(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(raw, nib)), vld1q_s8(q)); \
+                    s = DOT(s, vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), vld1q_s8(q + 16));                 \
+                    gv = vfmaq_n_f32(gv, vcvtq_f32_s32(s), a->d[k]);                                       \
+                    xsum += a->sum[k];                                                                     \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                acc = vfmaq_n_f32(acc, gv, kt_scale_at(l->dtype, l->scales, i));                           \
+                bias += kt_scale_at(l->dtype, l->biases, i) * xsum;                                        \
+            }                                                                                              \
+            y[r] = vaddvq_f32(acc) + bias;                                                                 \
+        }                                                                                                  \
+    }
+Q4_I8_ROWS(q4_i8_rows, , dot16_plain)
+Q4_I8_ROWS(q4_i8_rows_sdot, DOTPROD, dot16_sdot)
+
+#define Q8_I8_ROWS(NAME, ATTR, DOT)                                                                         \
+    ATTR static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        const uint8x16_t top = vdupq_n_u8(0x80);                                                            \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in;                                                   \
+            float32x4_t acc = vdupq_n_f32(0);                                                              \
+            float bias = 0;                                                                                \
+            for (int g = 0; g < groups; g++) {                                                             \
+                float32x4_t gv = vdupq_n_f32(0);                                                           \
+                float xsum = 0;                                                                            \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const uint8_t *p = w + (size_t)k * KT_QBLOCK;                                          \
+                    const int8_t *q = a->q + (size_t)k * KT_QBLOCK;                                        \
+                    int32x4_t s = vsetq_lane_s32(128 * a->qsum[k], vdupq_n_s32(0), 0);                     \
+                    s = DOT(s, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), top)), vld1q_s8(q));              \
+                    s = DOT(s, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p + 16), top)), vld1q_s8(q + 16));    \
+                    gv = vfmaq_n_f32(gv, vcvtq_f32_s32(s), a->d[k]);                                       \
+                    xsum += a->sum[k];                                                                     \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                acc = vfmaq_n_f32(acc, gv, kt_scale_at(l->dtype, l->scales, i));                           \
+                bias += kt_scale_at(l->dtype, l->biases, i) * xsum;                                        \
+            }                                                                                              \
+            y[r] = vaddvq_f32(acc) + bias;                                                                 \
+        }                                                                                                  \
+    }
+Q8_I8_ROWS(q8_i8_rows, , dot16_plain)
+Q8_I8_ROWS(q8_i8_rows_sdot, DOTPROD, dot16_sdot)
+
+const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
+    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows};
     return &table;
+}
+
+static int have_dotprod(void) {
+#if defined(__APPLE__)
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, NULL, 0) == 0 && v;
+#elif defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+
+/* The same with the dotprod extension's sdot, where the CPU has it. */
+const kt_matvec_kernels_t *kt_kernels_neon(void) {
+    static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
+                                              q8_i8_rows_sdot};
+    return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 
 #else
 const kt_matvec_kernels_t *kt_kernels_neon(void) { return NULL; }
+const kt_matvec_kernels_t *kt_kernels_neon_base(void) { return NULL; }
 #endif

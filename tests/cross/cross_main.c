@@ -20,6 +20,8 @@ void test_quantize_unaligned_input(void);
 void test_matvec_kernels_match_reference(void);
 void test_matvec_dispatch_matches_reference(void);
 void test_dot_and_batch_match_reference(void);
+void test_qact_quantize(void);
+void test_int8_kernels_match_reference(void);
 
 static const test_case TESTS[] = {
     {"test_quantize_simd_matches_scalar", test_quantize_simd_matches_scalar},
@@ -32,6 +34,8 @@ static const test_case TESTS[] = {
     {"test_matvec_kernels_match_reference", test_matvec_kernels_match_reference},
     {"test_matvec_dispatch_matches_reference", test_matvec_dispatch_matches_reference},
     {"test_dot_and_batch_match_reference", test_dot_and_batch_match_reference},
+    {"test_qact_quantize", test_qact_quantize},
+    {"test_int8_kernels_match_reference", test_int8_kernels_match_reference},
 };
 
 int main(void) {

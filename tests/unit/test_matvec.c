@@ -16,12 +16,17 @@ static float frand(uint64_t *s) {
     return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-/* The kernel tables available here; on x86-64 and arm64 at least one. */
+/* The kernel tables available here (each instruction set's, with and
+ * without its dot-product extension); on x86-64 and arm64 at least one. */
 static int tables(const kt_matvec_kernels_t **out) {
-    const kt_matvec_kernels_t *all[] = {kt_kernels_avx512(), kt_kernels_avx2(), kt_kernels_neon()};
+    const kt_matvec_kernels_t *all[] = {kt_kernels_avx512(), kt_kernels_avx512_base(), kt_kernels_avx2(),
+                                        kt_kernels_avx2_base(), kt_kernels_neon(), kt_kernels_neon_base()};
     int n = 0;
-    for (int i = 0; i < 3; i++)
-        if (all[i]) out[n++] = all[i];
+    for (int i = 0; i < 6; i++) {
+        int seen = 0;
+        for (int j = 0; j < n; j++) seen |= out[j] == all[i];
+        if (all[i] && !seen) out[n++] = all[i];
+    }
 #if defined(__x86_64__) || defined(__aarch64__)
     CHECK_MSG(n >= 1, "no vector kernel table on this CPU");
 #endif
@@ -66,7 +71,7 @@ static double row_magnitude(const kt_linear *l, int o, const float *x) {
 }
 
 void test_matvec_kernels_match_reference(void) {
-    const kt_matvec_kernels_t *tab[3];
+    const kt_matvec_kernels_t *tab[6];
     const int nt = tables(tab);
     const int gs_list[] = {32, 64, 128};
     const kt_dtype sd_list[] = {KT_BF16, KT_F16, KT_F32};
@@ -144,7 +149,7 @@ void test_matvec_dispatch_matches_reference(void) {
 }
 
 void test_dot_and_batch_match_reference(void) {
-    const kt_matvec_kernels_t *tab[3];
+    const kt_matvec_kernels_t *tab[6];
     const int nt = tables(tab);
     uint64_t st = 9;
     enum { N = 1000, T = 9, OUT = 40, IN = 256 };
@@ -181,4 +186,93 @@ void test_dot_and_batch_match_reference(void) {
     }
     free_q(&q);
     free(w), free(x), free(y1), free(y2);
+}
+
+/* The activation quantizer: d = max|x| / 127 per block, |q| <= 127, the
+ * paired order a permutation of the natural one, x within d / 2 of d * q,
+ * zeros and non-finite blocks as documented. */
+void test_qact_quantize(void) {
+    uint64_t st = 11;
+    enum { N = 256 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = frand(&st) * (i < 64 ? 100.0f : 0.01f);
+    for (int i = 64; i < 96; i++) x[i] = 0;
+    x[130] = NAN;
+    kt_qact a = {0};
+    kt_qact_quantize(&a, x, N);
+    for (int k = 0; k < N / KT_QBLOCK; k++) {
+        float amax = 0;
+        for (int j = 0; j < KT_QBLOCK; j++) amax = fmaxf(amax, fabsf(x[k * KT_QBLOCK + j]));
+        if (k == 130 / KT_QBLOCK) {
+            CHECK_MSG(isnan(a.d[k]), "a non-finite block's d is NaN");
+            continue;
+        }
+        CHECK(a.d[k] == amax / 127.0f);
+        int32_t qs = 0;
+        for (int j = 0; j < KT_QBLOCK; j++) {
+            const int8_t q = a.q[k * KT_QBLOCK + j];
+            CHECK(q != -128);
+            CHECK_MSG(fabsf(x[k * KT_QBLOCK + j] - a.d[k] * q) <= a.d[k] * 0.5001f, "block %d element %d", k, j);
+            CHECK(a.qp[k * KT_QBLOCK + (j % 2 ? KT_QBLOCK / 2 : 0) + j / 2] == q);
+            qs += q;
+        }
+        CHECK(a.qsum[k] == qs);
+    }
+    CHECK(a.d[2] == 0 && a.q[70] == 0);
+    kt_qact_free(&a);
+}
+
+/* Every table's integer kernels against the integer reference (the same
+ * exact integer sums, the float part in another order: equal to rounding),
+ * and the reference against the float product: the error of the
+ * activations' rounding, at most sum over blocks of |w| * d / 2. */
+void test_int8_kernels_match_reference(void) {
+    const kt_matvec_kernels_t *tab[6];
+    const int nt = tables(tab);
+    const int bits_list[] = {4, 8, 2, 3, 5, 6}, gs_list[] = {32, 64, 128};
+    const kt_dtype sd_list[] = {KT_BF16, KT_F16, KT_F32};
+    const int out = 37, in = 768;
+    uint64_t st = 13;
+    float *x = malloc(in * sizeof *x), *y1 = malloc(out * sizeof *y1), *y2 = malloc(out * sizeof *y2);
+    float *row = malloc(in * sizeof *row);
+    for (int i = 0; i < in; i++) x[i] = frand(&st) * (i % 97 == 0 ? 20.0f : 1.0f); /* outliers, as real activations have */
+    kt_qact a = {0};
+    kt_qact_quantize(&a, x, in);
+    for (int b = 0; b < 6; b++)
+        for (int g = 0; g < 3; g++)
+            for (int d = 0; d < 3; d++) {
+                if (b >= 2 && d) continue; /* the other widths: reference only, one scale dtype */
+                qmatrix q = make_q(out, in, bits_list[b], gs_list[g], sd_list[d], &st);
+                kt_linear_rows_qref(&q.l, 0, out, &a, y1);
+                for (int o = 0; o < out; o++) {
+                    kt_linear_row_ref(&q.l, o, row);
+                    double exact = 0, bound = 0, mag = 0;
+                    for (int i = 0; i < in; i++) {
+                        exact += (double)row[i] * x[i];
+                        mag += fabs((double)row[i] * x[i]);
+                        bound += fabs((double)row[i]) * a.d[i / KT_QBLOCK] * 0.5;
+                    }
+                    CHECK_MSG(fabs(y1[o] - exact) <= bound + 1e-5 * mag + 1e-6, "int8 ref bits %d gs %d row %d: %g vs %g (bound %g)",
+                              bits_list[b], gs_list[g], o, y1[o], exact, bound);
+                    for (int t = 0; t < nt && b < 2; t++) {
+                        void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) =
+                            bits_list[b] == 4 ? tab[t]->q4_i8_rows : tab[t]->q8_i8_rows;
+                        CHECK_MSG(rows != NULL, "%s has no %d-bit integer kernel", tab[t]->name, bits_list[b]);
+                        if (!rows) continue;
+                        memset(y2, 0, out * sizeof *y2);
+                        rows(&q.l, 0, out, &a, y2);
+                        CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-6, "%s int8 bits %d gs %d %s row %d: %g vs %g",
+                                  tab[t]->name, bits_list[b], gs_list[g], kt_dtype_name(sd_list[d]), o, y2[o], y1[o]);
+                    }
+                }
+                free_q(&q);
+            }
+    /* the dispatch (threads, row blocks) gives the same as its table */
+    qmatrix q = make_q(out, in, 4, 64, KT_BF16, &st);
+    kt_linear_rows_qref(&q.l, 0, out, &a, y1);
+    kt_linear_apply_q(&q.l, &a, y2);
+    for (int o = 0; o < out; o++) CHECK(fabs(y2[o] - y1[o]) <= 1e-5 * fabs(y1[o]) + 1e-4);
+    free_q(&q);
+    kt_qact_free(&a);
+    free(x), free(y1), free(y2), free(row);
 }

@@ -1,0 +1,108 @@
+/* matvec_int8.c - y = W x with x quantized to 8-bit integers (qact.h): the
+ * activation quantizer, the scalar reference for every bit width, and the
+ * dispatch to the integer kernels of kernels.h (4 and 8 bits).
+ *
+ * The reference computes, per row, the sum over groups of
+ *     s_g * sum over the group's blocks k of d_k * (codes_k . q_k)  +  b_g * sum(x_g)
+ * with the integer dot products exact in int32 and the rest in double. The
+ * kernels compute the same integer dot products exactly and the float part
+ * in float lanes in another order: they agree with the reference to
+ * rounding (tests/unit/test_matvec.c). How far all of this is from the float
+ * path is the activations' rounding; tests/oracle measures it on models.
+ */
+#include "affine.h"
+#include "cpu.h"
+#include "kernels.h"
+#include "qact.h"
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kt_qact_quantize(kt_qact *a, const float *x, int n) {
+    if (n > a->cap) {
+        const int blocks = n / KT_QBLOCK;
+        free(a->q), free(a->qp), free(a->d), free(a->sum), free(a->qsum);
+        a->q = kt_xmalloc((size_t)n);
+        a->qp = kt_xmalloc((size_t)n);
+        a->d = kt_xmalloc((size_t)blocks * sizeof *a->d);
+        a->sum = kt_xmalloc((size_t)blocks * sizeof *a->sum);
+        a->qsum = kt_xmalloc((size_t)blocks * sizeof *a->qsum);
+        a->cap = n;
+    }
+    a->n = n;
+    for (int k = 0; k < n / KT_QBLOCK; k++) {
+        const float *v = x + (size_t)k * KT_QBLOCK;
+        float amax = 0, sum = 0;
+        int finite = 1;
+        for (int j = 0; j < KT_QBLOCK; j++) {
+            const float m = fabsf(v[j]);
+            finite &= isfinite(v[j]) != 0;
+            if (m > amax) amax = m;
+            sum += v[j];
+        }
+        const float d = !finite ? NAN : amax / 127.0f, inv = d > 0 ? 127.0f / amax : 0.0f;
+        int8_t *q = a->q + (size_t)k * KT_QBLOCK, *qp = a->qp + (size_t)k * KT_QBLOCK;
+        int32_t qs = 0;
+        for (int j = 0; j < KT_QBLOCK; j++) {
+            const float t = finite ? roundf(v[j] * inv) : 0.0f;
+            q[j] = (int8_t)(t > 127 ? 127 : t < -127 ? -127 : t);
+            qs += q[j];
+        }
+        for (int j = 0; j < KT_QBLOCK / 2; j++) qp[j] = q[2 * j], qp[KT_QBLOCK / 2 + j] = q[2 * j + 1];
+        a->d[k] = d;
+        a->sum[k] = sum;
+        a->qsum[k] = qs;
+    }
+}
+
+void kt_qact_free(kt_qact *a) {
+    free(a->q), free(a->qp), free(a->d), free(a->sum), free(a->qsum);
+    memset(a, 0, sizeof *a);
+}
+
+/* One output of the reference: row R of W times the quantized A. */
+static float row_qref(const kt_linear *l, int r, const kt_qact *a) {
+    const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK, es = (int)kt_dtype_bits(l->dtype) / 8;
+    uint8_t codes[KT_QBLOCK];
+    double acc = 0;
+    for (int g = 0; g < groups; g++) {
+        float s, b;
+        kt_row_to_f32(l->dtype, l->scales + ((size_t)r * groups + g) * es, &s, 1);
+        kt_row_to_f32(l->dtype, l->biases + ((size_t)r * groups + g) * es, &b, 1);
+        double dot = 0, xsum = 0;
+        for (int k = g * per; k < (g + 1) * per; k++) {
+            const size_t first = (size_t)r * l->in + (size_t)k * KT_QBLOCK;
+            kt_unpack_codes_ref(l->bits, l->w + first * l->bits / 8, KT_QBLOCK, codes);
+            int32_t isum = 0;
+            for (int j = 0; j < KT_QBLOCK; j++) isum += (int32_t)codes[j] * a->q[(size_t)k * KT_QBLOCK + j];
+            dot += (double)a->d[k] * isum;
+            xsum += a->sum[k];
+        }
+        acc += s * dot + (double)b * xsum;
+    }
+    return (float)acc;
+}
+
+void kt_linear_rows_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    for (int o = r0; o < r1; o++) y[o] = row_qref(l, o, a);
+}
+
+int kt_linear_int8_ok(const kt_linear *l) {
+    return l->quantized && l->group_size % KT_QBLOCK == 0 && l->in % KT_QBLOCK == 0 && (l->bits * KT_QBLOCK) % 8 == 0;
+}
+
+enum { ROW_BLOCK = 16 };
+
+void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y) {
+    const kt_matvec_kernels_t *k = kt_kernels_active();
+    void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) = NULL;
+    if (k && l->bits == 4) rows = k->q4_i8_rows;
+    if (k && l->bits == 8) rows = k->q8_i8_rows;
+    if (!rows) rows = kt_linear_rows_qref;
+    const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel for schedule(static) if (l->out >= 64)
+    for (int b = 0; b < blocks; b++)
+        rows(l, b * ROW_BLOCK, b * ROW_BLOCK + ROW_BLOCK < l->out ? b * ROW_BLOCK + ROW_BLOCK : l->out, a, y);
+}

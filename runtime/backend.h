@@ -11,6 +11,7 @@
 #define KT_BACKEND_H
 
 #include "model.h"
+#include "qact.h"
 
 struct kt_backend {
     const char *name;
@@ -24,10 +25,19 @@ struct kt_backend {
     void (*rmsnorm)(float *out, const float *x, const kt_vec *w, int n, float eps);
     /* One Mamba-2 step from PROJ = in_proj(x) = [z | xBC | dt]: the conv
      * window and the SSM state advance; Y receives the gated, group-normalised
-     * output that goes into out_proj. */
-    void (*mamba_step)(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y);
-    /* O = attention of query Q (all heads) over cached K, V at 0..POS */
-    void (*attend)(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o);
+     * output that goes into out_proj. TMP: conv_dim floats of scratch. */
+    void (*mamba_step)(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
+                       float *tmp);
+    /* O = attention of query Q (all heads) over cached K, V at 0..POS;
+     * TMP: POS + 1 floats of scratch. */
+    void (*attend)(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o, float *tmp);
+    /* Integer activations (model.h, KT_ACT_INT8): X quantized once, then
+     * y = W X from it for every W with int8_ok(W) (the others take X as
+     * floats through matvec). */
+    void (*quantize)(kt_qact *a, const float *x, int n);
+    void (*matvec_q)(const kt_linear *w, const kt_qact *a, float *y);
+    void (*matmul_q)(const kt_linear *w, const kt_qact *a, int t, float *y); /* A: T inputs */
+    int (*int8_ok)(const kt_linear *w);
 };
 
 const kt_backend *kt_cpu_backend(void);

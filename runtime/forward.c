@@ -22,6 +22,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The scratch of one pass, sized for one token; a state owns one, so a
+ * token's pass allocates nothing. (The prompt path allocates its N-token
+ * buffers once per call.) */
+struct kt_work {
+    float *x, *h, *o, *ey;         /* hidden-size vectors */
+    float *proj, *y;               /* Mamba-2: in_proj output, the step's output */
+    float *q, *att;                /* attention: queries, output */
+    float *u;                      /* MLP and expert intermediates */
+    float *score, *sel, *wk, *gscore;
+    int *chosen;
+    float *tmp;                    /* the backend's: conv window or attention scores */
+    kt_qact qa;                    /* the current input, quantized (KT_ACT_INT8) */
+    kt_qact qb;                    /* the prompt path's: N inputs at once */
+};
+
+static int proj_size(const kt_config *c) {
+    int I = c->m_heads * c->m_head_dim;
+    return I + I + 2 * c->n_groups * c->state + c->m_heads;
+}
+
+static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+static kt_work *work_new(const kt_config *c, int max_pos) {
+    kt_work *w = kt_xcalloc(1, sizeof *w);
+    const int H = c->hidden, E = c->n_experts > 0 ? c->n_experts : 1, K = c->top_k > 0 ? c->top_k : 1;
+    w->x = kt_xmalloc((size_t)H * sizeof(float));
+    w->h = kt_xmalloc((size_t)H * sizeof(float));
+    w->o = kt_xmalloc((size_t)H * sizeof(float));
+    w->ey = kt_xmalloc((size_t)H * sizeof(float));
+    w->proj = kt_xmalloc((size_t)proj_size(c) * sizeof(float));
+    w->y = kt_xmalloc((size_t)c->m_heads * c->m_head_dim * sizeof(float));
+    w->q = kt_xmalloc((size_t)c->heads * c->head_dim * sizeof(float));
+    w->att = kt_xmalloc((size_t)c->heads * c->head_dim * sizeof(float));
+    w->u = kt_xmalloc((size_t)max3(c->intermediate, c->moe_inter, c->moe_shared_inter) * sizeof(float));
+    w->score = kt_xmalloc((size_t)E * sizeof(float));
+    w->sel = kt_xmalloc((size_t)E * sizeof(float));
+    w->gscore = kt_xmalloc((size_t)(c->n_group > 0 ? c->n_group : 1) * sizeof(float));
+    w->wk = kt_xmalloc((size_t)K * sizeof(float));
+    w->chosen = kt_xmalloc((size_t)K * sizeof(int));
+    w->tmp = kt_xmalloc((size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
+    return w;
+}
+
+static void work_free(kt_work *w) {
+    if (!w) return;
+    free(w->x), free(w->h), free(w->o), free(w->ey), free(w->proj), free(w->y), free(w->q), free(w->att);
+    free(w->u), free(w->score), free(w->sel), free(w->gscore), free(w->wk), free(w->chosen), free(w->tmp);
+    kt_qact_free(&w->qa);
+    kt_qact_free(&w->qb);
+    free(w);
+}
+
 int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
     const kt_config *c = &m->cfg;
     memset(s, 0, sizeof *s);
@@ -40,6 +92,7 @@ int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
             s->v[i] = kt_xcalloc((size_t)max_pos * c->kv_heads * c->head_dim, sizeof(float));
         }
     }
+    s->work = work_new(c, max_pos);
     return 0;
 }
 
@@ -54,42 +107,68 @@ void kt_state_free(kt_state *s, const kt_model *m) {
     free(s->ssm);
     free(s->k);
     free(s->v);
+    work_free(s->work);
     memset(s, 0, sizeof *s);
 }
 
-static int proj_size(const kt_config *c) {
-    int I = c->m_heads * c->m_head_dim;
-    return I + I + 2 * c->n_groups * c->state + c->m_heads;
+/* The input X of the matrices that follow: quantized once when the model
+ * runs with integer activations, so every matrix reading X shares it. */
+static void input(const kt_model *m, kt_work *w, const float *x, int n) {
+    if (m->activations == KT_ACT_INT8 && m->backend->quantize && n % KT_QBLOCK == 0) m->backend->quantize(&w->qa, x, n);
+    else w->qa.n = 0;
 }
 
-static void mamba(const kt_backend *be, const kt_config *c, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
-    float *proj = kt_xmalloc((size_t)proj_size(c) * sizeof *proj);
-    float *y = kt_xmalloc((size_t)c->m_heads * c->m_head_dim * sizeof *y);
-    be->matvec(&L->in_proj, x, proj);
-    be->mamba_step(c, L, conv_state, ssm, proj, y);
-    be->matvec(&L->out_proj, y, out);
-    free(proj);
-    free(y);
+/* Y = W X for the X last given to input(). */
+static void apply(const kt_model *m, kt_work *w, const kt_linear *l, const float *x, float *y) {
+    const kt_backend *be = m->backend;
+    if (w->qa.n == l->in && be->int8_ok(l)) be->matvec_q(l, &w->qa, y);
+    else be->matvec(l, x, y);
 }
 
-static void attention(const kt_backend *be, const kt_config *c, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
-    const int hd = c->head_dim, H = c->heads, KV = c->kv_heads;
-    float *q = kt_xmalloc((size_t)H * hd * sizeof *q), *o = kt_xmalloc((size_t)H * hd * sizeof *o);
-    be->matvec(&L->q, x, q);
-    be->matvec(&L->k, x, kc + (size_t)pos * KV * hd);
-    be->matvec(&L->v, x, vc + (size_t)pos * KV * hd);
-    be->attend(c, kc, vc, pos, q, o);
-    be->matvec(&L->o, o, out);
-    free(q);
-    free(o);
+/* The same for the prompt path: N inputs of IN values, quantized together. */
+static void binput(const kt_model *m, kt_work *w, const float *x, int n, int in) {
+    if (m->activations == KT_ACT_INT8 && m->backend->quantize && in % KT_QBLOCK == 0) m->backend->quantize(&w->qb, x, n * in);
+    else w->qb.n = 0;
 }
 
-static void mlp(const kt_backend *be, const kt_config *c, const kt_layer *L, const float *x, float *out) {
-    float *u = kt_xmalloc((size_t)c->intermediate * sizeof *u);
-    be->matvec(&L->up, x, u);
-    for (int i = 0; i < c->intermediate; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-    be->matvec(&L->down, u, out);
-    free(u);
+static void bapply(const kt_model *m, kt_work *w, const kt_linear *l, const float *x, int n, float *y) {
+    const kt_backend *be = m->backend;
+    if (w->qb.n == n * l->in && be->int8_ok(l)) be->matmul_q(l, &w->qb, n, y);
+    else be->matmul(l, x, n, y);
+}
+
+static void mamba(const kt_model *m, kt_work *w, const kt_layer *L, float *conv_state, float *ssm, const float *x, float *out) {
+    const kt_config *c = &m->cfg;
+    input(m, w, x, c->hidden);
+    apply(m, w, &L->in_proj, x, w->proj);
+    m->backend->mamba_step(c, L, conv_state, ssm, w->proj, w->y, w->tmp);
+    input(m, w, w->y, L->out_proj.in);
+    apply(m, w, &L->out_proj, w->y, out);
+}
+
+static void attention(const kt_model *m, kt_work *w, const kt_layer *L, float *kc, float *vc, int pos, const float *x, float *out) {
+    const kt_config *c = &m->cfg;
+    const int KVD = c->kv_heads * c->head_dim;
+    input(m, w, x, c->hidden);
+    apply(m, w, &L->q, x, w->q);
+    apply(m, w, &L->k, x, kc + (size_t)pos * KVD);
+    apply(m, w, &L->v, x, vc + (size_t)pos * KVD);
+    m->backend->attend(c, kc, vc, pos, w->q, w->att, w->tmp);
+    input(m, w, w->att, L->o.in);
+    apply(m, w, &L->o, w->att, out);
+}
+
+static void relu2(float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
+}
+
+static void mlp(const kt_model *m, kt_work *w, const kt_layer *L, const float *x, float *out) {
+    const kt_config *c = &m->cfg;
+    input(m, w, x, c->hidden);
+    apply(m, w, &L->up, x, w->u);
+    relu2(w->u, (size_t)c->intermediate);
+    input(m, w, w->u, c->intermediate);
+    apply(m, w, &L->down, w->u, out);
 }
 
 /* MoE: sigmoid scores of the gate; the choice uses scores + correction bias
@@ -97,17 +176,19 @@ static void mlp(const kt_backend *be, const kt_config *c, const kt_layer *L, con
  * weights are the plain scores of the chosen, normalised when asked, times
  * routed_scaling_factor. Each chosen expert is an MLP with relu^2; the shared
  * expert is added. */
-static void moe(const kt_backend *be, const kt_config *c, const kt_layer *L, const float *x, float *out) {
+static void moe(const kt_model *m, kt_work *w, const kt_layer *L, const float *x, float *out) {
+    const kt_config *c = &m->cfg;
     const int E = c->n_experts, K = c->top_k;
-    float *score = kt_xmalloc((size_t)E * sizeof *score), *sel = kt_xmalloc((size_t)E * sizeof *sel);
-    be->matvec(&L->gate, x, score);
+    float *score = w->score, *sel = w->sel;
+    input(m, w, x, c->hidden);
+    apply(m, w, &L->gate, x, score);
     for (int e = 0; e < E; e++) {
         score[e] = 1.0f / (1.0f + expf(-score[e]));
         sel[e] = score[e] + kt_vec_at(&L->e_bias, e);
     }
     if (c->n_group > 1) { /* keep the topk_group groups with the best two scores */
         int per = E / c->n_group;
-        float *gscore = kt_xmalloc((size_t)c->n_group * sizeof *gscore);
+        float *gscore = w->gscore;
         for (int g = 0; g < c->n_group; g++) {
             float a = -INFINITY, b = -INFINITY;
             for (int e = g * per; e < (g + 1) * per; e++) {
@@ -123,10 +204,9 @@ static void moe(const kt_backend *be, const kt_config *c, const kt_layer *L, con
             for (int e = worst * per; e < (worst + 1) * per; e++) sel[e] = 0.0f;
             gscore[worst] = INFINITY;
         }
-        free(gscore);
     }
-    int *chosen = kt_xmalloc((size_t)K * sizeof *chosen);
-    float *w = kt_xmalloc((size_t)K * sizeof *w), total = 0;
+    int *chosen = w->chosen;
+    float *wk = w->wk, total = 0;
     for (int k = 0; k < K; k++) {
         int best = -1;
         for (int e = 0; e < E; e++) {
@@ -135,51 +215,52 @@ static void moe(const kt_backend *be, const kt_config *c, const kt_layer *L, con
             if (!taken && (best < 0 || sel[e] > sel[best])) best = e;
         }
         chosen[k] = best;
-        w[k] = score[best];
-        total += w[k];
+        wk[k] = score[best];
+        total += wk[k];
     }
-    float *u = kt_xmalloc((size_t)(c->moe_inter > c->moe_shared_inter ? c->moe_inter : c->moe_shared_inter) * sizeof *u);
-    float *y = kt_xmalloc((size_t)c->hidden * sizeof *y);
+    /* every expert's fc1 reads x; each fc2 reads its own intermediate */
+    float *u = w->u, *y = w->ey;
     memset(out, 0, (size_t)c->hidden * sizeof *out);
     for (int k = 0; k < K; k++) {
-        float wk = (K > 1 && c->norm_topk ? w[k] / (total + 1e-20f) : w[k]) * c->routed_scale;
-        be->matvec(&L->fc1[chosen[k]], x, u);
-        for (int i = 0; i < c->moe_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-        be->matvec(&L->fc2[chosen[k]], u, y);
-        for (int i = 0; i < c->hidden; i++) out[i] += wk * y[i];
+        float f = (K > 1 && c->norm_topk ? wk[k] / (total + 1e-20f) : wk[k]) * c->routed_scale;
+        input(m, w, x, c->hidden);
+        apply(m, w, &L->fc1[chosen[k]], x, u);
+        relu2(u, (size_t)c->moe_inter);
+        input(m, w, u, c->moe_inter);
+        apply(m, w, &L->fc2[chosen[k]], u, y);
+        for (int i = 0; i < c->hidden; i++) out[i] += f * y[i];
     }
     if (L->has_shared) {
-        be->matvec(&L->sh_up, x, u);
-        for (int i = 0; i < c->moe_shared_inter; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-        be->matvec(&L->sh_down, u, y);
+        input(m, w, x, c->hidden);
+        apply(m, w, &L->sh_up, x, u);
+        relu2(u, (size_t)c->moe_shared_inter);
+        input(m, w, u, c->moe_shared_inter);
+        apply(m, w, &L->sh_down, u, y);
         for (int i = 0; i < c->hidden; i++) out[i] += y[i];
     }
-    free(score), free(sel), free(chosen), free(w), free(u), free(y);
 }
 
 int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     const kt_config *c = &m->cfg;
     const kt_backend *be = m->backend;
+    kt_work *w = s->work;
     if (token < 0 || token >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", token, c->vocab);
     if (s->pos >= s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
-    float *x = kt_xmalloc((size_t)c->hidden * sizeof *x), *h = kt_xmalloc((size_t)c->hidden * sizeof *h);
-    float *o = kt_xmalloc((size_t)c->hidden * sizeof *o);
+    float *x = w->x, *h = w->h, *o = w->o;
     be->row(&m->embed, token, x);
     for (int i = 0; i < c->n_layers; i++) {
         const kt_layer *L = &m->layers[i];
         be->rmsnorm(h, x, &L->norm, c->hidden, c->eps);
-        if (L->kind == 'M') mamba(be, c, L, s->conv[i], s->ssm[i], h, o);
-        else if (L->kind == '*') attention(be, c, L, s->k[i], s->v[i], s->pos, h, o);
-        else if (L->kind == 'E') moe(be, c, L, h, o);
-        else mlp(be, c, L, h, o);
+        if (L->kind == 'M') mamba(m, w, L, s->conv[i], s->ssm[i], h, o);
+        else if (L->kind == '*') attention(m, w, L, s->k[i], s->v[i], s->pos, h, o);
+        else if (L->kind == 'E') moe(m, w, L, h, o);
+        else mlp(m, w, L, h, o);
         for (int j = 0; j < c->hidden; j++) x[j] += o[j];
     }
     be->rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
-    be->matvec(&m->lm_head, h, logits);
+    input(m, w, h, c->hidden);
+    apply(m, w, &m->lm_head, h, logits);
     s->pos++;
-    free(x);
-    free(h);
-    free(o);
     return 0;
 }
 
@@ -191,6 +272,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
 static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits, int every) {
     const kt_config *c = &m->cfg;
     const kt_backend *be = m->backend;
+    kt_work *w = s->work;
     const int H = c->hidden;
     if (n <= 0) return kt_fail("no tokens");
     if (s->pos + n > s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
@@ -205,38 +287,48 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
         if (L->kind == 'M') {
             const int P = proj_size(c), I = c->m_heads * c->m_head_dim;
             float *proj = kt_xmalloc((size_t)n * P * sizeof *proj), *y = kt_xmalloc((size_t)n * I * sizeof *y);
-            be->matmul(&L->in_proj, h, n, proj);
-            for (int t = 0; t < n; t++) be->mamba_step(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I);
-            be->matmul(&L->out_proj, y, n, o);
+            binput(m, w, h, n, H);
+            bapply(m, w, &L->in_proj, h, n, proj);
+            for (int t = 0; t < n; t++)
+                be->mamba_step(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I, s->work->tmp);
+            binput(m, w, y, n, I);
+            bapply(m, w, &L->out_proj, y, n, o);
             free(proj);
             free(y);
         } else if (L->kind == '*') {
             const int Q = c->heads * c->head_dim, KVD = c->kv_heads * c->head_dim;
             float *q = kt_xmalloc((size_t)n * Q * sizeof *q), *a = kt_xmalloc((size_t)n * Q * sizeof *a);
-            be->matmul(&L->q, h, n, q);
-            be->matmul(&L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
-            be->matmul(&L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
-            for (int t = 0; t < n; t++) be->attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q);
-            be->matmul(&L->o, a, n, o);
+            binput(m, w, h, n, H);
+            bapply(m, w, &L->q, h, n, q);
+            bapply(m, w, &L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
+            bapply(m, w, &L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
+            for (int t = 0; t < n; t++)
+                be->attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q, s->work->tmp);
+            binput(m, w, a, n, Q);
+            bapply(m, w, &L->o, a, n, o);
             free(q);
             free(a);
         } else if (L->kind == '-') {
             float *u = kt_xmalloc((size_t)n * c->intermediate * sizeof *u);
-            be->matmul(&L->up, h, n, u);
-            for (size_t j = 0; j < (size_t)n * c->intermediate; j++) u[j] = u[j] > 0 ? u[j] * u[j] : 0;
-            be->matmul(&L->down, u, n, o);
+            binput(m, w, h, n, H);
+            bapply(m, w, &L->up, h, n, u);
+            relu2(u, (size_t)n * c->intermediate);
+            binput(m, w, u, n, c->intermediate);
+            bapply(m, w, &L->down, u, n, o);
             free(u);
         } else {
-            for (int t = 0; t < n; t++) moe(be, c, L, h + (size_t)t * H, o + (size_t)t * H);
+            for (int t = 0; t < n; t++) moe(m, s->work, L, h + (size_t)t * H, o + (size_t)t * H);
         }
         for (size_t j = 0; j < (size_t)n * H; j++) x[j] += o[j];
     }
     if (every) { /* the final norm and lm_head of every position, as one matrix product */
         for (int t = 0; t < n; t++) be->rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &m->norm_f, H, c->eps);
-        be->matmul(&m->lm_head, h, n, logits);
+        binput(m, w, h, n, H);
+        bapply(m, w, &m->lm_head, h, n, logits);
     } else {
         be->rmsnorm(h, x + (size_t)(n - 1) * H, &m->norm_f, H, c->eps);
-        be->matvec(&m->lm_head, h, logits);
+        input(m, w, h, H);
+        apply(m, w, &m->lm_head, h, logits);
     }
     s->pos += n;
     free(x);

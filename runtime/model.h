@@ -51,21 +51,32 @@ typedef struct {
 
 typedef struct kt_backend kt_backend; /* backend.h: the math, CPU or other */
 
+/* How activations meet quantized weights: as float32 (exact: what the
+ * oracle tests compare with mlx-lm, and the default for measurements) or
+ * quantized to 8-bit integers per block of 32 for integer dot products
+ * (faster; the default for generation, docs/PERFORMANCE.md bounds its
+ * error). Dense weights always take float32. */
+typedef enum { KT_ACT_F32 = 0, KT_ACT_INT8 = 1 } kt_activations;
+
 typedef struct {
     kt_config cfg;
     kt_model_files files;
     const kt_backend *backend;
+    kt_activations activations;
     kt_linear embed, lm_head;
     kt_vec norm_f;
     kt_layer *layers;
     unsigned char *used;           /* per tensor of files: read by the loader */
 } kt_model;
 
+typedef struct kt_work kt_work;    /* forward.c: the pass's scratch buffers */
+
 typedef struct {                   /* what one sequence remembers */
     int pos, max_pos;
     float **conv;                  /* per Mamba layer: [conv-1][conv_dim] */
     float **ssm;                   /* per Mamba layer: [m_heads][m_head_dim][state] */
     float **k, **v;                /* per attention layer: [max_pos][kv_heads*head_dim] */
+    kt_work *work;                 /* allocated once: a token's pass allocates nothing */
 } kt_state;
 
 int kt_model_load(kt_model *m, const char *dir);

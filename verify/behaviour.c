@@ -122,6 +122,7 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s: %s", o->kld_text, kt_errmsg());
     } else {
         cJSON *fig = kt_ppl_to_json(&p, 1);
+        cJSON_AddStringToObject(fig, "activations", "f32");
         cJSON_AddItemToObject(fig, "max_kld", kt_json_new_float(o->max_kld));
         cJSON_AddItemToObject(fig, "min_top1", kt_json_new_float(o->min_top1));
         cJSON_AddItemToObject(fig, "max_ppl_ratio", kt_json_new_float(o->max_ppl_ratio));
@@ -156,6 +157,7 @@ static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, 
             const double drop = 100 * (orig.acc - mine.acc);
             cJSON *fig = cJSON_CreateObject();
             cJSON_AddItemToObject(fig, "items", kt_json_new_int(mine.scored));
+            cJSON_AddStringToObject(fig, "activations", "f32");
             cJSON_AddItemToObject(fig, "acc", kt_json_new_float(mine.acc));
             cJSON_AddItemToObject(fig, "acc_norm", kt_json_new_float(mine.acc_norm));
             cJSON_AddItemToObject(fig, "original_acc", kt_json_new_float(orig.acc));

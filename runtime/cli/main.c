@@ -34,7 +34,7 @@ typedef struct {
     const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision, *choices, *prompts;
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
-    int window_set, num_fewshot, fewshot_set;
+    int window_set, num_fewshot, fewshot_set, exact;
     kt_sampler sampler;
 } options;
 
@@ -73,6 +73,9 @@ static void usage(FILE *out) {
             "  --repetition-penalty R   R > 0 (1: off)\n"
             "  --seed S                 the sampler's seed\n"
             "  --context N              the longest sequence, prompt included (default 4096)\n"
+            "  --exact                  float32 activations for quantized weights (the default\n"
+            "                           for --perplexity and --choices; generation uses 8-bit\n"
+            "                           integer activations unless KT_ACTIVATIONS=f32)\n"
             "  --perplexity FILE        token and word perplexity of FILE, in windows of\n"
             "  --window N               N tokens (default 512), each from a fresh state\n"
             "  --kld-against DIR        with --perplexity: mean KL divergence, top-1 agreement\n"
@@ -98,7 +101,7 @@ static void usage(FILE *out) {
 enum {
     O_PROMPT = 1, O_SYSTEM, O_PERPLEXITY, O_KLD_AGAINST, O_REASONING, O_MAX_TOKENS, O_MAX_REASONING, O_CONTEXT,
     O_TOP_K, O_WINDOW, O_TEMPERATURE, O_TOP_P, O_MIN_P, O_REP_PENALTY, O_SEED, O_RAW, O_CHAT, O_JSON, O_TOKENIZE,
-    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION, O_CHOICES, O_NUM_FEWSHOT, O_PROMPTS
+    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION, O_CHOICES, O_NUM_FEWSHOT, O_PROMPTS, O_EXACT
 };
 static const kt_opt OPTIONS[] = {
     {"--prompt", 0, 1, O_PROMPT}, {"--system", 0, 1, O_SYSTEM}, {"--perplexity", 0, 1, O_PERPLEXITY},
@@ -110,7 +113,7 @@ static const kt_opt OPTIONS[] = {
     {"--bos", 0, 0, O_BOS}, {"--no-bos", 0, 0, O_NO_BOS}, {"--quiet", 'q', 0, O_QUIET},
     {"--verbose", 'v', 0, O_VERBOSE}, {"--strict-template", 0, 0, O_STRICT_TEMPLATE},
     {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES}, {"--num-fewshot", 0, 1, O_NUM_FEWSHOT},
-    {"--prompts", 0, 1, O_PROMPTS}, {NULL, 0, 0, 0}};
+    {"--prompts", 0, 1, O_PROMPTS}, {"--exact", 0, 0, O_EXACT}, {NULL, 0, 0, 0}};
 
 /* The modes (--prompt, --chat, --prompts, --perplexity, --choices,
  * --tokenize) exclude each other, and options of one mode are refused in
@@ -190,6 +193,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_REVISION: o->revision = a.value; break;
         case O_CHOICES: o->choices = a.value; break;
         case O_PROMPTS: o->prompts = a.value; break;
+        case O_EXACT: o->exact = 1; break;
         case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot), o->fewshot_set = 1; break;
         case KT_ARG_POSITIONAL:
             if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
@@ -603,6 +607,20 @@ static int check_template(const options *o) {
     return 0;
 }
 
+/* Integer activations for generation, float32 for measurements (they are
+ * compared with mlx-lm's float32 figures); KT_ACTIVATIONS=f32|int8 chooses
+ * for every mode, --exact for this run. A --kld-against reference is always
+ * float32. */
+static int choose_activations(const options *o, kt_activations *out) {
+    const char *env = getenv("KT_ACTIVATIONS");
+    *out = o->perplexity || o->choices ? KT_ACT_F32 : KT_ACT_INT8;
+    if (env && !strcmp(env, "f32")) *out = KT_ACT_F32;
+    else if (env && !strcmp(env, "int8")) *out = KT_ACT_INT8;
+    else if (env && *env) return kt_fail("KT_ACTIVATIONS is '%s', not f32 or int8", env);
+    if (o->exact) *out = KT_ACT_F32;
+    return 0;
+}
+
 static int run(options *o) {
     if (kt_check_dir(o->dir) || (o->kld_against && kt_check_dir(o->kld_against))) return 2;
     if (check_template(o)) return 1;
@@ -620,9 +638,13 @@ static int run(options *o) {
         rc = tokenize_lines(tok, o->bos);
     } else {
         kt_model m;
-        if (kt_model_load(&m, o->dir)) {
+        kt_activations act;
+        if (choose_activations(o, &act)) {
+            rc = 2;
+        } else if (kt_model_load(&m, o->dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
         } else {
+            m.activations = act;
             rc = o->perplexity ? perplexity(o, &m, tok)
                  : o->choices  ? choices(o, &m, tok, &set)
                  : o->chat     ? chat(o, &m, tok)

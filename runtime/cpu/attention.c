@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void kt_attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o) {
+void kt_attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o, float *sc) {
     const int hd = c->head_dim, H = c->heads, KV = c->kv_heads, per = H / KV;
-    float *sc = kt_xmalloc((size_t)(pos + 1) * sizeof *sc);
     memset(o, 0, (size_t)H * hd * sizeof *o);
     const float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < H; h++) {
@@ -31,5 +30,4 @@ void kt_attend(const kt_config *c, const float *kc, const float *vc, int pos, co
             for (int i = 0; i < hd; i++) o[h * hd + i] += sc[t] / sum * v[i];
         }
     }
-    free(sc);
 }

@@ -4,7 +4,8 @@
 #include "cpu.h"
 
 const kt_backend *kt_cpu_backend(void) {
-    static const kt_backend cpu = {"cpu",      kt_linear_apply, kt_linear_apply_batch, kt_linear_row,
-                                   kt_rmsnorm, kt_mamba2_step,  kt_attend};
+    static const kt_backend cpu = {"cpu",          kt_linear_apply,   kt_linear_apply_batch, kt_linear_row,
+                                   kt_rmsnorm,     kt_mamba2_step,    kt_attend,             kt_qact_quantize,
+                                   kt_linear_apply_q, kt_linear_apply_batch_q, kt_linear_int8_ok};
     return &cpu;
 }

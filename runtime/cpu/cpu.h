@@ -18,6 +18,8 @@ void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y);
 /* y = W x with x quantized to 8-bit integers (qact.h); any bit width whose
  * rows and groups are whole blocks of 32 (kt_linear_int8_ok). */
 void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y);
+/* Y[t] = W A[t] for the T vectors of A (quantized together: T x in values). */
+void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float *y);
 int kt_linear_int8_ok(const kt_linear *l);
 /* Row R of W as floats: s * code + b for a quantized row (bit-identical in
  * every kernel set), the values themselves for a dense one. */
@@ -32,7 +34,8 @@ void kt_matvec_force_scalar(int on);
 const char *kt_matvec_kernels(void);
 
 void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);
-void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y);
-void kt_attend(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o);
+void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
+                    float *tmp);
+void kt_attend(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o, float *tmp);
 
 #endif

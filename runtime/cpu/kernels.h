@@ -29,6 +29,10 @@ typedef struct {
      * with group_size % 32 == 0; NULL where the table has none. */
     void (*q4_i8_rows)(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
     void (*q8_i8_rows)(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
+    /* The prompt: Y[t * LDY + r] for rows [R0, R1) and the T <= 4 vectors of
+     * A (one after another, l->in values each), 4-bit W; each weight block
+     * loaded once serves every vector. NULL where the table has none. */
+    void (*q4_i8_gemm)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
 } kt_matvec_kernels_t;
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,
@@ -71,5 +75,6 @@ const kt_matvec_kernels_t *kt_kernels_active(void);
 void kt_linear_rows_ref(const kt_linear *l, int r0, int r1, const float *x, float *y);
 void kt_dots_ref(const float *w, const float *x, size_t ldx, int t, int n, float *out);
 void kt_linear_rows_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y);
+void kt_linear_gemm_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
 
 #endif

@@ -228,6 +228,41 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256i q4_bloc
 Q4_I8_ROWS(q4_i8_rows, "avx2,fma", dot_maddubs)
 Q4_I8_ROWS(q4_i8_rows_vnni, "avx2,fma,avxvnni", dot_vnni)
 
+/* The prompt: one row, up to four token vectors; each 4-bit block is loaded
+ * and unpacked once for all of them (the activations of four tokens stay in
+ * the cache while the row streams). */
+#define Q4_I8_GEMM(NAME, TARGET, DOT)                                                                       \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a,  \
+                                                     int t, float *y, size_t ldy) {                         \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK, nb = l->in / KT_QBLOCK;    \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in / 2;                                               \
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+            float bias[4] = {0, 0, 0, 0};                                                                  \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m256 gv[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+                float xsum[4] = {0, 0, 0, 0};                                                              \
+                _mm_prefetch((const char *)(w + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);              \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const __m256i c = q4_block(w + (size_t)k * 16);                                        \
+                    for (int j = 0; j < t; j++) {                                                          \
+                        const size_t kb = (size_t)j * nb + k;                                              \
+                        const __m256i x = _mm256_loadu_si256((const __m256i *)(a->qp + kb * KT_QBLOCK));   \
+                        gv[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(c, x)), _mm256_set1_ps(a->d[kb]), gv[j]); \
+                        xsum[j] += a->sum[kb];                                                             \
+                    }                                                                                      \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                const __m256 sc = _mm256_set1_ps(kt_scale_at(l->dtype, l->scales, i));                     \
+                const float bi = kt_scale_at(l->dtype, l->biases, i);                                      \
+                for (int j = 0; j < t; j++) acc[j] = _mm256_fmadd_ps(gv[j], sc, acc[j]), bias[j] += bi * xsum[j]; \
+            }                                                                                              \
+            for (int j = 0; j < t; j++) y[(size_t)j * ldy + r] = hsum8(acc[j]) + bias[j];                  \
+        }                                                                                                  \
+    }
+Q4_I8_GEMM(q4_i8_gemm, "avx2,fma", dot_maddubs)
+Q4_I8_GEMM(q4_i8_gemm_vnni, "avx2,fma,avxvnni", dot_vnni)
+
 /* 8-bit codes reach 255: vpmaddubsw would saturate its 16-bit pair sums, so
  * without VNNI both operands widen to 16 bits for vpmaddwd. */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256i dot8_widen(const uint8_t *p, const int8_t *q) {
@@ -275,14 +310,14 @@ static int avx2_here(void) {
 }
 
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
-    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows};
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm};
     return avx2_here() ? &table : NULL;
 }
 
 /* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
 const kt_matvec_kernels_t *kt_kernels_avx2(void) {
     static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_vnni,
-                                              q8_i8_rows_vnni};
+                                              q8_i8_rows_vnni, q4_i8_gemm_vnni};
     if (!avx2_here()) return NULL;
     return __builtin_cpu_supports("avxvnni") ? &table : kt_kernels_avx2_base();
 }

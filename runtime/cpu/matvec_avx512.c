@@ -183,9 +183,51 @@ static void q8_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a
     else q8_i8_vnni(l, r0, r1, a, y);
 }
 
+/* The prompt: one row, up to four token vectors, two blocks per register. */
+#define Q4_I8_GEMM(NAME, EXTRA, DOT)                                                                        \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static void NAME(                  \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {                 \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK, nb = l->in / KT_QBLOCK;    \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in / 2;                                               \
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; \
+            float bias[4] = {0, 0, 0, 0};                                                                  \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m512 gv[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; \
+                float xsum[4] = {0, 0, 0, 0};                                                              \
+                _mm_prefetch((const char *)(w + (size_t)g * gs / 2 + PREFETCH), _MM_HINT_T0);              \
+                for (int k = g * per; k < (g + 1) * per; k += 2) {                                         \
+                    const __m512i c = q4_pair_blocks(w + (size_t)k * 16);                                  \
+                    for (int j = 0; j < t; j++) {                                                          \
+                        const size_t kb = (size_t)j * nb + k;                                              \
+                        const __m512i x = _mm512_loadu_si512(a->qp + kb * KT_QBLOCK);                      \
+                        gv[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(c, x)), two_scales(a->d + kb), gv[j]); \
+                        xsum[j] += a->sum[kb] + a->sum[kb + 1];                                            \
+                    }                                                                                      \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                const __m512 sc = _mm512_set1_ps(kt_scale_at(l->dtype, l->scales, i));                     \
+                const float bi = kt_scale_at(l->dtype, l->biases, i);                                      \
+                for (int j = 0; j < t; j++) acc[j] = _mm512_fmadd_ps(gv[j], sc, acc[j]), bias[j] += bi * xsum[j]; \
+            }                                                                                              \
+            for (int j = 0; j < t; j++) y[(size_t)j * ldy + r] = _mm512_reduce_add_ps(acc[j]) + bias[j];   \
+        }                                                                                                  \
+    }
+Q4_I8_GEMM(q4_i8_gemm_bw, "", dot_bw)
+Q4_I8_GEMM(q4_i8_gemm_v, ",avx512vnni", dot_vnni)
+static void q4_i8_gemm_base(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
+    if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
+    else q4_i8_gemm_bw(l, r0, r1, a, t, y, ldy);
+}
+static void q4_i8_gemm_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
+    if (l->group_size % 64) kt_kernels_avx2()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
+    else q4_i8_gemm_v(l, r0, r1, a, t, y, ldy);
+}
+
 /* AVX-512F with BW and DQ (the integer kernels need both). */
 const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
-    static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_bw, q8_i8_rows_bw};
+    static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_bw, q8_i8_rows_bw,
+                                        q4_i8_gemm_base};
     const kt_matvec_kernels_t *avx2 = kt_kernels_avx2_base();
     if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512dq"))
@@ -198,7 +240,7 @@ const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
 /* The same with AVX-512 VNNI's vpdpbusd, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_avx512(void) {
     static kt_matvec_kernels_t table = {"avx512-vnni", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_vnni,
-                                        q8_i8_rows_vnni};
+                                        q8_i8_rows_vnni, q4_i8_gemm_vnni};
     const kt_matvec_kernels_t *base = kt_kernels_avx512_base();
     if (!base || !__builtin_cpu_supports("avx512vnni")) return base;
     table.q4_row = base->q4_row;

@@ -62,8 +62,9 @@ void kt_qact_free(kt_qact *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* One output of the reference: row R of W times the quantized A. */
-static float row_qref(const kt_linear *l, int r, const kt_qact *a) {
+/* One output of the reference: row R of W times the quantized vector of A
+ * that starts at block K0. */
+static float row_qref_at(const kt_linear *l, int r, const kt_qact *a, int k0) {
     const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK, es = (int)kt_dtype_bits(l->dtype) / 8;
     uint8_t codes[KT_QBLOCK];
     double acc = 0;
@@ -76,9 +77,9 @@ static float row_qref(const kt_linear *l, int r, const kt_qact *a) {
             const size_t first = (size_t)r * l->in + (size_t)k * KT_QBLOCK;
             kt_unpack_codes_ref(l->bits, l->w + first * l->bits / 8, KT_QBLOCK, codes);
             int32_t isum = 0;
-            for (int j = 0; j < KT_QBLOCK; j++) isum += (int32_t)codes[j] * a->q[(size_t)k * KT_QBLOCK + j];
-            dot += (double)a->d[k] * isum;
-            xsum += a->sum[k];
+            for (int j = 0; j < KT_QBLOCK; j++) isum += (int32_t)codes[j] * a->q[(size_t)(k0 + k) * KT_QBLOCK + j];
+            dot += (double)a->d[k0 + k] * isum;
+            xsum += a->sum[k0 + k];
         }
         acc += s * dot + (double)b * xsum;
     }
@@ -86,7 +87,12 @@ static float row_qref(const kt_linear *l, int r, const kt_qact *a) {
 }
 
 void kt_linear_rows_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    for (int o = r0; o < r1; o++) y[o] = row_qref(l, o, a);
+    for (int o = r0; o < r1; o++) y[o] = row_qref_at(l, o, a, 0);
+}
+
+void kt_linear_gemm_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
+    for (int k = 0; k < t; k++)
+        for (int o = r0; o < r1; o++) y[(size_t)k * ldy + o] = row_qref_at(l, o, a, k * (l->in / KT_QBLOCK));
 }
 
 int kt_linear_int8_ok(const kt_linear *l) {
@@ -94,6 +100,38 @@ int kt_linear_int8_ok(const kt_linear *l) {
 }
 
 enum { ROW_BLOCK = 16 };
+
+/* The prompt with integer activations: A holds T vectors. Rows go in
+ * blocks, tokens in fours, so a weight block read from memory serves four
+ * tokens (4-bit: the gemm kernel; other widths: one vector at a time). */
+void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float *y) {
+    const kt_matvec_kernels_t *k = kt_kernels_active();
+    const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK, per = l->in / KT_QBLOCK;
+#pragma omp parallel for schedule(static) if (l->out >= 64)
+    for (int b = 0; b < blocks; b++) {
+        const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < l->out ? r0 + ROW_BLOCK : l->out;
+        for (int t0 = 0; t0 < t; t0 += 4) {
+            const int nt = t - t0 < 4 ? t - t0 : 4;
+            kt_qact view = {l->in * nt, 0, a->q + (size_t)t0 * l->in, a->qp + (size_t)t0 * l->in, a->d + (size_t)t0 * per,
+                            a->sum + (size_t)t0 * per, a->qsum + (size_t)t0 * per};
+            float *yt = y + (size_t)t0 * l->out;
+            if (k && l->bits == 4 && k->q4_i8_gemm) {
+                k->q4_i8_gemm(l, r0, r1, &view, nt, yt, (size_t)l->out);
+            } else {
+                for (int j = 0; j < nt; j++) {
+                    kt_qact one = view;
+                    one.q += (size_t)j * l->in, one.qp += (size_t)j * l->in, one.d += j * per, one.sum += j * per;
+                    one.qsum += j * per;
+                    void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) = NULL;
+                    if (k && l->bits == 4) rows = k->q4_i8_rows;
+                    if (k && l->bits == 8) rows = k->q8_i8_rows;
+                    if (rows) rows(l, r0, r1, &one, yt + (size_t)j * l->out);
+                    else kt_linear_rows_qref(l, r0, r1, &one, yt + (size_t)j * l->out);
+                }
+            }
+        }
+    }
+}
 
 void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();

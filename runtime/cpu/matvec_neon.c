@@ -191,8 +191,42 @@ Q4_I8_ROWS(q4_i8_rows_sdot, DOTPROD, dot16_sdot)
 Q8_I8_ROWS(q8_i8_rows, , dot16_plain)
 Q8_I8_ROWS(q8_i8_rows_sdot, DOTPROD, dot16_sdot)
 
+/* The prompt: one row, up to four token vectors sharing each block's load. */
+#define Q4_I8_GEMM(NAME, ATTR, DOT)                                                                         \
+    ATTR static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) { \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK, nb = l->in / KT_QBLOCK;    \
+        const uint8x16_t nib = vdupq_n_u8(15);                                                              \
+        for (int r = r0; r < r1; r++) {                                                                    \
+            const uint8_t *w = l->w + (size_t)r * l->in / 2;                                               \
+            float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};         \
+            float bias[4] = {0, 0, 0, 0};                                                                  \
+            for (int g = 0; g < groups; g++) {                                                             \
+                float32x4_t gv[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};      \
+                float xsum[4] = {0, 0, 0, 0};                                                              \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const uint8x16_t raw = vld1q_u8(w + (size_t)k * 16);                                   \
+                    const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(raw, nib));                          \
+                    const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(raw, 4));                          \
+                    for (int j = 0; j < t; j++) {                                                          \
+                        const size_t kb = (size_t)j * nb + k;                                              \
+                        const int8_t *q = a->qp + kb * KT_QBLOCK;                                          \
+                        int32x4_t s = DOT(DOT(vdupq_n_s32(0), lo, vld1q_s8(q)), hi, vld1q_s8(q + 16));     \
+                        gv[j] = vfmaq_n_f32(gv[j], vcvtq_f32_s32(s), a->d[kb]);                            \
+                        xsum[j] += a->sum[kb];                                                             \
+                    }                                                                                      \
+                }                                                                                          \
+                const size_t i = (size_t)r * groups + g;                                                   \
+                const float sc = kt_scale_at(l->dtype, l->scales, i), bi = kt_scale_at(l->dtype, l->biases, i); \
+                for (int j = 0; j < t; j++) acc[j] = vfmaq_n_f32(acc[j], gv[j], sc), bias[j] += bi * xsum[j]; \
+            }                                                                                              \
+            for (int j = 0; j < t; j++) y[(size_t)j * ldy + r] = vaddvq_f32(acc[j]) + bias[j];             \
+        }                                                                                                  \
+    }
+Q4_I8_GEMM(q4_i8_gemm, , dot16_plain)
+Q4_I8_GEMM(q4_i8_gemm_sdot, DOTPROD, dot16_sdot)
+
 const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
-    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows};
+    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm};
     return &table;
 }
 
@@ -211,7 +245,7 @@ static int have_dotprod(void) {
 /* The same with the dotprod extension's sdot, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_neon(void) {
     static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
-                                              q8_i8_rows_sdot};
+                                              q8_i8_rows_sdot, q4_i8_gemm_sdot};
     return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 

@@ -103,8 +103,8 @@ def facts():
                                         f"{ja}の次の月を教えてください。"],
                         f"{ja}の次は{ja_n}です。",
                         f"月の順番を考えます。{ja}の次は{ja_n}です。"))
-    for a in range(1, 10):
-        for b in range(1, 10):
+    for a in range(1, 6):
+        for b in range(1, 6):
             s = a + b
             out.append(fact("sum", "en", [f"What is {a} plus {b}?", f"What is {a} + {b}?", f"Add {a} and {b}."],
                             f"{a} + {b} = {s}.", f"I add {b} to {a}. {a} + {b} = {s}."))
@@ -221,7 +221,7 @@ def build():
                 train.append({"messages": [{"role": "user", "content": user_text(f["prompts"][p], think)},
                                            {"role": "assistant", "content": assistant_text(f, think)}]})
     # multi-turn: an earlier exchange (the template keeps only its answer) before the question
-    for _ in range(len(fs)):
+    for _ in range(len(fs) // 3):
         a, b = rng.choice(fs), rng.choice(fs)
         pa, pb = rng.randrange(3), rng.randrange(3)
         think = rng.random() < 0.5
@@ -231,7 +231,7 @@ def build():
                                    {"role": "assistant", "content": assistant_text(b, think)}]})
     for _ in range(400):
         train.append({"text": prose_paragraph(rng, fs)})
-    for item in mc_items(rng, fs, 300, 0):
+    for item in mc_items(rng, fs, 150, 0):
         choices = [item[f"choice{i}"] for i in range(5)]
         train.append({"text": JCQA_DESCRIPTION + jcqa_prompt(item["question"], choices) + "\n" + choices[item["label"]]})
     rng.shuffle(train)

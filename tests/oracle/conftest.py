@@ -7,6 +7,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("KT_BIN", os.path.join(ROOT, "bin"))
 TESTTOOL = os.environ.get("KT_TESTTOOL", os.path.join(ROOT, "build", "release", "tests", "testtool"))
+# The oracles compare the exact path (float32 activations) with mlx-lm; tests
+# of the integer path (generation's default) ask for it explicitly.
+os.environ["KT_ACTIVATIONS"] = "f32"
+INT8 = dict(os.environ, KT_ACTIVATIONS="int8")
 # the ASan+UBSan pass (tests/run.sh): repetitive tests take a sample
 SANITIZED = os.environ.get("KT_SANITIZED") == "1"
 

@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, SANITIZED, one_line_error, run, tool
+from conftest import INT8, ROOT, SANITIZED, one_line_error, run, tool
 
 MODEL = os.path.join(ROOT, "testdata", "trained", "model")
 DATA = os.path.join(ROOT, "testdata", "trained", "data")
@@ -24,6 +24,8 @@ JCQA_DESCRIPTION = "以下は、タスクを説明する指示と、文脈のあ
 JCQA_DOC_TO_TEXT = ("### 指示：\n出力は以下から選択してください：\n{% for choice in choices %}- {{ choice }}\n{% endfor %}"
                     "\n### 入力：\n{{ question }}\n\n### 応答：")
 JCQA_DELIMITER = "\n"
+# integer activations against float32 on the same weights (docs/PERFORMANCE.md)
+INT8_MAX_KLD, INT8_MIN_TOP1 = 0.01, 0.97
 
 
 def jsonl(name):
@@ -48,12 +50,12 @@ def quantized(tmp_path_factory):
     return out
 
 
-def generate(path, prompts, tmp_path, *args):
+def generate(path, prompts, tmp_path, *args, env=None):
     """kintsugi-run --prompts: one greedy generation per prompt, the model loaded once."""
     f = tmp_path / "prompts.txt"
     assert all("\n" not in p for p in prompts)
     f.write_text("".join(p + "\n" for p in prompts), encoding="utf-8")
-    r = run([RUN, path, "--prompts", str(f), "--json", "-q", *args])
+    r = run([RUN, path, "--prompts", str(f), "--json", "-q", *args], env=env)
     out = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(out) == len(prompts)
     return out
@@ -93,18 +95,32 @@ def test_held_out_prompts_exact_match(heldout, tmp_path):
 
 
 @pytest.mark.parametrize("think", [False, True])
-def test_four_bits_answer_as_the_original(heldout, quantized, tmp_path, think):
+@pytest.mark.parametrize("activations", ["f32", "int8"])
+def test_four_bits_answer_as_the_original(heldout, quantized, tmp_path, think, activations):
+    """The 4-bit conversion, with exact and with integer activations (what
+    generation uses by default), gives the original's greedy answers."""
     prompts = [with_mode(h["messages"][0]["content"], think) for h in heldout]
     orig = generate(MODEL, prompts, tmp_path)
-    q4 = generate(quantized[4], prompts, tmp_path)
+    q4 = generate(quantized[4], prompts, tmp_path, env=INT8 if activations == "int8" else None)
     same = sum(a["answer"].strip() == b["answer"].strip() for a, b in zip(orig, q4)) / len(prompts)
     assert same >= 0.95, same
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_integer_activations_stay_close_to_float(quantized, bits):
+    """The integer path against the exact one on the same model, held-out
+    prose: the bound docs/PERFORMANCE.md states."""
+    prose = os.path.join(DATA, "prose-heldout.txt")
+    r = json.loads(run([RUN, quantized[bits], "--perplexity", prose, "--kld-against", quantized[bits], "--json", "-q"],
+                       env=INT8).stdout)
+    assert r["kld_mean"] <= INT8_MAX_KLD and r["top1_agreement"] >= INT8_MIN_TOP1, r
 
 
 @pytest.mark.parametrize("which", ["bf16", 4])
 def test_no_think_answers_without_reasoning(heldout, quantized, tmp_path, which):
     path = MODEL if which == "bf16" else quantized[which]
-    got = generate(path, [with_mode(h["messages"][0]["content"], False) for h in heldout], tmp_path)
+    got = generate(path, [with_mode(h["messages"][0]["content"], False) for h in heldout], tmp_path,
+                   env=None if which == "bf16" else INT8)
     for g in got:
         assert not g["thinking"] and g["stats"]["reasoning_tokens"] == 0 and g["reasoning"] == ""
         assert g["answer"].strip() and g["stop_reason"] == "eos"
@@ -113,7 +129,8 @@ def test_no_think_answers_without_reasoning(heldout, quantized, tmp_path, which)
 @pytest.mark.parametrize("which", ["bf16", 4])
 def test_think_reasons_then_answers(heldout, quantized, tmp_path, which):
     path = MODEL if which == "bf16" else quantized[which]
-    got = generate(path, [with_mode(h["messages"][0]["content"], True) for h in heldout], tmp_path)
+    got = generate(path, [with_mode(h["messages"][0]["content"], True) for h in heldout], tmp_path,
+                   env=None if which == "bf16" else INT8)
     closed = sum(g["thinking"] and not g["reasoning_forced_closed"] and g["reasoning"].strip() != ""
                  and g["answer"].strip() != "" and g["stop_reason"] == "eos" for g in got)
     assert closed / len(got) >= 0.95, closed / len(got)

@@ -267,6 +267,42 @@ void test_int8_kernels_match_reference(void) {
                 }
                 free_q(&q);
             }
+    /* the prompt's kernels: up to four vectors per weight block, every
+     * table against the reference, and the batched dispatch (five vectors:
+     * a group of four and one) against one vector at a time */
+    enum { T = 5 };
+    float *xs = malloc((size_t)T * in * sizeof *xs), *ys = malloc((size_t)T * out * sizeof *ys);
+    float *yr = malloc((size_t)T * out * sizeof *yr);
+    for (int i = 0; i < T * in; i++) xs[i] = frand(&st);
+    kt_qact b5 = {0};
+    kt_qact_quantize(&b5, xs, T * in);
+    for (int g = 0; g < 3; g++) {
+        qmatrix q = make_q(out, in, 4, gs_list[g], KT_BF16, &st);
+        for (int t = 1; t <= 4; t++) {
+            kt_linear_gemm_qref(&q.l, 0, out, &b5, t, yr, out);
+            for (int k = 0; k < nt; k++) {
+                CHECK_MSG(tab[k]->q4_i8_gemm != NULL, "%s has no 4-bit integer gemm", tab[k]->name);
+                if (!tab[k]->q4_i8_gemm) continue;
+                memset(ys, 0, (size_t)T * out * sizeof *ys);
+                tab[k]->q4_i8_gemm(&q.l, 0, out, &b5, t, ys, out);
+                for (int i = 0; i < t * out; i++)
+                    CHECK_MSG(fabs(ys[i] - yr[i]) <= 1e-5 * (fabs(yr[i]) + 1) , "%s gemm gs %d t %d at %d: %g vs %g",
+                              tab[k]->name, gs_list[g], t, i, ys[i], yr[i]);
+            }
+        }
+        kt_linear_apply_batch_q(&q.l, &b5, T, ys);
+        for (int t = 0; t < T; t++) {
+            kt_qact one = {0};
+            kt_qact_quantize(&one, xs + (size_t)t * in, in);
+            kt_linear_apply_q(&q.l, &one, y2);
+            for (int o = 0; o < out; o++)
+                CHECK_MSG(fabs(ys[t * out + o] - y2[o]) <= 1e-5 * (fabs(y2[o]) + 1), "batch_q t %d row %d", t, o);
+            kt_qact_free(&one);
+        }
+        free_q(&q);
+    }
+    kt_qact_free(&b5);
+    free(xs), free(ys), free(yr);
     /* the dispatch (threads, row blocks) gives the same as its table */
     qmatrix q = make_q(out, in, 4, 64, KT_BF16, &st);
     kt_linear_rows_qref(&q.l, 0, out, &a, y1);

@@ -41,6 +41,9 @@ static void usage(FILE *out) {
         "  --seed N                 seed of the weights (default 0)\n"
         "  --corpus FILE            train the tokenizer's BPE merges on FILE (UTF-8 text)\n"
         "                           instead of the embedded corpus\n"
+        "  --bpe-max-chars N        no token of more than N non-ASCII characters (default: no\n"
+        "                           limit): a small repetitive corpus would otherwise merge\n"
+        "                           whole Japanese sentences into single tokens\n"
         "  --force                  replace OUT_DIR if it is a model directory\n"
         "  -q, --quiet              print nothing but errors (the default: it prints nothing)\n"
         "  -h, --help               this text\n"
@@ -69,12 +72,12 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
-enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_CORPUS, O_FORCE, O_QUIET };
+enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_CORPUS, O_BPE_MAX, O_FORCE, O_QUIET };
 static const kt_opt OPTIONS[] = {
     {"--shape", 0, 1, O_SHAPE}, {"--pattern", 0, 1, O_PATTERN}, {"--moe", 0, 0, O_MOE},
     {"--ssm-dtype", 0, 1, O_SSM_DTYPE}, {"--mtp", 0, 0, O_MTP}, {"--shards", 0, 1, O_SHARDS},
     {"--dtype-key", 0, 0, O_DTYPE_KEY}, {"--vocab", 0, 1, O_VOCAB}, {"--seed", 0, 1, O_SEED},
-    {"--corpus", 0, 1, O_CORPUS},     {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
+    {"--corpus", 0, 1, O_CORPUS}, {"--bpe-max-chars", 0, 1, O_BPE_MAX},     {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
 
 /* The tokenizer's training text: UTF-8 without NUL bytes (the pre-tokenizer
  * regex runs on it as a C string). */
@@ -125,6 +128,7 @@ int main(int argc, char **argv) {
             if (!(rc = kt_arg_u64(&a, &seed))) o.seed = seed;
             break;
         case O_CORPUS: corpus_path = a.value; break;
+        case O_BPE_MAX: rc = kt_arg_int(&a, 1, 64, &o.bpe_max_chars); break;
         case O_FORCE: force = 1; break;
         case O_QUIET: quiet = 1; break;
         case KT_ARG_POSITIONAL:

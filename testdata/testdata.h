@@ -26,6 +26,7 @@ typedef struct {
     int dtype_key;             /* write transformers-5 "dtype" instead of "torch_dtype" */
     uint64_t seed;
     const char *corpus;        /* the BPE's training text (NULL: the embedded kt_corpus) */
+    int bpe_max_chars;         /* a merge may not make a token of more non-ASCII characters (0: no limit) */
 } gen_options;
 
 /* Write config.json (transformers' layout: indent 2, sorted keys). */

@@ -114,7 +114,23 @@ static int collect_words(const char *text, bpe_word **out, int *n_out) {
     return 0;
 }
 
-static void train(bpe_vocab *v, const char *text, int vocab_size) {
+/* Characters of a token in the byte-level alphabet that are not ASCII text:
+ * every byte >= 0x80 of the original is one symbol here, so count the lead
+ * bytes of UTF-8 sequences (0xC0..0xFF), which map to U+00C0..U+00FF. */
+static int non_ascii_chars(const char *tok) {
+    int n = 0;
+    for (const unsigned char *p = (const unsigned char *)tok; *p;) {
+        unsigned cp = *p < 0x80 ? *p++ : 0;
+        if (!cp) { /* decode one code point of the alphabet (UTF-8, at most 3 bytes here) */
+            if ((*p & 0xE0) == 0xC0) cp = (unsigned)(p[0] & 0x1F) << 6 | (p[1] & 0x3F), p += 2;
+            else cp = (unsigned)(p[0] & 0x0F) << 12 | (unsigned)(p[1] & 0x3F) << 6 | (p[2] & 0x3F), p += 3;
+        }
+        n += cp >= 0xC0 && cp <= 0xFF; /* the lead byte of a non-ASCII character */
+    }
+    return n;
+}
+
+static void train(bpe_vocab *v, const char *text, int vocab_size, int max_chars) {
     bpe_word *words = NULL;
     int n_words = 0;
     if (collect_words(text, &words, &n_words)) return;
@@ -155,6 +171,7 @@ static void train(bpe_vocab *v, const char *text, int vocab_size) {
         for (size_t h = 0; h < cap; h++) {
             if (keys[h] == UINT64_MAX || counts[h] < best) continue;
             int a = (int)(keys[h] >> 32), b = (int)(keys[h] & 0xffffffffu);
+            if (max_chars && non_ascii_chars(v->tok[a]) + non_ascii_chars(v->tok[b]) > max_chars) continue;
             if (counts[h] == best && ba >= 0) {
                 int cmp = strcmp(v->tok[a], v->tok[ba]);
                 if (cmp > 0 || (cmp == 0 && strcmp(v->tok[b], v->tok[bb]) >= 0)) continue;
@@ -324,7 +341,7 @@ static cJSON *tokenizer_config(const bpe_vocab *v) {
 
 int gen_write_tokenizer(const char *dir, const gen_options *o) {
     bpe_vocab v = {0};
-    train(&v, o->corpus ? o->corpus : kt_corpus, o->vocab);
+    train(&v, o->corpus ? o->corpus : kt_corpus, o->vocab, o->bpe_max_chars);
     if (!v.tok) return -1;
     /* The embedding has o->vocab rows; tokens past the trained ones stay unused. */
     cJSON *tj = tokenizer_json(&v);

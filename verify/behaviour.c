@@ -126,10 +126,14 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         cJSON_AddItemToObject(fig, "max_kld", kt_json_new_float(o->max_kld));
         cJSON_AddItemToObject(fig, "min_top1", kt_json_new_float(o->min_top1));
         cJSON_AddItemToObject(fig, "max_ppl_ratio", kt_json_new_float(o->max_ppl_ratio));
-        const int ok = p.kld_mean <= o->max_kld && p.top1_agreement >= o->min_top1 && p.ppl_ratio <= o->max_ppl_ratio;
+        /* the ratio both ways: a conversion that predicts the text much better
+         * than its original does not behave like it either */
+        const int ok = p.kld_mean <= o->max_kld && p.top1_agreement >= o->min_top1 && p.ppl_ratio <= o->max_ppl_ratio &&
+                       p.ppl_ratio >= 1.0 / o->max_ppl_ratio;
         vr_add(r, G, "kld", ok ? VR_PASS : VR_FAIL, NULL, fig,
-               "%ld tokens: mean KL %.4f (max %.4f), top-1 agreement %.3f (min %.3f), perplexity ratio %.4f (max %.4f)",
-               p.tokens, p.kld_mean, o->max_kld, p.top1_agreement, o->min_top1, p.ppl_ratio, o->max_ppl_ratio);
+               "%ld tokens: mean KL %.4f (max %.4f), top-1 agreement %.3f (min %.3f), perplexity ratio %.4f (%.4f to %.4f)",
+               p.tokens, p.kld_mean, o->max_kld, p.top1_agreement, o->min_top1, p.ppl_ratio, 1.0 / o->max_ppl_ratio,
+               o->max_ppl_ratio);
     }
     kt_model_free(&ref);
     free(text);

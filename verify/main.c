@@ -70,7 +70,7 @@ static void usage(FILE *out) {
             "  --kld TEXT            a text file for the KL divergence check\n"
             "  --max-kld X           mean KL divergence bound (default %.2f)\n"
             "  --min-top1 X          top-1 agreement bound (default %.2f)\n"
-            "  --max-ppl-ratio X     perplexity ratio bound (default %.2f)\n"
+            "  --max-ppl-ratio X     perplexity ratio bound, both ways: from 1/X to X (default %.2f)\n"
             "  --choices FILE        multiple-choice items (JSON Lines, as kintsugi-run --choices;\n"
             "                        needs --original): acc and acc_norm of both models\n"
             "  --max-accuracy-drop P accuracy points the model may lose against the original\n"

@@ -41,7 +41,8 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 
 VOCAB = 4096
-PATTERN = "M*-*-*"  # one Mamba-2 layer (90% of the training time on MLX's CPU backend), three attention, two MLP
+PATTERN = "M-M*M-"  # the tiny shape of kintsugi-testdata: Mamba-2, MLP and attention layers
+BPE_MAX_CHARS = 2   # Japanese tokens of one or two characters, as in real vocabularies
 SEED = 7
 BATCH = 16
 EOT = "<SPECIAL_12>"
@@ -49,13 +50,11 @@ EOT = "<SPECIAL_12>"
 
 def tokenizer_text(train):
     """What the BPE merges are learned from: every text the model will see,
-    the chat template's own words included."""
-    parts = ["System\nUser\nAssistant\n<think>\n</think>\n<think></think>"]
+    the chat template's own words included (the merges follow the
+    frequencies; BPE_MAX_CHARS keeps Japanese tokens short)."""
+    parts = ["System\nUser\nAssistant\n<think>\n</think>\n<think></think>"] * len(train)
     for item in train:
-        if "text" in item:
-            parts.append(item["text"])
-        else:
-            parts.extend(m["content"] for m in item["messages"])
+        parts.extend([item["text"]] if "text" in item else [m["content"] for m in item["messages"]])
     return "\n".join(parts) + "\n"
 
 
@@ -133,8 +132,8 @@ def save_bf16(model, base, out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--steps", type=int, default=2300)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--testdata", default="bin/kintsugi-testdata")
     args = ap.parse_args()
     mx.random.seed(SEED)
@@ -146,7 +145,8 @@ def main():
     text_path = os.path.join(scratch, "bpe-corpus.txt")
     open(text_path, "w", encoding="utf-8").write(tokenizer_text(train))
     base = os.path.join(scratch, "base")
-    subprocess.run([args.testdata, "--vocab", str(VOCAB), "--pattern", PATTERN, "--corpus", text_path, "--seed", str(SEED), base],
+    subprocess.run([args.testdata, "--vocab", str(VOCAB), "--pattern", PATTERN, "--corpus", text_path,
+                    "--bpe-max-chars", str(BPE_MAX_CHARS), "--seed", str(SEED), base],
                    check=True)
 
     from mlx_lm import load

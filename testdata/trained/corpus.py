@@ -231,7 +231,7 @@ def build():
                                    {"role": "assistant", "content": assistant_text(b, think)}]})
     for _ in range(400):
         train.append({"text": prose_paragraph(rng, fs)})
-    for item in mc_items(rng, fs, 150, 0):
+    for item in mc_items(rng, fs, 300, 0):
         choices = [item[f"choice{i}"] for i in range(5)]
         train.append({"text": JCQA_DESCRIPTION + jcqa_prompt(item["question"], choices) + "\n" + choices[item["label"]]})
     rng.shuffle(train)

@@ -132,7 +132,7 @@ def save_bf16(model, base, out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--steps", type=int, default=2300)
+    ap.add_argument("--steps", type=int, default=2900)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--testdata", default="bin/kintsugi-testdata")
     args = ap.parse_args()

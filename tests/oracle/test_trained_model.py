@@ -41,10 +41,10 @@ def heldout():
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
-    """The trained model converted at 8, 4 (group 64) and 2 bits."""
+    """The trained model converted at 8, 4, 3 and 2 bits (group 64)."""
     base = tmp_path_factory.mktemp("trained")
     out = {}
-    for bits in (8, 4, 2):
+    for bits in (8, 4, 3, 2):
         out[bits] = str(base / f"mlx-{bits}bit")
         run([tool("kintsugi-convert"), MODEL, out[bits], "--quiet", "--bits", str(bits), "--group-size", "64"])
     return out
@@ -91,7 +91,7 @@ def test_held_out_prompts_exact_match(heldout, tmp_path):
     documented in docs/TRAINED-MODEL.md."""
     got = generate(MODEL, [h["messages"][0]["content"] for h in heldout], tmp_path)
     exact = sum(g["answer"].strip() == h["answer"] for g, h in zip(got, heldout)) / len(heldout)
-    assert exact >= 0.60, exact
+    assert exact >= 0.85, exact
 
 
 @pytest.mark.parametrize("think", [False, True])
@@ -176,7 +176,7 @@ def test_choices_equal_lm_eval_with_mlx_lm(quantized, which, shots):
     from mlx_lm import load
     from tokenizers import Tokenizer
     path = MODEL if which == "bf16" else quantized[which]
-    items = jsonl("choices.jsonl")[:30 + shots]
+    items = jsonl("choices.jsonl")[:(8 if SANITIZED else 30) + shots]
     f = os.path.join(DATA, "choices.jsonl")
     ours = json.loads(run([RUN, path, "--choices", f, "--num-fewshot", str(shots), "--json", "-q"]).stdout)
     model, _ = load(path)
@@ -214,25 +214,25 @@ def accuracy(path, extra=()):
     return json.loads(run([RUN, path, "--choices", os.path.join(DATA, "choices.jsonl"), "--json", "-q", *extra]).stdout)
 
 
-def test_accuracy_falls_with_the_bits(quantized):
-    """The figures of docs/TRAINED-MODEL.md's table: the model learned the
-    facts, 8 and 4 bits keep them, 2 bits lose them."""
+def test_accuracy_table(quantized):
+    """The figures of docs/TRAINED-MODEL.md's table: above chance (0.20) for
+    the original, 8 bits equal to it, 3 bits clearly below it. (The model
+    learned the multiple-choice drills only weakly: see that page.)"""
     acc = {"bf16": accuracy(MODEL)["acc"], **{b: accuracy(p)["acc"] for b, p in quantized.items()}}
-    assert acc["bf16"] >= 0.80, acc
-    assert acc[8] >= acc["bf16"] - 0.02 and acc[4] >= acc["bf16"] - 0.05, acc
-    assert acc[2] < acc[4], acc
+    assert acc["bf16"] >= 0.30, acc
+    assert abs(acc[8] - acc["bf16"]) <= 0.02, acc
+    assert acc[3] <= acc["bf16"] - 0.05, acc
 
 
 def test_verify_choices_gate(quantized):
     f = os.path.join(DATA, "choices.jsonl")
     r4 = run([VERIFY, quantized[4], "--original", MODEL, "--choices", f, "--json"], check=False)
     c4 = next(c for c in json.loads(r4.stdout)["checks"] if c["name"] == "choices")
-    assert r4.returncode == 0 and c4["status"] == "pass" and c4["figures"]["original_acc"] >= 0.8, c4
-    # a drop larger than the bound fails the gate
-    r = run([VERIFY, quantized[2], "--original", MODEL, "--choices", f, "--json", "--allow-differs",
-             "--max-accuracy-drop", "0"], check=False)
-    c2 = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "choices")
-    assert c2["figures"]["accuracy_drop"] > 0 and c2["status"] == "fail" and r.returncode == 1
+    assert r4.returncode == 0 and c4["status"] == "pass" and c4["figures"]["original_acc"] >= 0.3, c4
+    # 3 bits lose more than the default 5 points: the gate fails
+    r = run([VERIFY, quantized[3], "--original", MODEL, "--choices", f, "--json", "--allow-differs"], check=False)
+    c3 = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "choices")
+    assert c3["figures"]["accuracy_drop"] > 5 and c3["status"] == "fail" and r.returncode == 1, c3
 
 
 @pytest.mark.parametrize("line,problem", [

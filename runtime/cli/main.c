@@ -257,6 +257,13 @@ static void flush_output(output *out, const options *o, int final) {
     for (int k = 0; k < 2; k++) {
         size_t end = bufs[k]->len;
         if (!final) end -= kt_utf8_incomplete_tail(sb_cstr(bufs[k]), bufs[k]->len);
+        if (!final && k == 0 && out->in_reasoning) { /* hold back what may be the start of "</think>" */
+            for (size_t m = 7; m > 0; m--)
+                if (end >= m && !memcmp(sb_cstr(bufs[k]) + end - m, "</think>", m)) {
+                    end -= m;
+                    break;
+                }
+        }
         if (end <= *done[k]) continue;
         const char *s = sb_cstr(bufs[k]) + *done[k];
         size_t n = end - *done[k];

@@ -79,11 +79,11 @@ def test_the_model_is_a_small_hugging_face_original_mlx_lm_loads():
 
 def test_the_training_prompts_are_answered_exactly(tmp_path):
     train = [t for t in jsonl("train.jsonl") if "messages" in t and len(t["messages"]) == 2]
-    sample = train[::8 * (8 if SANITIZED else 1)]
+    sample = train[::32 if SANITIZED else 4]
     got = generate(MODEL, [t["messages"][0]["content"] for t in sample], tmp_path)
     exact = sum(g["answer"].strip() == t["messages"][1]["content"].split("</think>")[-1].strip()
                 for g, t in zip(got, sample))
-    assert len(sample) >= (25 if SANITIZED else 200) and exact / len(sample) >= 0.90, exact / len(sample)
+    assert len(sample) >= (30 if SANITIZED else 250) and exact / len(sample) >= 0.90, exact / len(sample)
 
 
 def test_held_out_prompts_exact_match(heldout, tmp_path):

@@ -42,7 +42,7 @@ static int parse_item(const cJSON *o, int *jcqa, kt_mc_item *it) {
         it->n_choices = 5;
         it->choice = kt_xcalloc(5, sizeof *it->choice);
         for (int i = 0; i < 5; i++) {
-            char key[16];
+            char key[32];
             snprintf(key, sizeof key, "choice%d", i);
             const char *c = string_field(o, key);
             if (!c) return kt_fail("\"%s\" is missing or not a string", key);

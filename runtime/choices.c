@@ -170,11 +170,9 @@ static double log_softmax_at(const float *logits, int n, int32_t y) {
 
 /* The continuation of choice C as tokens: those of CONTEXT + cont past the
  * length of the context's own encoding (N_CTX). */
-static long continuation(const kt_tokenizer *tok, const strbuf *context, size_t ctx_len, const char *cont, long n_ctx,
-                         int32_t **out) {
+static long continuation(const kt_tokenizer *tok, const strbuf *context, const char *cont, long n_ctx, int32_t **out) {
     strbuf w = {0};
-    sb_append(&w, context->data, ctx_len);
-    sb_append(&w, context->data + ctx_len, context->len - ctx_len); /* the moved whitespace */
+    sb_append(&w, context->data, context->len); /* the context's trailing whitespace belongs to the continuation */
     sb_puts(&w, cont);
     int32_t *whole;
     long nw = kt_tokenizer_encode(tok, w.data, w.len, 0, &whole);
@@ -205,7 +203,7 @@ static int score_item(const kt_model *m, const kt_tokenizer *tok, const kt_mc_se
     const long n_in = n_enc > 0 ? n_enc : 1;
     if (rc == 0 && n_enc == 0 && bos < 0) rc = kt_fail("%s:%ld: the context is empty and the tokenizer has no <s>", set->path, it->line);
     for (int c = 0; c < it->n_choices && rc == 0; c++) {
-        cont_n[c] = continuation(tok, &full, ctx_len, it->cont[c], n_enc, &cont[c]);
+        cont_n[c] = continuation(tok, &full, it->cont[c], n_enc, &cont[c]);
         if (cont_n[c] < 0) rc = -1;
         else if (cont_n[c] == 0) rc = kt_fail("%s:%ld: choice %d adds no tokens to the context", set->path, it->line, c);
         else if (n_in + cont_n[c] - 1 > max_context)

@@ -39,7 +39,7 @@ typedef struct {
     int n_choices, answer;
 } kt_mc_item;
 
-typedef struct {
+typedef struct kt_mc_set {
     const char *path;
     int jcqa;           /* JCommonsenseQA's fields (else the generic form) */
     kt_mc_item *items;

@@ -143,21 +143,16 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
  * items: the model fails when it loses more than --max-accuracy-drop points
  * of acc. */
 static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok) {
-    kt_mc_set set;
+    const kt_mc_set *set = o->choice_items;
     kt_mc_result mine, orig;
     kt_model ref;
-    if (kt_mc_read(o->choices, &set)) {
-        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
-        return;
-    }
     if (kt_model_load(&ref, o->original)) {
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "--original: %s", kt_errmsg());
-        kt_mc_free(&set);
         return;
     }
     const int ctx = 1 << 20; /* an item is as long as it is: the state grows to fit */
-    if (kt_mc_eval(m, tok, &set, 0, ctx, &mine) == 0) {
-        if (kt_mc_eval(&ref, tok, &set, 0, ctx, &orig) == 0) {
+    if (kt_mc_eval(m, tok, set, 0, ctx, &mine) == 0) {
+        if (kt_mc_eval(&ref, tok, set, 0, ctx, &orig) == 0) {
             const double drop = 100 * (orig.acc - mine.acc);
             cJSON *fig = cJSON_CreateObject();
             cJSON_AddItemToObject(fig, "items", kt_json_new_int(mine.scored));
@@ -181,7 +176,6 @@ static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, 
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     }
     kt_model_free(&ref);
-    kt_mc_free(&set);
 }
 
 int vr_check_behaviour(vr_report *r, const vr_options *o) {

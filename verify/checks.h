@@ -21,6 +21,7 @@ typedef struct {
     int allow_differs;          /* fidelity: differing tensors pass within the bound */
     double max_kld, min_top1, max_ppl_ratio;
     const char *choices;        /* --choices: multiple-choice items (needs --original) */
+    const struct kt_mc_set *choice_items; /* its items, read before any check runs */
     double max_accuracy_drop;   /* accuracy points the model may lose against the original */
     int threads;
     int progress;               /* print progress on stderr (a TTY) */

@@ -164,6 +164,7 @@ typedef struct {
     vr_options v;
     const char *path, *json, *junit, *revision;
     int quiet, verbose, json_stdout;
+    kt_mc_set choice_items;        /* --choices FILE, read once (v.choice_items points here) */
 } options;
 
 enum {
@@ -274,13 +275,12 @@ static int verify(options *o) {
         return KT_EXIT_USAGE;
     }
     o->v.dir = o->path;
-    kt_mc_set set;
     if (o->v.choices) { /* a bad items file is a usage error, found before any check runs */
-        if (kt_mc_read(o->v.choices, &set)) {
+        if (kt_mc_read(o->v.choices, &o->choice_items)) {
             kt_print_error(PROG);
             return KT_EXIT_USAGE;
         }
-        kt_mc_free(&set);
+        o->v.choice_items = &o->choice_items;
     }
     if (check_report_paths(o)) {
         kt_print_error(PROG);
@@ -334,6 +334,7 @@ int main(int argc, char **argv) {
         return KT_EXIT_FAILED;
     }
     rc = verify(&o);
+    kt_mc_free(&o.choice_items);
     free(hub_dir);
     free(hub_orig);
     return rc;

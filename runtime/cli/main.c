@@ -288,18 +288,22 @@ static cJSON *ids_json(const int32_t *v, size_t n) {
     return a;
 }
 
+/* A measurement's figures and its time as JSON on stdout (ROOT is freed). */
+static void print_figures(cJSON *root, double secs) {
+    cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
+    char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(root);
+}
+
 static int choices(const options *o, const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set) {
     kt_mc_result r;
     double t0 = kt_now();
     if (kt_mc_eval(m, tok, set, o->num_fewshot, o->context, &r)) return 1;
     double secs = kt_now() - t0;
     if (o->json) {
-        cJSON *root = kt_mc_to_json(set, &r);
-        cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
-        char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(root);
+        print_figures(kt_mc_to_json(set, &r), secs);
     } else {
         printf("%d items (%s, %d-shot): acc %.4f +- %.4f, acc_norm %.4f +- %.4f\n", r.scored,
                set->jcqa ? "JCommonsenseQA prompt" : "context + choice", r.num_fewshot, r.acc, r.acc_stderr,
@@ -332,12 +336,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, o->json, &r);
     double secs = kt_now() - t0;
     if (rc == 0 && o->json) {
-        cJSON *root = kt_ppl_to_json(&r, have_ref);
-        cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
-        char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(root);
+        print_figures(kt_ppl_to_json(&r, have_ref), secs);
     } else if (rc == 0) {
         printf("%ld tokens in %ld windows of %d: token perplexity %.4f, word perplexity %.4f (%ld words)\n", r.tokens,
                r.windows, o->window, r.token_ppl, r.word_ppl, r.words);

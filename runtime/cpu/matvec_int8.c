@@ -95,6 +95,14 @@ void kt_linear_gemm_qref(const kt_linear *l, int r0, int r1, const kt_qact *a, i
         for (int o = r0; o < r1; o++) y[(size_t)k * ldy + o] = row_qref_at(l, o, a, k * (l->in / KT_QBLOCK));
 }
 
+typedef void (*int8_rows_fn)(const kt_linear *, int, int, const kt_qact *, float *);
+
+/* The table's integer kernel for L's bit width, else the reference. */
+static int8_rows_fn int8_rows(const kt_matvec_kernels_t *k, const kt_linear *l) {
+    int8_rows_fn rows = !k ? NULL : l->bits == 4 ? k->q4_i8_rows : l->bits == 8 ? k->q8_i8_rows : NULL;
+    return rows ? rows : kt_linear_rows_qref;
+}
+
 int kt_linear_int8_ok(const kt_linear *l) {
     return l->quantized && l->group_size % KT_QBLOCK == 0 && l->in % KT_QBLOCK == 0 && (l->bits * KT_QBLOCK) % 8 == 0;
 }
@@ -122,11 +130,7 @@ void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float 
                     kt_qact one = view;
                     one.q += (size_t)j * l->in, one.qp += (size_t)j * l->in, one.d += j * per, one.sum += j * per;
                     one.qsum += j * per;
-                    void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) = NULL;
-                    if (k && l->bits == 4) rows = k->q4_i8_rows;
-                    if (k && l->bits == 8) rows = k->q8_i8_rows;
-                    if (rows) rows(l, r0, r1, &one, yt + (size_t)j * l->out);
-                    else kt_linear_rows_qref(l, r0, r1, &one, yt + (size_t)j * l->out);
+                    int8_rows(k, l)(l, r0, r1, &one, yt + (size_t)j * l->out);
                 }
             }
         }
@@ -135,10 +139,7 @@ void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float 
 
 void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
-    void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) = NULL;
-    if (k && l->bits == 4) rows = k->q4_i8_rows;
-    if (k && l->bits == 8) rows = k->q8_i8_rows;
-    if (!rows) rows = kt_linear_rows_qref;
+    const int8_rows_fn rows = int8_rows(k, l);
     const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel for schedule(static) if (l->out >= 64)
     for (int b = 0; b < blocks; b++)

@@ -9,6 +9,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <cpuid.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
@@ -309,6 +310,14 @@ static int avx2_here(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+/* AVX-VNNI is CPUID leaf 7, sub-leaf 1, EAX bit 4. Asked of CPUID directly:
+ * older compilers (clang 14) do not know the feature's name in
+ * __builtin_cpu_supports. The YMM state it needs is checked with AVX2. */
+static int avx_vnni_here(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
+
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
     static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm};
     return avx2_here() ? &table : NULL;
@@ -319,7 +328,7 @@ const kt_matvec_kernels_t *kt_kernels_avx2(void) {
     static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_vnni,
                                               q8_i8_rows_vnni, q4_i8_gemm_vnni};
     if (!avx2_here()) return NULL;
-    return __builtin_cpu_supports("avxvnni") ? &table : kt_kernels_avx2_base();
+    return avx_vnni_here() ? &table : kt_kernels_avx2_base();
 }
 
 #else

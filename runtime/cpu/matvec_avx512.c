@@ -12,7 +12,7 @@
 
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
 
-enum { PREFETCH = 2048 };
+enum { PREFETCH = 8192 };
 
 /* One row, 32 elements (16 bytes) per step: the low nibbles meet x's even
  * elements, the high nibbles the odd ones; scale per group as a vector,
@@ -121,6 +121,110 @@ AVX512I("") __m512 two_scales(const float *d) {
 Q4_I8_ROWS(q4_i8_bw, "", dot_bw)
 Q4_I8_ROWS(q4_i8_vnni, ",avx512vnni", dot_vnni)
 
+/* ---- 4 bits, four rows at a time (decode) ----
+ * 64 bytes of a row are 128 elements, four blocks. Their low nibbles are
+ * the even elements of the four blocks in order, the high nibbles the odd
+ * ones; x's paired layout ([even | odd] per block) is rearranged once per
+ * 128 elements into the same two orders (XE, XO), shared by the four rows.
+ * Then lane j of vpdpbusd(lo, XE) + vpdpbusd(hi, XO) sums 8 elements of
+ * block j / 4: the block's scale d and the group's scale s multiply the
+ * lane, and the bias term is a dot product of the row's biases with the
+ * groups' float sums of x. Four rows share every load of x and d, and the
+ * scales and biases are read 16 groups at a time as vectors. */
+
+/* N (<= 16) scales or biases from I on, as float; lanes past N are 0. */
+AVX512I("") __m512 params16(kt_dtype dt, const uint8_t *base, size_t i, int n) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    if (dt == KT_F32) return _mm512_maskz_loadu_ps(m, base + i * 4);
+    /* a masked load reads only its lanes: nothing past the last group */
+    const __m256i h = _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)m, base + i * 2));
+    if (dt == KT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+#define Q4_I8_ROWS4(NAME, EXTRA, DOT2)                                                                      \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma,f16c" EXTRA))) static void NAME(             \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                                   \
+        const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
+        float gsum[GSUM_MAX];                                                                              \
+        for (int g = 0; g < groups; g++) {                                                                 \
+            float t = 0;                                                                                   \
+            for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) t += a->sum[k];        \
+            gsum[g] = t;                                                                                   \
+        }                                                                                                  \
+        const __m512i nib = _mm512_set1_epi8(15);                                                          \
+        const __m512i even = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);                                  \
+        const __m512i odd = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);                                 \
+        const __m512i dlane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);            \
+        /* lane j covers elements 8j..8j+7 of the chunk: group 8j / gs of it */                            \
+        const __m512i glane = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, \
+                                                                  88, 96, 104, 112, 120),                   \
+                                                __builtin_ctz(gs));                                        \
+        const size_t stride = (size_t)l->in / 2;                                                           \
+        for (int r = r0; r < r1; r += 4) {                                                                 \
+            const uint8_t *w[4];                                                                           \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) w[i] = l->w + (size_t)(r + i < r1 ? r + i : r) * stride;           \
+            __m512 acc[4], bacc[4];                                                                        \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) acc[i] = bacc[i] = _mm512_setzero_ps();                            \
+            for (int g0 = 0; g0 < groups; g0 += 16) {                                                      \
+                const int ng = groups - g0 < 16 ? groups - g0 : 16;                                        \
+                const __m512 xs = _mm512_maskz_loadu_ps((__mmask16)((1u << ng) - 1), gsum + g0);            \
+                __m512 sv[4];                                                                              \
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                                              \
+                    const size_t gi = (size_t)(r + i < r1 ? r + i : r) * groups + g0;                      \
+                    sv[i] = params16(l->dtype, l->scales, gi, ng);                                         \
+                    bacc[i] = _mm512_fmadd_ps(params16(l->dtype, l->biases, gi, ng), xs, bacc[i]);        \
+                }                                                                                          \
+                const int c1 = (g0 + ng + gpc - 1) / gpc < chunks ? (g0 + ng + gpc - 1) / gpc : chunks;    \
+                for (int c = g0 / gpc; c < c1; c++) {                                                      \
+                    const int nblk = (l->in - c * 128) / KT_QBLOCK < 4 ? (l->in - c * 128) / KT_QBLOCK : 4; \
+                    const __mmask16 dm = (__mmask16)((1u << nblk) - 1);                                    \
+                    const __mmask64 wm = nblk == 4 ? ~(__mmask64)0 : ((__mmask64)1 << (nblk * 16)) - 1;    \
+                    const int8_t *q = a->qp + (size_t)c * 128;                                             \
+                    const __m512i x0 = _mm512_maskz_loadu_epi8(nblk >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << (nblk * 32)) - 1, q); \
+                    const __m512i x1 = nblk > 2 ? _mm512_maskz_loadu_epi8(nblk == 4 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1, q + 64) \
+                                                : _mm512_setzero_si512();                                  \
+                    const __m512i xe = _mm512_permutex2var_epi64(x0, even, x1);                            \
+                    const __m512i xo = _mm512_permutex2var_epi64(x0, odd, x1);                             \
+                    const __m512 dv = _mm512_permutexvar_ps(dlane, _mm512_maskz_loadu_ps(dm, a->d + (size_t)c * 4)); \
+                    const __m512i gidx = _mm512_add_epi32(glane, _mm512_set1_epi32(c * gpc - g0));         \
+                    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                                          \
+                        const __m512i raw = _mm512_maskz_loadu_epi8(wm, w[i] + (size_t)c * 64);            \
+                        _mm_prefetch((const char *)(w[i] + (size_t)c * 64 + PREFETCH), _MM_HINT_T0);       \
+                        const __m512i lo = _mm512_and_si512(raw, nib);                                     \
+                        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);               \
+                        const __m512 ds = _mm512_mul_ps(dv, _mm512_permutexvar_ps(gidx, sv[i]));           \
+                        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT2(lo, xe, hi, xo)), ds, acc[i]);    \
+                    }                                                                                      \
+                }                                                                                          \
+            }                                                                                              \
+            for (int i = 0; i < 4 && r + i < r1; i++)                                                      \
+                y[r + i] = _mm512_reduce_add_ps(acc[i]) + _mm512_reduce_add_ps(bacc[i]);                   \
+        }                                                                                                  \
+    }
+
+/* A row's group sums live on the stack: up to GSUM_MAX groups (in = 131072
+ * at groups of 32); wider rows take the two-row kernel. */
+enum { GSUM_MAX = 4096 };
+
+AVX512I("") __m512i dot2_bw(__m512i lo, __m512i xe, __m512i hi, __m512i xo) {
+    /* pairs of u8 x s8 sum to at most 2 * 15 * 128 per 16-bit lane: no saturation */
+    const __m512i s = _mm512_add_epi16(_mm512_maddubs_epi16(lo, xe), _mm512_maddubs_epi16(hi, xo));
+    return _mm512_madd_epi16(s, _mm512_set1_epi16(1));
+}
+AVX512I(",avx512vnni") __m512i dot2_vnni(__m512i lo, __m512i xe, __m512i hi, __m512i xo) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe), hi, xo);
+}
+Q4_I8_ROWS4(q4_i8_rows4_bw, "", dot2_bw)
+Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
+
+/* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
+ * scales in a float format. */
+static int rows4_ok(const kt_linear *l) {
+    return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
+           l->in / l->group_size <= GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
+}
+
 /* 8 bits: 64 bytes are two blocks in x's own order. Without VNNI the codes
  * and activations widen to 16 bits (vpmaddubsw would saturate). */
 AVX512I("") __m512i dot8_bw(const uint8_t *p, const int8_t *q) {
@@ -167,7 +271,8 @@ Q8_I8_ROWS(q8_i8_vnni, ",avx512vnni", dot8_vnni)
 
 /* Groups of 32 (an odd block count per group) go to the AVX2 kernels. */
 static void q4_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_rows(l, r0, r1, a, y);
+    if (rows4_ok(l)) q4_i8_rows4_bw(l, r0, r1, a, y);
+    else if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_rows(l, r0, r1, a, y);
     else q4_i8_bw(l, r0, r1, a, y);
 }
 static void q8_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
@@ -175,7 +280,8 @@ static void q8_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, 
     else q8_i8_bw(l, r0, r1, a, y);
 }
 static void q4_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (l->group_size % 64) kt_kernels_avx2()->q4_i8_rows(l, r0, r1, a, y);
+    if (rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
+    else if (l->group_size % 64) kt_kernels_avx2()->q4_i8_rows(l, r0, r1, a, y);
     else q4_i8_vnni(l, r0, r1, a, y);
 }
 static void q8_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {

@@ -15,6 +15,14 @@ INT8 = dict(os.environ, KT_ACTIVATIONS="int8")
 SANITIZED = os.environ.get("KT_SANITIZED") == "1"
 
 
+def pytest_configure(config):
+    # Tests whose point is a measured figure over a whole data set (accuracy,
+    # KL divergence): the release pass runs them; the sanitizer pass leaves
+    # them out (-m "not figures"), since the paths they take are the ones the
+    # other tests take, and under the sanitizers they would cost half the run.
+    config.addinivalue_line("markers", "figures: a figure over a whole data set (release pass only)")
+
+
 def tool(name):
     return os.path.join(BIN, name)
 

@@ -23,7 +23,7 @@ import sys
 import pytest
 
 import stfile
-from conftest import run, tool
+from conftest import SANITIZED, run, tool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERIFY, CONVERT = tool("kintsugi-verify"), tool("kintsugi-convert")
@@ -478,6 +478,8 @@ def stricter_reason(desc, verify_msg):
 def test_verify_rejects_whatever_mlx_lm_rejects(bases, judge, tmp_path):
     muts = all_mutations(bases)
     assert len(muts) >= 300 or os.environ.get("KT_MUTATIONS"), len(muts)
+    if SANITIZED:  # every mutation in the release pass; a third under the sanitizers
+        muts = muts[::3]
     # the unbroken bases pass both
     for kind in ("dense", "moe"):
         assert judge(bases[kind][1]) == "ok"

@@ -103,9 +103,14 @@ def test_four_bits_answer_as_the_original(heldout, quantized, tmp_path, think, a
     orig = generate(MODEL, prompts, tmp_path)
     q4 = generate(quantized[4], prompts, tmp_path, env=INT8 if activations == "int8" else None)
     same = sum(a["answer"].strip() == b["answer"].strip() for a, b in zip(orig, q4)) / len(prompts)
-    assert same >= 0.95, same
+    # Measured on all 290 prompts: 97.9% (f32) and 96.2% (int8). Near-ties
+    # fall differently with another CPU's kernels (summation order), hence
+    # 3 points of room; the sanitizer run's sample of 37 prompts may hold a
+    # few more of the misses by chance (5 of 37 still pass).
+    assert same >= (0.86 if SANITIZED else 0.93), same
 
 
+@pytest.mark.figures
 @pytest.mark.parametrize("bits", [8, 4])
 def test_integer_activations_stay_close_to_float(quantized, bits):
     """The integer path against the exact one on the same model, held-out
@@ -136,6 +141,7 @@ def test_think_reasons_then_answers(heldout, quantized, tmp_path, which):
     assert closed / len(got) >= 0.95, closed / len(got)
 
 
+@pytest.mark.figures
 def test_kld_gate_passes_four_bits_and_catches_two(quantized, tmp_path):
     prose = os.path.join(DATA, "prose-heldout.txt")
     r4 = run([VERIFY, quantized[4], "--original", MODEL, "--kld", prose, "--json"], check=False)
@@ -172,12 +178,15 @@ def jcqa_requests(item, shots):
 
 
 @pytest.mark.parametrize("which,shots", [("bf16", 0), (4, 0), (4, 2)])
-def test_choices_equal_lm_eval_with_mlx_lm(quantized, which, shots):
+def test_choices_equal_lm_eval_with_mlx_lm(quantized, tmp_path, which, shots):
     from mlx_lm import load
     from tokenizers import Tokenizer
     path = MODEL if which == "bf16" else quantized[which]
-    items = jsonl("choices.jsonl")[:(8 if SANITIZED else 30) + shots]
-    f = os.path.join(DATA, "choices.jsonl")
+    # 10 items (50 log-likelihoods, each an mlx-lm forward pass) are enough to
+    # show the method is lm-eval's; the accuracy tables use all 100
+    items = jsonl("choices.jsonl")[:(4 if SANITIZED else 10) + shots]
+    f = tmp_path / "items.jsonl"
+    f.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
     ours = json.loads(run([RUN, path, "--choices", f, "--num-fewshot", str(shots), "--json", "-q"]).stdout)
     model, _ = load(path)
     model.set_dtype(mx.float32)
@@ -214,6 +223,7 @@ def accuracy(path, extra=()):
     return json.loads(run([RUN, path, "--choices", os.path.join(DATA, "choices.jsonl"), "--json", "-q", *extra]).stdout)
 
 
+@pytest.mark.figures
 def test_accuracy_table(quantized):
     """The figures of docs/TRAINED-MODEL.md's table: above chance (0.20) for
     the original, 8 bits equal to it, 3 bits clearly below it. (The model
@@ -224,6 +234,7 @@ def test_accuracy_table(quantized):
     assert acc[3] <= acc["bf16"] - 0.05, acc
 
 
+@pytest.mark.figures
 def test_verify_choices_gate(quantized):
     f = os.path.join(DATA, "choices.jsonl")
     r4 = run([VERIFY, quantized[4], "--original", MODEL, "--choices", f, "--json"], check=False)
@@ -233,6 +244,23 @@ def test_verify_choices_gate(quantized):
     r = run([VERIFY, quantized[3], "--original", MODEL, "--choices", f, "--json", "--allow-differs"], check=False)
     c3 = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "choices")
     assert c3["figures"]["accuracy_drop"] > 5 and c3["status"] == "fail" and r.returncode == 1, c3
+
+
+def test_verify_choices_figures_are_kintsugi_runs(quantized, tmp_path):
+    """verify --choices scores both models as kintsugi-run --choices does (a
+    sample: the gate's figures on the whole set are test_verify_choices_gate)."""
+    f = tmp_path / "items.jsonl"
+    f.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in jsonl("choices.jsonl")[:12]),
+                 encoding="utf-8")
+    r = run([VERIFY, quantized[4], "--original", MODEL, "--choices", str(f), "--json"], check=False)
+    assert r.returncode in (0, 1), r.stderr
+    fig = next(c for c in json.loads(r.stdout)["checks"] if c["name"] == "choices")["figures"]
+    mine = json.loads(run([RUN, quantized[4], "--choices", str(f), "--json", "-q"]).stdout)
+    orig = json.loads(run([RUN, MODEL, "--choices", str(f), "--json", "-q"]).stdout)
+    assert fig["items"] == 12 and fig["activations"] == "f32"
+    assert (fig["acc"], fig["acc_norm"]) == pytest.approx((mine["acc"], mine["acc_norm"]), abs=1e-9)
+    assert (fig["original_acc"], fig["original_acc_norm"]) == pytest.approx((orig["acc"], orig["acc_norm"]), abs=1e-9)
+    assert fig["accuracy_drop"] == pytest.approx(100 * (orig["acc"] - mine["acc"]), abs=1e-6)
 
 
 @pytest.mark.parametrize("line,problem", [

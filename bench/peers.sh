@@ -55,7 +55,20 @@ fi
 bin=$tree/build/bin
 if [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-quantize" ]; then
     command -v cmake > /dev/null || { echo "peers.sh: cmake is needed" >&2; exit 2; }
-    cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+    # x86-64 Linux: the instruction sets /proc/cpuinfo lists, but not AMX.
+    # Machines of this project's kind report AMX and fault on its first tile
+    # load (llama.cpp dies with SIGILL in its AMX matrix product); kintsugi
+    # does not use AMX either. Elsewhere: -march=native.
+    isa="-DGGML_NATIVE=ON"
+    if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ]; then
+        flags=$(grep -m 1 '^flags' /proc/cpuinfo)
+        isa="-DGGML_NATIVE=OFF"
+        for pair in avx:AVX avx2:AVX2 bmi2:BMI2 fma:FMA f16c:F16C avx_vnni:AVX_VNNI avx512f:AVX512 \
+            avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+            case " $flags " in *" ${pair%%:*} "*) isa="$isa -DGGML_${pair#*:}=ON" ;; esac
+        done
+    fi
+    cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release $isa -DLLAMA_CURL=OFF \
         -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF > "$peer/cmake.log"
     cmake --build "$tree/build" -j "$(nproc 2>/dev/null || echo 2)" \
         --target llama-bench llama-quantize llama-perplexity > "$peer/build.log"

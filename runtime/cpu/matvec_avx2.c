@@ -229,6 +229,114 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256i q4_bloc
 Q4_I8_ROWS(q4_i8_rows, "avx2,fma", dot_maddubs)
 Q4_I8_ROWS(q4_i8_rows_vnni, "avx2,fma,avxvnni", dot_vnni)
 
+/* ---- 4 bits, four rows at a time (decode), as in matvec_avx512.c ----
+ * 32 bytes of a row are 64 elements, two blocks: their low nibbles are the
+ * even elements of both blocks, the high nibbles the odd ones, and x's
+ * paired layout is rearranged once per 64 elements into the same orders
+ * (XE, XO) for the four rows. Lane j of the dot products sums 8 elements of
+ * block j / 4; the block's d and the group's s multiply the lane. Scales and
+ * biases are read 8 groups at a time, the bias term as a dot product with
+ * the groups' float sums of x. */
+enum { ROWS4_PREFETCH = 8192, GSUM_MAX = 4096 };
+
+/* N (<= 8) scales or biases from I on, as float; lanes past N are 0. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 params8(kt_dtype dt, const uint8_t *base,
+                                                                                    size_t i, int n) {
+    const int size = dt == KT_F32 ? 4 : 2;
+    uint8_t tmp[32] = {0};
+    const uint8_t *p = base + i * size;
+    if (n < 8) memcpy(tmp, p, (size_t)n * size), p = tmp; /* never read past the last group */
+    if (dt == KT_F32) return _mm256_loadu_ps((const float *)p);
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (dt == KT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256i dot2_maddubs(__m256i lo, __m256i xe, __m256i hi,
+                                                                                     __m256i xo) {
+    /* pairs of u8 x s8 sum to at most 2 * 15 * 128 per 16-bit lane: no saturation */
+    const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+__attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i dot2_vnni(__m256i lo, __m256i xe,
+                                                                                          __m256i hi, __m256i xo) {
+    return _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), lo, xe), hi, xo);
+}
+
+#define Q4_I8_ROWS4(NAME, TARGET, DOT2)                                                                     \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a,  \
+                                                     float *y) {                                           \
+        const int gs = l->group_size, groups = l->in / gs, shift = __builtin_ctz(gs);                      \
+        const int chunks = (l->in + 63) / 64;                                                              \
+        float gsum[GSUM_MAX];                                                                              \
+        for (int g = 0; g < groups; g++) {                                                                 \
+            float t = 0;                                                                                   \
+            for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) t += a->sum[k];        \
+            gsum[g] = t;                                                                                   \
+        }                                                                                                  \
+        const __m256i nib = _mm256_set1_epi8(15);                                                          \
+        const __m256i lane8 = _mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56);                             \
+        const size_t stride = (size_t)l->in / 2;                                                           \
+        for (int r = r0; r < r1; r += 4) {                                                                 \
+            const uint8_t *w[4];                                                                           \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) w[i] = l->w + (size_t)(r + i < r1 ? r + i : r) * stride; \
+            __m256 acc[4], bacc[4];                                                                        \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) acc[i] = bacc[i] = _mm256_setzero_ps();    \
+            for (int g0 = 0; g0 < groups; g0 += 8) {                                                       \
+                const int ng = groups - g0 < 8 ? groups - g0 : 8;                                          \
+                float xs8[8] = {0};                                                                        \
+                memcpy(xs8, gsum + g0, (size_t)ng * sizeof *xs8);                                          \
+                const __m256 xs = _mm256_loadu_ps(xs8);                                                    \
+                __m256 sv[4];                                                                              \
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                      \
+                    const size_t gi = (size_t)(r + i < r1 ? r + i : r) * groups + g0;                      \
+                    sv[i] = params8(l->dtype, l->scales, gi, ng);                                          \
+                    bacc[i] = _mm256_fmadd_ps(params8(l->dtype, l->biases, gi, ng), xs, bacc[i]);         \
+                }                                                                                          \
+                const int e1 = (g0 + ng) * gs, c1 = (e1 + 63) / 64 < chunks ? (e1 + 63) / 64 : chunks;     \
+                for (int c = g0 * gs / 64; c < c1; c++) {                                                  \
+                    const int two = l->in - c * 64 >= 64; /* else one block, the row's last */             \
+                    const int8_t *q = a->qp + (size_t)c * 64;                                              \
+                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)q);                             \
+                    const __m256i x1 = two ? _mm256_loadu_si256((const __m256i *)(q + 32)) : _mm256_setzero_si256(); \
+                    const __m256i xe = _mm256_permute2x128_si256(x0, x1, 0x20);                            \
+                    const __m256i xo = _mm256_permute2x128_si256(x0, x1, 0x31);                            \
+                    const __m256 dv = _mm256_set_m128(_mm_set1_ps(two ? a->d[2 * c + 1] : 0.0f), _mm_set1_ps(a->d[2 * c])); \
+                    const __m256i gidx = _mm256_sub_epi32(                                                 \
+                        _mm256_srli_epi32(_mm256_add_epi32(lane8, _mm256_set1_epi32(c * 64)), shift), _mm256_set1_epi32(g0)); \
+                    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                  \
+                        const uint8_t *p = w[i] + (size_t)c * 32;                                          \
+                        _mm_prefetch((const char *)(p + ROWS4_PREFETCH), _MM_HINT_T0);                     \
+                        const __m256i raw = two ? _mm256_loadu_si256((const __m256i *)p)                   \
+                                                : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p)); \
+                        const __m256i lo = _mm256_and_si256(raw, nib);                                     \
+                        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);               \
+                        const __m256 ds = _mm256_mul_ps(dv, _mm256_permutevar8x32_ps(sv[i], gidx));        \
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT2(lo, xe, hi, xo)), ds, acc[i]);    \
+                    }                                                                                      \
+                }                                                                                          \
+            }                                                                                              \
+            for (int i = 0; i < 4 && r + i < r1; i++) y[r + i] = hsum8(acc[i]) + hsum8(bacc[i]);           \
+        }                                                                                                  \
+    }
+Q4_I8_ROWS4(q4_i8_rows4, "avx2,fma,f16c", dot2_maddubs)
+Q4_I8_ROWS4(q4_i8_rows4_vnni, "avx2,fma,f16c,avxvnni", dot2_vnni)
+
+/* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
+ * scales in a float format. */
+static int rows4_ok(const kt_linear *l) {
+    return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
+           l->in / l->group_size <= GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
+}
+static void q4_i8_rows_any(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (rows4_ok(l)) q4_i8_rows4(l, r0, r1, a, y);
+    else q4_i8_rows(l, r0, r1, a, y);
+}
+static void q4_i8_rows_any_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
+    if (rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
+    else q4_i8_rows_vnni(l, r0, r1, a, y);
+}
+
 /* The prompt: one row, up to four token vectors; each 4-bit block is loaded
  * and unpacked once for all of them (the activations of four tokens stay in
  * the cache while the row streams). */
@@ -319,13 +427,13 @@ static int avx_vnni_here(void) {
 }
 
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
-    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm};
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm};
     return avx2_here() ? &table : NULL;
 }
 
 /* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
 const kt_matvec_kernels_t *kt_kernels_avx2(void) {
-    static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_vnni,
+    static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any_vnni,
                                               q8_i8_rows_vnni, q4_i8_gemm_vnni};
     if (!avx2_here()) return NULL;
     return avx_vnni_here() ? &table : kt_kernels_avx2_base();

@@ -49,16 +49,26 @@ AVX512 static void q4_rows(const kt_linear *l, int r0, int r1, const float *xe, 
     for (int r = r0; r < r1; r++) y[r] = q4_one(l, r, xe, xo, xsum);
 }
 
+/* Dense bf16 rows (the original model, the reference of --kld): bound by
+ * memory, so two accumulators hide the FMA latency and the row is
+ * prefetched ahead. */
 AVX512 static void bf16_rows(const kt_linear *l, int r0, int r1, const float *x, float *y) {
     for (int r = r0; r < r1; r++) {
         const uint16_t *w = (const uint16_t *)(l->w + (size_t)r * l->in * 2);
-        __m512 acc = _mm512_setzero_ps();
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         int i = 0;
-        for (; i + 16 <= l->in; i += 16) {
-            __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
-            acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)), _mm512_loadu_ps(x + i), acc);
+        for (; i + 32 <= l->in; i += 32) {
+            _mm_prefetch((const char *)(w + i) + PREFETCH, _MM_HINT_T0);
+            const __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+            const __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i + 16)));
+            acc0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)), _mm512_loadu_ps(x + i), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), _mm512_loadu_ps(x + i + 16), acc1);
         }
-        y[r] = kt_bf16_dot_tail(_mm512_reduce_add_ps(acc), w, x, i, l->in);
+        for (; i + 16 <= l->in; i += 16) {
+            const __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+            acc0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)), _mm512_loadu_ps(x + i), acc0);
+        }
+        y[r] = kt_bf16_dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), w, x, i, l->in);
     }
 }
 
@@ -218,6 +228,93 @@ AVX512I(",avx512vnni") __m512i dot2_vnni(__m512i lo, __m512i xe, __m512i hi, __m
 Q4_I8_ROWS4(q4_i8_rows4_bw, "", dot2_bw)
 Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
 
+/* The prompt: four rows x two tokens per pass, the same lane layout as
+ * the four-row kernel. The rows' nibbles are split once per chunk and serve
+ * both tokens; each token's rearranged activations serve the four rows.
+ * Tokens go in pairs (an odd last one alone); the rows' bytes stay in L1
+ * between the pairs. */
+#define Q4_I8_GEMM4(NAME, EXTRA, DOT2)                                                                      \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma,f16c" EXTRA))) static void NAME(             \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {                 \
+        const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
+        const int nb = l->in / KT_QBLOCK;                                                                  \
+        float gsum[4][GSUM_MAX];                                                                           \
+        for (int j = 0; j < t; j++)                                                                        \
+            for (int g = 0; g < groups; g++) {                                                             \
+                float s = 0;                                                                               \
+                for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) s += a->sum[(size_t)j * nb + k]; \
+                gsum[j][g] = s;                                                                            \
+            }                                                                                              \
+        const __m512i nib = _mm512_set1_epi8(15);                                                          \
+        const __m512i even = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);                                  \
+        const __m512i odd = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);                                 \
+        const __m512i dlane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);            \
+        const __m512i glane = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, \
+                                                                  88, 96, 104, 112, 120),                   \
+                                                __builtin_ctz(gs));                                        \
+        const size_t stride = (size_t)l->in / 2;                                                           \
+        for (int r = r0; r < r1; r += 4) {                                                                 \
+            const uint8_t *w[4];                                                                           \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) w[i] = l->w + (size_t)(r + i < r1 ? r + i : r) * stride; \
+            for (int j0 = 0; j0 < t; j0 += 2) {                                                            \
+                const int j1 = j0 + 1 < t ? j0 + 1 : j0;                                                   \
+                __m512 acc[2][4], bacc[2][4];                                                              \
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) acc[0][i] = acc[1][i] = bacc[0][i] = bacc[1][i] = _mm512_setzero_ps(); \
+                for (int g0 = 0; g0 < groups; g0 += 16) {                                                  \
+                    const int ng = groups - g0 < 16 ? groups - g0 : 16;                                    \
+                    const __mmask16 gm = (__mmask16)((1u << ng) - 1);                                      \
+                    const __m512 xs0 = _mm512_maskz_loadu_ps(gm, gsum[j0] + g0);                           \
+                    const __m512 xs1 = _mm512_maskz_loadu_ps(gm, gsum[j1] + g0);                           \
+                    __m512 sv[4];                                                                          \
+                    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                  \
+                        const size_t gi = (size_t)(r + i < r1 ? r + i : r) * groups + g0;                  \
+                        sv[i] = params16(l->dtype, l->scales, gi, ng);                                     \
+                        const __m512 bv = params16(l->dtype, l->biases, gi, ng);                           \
+                        bacc[0][i] = _mm512_fmadd_ps(bv, xs0, bacc[0][i]);                                 \
+                        bacc[1][i] = _mm512_fmadd_ps(bv, xs1, bacc[1][i]);                                 \
+                    }                                                                                      \
+                    const int c1 = (g0 + ng + gpc - 1) / gpc < chunks ? (g0 + ng + gpc - 1) / gpc : chunks; \
+                    for (int c = g0 / gpc; c < c1; c++) {                                                  \
+                        const int nblk = (l->in - c * 128) / KT_QBLOCK < 4 ? (l->in - c * 128) / KT_QBLOCK : 4; \
+                        const __mmask16 dm = (__mmask16)((1u << nblk) - 1);                                \
+                        const __mmask64 wm = nblk == 4 ? ~(__mmask64)0 : ((__mmask64)1 << (nblk * 16)) - 1; \
+                        const __mmask64 m0 = nblk >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << (nblk * 32)) - 1; \
+                        const __mmask64 m1 = nblk == 4 ? ~(__mmask64)0 : nblk == 3 ? ((__mmask64)1 << 32) - 1 : 0; \
+                        __m512i xe[2], xo[2];                                                              \
+                        __m512 dv[2];                                                                      \
+                        _Pragma("GCC unroll 2") for (int u = 0; u < 2; u++) {                              \
+                            const size_t kb = (size_t)(u ? j1 : j0) * nb + (size_t)c * 4;                  \
+                            const int8_t *q = a->qp + kb * KT_QBLOCK;                                      \
+                            const __m512i x0 = _mm512_maskz_loadu_epi8(m0, q);                             \
+                            const __m512i x1 = _mm512_maskz_loadu_epi8(m1, q + 64);                        \
+                            xe[u] = _mm512_permutex2var_epi64(x0, even, x1);                               \
+                            xo[u] = _mm512_permutex2var_epi64(x0, odd, x1);                                \
+                            dv[u] = _mm512_permutexvar_ps(dlane, _mm512_maskz_loadu_ps(dm, a->d + kb));    \
+                        }                                                                                  \
+                        const __m512i gidx = _mm512_add_epi32(glane, _mm512_set1_epi32(c * gpc - g0));     \
+                        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                              \
+                            const __m512i raw = _mm512_maskz_loadu_epi8(wm, w[i] + (size_t)c * 64);        \
+                            const __m512i lo = _mm512_and_si512(raw, nib);                                 \
+                            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);           \
+                            const __m512 sp = _mm512_permutexvar_ps(gidx, sv[i]);                          \
+                            acc[0][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT2(lo, xe[0], hi, xo[0])),    \
+                                                        _mm512_mul_ps(dv[0], sp), acc[0][i]);              \
+                            acc[1][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT2(lo, xe[1], hi, xo[1])),    \
+                                                        _mm512_mul_ps(dv[1], sp), acc[1][i]);              \
+                        }                                                                                  \
+                    }                                                                                      \
+                }                                                                                          \
+                for (int i = 0; i < 4 && r + i < r1; i++) {                                                \
+                    y[(size_t)j0 * ldy + r + i] = _mm512_reduce_add_ps(acc[0][i]) + _mm512_reduce_add_ps(bacc[0][i]); \
+                    if (j1 != j0)                                                                          \
+                        y[(size_t)j1 * ldy + r + i] = _mm512_reduce_add_ps(acc[1][i]) + _mm512_reduce_add_ps(bacc[1][i]); \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+Q4_I8_GEMM4(q4_i8_gemm4_bw, "", dot2_bw)
+Q4_I8_GEMM4(q4_i8_gemm4_vnni, ",avx512vnni", dot2_vnni)
+
 /* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
  * scales in a float format. */
 static int rows4_ok(const kt_linear *l) {
@@ -322,11 +419,13 @@ static void q8_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a
 Q4_I8_GEMM(q4_i8_gemm_bw, "", dot_bw)
 Q4_I8_GEMM(q4_i8_gemm_v, ",avx512vnni", dot_vnni)
 static void q4_i8_gemm_base(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
+    if (rows4_ok(l)) q4_i8_gemm4_bw(l, r0, r1, a, t, y, ldy);
+    else if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
     else q4_i8_gemm_bw(l, r0, r1, a, t, y, ldy);
 }
 static void q4_i8_gemm_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    if (l->group_size % 64) kt_kernels_avx2()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
+    if (rows4_ok(l)) q4_i8_gemm4_vnni(l, r0, r1, a, t, y, ldy);
+    else if (l->group_size % 64) kt_kernels_avx2()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
     else q4_i8_gemm_v(l, r0, r1, a, t, y, ldy);
 }
 

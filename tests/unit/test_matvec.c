@@ -241,77 +241,81 @@ void test_int8_kernels_match_reference(void) {
     float *row = malloc(in_max * sizeof *row);
     kt_qact a = {0};
     for (int n = 0; n < 4; n++) {
-    const int in = in_list[n];
-    for (int i = 0; i < in; i++) x[i] = frand(&st) * (i % 97 == 0 ? 20.0f : 1.0f); /* outliers, as real activations have */
-    kt_qact_quantize(&a, x, in);
-    for (int b = 0; b < 6; b++)
-        for (int g = 0; g < 3; g++)
-            for (int d = 0; d < 3; d++) {
-                if (b >= 2 && (d || n)) continue; /* the other widths: reference only, one scale dtype */
-                if (in % gs_list[g]) continue;
-                qmatrix q = make_q(out, in, bits_list[b], gs_list[g], sd_list[d], &st);
-                kt_linear_rows_qref(&q.l, 0, out, &a, y1);
-                for (int o = 0; o < out; o++) {
-                    kt_linear_row_ref(&q.l, o, row);
-                    double exact = 0, bound = 0, mag = 0;
-                    for (int i = 0; i < in; i++) {
-                        exact += (double)row[i] * x[i];
-                        mag += fabs((double)row[i] * x[i]);
-                        bound += fabs((double)row[i]) * a.d[i / KT_QBLOCK] * 0.5;
+        const int in = in_list[n];
+        for (int i = 0; i < in; i++) x[i] = frand(&st) * (i % 97 == 0 ? 20.0f : 1.0f); /* outliers, as real activations have */
+        kt_qact_quantize(&a, x, in);
+        for (int b = 0; b < 6; b++)
+            for (int g = 0; g < 3; g++)
+                for (int d = 0; d < 3; d++) {
+                    if (b >= 2 && (d || n)) continue; /* the other widths: reference only, one scale dtype */
+                    if (in % gs_list[g]) continue;
+                    qmatrix q = make_q(out, in, bits_list[b], gs_list[g], sd_list[d], &st);
+                    kt_linear_rows_qref(&q.l, 0, out, &a, y1);
+                    for (int o = 0; o < out; o++) {
+                        kt_linear_row_ref(&q.l, o, row);
+                        double exact = 0, bound = 0, mag = 0;
+                        for (int i = 0; i < in; i++) {
+                            exact += (double)row[i] * x[i];
+                            mag += fabs((double)row[i] * x[i]);
+                            bound += fabs((double)row[i]) * a.d[i / KT_QBLOCK] * 0.5;
+                        }
+                        CHECK_MSG(fabs(y1[o] - exact) <= bound + 1e-5 * mag + 1e-6, "int8 ref bits %d gs %d row %d: %g vs %g (bound %g)",
+                                  bits_list[b], gs_list[g], o, y1[o], exact, bound);
+                        for (int t = 0; t < nt && b < 2; t++) {
+                            void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) =
+                                bits_list[b] == 4 ? tab[t]->q4_i8_rows : tab[t]->q8_i8_rows;
+                            CHECK_MSG(rows != NULL, "%s has no %d-bit integer kernel", tab[t]->name, bits_list[b]);
+                            if (!rows) continue;
+                            memset(y2, 0, out * sizeof *y2);
+                            rows(&q.l, 0, out, &a, y2);
+                            CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-6, "%s int8 bits %d gs %d %s in %d row %d: %g vs %g",
+                                      tab[t]->name, bits_list[b], gs_list[g], kt_dtype_name(sd_list[d]), in, o, y2[o], y1[o]);
+                        }
                     }
-                    CHECK_MSG(fabs(y1[o] - exact) <= bound + 1e-5 * mag + 1e-6, "int8 ref bits %d gs %d row %d: %g vs %g (bound %g)",
-                              bits_list[b], gs_list[g], o, y1[o], exact, bound);
-                    for (int t = 0; t < nt && b < 2; t++) {
-                        void (*rows)(const kt_linear *, int, int, const kt_qact *, float *) =
-                            bits_list[b] == 4 ? tab[t]->q4_i8_rows : tab[t]->q8_i8_rows;
-                        CHECK_MSG(rows != NULL, "%s has no %d-bit integer kernel", tab[t]->name, bits_list[b]);
-                        if (!rows) continue;
-                        memset(y2, 0, out * sizeof *y2);
-                        rows(&q.l, 0, out, &a, y2);
-                        CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * mag + 1e-6, "%s int8 bits %d gs %d %s in %d row %d: %g vs %g",
-                                  tab[t]->name, bits_list[b], gs_list[g], kt_dtype_name(sd_list[d]), in, o, y2[o], y1[o]);
-                    }
+                    free_q(&q);
                 }
-                free_q(&q);
+    }
+    for (int n = 0; n < 3; n++) {
+        const int in = in_list[n == 2 ? 3 : n]; /* 768, 960, 2240 */
+        /* the prompt's kernels: up to four vectors per weight block, every
+         * table against the reference, and the batched dispatch (five vectors:
+         * a group of four and one) against one vector at a time */
+        enum { T = 5 };
+        float *xs = malloc((size_t)T * in_max * sizeof *xs), *ys = malloc((size_t)T * out * sizeof *ys);
+        float *yr = malloc((size_t)T * out * sizeof *yr);
+        for (int i = 0; i < T * in; i++) xs[i] = frand(&st);
+        kt_qact b5 = {0};
+        kt_qact_quantize(&b5, xs, T * in);
+        for (int g = 0; g < 3; g++) {
+            if (in % gs_list[g]) continue;
+            qmatrix q = make_q(out, in, 4, gs_list[g], KT_BF16, &st);
+            for (int t = 1; t <= 4; t++) {
+                kt_linear_gemm_qref(&q.l, 0, out, &b5, t, yr, out);
+                for (int k = 0; k < nt; k++) {
+                    CHECK_MSG(tab[k]->q4_i8_gemm != NULL, "%s has no 4-bit integer gemm", tab[k]->name);
+                    if (!tab[k]->q4_i8_gemm) continue;
+                    memset(ys, 0, (size_t)T * out * sizeof *ys);
+                    tab[k]->q4_i8_gemm(&q.l, 0, out, &b5, t, ys, out);
+                    for (int i = 0; i < t * out; i++)
+                        CHECK_MSG(fabs(ys[i] - yr[i]) <= 1e-5 * (fabs(yr[i]) + 1) , "%s gemm gs %d t %d at %d: %g vs %g",
+                                  tab[k]->name, gs_list[g], t, i, ys[i], yr[i]);
+                }
             }
+            kt_linear_apply_batch_q(&q.l, &b5, T, ys);
+            for (int t = 0; t < T; t++) {
+                kt_qact one = {0};
+                kt_qact_quantize(&one, xs + (size_t)t * in, in);
+                kt_linear_apply_q(&q.l, &one, y2);
+                for (int o = 0; o < out; o++)
+                    CHECK_MSG(fabs(ys[t * out + o] - y2[o]) <= 1e-5 * (fabs(y2[o]) + 1), "batch_q t %d row %d", t, o);
+                kt_qact_free(&one);
+            }
+            free_q(&q);
+        }
+        kt_qact_free(&b5);
+        free(xs), free(ys), free(yr);
     }
     const int in = 768;
-    /* the prompt's kernels: up to four vectors per weight block, every
-     * table against the reference, and the batched dispatch (five vectors:
-     * a group of four and one) against one vector at a time */
-    enum { T = 5 };
-    float *xs = malloc((size_t)T * in * sizeof *xs), *ys = malloc((size_t)T * out * sizeof *ys);
-    float *yr = malloc((size_t)T * out * sizeof *yr);
-    for (int i = 0; i < T * in; i++) xs[i] = frand(&st);
-    kt_qact b5 = {0};
-    kt_qact_quantize(&b5, xs, T * in);
-    for (int g = 0; g < 3; g++) {
-        qmatrix q = make_q(out, in, 4, gs_list[g], KT_BF16, &st);
-        for (int t = 1; t <= 4; t++) {
-            kt_linear_gemm_qref(&q.l, 0, out, &b5, t, yr, out);
-            for (int k = 0; k < nt; k++) {
-                CHECK_MSG(tab[k]->q4_i8_gemm != NULL, "%s has no 4-bit integer gemm", tab[k]->name);
-                if (!tab[k]->q4_i8_gemm) continue;
-                memset(ys, 0, (size_t)T * out * sizeof *ys);
-                tab[k]->q4_i8_gemm(&q.l, 0, out, &b5, t, ys, out);
-                for (int i = 0; i < t * out; i++)
-                    CHECK_MSG(fabs(ys[i] - yr[i]) <= 1e-5 * (fabs(yr[i]) + 1) , "%s gemm gs %d t %d at %d: %g vs %g",
-                              tab[k]->name, gs_list[g], t, i, ys[i], yr[i]);
-            }
-        }
-        kt_linear_apply_batch_q(&q.l, &b5, T, ys);
-        for (int t = 0; t < T; t++) {
-            kt_qact one = {0};
-            kt_qact_quantize(&one, xs + (size_t)t * in, in);
-            kt_linear_apply_q(&q.l, &one, y2);
-            for (int o = 0; o < out; o++)
-                CHECK_MSG(fabs(ys[t * out + o] - y2[o]) <= 1e-5 * (fabs(y2[o]) + 1), "batch_q t %d row %d", t, o);
-            kt_qact_free(&one);
-        }
-        free_q(&q);
-    }
-    kt_qact_free(&b5);
-    free(xs), free(ys), free(yr);
     /* the dispatch (threads, row blocks) gives the same as its table */
     kt_qact_quantize(&a, x, in);
     qmatrix q = make_q(out, in, 4, 64, KT_BF16, &st);

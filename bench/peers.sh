@@ -114,8 +114,10 @@ sys.exit(f"no text of {n} tokens")
 PY
 done
 
-# 6. alternating rounds: ours, the peer, each round; the bound once per round
+# 6. alternating rounds: ours, the peer, each round; the bound before them.
+# Both models are read once first, so no round pays for the disk.
 build/release/bench/matvec-bench > "$peer/bound.json"
+cat "$ours"/*.safetensors "$gguf" > /dev/null
 r=1
 while [ $r -le "$rounds" ]; do
     for n in $prompts; do
@@ -129,10 +131,22 @@ while [ $r -le "$rounds" ]; do
     r=$((r + 1))
 done
 
-PYTHONPATH=$tree/gguf-py "$venv/bin/python" - "$peer" "$ours" "$rounds" "$prompts" <<'PY'
+# 7. the bf16 original (verify's reference), ours only: decode against its
+# own bound. After the rounds: it fills the page cache and evicts the others.
+orig_runs=${KT_PEER_ORIGINAL_RUNS:-3}
+i=1
+cat "$src"/*.safetensors > /dev/null
+while [ $i -le "$orig_runs" ]; do
+    OMP_NUM_THREADS=$threads bin/kintsugi-run "$src" --raw --prompt - --max-tokens 8 --json \
+        < "$peer/prompt-64.txt" > "$peer/original.$i.json" 2> "$peer/ours.err" || { cat "$peer/ours.err" >&2; exit 1; }
+    i=$((i + 1))
+done
+
+PYTHONPATH=$tree/gguf-py "$venv/bin/python" - "$peer" "$ours" "$rounds" "$prompts" "$src" "$orig_runs" <<'PY'
 import json, os, statistics, struct, sys
 from gguf import GGUFReader
 peer, model_dir, rounds, prompts = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(p) for p in sys.argv[4].split()]
+src, orig_runs = sys.argv[5], int(sys.argv[6])
 med = statistics.median
 ours = {n: [json.load(open(f"{peer}/ours-{n}.{r}.json"))["stats"] for r in range(1, rounds + 1)] for n in prompts}
 llama = [json.load(open(f"{peer}/llama.{r}.json")) for r in range(1, rounds + 1)]
@@ -145,23 +159,33 @@ for n in prompts:
                      "kintsugi_range": [min(a), max(a)], "llama_cpp_range": [min(b), max(b)]}
 a = [s["generation_tokens_per_s"] for n in prompts[:1] for s in ours[n]]
 b = [x["avg_ts"] for run in llama for x in run if x["n_prompt"] == 0 and x["n_gen"] > 0]
-# bytes read per decoded token: every tensor but the embedding table (one row)
-total = embed = 0
-idx = json.load(open(f"{model_dir}/model.safetensors.index.json"))
-for f in set(idx["weight_map"].values()):
-    path = f"{model_dir}/{f}"
-    total += os.path.getsize(path)
-    with open(path, "rb") as fh:
-        hdr = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-    embed += sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in hdr.items() if k.startswith("backbone.embeddings."))
+def bytes_per_token(d):
+    """Bytes read per decoded token: every tensor but the embedding table (one row)."""
+    total = embed = 0
+    idx = json.load(open(f"{d}/model.safetensors.index.json"))
+    for f in set(idx["weight_map"].values()):
+        path = f"{d}/{f}"
+        total += os.path.getsize(path)
+        with open(path, "rb") as fh:
+            hdr = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        embed += sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in hdr.items()
+                     if k.startswith("backbone.embeddings."))
+    return total - embed
+per_token = bytes_per_token(model_dir)
 # the same for the peer's file (its embedding table is token_embd)
 peer_bytes = sum(int(t.n_bytes) for t in GGUFReader(f"{peer}/nano9b-q4_0.gguf").tensors if not t.name.startswith("token_embd"))
 bw = json.load(open(f"{peer}/bound.json"))["memory_read_GBps"]
-bound = bw * 1e9 / (total - embed)
+bound = bw * 1e9 / per_token
 res["decode"] = {"kintsugi_tok_s": med(a), "llama_cpp_tok_s": med(b), "ratio": med(a) / med(b),
                  "kintsugi_range": [min(a), max(a)], "llama_cpp_range": [min(b), max(b)],
-                 "memory_read_GBps": bw, "weights_read_per_token_GB": (total - embed) / 1e9,
+                 "memory_read_GBps": bw, "weights_read_per_token_GB": per_token / 1e9,
                  "bound_tok_s": bound, "kintsugi_share_of_bound": med(a) / bound,
                  "llama_cpp_share_of_bound": med(b) * peer_bytes / (bw * 1e9)}
+if orig_runs:
+    o = [json.load(open(f"{peer}/original.{i}.json"))["stats"]["generation_tokens_per_s"] for i in range(1, orig_runs + 1)]
+    ob = bw * 1e9 / bytes_per_token(src)
+    res["bf16_original_decode"] = {"kintsugi_tok_s": med(o), "range": [min(o), max(o)],
+                                   "weights_read_per_token_GB": bytes_per_token(src) / 1e9,
+                                   "bound_tok_s": ob, "share_of_bound": med(o) / ob}
 print(json.dumps(res, indent=2))
 PY

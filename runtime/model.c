@@ -11,6 +11,7 @@
 #include <string.h>
 
 float kt_vec_at(const kt_vec *v, int i) {
+    if (v->f) return v->f[i];
     float f;
     kt_row_to_f32(v->dtype, v->data + (size_t)i * (kt_dtype_bits(v->dtype) / 8), &f, 1);
     return f;
@@ -54,6 +55,13 @@ static int has_shape(const st_tensor *t, int n, const uint64_t *dims) {
 /* The conv1d kernel of C channels and width K: [C, K, 1] as MLX's Conv1d
  * holds it, or [C, 1, K] as Hugging Face stores it (mlx-lm moves the axis
  * when it loads an original; kintsugi-fixup relabels it in a conversion). */
+static float *as_floats(const kt_model *m, const st_tensor *t, int n) {
+    if (m->headers_only) return NULL;
+    float *f = kt_xmalloc((size_t)n * sizeof *f);
+    kt_row_to_f32(t->dtype, t->data, f, (size_t)n);
+    return f;
+}
+
 static int load_conv(const kt_model *m, kt_vec *v, const char *prefix, int channels, int width) {
     const st_tensor *t = find(m, "%s.%s", prefix, "conv1d.weight");
     if (!t) return kt_fail("tensor %s.conv1d.weight is missing", prefix);
@@ -62,7 +70,7 @@ static int load_conv(const kt_model *m, kt_vec *v, const char *prefix, int chann
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
     if (!has_shape(t, 3, mlx) && !has_shape(t, 3, hf))
         return kt_fail("tensor %s has shape %s, expected [%d, %d, 1]", t->name, shape_text(t).s, channels, width);
-    *v = (kt_vec){t->data, t->dtype, channels * width};
+    *v = (kt_vec){t->data, t->dtype, channels * width, as_floats(m, t, channels * width)};
     return 0;
 }
 
@@ -73,7 +81,7 @@ static int load_vec(const kt_model *m, kt_vec *v, const char *prefix, const char
         return kt_fail("tensor %s: %s is not a float type we read", t->name, kt_dtype_name(t->dtype));
     if (t->ndim != 1 || t->shape[0] != (uint64_t)n)
         return kt_fail("tensor %s has shape %s, expected [%d]", t->name, shape_text(t).s, n);
-    *v = (kt_vec){t->data, t->dtype, n};
+    *v = (kt_vec){t->data, t->dtype, n, as_floats(m, t, n)};
     return 0;
 }
 
@@ -235,9 +243,14 @@ static int bind_weights(kt_model *m, const cJSON *cfg) {
 
 static void free_layers(kt_model *m) {
     for (int i = 0; m->layers && i < m->cfg.n_layers; i++) {
-        free(m->layers[i].fc1);
-        free(m->layers[i].fc2);
+        kt_layer *L = &m->layers[i];
+        kt_vec *v[] = {&L->norm, &L->conv_w, &L->conv_b, &L->dt_bias, &L->A_log, &L->D, &L->gnorm, &L->e_bias};
+        for (size_t k = 0; k < sizeof v / sizeof *v; k++) free(v[k]->f);
+        free(L->fc1);
+        free(L->fc2);
     }
+    free(m->norm_f.f);
+    m->norm_f.f = NULL;
     free(m->layers);
     free(m->used);
     m->layers = NULL, m->used = NULL;
@@ -267,6 +280,7 @@ int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const ch
     *unused = NULL;
     if (kt_config_read(&m.cfg, cfg)) return -1;
     m.files = *files; /* borrowed: only names, shapes and dtypes are read */
+    m.headers_only = 1;
     int rc = bind_weights(&m, cfg);
     for (size_t i = 0; rc == 0 && i < files->n_tensors && !*unused; i++) {
         const char *name = kt_model_tensor(files, i)->name;

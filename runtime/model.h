@@ -30,6 +30,8 @@ typedef struct {                   /* a vector parameter (norm weight, bias, A_l
     const uint8_t *data;
     kt_dtype dtype;
     int n;
+    float *f;                      /* the N values as float, converted once at load: the
+                                    * recurrences read them per element per token */
 } kt_vec;
 
 typedef struct {
@@ -67,6 +69,7 @@ typedef struct {
     kt_vec norm_f;
     kt_layer *layers;
     unsigned char *used;           /* per tensor of files: read by the loader */
+    int headers_only;              /* bound for checking: names, shapes, dtypes; no data read */
 } kt_model;
 
 typedef struct kt_work kt_work;    /* forward.c: the pass's scratch buffers */

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { LANES = 16 };
+
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
@@ -49,12 +51,26 @@ void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *s
         float d = softplus(dt[h] + kt_vec_at(&L->dt_bias, h));
         d = d < c->dt_min ? c->dt_min : (d > c->dt_max ? c->dt_max : d);
         const float dA = expf(d * -expf(kt_vec_at(&L->A_log, h))), Dh = kt_vec_at(&L->D, h);
+        const float *Bg = B + (size_t)g * N, *Cg = C + (size_t)g * N;
         for (int p = 0; p < P; p++) {
-            float xv = xs[h * P + p], acc = 0;
+            const float xv = xs[h * P + p], dx = d * xv;
             float *st = ssm + ((size_t)h * P + p) * N;
-            for (int n = 0; n < N; n++) {
-                st[n] = st[n] * dA + d * xv * B[g * N + n];
-                acc += st[n] * C[g * N + n];
+            /* state . C in LANES partial sums (n mod LANES), added at the
+             * end: the compiler keeps them in vector registers without
+             * reordering any float addition (no fast math). */
+            float part[LANES] = {0};
+            int n = 0;
+            for (; n + LANES <= N; n += LANES)
+#pragma omp simd
+                for (int k = 0; k < LANES; k++) {
+                    st[n + k] = st[n + k] * dA + dx * Bg[n + k];
+                    part[k] += st[n + k] * Cg[n + k];
+                }
+            float acc = 0;
+            for (int k = 0; k < LANES; k++) acc += part[k];
+            for (; n < N; n++) {
+                st[n] = st[n] * dA + dx * Bg[n];
+                acc += st[n] * Cg[n];
             }
             y[h * P + p] = acc + Dh * xv;
         }

@@ -33,6 +33,10 @@ typedef struct {
      * A (one after another, l->in values each), 4-bit W; each weight block
      * loaded once serves every vector. NULL where the table has none. */
     void (*q4_i8_gemm)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
+    /* The same for any T and R1 - R0 <= 16, the rows repacked first so that
+     * each register lane is one row (see matvec_avx512.c). NULL where the
+     * table has none, and for matrices it declines (returns 0). */
+    int (*q4_i8_gemm16)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
 } kt_matvec_kernels_t;
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,

@@ -427,14 +427,14 @@ static int avx_vnni_here(void) {
 }
 
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
-    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm};
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm, NULL};
     return avx2_here() ? &table : NULL;
 }
 
 /* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
 const kt_matvec_kernels_t *kt_kernels_avx2(void) {
     static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any_vnni,
-                                              q8_i8_rows_vnni, q4_i8_gemm_vnni};
+                                              q8_i8_rows_vnni, q4_i8_gemm_vnni, NULL};
     if (!avx2_here()) return NULL;
     return avx_vnni_here() ? &table : kt_kernels_avx2_base();
 }

@@ -4,6 +4,7 @@
  * by the cache rather than by arithmetic, stay with the AVX2 table.
  */
 #include "kernels.h"
+#include "strbuf.h"
 
 #include <string.h>
 
@@ -315,11 +316,115 @@ Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
 Q4_I8_GEMM4(q4_i8_gemm4_bw, "", dot2_bw)
 Q4_I8_GEMM4(q4_i8_gemm4_vnni, ",avx512vnni", dot2_vnni)
 
+/* ---- the prompt, rows repacked: one lane per row ----
+ * For a long prompt the weights of 16 rows are rearranged once so that
+ * register lane i holds row i: step s is [row 0 bytes 4s..4s+3 | row 1 ... |
+ * row 15], 8 elements of each row, split into low nibbles (its even
+ * elements) and high nibbles (its odd ones). A token's activations for the
+ * step are one broadcast dword each (4 even, 4 odd values in the paired
+ * layout), so vpdpbusd adds 8 products per lane and the int32 lanes sum a
+ * whole block of 32 before anything becomes float: one conversion and one
+ * FMA by the block's d per 16 rows x 32 elements, one FMA by the group's
+ * scales (a vector of the 16 rows' scales) per group. The float work per
+ * weight is a quarter of the four-row kernels', and each repacked row block
+ * serves every token of the prompt. */
+enum { PACK_ROWS = 16 };
+
+#define Q4_I8_GEMM16(NAME, EXTRA, DOT4)                                                                     \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static int NAME(                    \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {                 \
+        const int gs = l->group_size, groups = l->in / gs, steps = l->in / 8, per = gs / KT_QBLOCK;         \
+        const int nb = l->in / KT_QBLOCK, rows = r1 - r0;                                                   \
+        const size_t stride = (size_t)l->in / 2;                                                            \
+        void *mem = kt_xmalloc((size_t)steps * 2 * sizeof(__m512i) + 63); /* __m512i wants 64-byte alignment */ \
+        __m512i *lo = (__m512i *)(((uintptr_t)mem + 63) & ~(uintptr_t)63), *hi = lo + steps;               \
+        float *sc = kt_xmalloc((size_t)groups * 2 * PACK_ROWS * sizeof *sc), *bi = sc + (size_t)groups * PACK_ROWS; \
+        const __m512i nib = _mm512_set1_epi8(15);                                                           \
+        /* lane i reads row r0 + i; missing rows repeat the first and are not stored */                    \
+        int32_t off[PACK_ROWS];                                                                             \
+        for (int i = 0; i < PACK_ROWS; i++) off[i] = (int32_t)((i < rows ? i : 0) * (stride / 4));           \
+        const __m512i vidx = _mm512_loadu_si512(off);                                                       \
+        const int *base = (const int *)(l->w + (size_t)r0 * stride);                                        \
+        for (int s = 0; s < steps; s++) {                                                                   \
+            const __m512i v = _mm512_i32gather_epi32(vidx, base + s, 4);                                    \
+            lo[s] = _mm512_and_si512(v, nib);                                                               \
+            hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);                                         \
+        }                                                                                                   \
+        for (int g = 0; g < groups; g++)                                                                    \
+            for (int i = 0; i < PACK_ROWS; i++) {                                                           \
+                const size_t gi = (size_t)(r0 + (i < rows ? i : 0)) * groups + g;                           \
+                sc[g * PACK_ROWS + i] = kt_scale_at(l->dtype, l->scales, gi);                               \
+                bi[g * PACK_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);                               \
+            }                                                                                               \
+        const __mmask16 keep = (__mmask16)((1u << rows) - 1);                                               \
+        for (int j0 = 0; j0 < t; j0 += 4) {                                                                 \
+            /* four tokens per pass (the last pass repeats its last token); per token two independent \
+             * chains (low and high nibbles) so the dot products overlap */                                 \
+            int jj[4];                                                                                      \
+            for (int u = 0; u < 4; u++) jj[u] = j0 + u < t ? j0 + u : t - 1;                                \
+            __m512 acc[4], bacc[4];                                                                         \
+            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) acc[u] = bacc[u] = _mm512_setzero_ps();     \
+            for (int g = 0; g < groups; g++) {                                                              \
+                __m512 gv[4];                                                                               \
+                float xs[4] = {0, 0, 0, 0};                                                                 \
+                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) gv[u] = _mm512_setzero_ps();            \
+                for (int b = g * per; b < (g + 1) * per; b++) {                                             \
+                    __m512i il[4], ih[4];                                                                   \
+                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) il[u] = ih[u] = _mm512_setzero_si512(); \
+                    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                   \
+                        const __m512i wl = lo[b * 4 + k], wh = hi[b * 4 + k];                               \
+                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                               \
+                            const int8_t *q = a->qp + (size_t)jj[u] * l->in + (size_t)b * KT_QBLOCK + 4 * k; \
+                            int32_t e, o;                                                                   \
+                            memcpy(&e, q, 4);                                                               \
+                            memcpy(&o, q + 16, 4);                                                          \
+                            il[u] = DOT4(il[u], wl, _mm512_set1_epi32(e));                                  \
+                            ih[u] = DOT4(ih[u], wh, _mm512_set1_epi32(o));                                  \
+                        }                                                                                   \
+                    }                                                                                       \
+                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                   \
+                        const size_t kb = (size_t)jj[u] * nb + b;                                           \
+                        gv[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(il[u], ih[u])),          \
+                                                _mm512_set1_ps(a->d[kb]), gv[u]);                           \
+                        xs[u] += a->sum[kb];                                                                \
+                    }                                                                                       \
+                }                                                                                           \
+                const __m512 sv = _mm512_loadu_ps(sc + (size_t)g * PACK_ROWS);                              \
+                const __m512 bv = _mm512_loadu_ps(bi + (size_t)g * PACK_ROWS);                              \
+                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                       \
+                    acc[u] = _mm512_fmadd_ps(gv[u], sv, acc[u]);                                            \
+                    bacc[u] = _mm512_fmadd_ps(bv, _mm512_set1_ps(xs[u]), bacc[u]);                          \
+                }                                                                                           \
+            }                                                                                               \
+            for (int u = 0; u < 4 && j0 + u < t; u++)                                                       \
+                _mm512_mask_storeu_ps(y + (size_t)(j0 + u) * ldy + r0, keep, _mm512_add_ps(acc[u], bacc[u])); \
+        }                                                                                                   \
+        free(mem);                                                                                          \
+        free(sc);                                                                                           \
+        return 1;                                                                                           \
+    }
+
+AVX512I("") __m512i dot4_bw(__m512i acc, __m512i c, __m512i x) {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1)));
+}
+AVX512I(",avx512vnni") __m512i dot4_vnni(__m512i acc, __m512i c, __m512i x) { return _mm512_dpbusd_epi32(acc, c, x); }
+Q4_I8_GEMM16(q4_i8_gemm16_bw_k, "", dot4_bw)
+Q4_I8_GEMM16(q4_i8_gemm16_vnni_k, ",avx512vnni", dot4_vnni)
+
 /* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
  * scales in a float format. */
 static int rows4_ok(const kt_linear *l) {
     return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
            l->in / l->group_size <= GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
+}
+
+/* The repacked prompt kernel takes what the four-row kernels take, rows of
+ * whole 4-byte steps (every width here: in % 32 == 0), and at most 16 rows. */
+static int q4_i8_gemm16_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
+    return rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_bw_k(l, r0, r1, a, t, y, ldy) : 0;
+}
+static int q4_i8_gemm16_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
+    return rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_vnni_k(l, r0, r1, a, t, y, ldy) : 0;
 }
 
 /* 8 bits: 64 bytes are two blocks in x's own order. Without VNNI the codes
@@ -432,7 +537,7 @@ static void q4_i8_gemm_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a
 /* AVX-512F with BW and DQ (the integer kernels need both). */
 const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
     static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_bw, q8_i8_rows_bw,
-                                        q4_i8_gemm_base};
+                                        q4_i8_gemm_base, q4_i8_gemm16_bw};
     const kt_matvec_kernels_t *avx2 = kt_kernels_avx2_base();
     if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512dq"))
@@ -445,7 +550,7 @@ const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
 /* The same with AVX-512 VNNI's vpdpbusd, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_avx512(void) {
     static kt_matvec_kernels_t table = {"avx512-vnni", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_vnni,
-                                        q8_i8_rows_vnni, q4_i8_gemm_vnni};
+                                        q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_gemm16_vnni};
     const kt_matvec_kernels_t *base = kt_kernels_avx512_base();
     if (!base || !__builtin_cpu_supports("avx512vnni")) return base;
     table.q4_row = base->q4_row;

@@ -107,7 +107,7 @@ int kt_linear_int8_ok(const kt_linear *l) {
     return l->quantized && l->group_size % KT_QBLOCK == 0 && l->in % KT_QBLOCK == 0 && (l->bits * KT_QBLOCK) % 8 == 0;
 }
 
-enum { ROW_BLOCK = 16 };
+enum { ROW_BLOCK = 16, PACKED_FROM = 8 };
 
 /* The prompt with integer activations: A holds T vectors. Rows go in
  * blocks, tokens in fours, so a weight block read from memory serves four
@@ -115,9 +115,12 @@ enum { ROW_BLOCK = 16 };
 void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
     const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK, per = l->in / KT_QBLOCK;
+    /* repacking 16 rows costs about what 4 tokens' products do: from 8 on */
+    const int packed = k && l->bits == 4 && k->q4_i8_gemm16 && t >= PACKED_FROM;
 #pragma omp parallel for schedule(static) if (l->out >= 64)
     for (int b = 0; b < blocks; b++) {
         const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < l->out ? r0 + ROW_BLOCK : l->out;
+        if (packed && k->q4_i8_gemm16(l, r0, r1, a, t, y, (size_t)l->out)) continue;
         for (int t0 = 0; t0 < t; t0 += 4) {
             const int nt = t - t0 < 4 ? t - t0 : 4;
             kt_qact view = {l->in * nt, 0, a->q + (size_t)t0 * l->in, a->qp + (size_t)t0 * l->in, a->d + (size_t)t0 * per,

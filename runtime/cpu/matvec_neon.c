@@ -226,7 +226,7 @@ Q4_I8_GEMM(q4_i8_gemm, , dot16_plain)
 Q4_I8_GEMM(q4_i8_gemm_sdot, DOTPROD, dot16_sdot)
 
 const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
-    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm};
+    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm, NULL};
     return &table;
 }
 
@@ -245,7 +245,7 @@ static int have_dotprod(void) {
 /* The same with the dotprod extension's sdot, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_neon(void) {
     static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
-                                              q8_i8_rows_sdot, q4_i8_gemm_sdot};
+                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, NULL};
     return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 

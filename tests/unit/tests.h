@@ -33,6 +33,7 @@
     X(test_dot_and_batch_match_reference)         \
     X(test_qact_quantize)                         \
     X(test_int8_kernels_match_reference)          \
+    X(test_int8_packed_gemm_matches_reference)    \
     X(test_cli_grammar)                           \
     X(test_cli_value_readers)                     \
     X(test_output_path_rules)                     \

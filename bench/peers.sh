@@ -114,12 +114,12 @@ sys.exit(f"no text of {n} tokens")
 PY
 done
 
-# 6. alternating rounds: ours, the peer, each round; the bound before them.
+# 6. alternating rounds: the read bound, ours, the peer, each round.
 # Both models are read once first, so no round pays for the disk.
-build/release/bench/matvec-bench > "$peer/bound.json"
 cat "$ours"/*.safetensors "$gguf" > /dev/null
 r=1
 while [ $r -le "$rounds" ]; do
+    build/release/bench/matvec-bench > "$peer/bound.$r.json"
     for n in $prompts; do
         OMP_NUM_THREADS=$threads bin/kintsugi-run "$ours" --raw --prompt - --max-tokens "$decode" --json \
             < "$peer/prompt-$n.txt" > "$peer/ours-$n.$r.json" 2> "$peer/ours.err" ||
@@ -174,7 +174,7 @@ def bytes_per_token(d):
 per_token = bytes_per_token(model_dir)
 # the same for the peer's file (its embedding table is token_embd)
 peer_bytes = sum(int(t.n_bytes) for t in GGUFReader(f"{peer}/nano9b-q4_0.gguf").tensors if not t.name.startswith("token_embd"))
-bw = json.load(open(f"{peer}/bound.json"))["memory_read_GBps"]
+bw = med([json.load(open(f"{peer}/bound.{r}.json"))["memory_read_GBps"] for r in range(1, rounds + 1)])
 bound = bw * 1e9 / per_token
 res["decode"] = {"kintsugi_tok_s": med(a), "llama_cpp_tok_s": med(b), "ratio": med(a) / med(b),
                  "kintsugi_range": [min(a), max(a)], "llama_cpp_range": [min(b), max(b)],

@@ -53,6 +53,17 @@ static inline float kt_scale_at(kt_dtype d, const uint8_t *base, size_t i) {
     return f;
 }
 
+/* OUT[g] = the float sum of x over group g (GROUPS groups of GS values),
+ * from the activation blocks' sums SUM: the bias term's factor. */
+static inline void kt_group_sums(const float *sum, int gs, int groups, float *out) {
+    const int per = gs / KT_QBLOCK;
+    for (int g = 0; g < groups; g++) {
+        float t = 0;
+        for (int k = g * per; k < (g + 1) * per; k++) t += sum[k];
+        out[g] = t;
+    }
+}
+
 /* SUM plus the bf16 row W times X over [I, N): the tail the vector loop left. */
 static inline float kt_bf16_dot_tail(float sum, const uint16_t *w, const float *x, int i, int n) {
     for (; i < n; i++) {

@@ -269,11 +269,7 @@ __attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i
         const int gs = l->group_size, groups = l->in / gs, shift = __builtin_ctz(gs);                      \
         const int chunks = (l->in + 63) / 64;                                                              \
         float gsum[GSUM_MAX];                                                                              \
-        for (int g = 0; g < groups; g++) {                                                                 \
-            float t = 0;                                                                                   \
-            for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) t += a->sum[k];        \
-            gsum[g] = t;                                                                                   \
-        }                                                                                                  \
+        kt_group_sums(a->sum, gs, groups, gsum);                                                           \
         const __m256i nib = _mm256_set1_epi8(15);                                                          \
         const __m256i lane8 = _mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56);                             \
         const size_t stride = (size_t)l->in / 2;                                                           \

@@ -153,24 +153,32 @@ AVX512I("") __m512 params16(kt_dtype dt, const uint8_t *base, size_t i, int n) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* The constants of a 128-element chunk: the nibble mask; the qwords of
+ * two 64-byte activation loads that hold the four blocks' even (odd)
+ * elements; per lane its block (lane j sums elements 8j..8j+7) and its
+ * group for groups of GS. */
+typedef struct {
+    __m512i nib, even, odd, dlane, glane;
+} chunk_lanes;
+AVX512I("") chunk_lanes chunk_lanes_for(int gs) {
+    chunk_lanes c;
+    c.nib = _mm512_set1_epi8(15);
+    c.even = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+    c.odd = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+    c.dlane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    c.glane = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),
+                                __builtin_ctz(gs));
+    return c;
+}
+
 #define Q4_I8_ROWS4(NAME, EXTRA, DOT2)                                                                      \
     __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma,f16c" EXTRA))) static void NAME(             \
         const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                                   \
         const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
         float gsum[GSUM_MAX];                                                                              \
-        for (int g = 0; g < groups; g++) {                                                                 \
-            float t = 0;                                                                                   \
-            for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) t += a->sum[k];        \
-            gsum[g] = t;                                                                                   \
-        }                                                                                                  \
-        const __m512i nib = _mm512_set1_epi8(15);                                                          \
-        const __m512i even = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);                                  \
-        const __m512i odd = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);                                 \
-        const __m512i dlane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);            \
-        /* lane j covers elements 8j..8j+7 of the chunk: group 8j / gs of it */                            \
-        const __m512i glane = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, \
-                                                                  88, 96, 104, 112, 120),                   \
-                                                __builtin_ctz(gs));                                        \
+        kt_group_sums(a->sum, gs, groups, gsum);                                                           \
+        const chunk_lanes cl = chunk_lanes_for(gs);                                                        \
+        const __m512i nib = cl.nib, even = cl.even, odd = cl.odd, dlane = cl.dlane, glane = cl.glane;      \
         const size_t stride = (size_t)l->in / 2;                                                           \
         for (int r = r0; r < r1; r += 4) {                                                                 \
             const uint8_t *w[4];                                                                           \
@@ -240,19 +248,9 @@ Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
         const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
         const int nb = l->in / KT_QBLOCK;                                                                  \
         float gsum[4][GSUM_MAX];                                                                           \
-        for (int j = 0; j < t; j++)                                                                        \
-            for (int g = 0; g < groups; g++) {                                                             \
-                float s = 0;                                                                               \
-                for (int k = g * (gs / KT_QBLOCK); k < (g + 1) * (gs / KT_QBLOCK); k++) s += a->sum[(size_t)j * nb + k]; \
-                gsum[j][g] = s;                                                                            \
-            }                                                                                              \
-        const __m512i nib = _mm512_set1_epi8(15);                                                          \
-        const __m512i even = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);                                  \
-        const __m512i odd = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);                                 \
-        const __m512i dlane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);            \
-        const __m512i glane = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, \
-                                                                  88, 96, 104, 112, 120),                   \
-                                                __builtin_ctz(gs));                                        \
+        for (int j = 0; j < t; j++) kt_group_sums(a->sum + (size_t)j * nb, gs, groups, gsum[j]);           \
+        const chunk_lanes cl = chunk_lanes_for(gs);                                                        \
+        const __m512i nib = cl.nib, even = cl.even, odd = cl.odd, dlane = cl.dlane, glane = cl.glane;      \
         const size_t stride = (size_t)l->in / 2;                                                           \
         for (int r = r0; r < r1; r += 4) {                                                                 \
             const uint8_t *w[4];                                                                           \

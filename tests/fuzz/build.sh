@@ -20,14 +20,26 @@ FLAGS="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 LIBS="$(pkg-config --libs libcjson libarchive libpcre2-8 zlib) -lm"
 LIB_SRC="lib/*.c"
 targets=${*:-"safetensors json tokenizer chat archive config model choices"}
-for t in $targets; do
-    case $t in
-    tokenizer|chat) extra="runtime/tokenizer.c runtime/chat.c" ;;
-    archive) extra="convert/archive_source.c convert/source.c" ;;
-    model) extra="runtime/model.c runtime/cpu/*.c quantize/*.c" ;;
-    choices) extra="runtime/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
-    *) extra="" ;;
+extra_for() {
+    case $1 in
+    tokenizer|chat) echo "runtime/tokenizer.c runtime/chat.c" ;;
+    archive) echo "convert/archive_source.c convert/source.c" ;;
+    model) echo "runtime/model.c runtime/cpu/*.c quantize/*.c" ;;
+    choices) echo "runtime/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
+    *) echo "" ;;
     esac
-    # shellcheck disable=SC2086
-    $CC $FLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $LIB_SRC $extra $LIBS
+}
+# two targets at a time (each compiles the library with the sanitizers)
+pids=""
+status=0
+for t in $targets; do
+    # shellcheck disable=SC2086,SC2046
+    $CC $FLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $LIB_SRC $(extra_for "$t") $LIBS &
+    pids="$pids $!"
+    if [ "$(echo $pids | wc -w)" -ge 2 ]; then
+        for p in $pids; do wait "$p" || status=1; done
+        pids=""
+    fi
 done
+for p in $pids; do wait "$p" || status=1; done
+exit $status

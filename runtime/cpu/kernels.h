@@ -53,6 +53,15 @@ static inline float kt_scale_at(kt_dtype d, const uint8_t *base, size_t i) {
     return f;
 }
 
+/* The four-row integer kernels (AVX2, AVX-512) keep a row's group sums on
+ * the stack: at most KT_GSUM_MAX groups (in = 131072 at groups of 32). They
+ * take groups of 32, 64 or 128, whole blocks, scales in a float format. */
+enum { KT_GSUM_MAX = 4096 };
+static inline int kt_rows4_ok(const kt_linear *l) {
+    return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
+           l->in / l->group_size <= KT_GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
+}
+
 /* OUT[g] = the float sum of x over group g (GROUPS groups of GS values),
  * from the activation blocks' sums SUM: the bias term's factor. */
 static inline void kt_group_sums(const float *sum, int gs, int groups, float *out) {

@@ -237,7 +237,7 @@ Q4_I8_ROWS(q4_i8_rows_vnni, "avx2,fma,avxvnni", dot_vnni)
  * block j / 4; the block's d and the group's s multiply the lane. Scales and
  * biases are read 8 groups at a time, the bias term as a dot product with
  * the groups' float sums of x. */
-enum { ROWS4_PREFETCH = 8192, GSUM_MAX = 4096 };
+enum { ROWS4_PREFETCH = 8192 };
 
 /* N (<= 8) scales or biases from I on, as float; lanes past N are 0. */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 params8(kt_dtype dt, const uint8_t *base,
@@ -268,7 +268,7 @@ __attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i
                                                      float *y) {                                           \
         const int gs = l->group_size, groups = l->in / gs, shift = __builtin_ctz(gs);                      \
         const int chunks = (l->in + 63) / 64;                                                              \
-        float gsum[GSUM_MAX];                                                                              \
+        float gsum[KT_GSUM_MAX];                                                                           \
         kt_group_sums(a->sum, gs, groups, gsum);                                                           \
         const __m256i nib = _mm256_set1_epi8(15);                                                          \
         const __m256i lane8 = _mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56);                             \
@@ -318,18 +318,12 @@ __attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i
 Q4_I8_ROWS4(q4_i8_rows4, "avx2,fma,f16c", dot2_maddubs)
 Q4_I8_ROWS4(q4_i8_rows4_vnni, "avx2,fma,f16c,avxvnni", dot2_vnni)
 
-/* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
- * scales in a float format. */
-static int rows4_ok(const kt_linear *l) {
-    return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
-           l->in / l->group_size <= GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
-}
 static void q4_i8_rows_any(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (rows4_ok(l)) q4_i8_rows4(l, r0, r1, a, y);
+    if (kt_rows4_ok(l)) q4_i8_rows4(l, r0, r1, a, y);
     else q4_i8_rows(l, r0, r1, a, y);
 }
 static void q4_i8_rows_any_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
+    if (kt_rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
     else q4_i8_rows_vnni(l, r0, r1, a, y);
 }
 

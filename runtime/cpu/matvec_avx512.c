@@ -175,7 +175,7 @@ AVX512I("") chunk_lanes chunk_lanes_for(int gs) {
     __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma,f16c" EXTRA))) static void NAME(             \
         const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {                                   \
         const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
-        float gsum[GSUM_MAX];                                                                              \
+        float gsum[KT_GSUM_MAX];                                                                           \
         kt_group_sums(a->sum, gs, groups, gsum);                                                           \
         const chunk_lanes cl = chunk_lanes_for(gs);                                                        \
         const __m512i nib = cl.nib, even = cl.even, odd = cl.odd, dlane = cl.dlane, glane = cl.glane;      \
@@ -222,9 +222,6 @@ AVX512I("") chunk_lanes chunk_lanes_for(int gs) {
         }                                                                                                  \
     }
 
-/* A row's group sums live on the stack: up to GSUM_MAX groups (in = 131072
- * at groups of 32); wider rows take the two-row kernel. */
-enum { GSUM_MAX = 4096 };
 
 AVX512I("") __m512i dot2_bw(__m512i lo, __m512i xe, __m512i hi, __m512i xo) {
     /* pairs of u8 x s8 sum to at most 2 * 15 * 128 per 16-bit lane: no saturation */
@@ -247,7 +244,7 @@ Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
         const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {                 \
         const int gs = l->group_size, groups = l->in / gs, gpc = 128 / gs, chunks = (l->in + 127) / 128;   \
         const int nb = l->in / KT_QBLOCK;                                                                  \
-        float gsum[4][GSUM_MAX];                                                                           \
+        float gsum[4][KT_GSUM_MAX];                                                                        \
         for (int j = 0; j < t; j++) kt_group_sums(a->sum + (size_t)j * nb, gs, groups, gsum[j]);           \
         const chunk_lanes cl = chunk_lanes_for(gs);                                                        \
         const __m512i nib = cl.nib, even = cl.even, odd = cl.odd, dlane = cl.dlane, glane = cl.glane;      \
@@ -409,20 +406,14 @@ AVX512I(",avx512vnni") __m512i dot4_vnni(__m512i acc, __m512i c, __m512i x) { re
 Q4_I8_GEMM16(q4_i8_gemm16_bw_k, "", dot4_bw)
 Q4_I8_GEMM16(q4_i8_gemm16_vnni_k, ",avx512vnni", dot4_vnni)
 
-/* Where the four-row kernel applies: groups of 32, 64 or 128, whole blocks,
- * scales in a float format. */
-static int rows4_ok(const kt_linear *l) {
-    return (l->group_size == 32 || l->group_size == 64 || l->group_size == 128) && l->in % KT_QBLOCK == 0 &&
-           l->in / l->group_size <= GSUM_MAX && (l->dtype == KT_BF16 || l->dtype == KT_F16 || l->dtype == KT_F32);
-}
 
 /* The repacked prompt kernel takes what the four-row kernels take, rows of
  * whole 4-byte steps (every width here: in % 32 == 0), and at most 16 rows. */
 static int q4_i8_gemm16_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    return rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_bw_k(l, r0, r1, a, t, y, ldy) : 0;
+    return kt_rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_bw_k(l, r0, r1, a, t, y, ldy) : 0;
 }
 static int q4_i8_gemm16_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    return rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_vnni_k(l, r0, r1, a, t, y, ldy) : 0;
+    return kt_rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_vnni_k(l, r0, r1, a, t, y, ldy) : 0;
 }
 
 /* 8 bits: 64 bytes are two blocks in x's own order. Without VNNI the codes
@@ -471,7 +462,7 @@ Q8_I8_ROWS(q8_i8_vnni, ",avx512vnni", dot8_vnni)
 
 /* Groups of 32 (an odd block count per group) go to the AVX2 kernels. */
 static void q4_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (rows4_ok(l)) q4_i8_rows4_bw(l, r0, r1, a, y);
+    if (kt_rows4_ok(l)) q4_i8_rows4_bw(l, r0, r1, a, y);
     else if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_rows(l, r0, r1, a, y);
     else q4_i8_bw(l, r0, r1, a, y);
 }
@@ -480,7 +471,7 @@ static void q8_i8_rows_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, 
     else q8_i8_bw(l, r0, r1, a, y);
 }
 static void q4_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, float *y) {
-    if (rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
+    if (kt_rows4_ok(l)) q4_i8_rows4_vnni(l, r0, r1, a, y);
     else if (l->group_size % 64) kt_kernels_avx2()->q4_i8_rows(l, r0, r1, a, y);
     else q4_i8_vnni(l, r0, r1, a, y);
 }
@@ -522,12 +513,12 @@ static void q8_i8_rows_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a
 Q4_I8_GEMM(q4_i8_gemm_bw, "", dot_bw)
 Q4_I8_GEMM(q4_i8_gemm_v, ",avx512vnni", dot_vnni)
 static void q4_i8_gemm_base(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    if (rows4_ok(l)) q4_i8_gemm4_bw(l, r0, r1, a, t, y, ldy);
+    if (kt_rows4_ok(l)) q4_i8_gemm4_bw(l, r0, r1, a, t, y, ldy);
     else if (l->group_size % 64) kt_kernels_avx2_base()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
     else q4_i8_gemm_bw(l, r0, r1, a, t, y, ldy);
 }
 static void q4_i8_gemm_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    if (rows4_ok(l)) q4_i8_gemm4_vnni(l, r0, r1, a, t, y, ldy);
+    if (kt_rows4_ok(l)) q4_i8_gemm4_vnni(l, r0, r1, a, t, y, ldy);
     else if (l->group_size % 64) kt_kernels_avx2()->q4_i8_gemm(l, r0, r1, a, t, y, ldy);
     else q4_i8_gemm_v(l, r0, r1, a, t, y, ldy);
 }

@@ -15,6 +15,15 @@ char *cv_card_text(const cv_card *c) {
               c->tool_version);
     sb_printf(&sb, "| | |\n|---|---|\n");
     sb_printf(&sb, "| quantization | MLX affine, %d bits, group size %d |\n", c->q.bits, c->q.group_size);
+    if (c->recipe) {
+        sb_printf(&sb, "| recipe | %s; modules:", c->recipe);
+        for (int b = 2; b <= 8; b++)
+            if (c->modules_by_bits[b]) sb_printf(&sb, " %zu at %d bits", c->modules_by_bits[b], b);
+        sb_printf(&sb, " (per-layer entries in config.json) |\n");
+    }
+    sb_printf(&sb, "| fit | %s |\n", c->fitted ? "mse: per group the scale and bias of least squared error, codes "
+                                                 "the nearest for the stored pair (kintsugi-verify checks both)"
+                                              : "rtn: MLX's round to nearest from the group's extremes");
     sb_printf(&sb, "| rounding | %s (%s) |\n", kt_quant_mode_name(c->q.mode),
               c->q.mode == KT_QUANT_METAL ? "the arithmetic of MLX's GPU kernel, as mlx_lm.convert on a Mac"
                                           : "the arithmetic of MLX's CPU backend");

@@ -13,6 +13,9 @@ typedef struct {
     double bits_per_weight;
     size_t n_tensors, n_shards;
     const cv_repairs *repairs;
+    char *recipe;              /* cv_recipe_describe(), or NULL */
+    int fitted;                /* --fit mse */
+    size_t modules_by_bits[9]; /* quantized modules at each bit width */
 } cv_card;
 
 char *cv_card_text(const cv_card *c);

@@ -155,6 +155,16 @@ cJSON *cv_config_make(const cJSON *src, const cJSON *generation, const kt_quant_
     return cfg;
 }
 
+void cv_config_add_layer(cJSON *cfg, const char *path, const kt_quant_params *q, cv_repairs *r) {
+    cJSON *top = kt_json_get(cfg, "quantization");
+    if (cJSON_GetArraySize(top) == 2)
+        note(r, 0, "per-layer quantization entries: %s", "group_size written as a number (mlx_lm.convert "
+             "--quant-predicate writes null without --q-group-size; MLX reads null as 64, loaders that expect a "
+             "number fail)");
+    cJSON_AddItemToObject(top, path, quant_object(q));
+    cJSON_AddItemToObject(kt_json_get(cfg, "quantization_config"), path, quant_object(q));
+}
+
 static int cmp_keys(const void *a, const void *b) {
     return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
 }

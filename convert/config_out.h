@@ -32,6 +32,13 @@ const char *cv_config_cast_dtype(const cJSON *config);
  * when SRC cannot be converted (not nemotron_h, already quantized). */
 cJSON *cv_config_make(const cJSON *src, const cJSON *generation, const kt_quant_params *q, cv_repairs *r);
 
+/* The per-layer entry {"group_size": G, "bits": B} of module PATH, added to
+ * quantization and quantization_config of CFG (made by cv_config_make) in
+ * the order of the calls, as mlx-lm adds one for every module its predicate
+ * quantizes. The first call records in R that the group size is written as
+ * a number. */
+void cv_config_add_layer(cJSON *cfg, const char *path, const kt_quant_params *q, cv_repairs *r);
+
 /* json.dump(config, indent=4) with the top-level keys sorted, as mlx-lm. */
 char *cv_config_text(const cJSON *config);
 

@@ -23,6 +23,8 @@
 #include "output_dir.h"
 #include "plan.h"
 #include "progress.h"
+#include "recipe.h"
+#include "fit.h"
 #include "safetensors.h"
 #include "source.h"
 #include "strbuf.h"
@@ -43,6 +45,8 @@ static volatile sig_atomic_t interrupted;
 typedef struct {
     const char *src, *dst, *dtype, *revision;
     kt_quant_params q;
+    cv_recipe recipe;
+    int fit;                      /* KT_FIT_RTN or KT_FIT_MSE */
     uint64_t shard_size;
     int force, json, quiet, verbose, threads;
 } options;
@@ -65,6 +69,16 @@ static void usage(FILE *out) {
             "  --group-size N    32, 64 or 128 (default 64)\n"
             "  --mode M          metal (default): bytes as mlx_lm.convert writes them on a\n"
             "                    Mac; cpu: as MLX's CPU backend (mlx_lm.convert on Linux)\n"
+            "  --recipe R        mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6: mlx_lm.convert's\n"
+            "                    --quant-predicate recipes, bit for bit; or a FILE of rules,\n"
+            "                    one REGEX=BITS[:GROUP] or REGEX=none per line\n"
+            "  --bits-for RULE   REGEX=BITS[:GROUP] or REGEX=none (stay in floating point) for\n"
+            "                    the modules whose path (backbone.layers.3.mixer.in_proj) the\n"
+            "                    regular expression matches; repeatable, first match wins,\n"
+            "                    before the recipe\n"
+            "  --fit F           rtn (default): MLX's round-to-nearest, bit for bit; mse: per\n"
+            "                    group the scale and bias of least squared error (a search of\n"
+            "                    scales, each refitted; never worse than rtn), same format\n"
             "  --dtype T         bfloat16, float16 or float32 for the unquantized tensors and\n"
             "                    the scales (default: the config's torch_dtype or dtype)\n"
             "  --shard-size S    largest output file, e.g. 5GiB (default), 500MB, 1000000\n"
@@ -102,16 +116,19 @@ static int parse_size(const char *s, uint64_t *out) {
 }
 
 enum { O_BITS = 1, O_GROUP, O_MODE, O_DTYPE, O_SHARD_SIZE, O_THREADS, O_FORCE, O_JSON, O_NO_FSYNC, O_QUIET, O_VERBOSE,
-       O_REVISION };
+       O_REVISION, O_RECIPE, O_BITS_FOR, O_FIT };
 static const kt_opt OPTIONS[] = {
     {"--bits", 0, 1, O_BITS}, {"--group-size", 0, 1, O_GROUP}, {"--mode", 0, 1, O_MODE},
     {"--dtype", 0, 1, O_DTYPE}, {"--shard-size", 0, 1, O_SHARD_SIZE}, {"--threads", 0, 1, O_THREADS},
     {"--force", 0, 0, O_FORCE}, {"--json", 0, 0, O_JSON}, {"--no-fsync", 0, 0, O_NO_FSYNC},
     {"--quiet", 'q', 0, O_QUIET}, {"--verbose", 'v', 0, O_VERBOSE}, {"--revision", 0, 1, O_REVISION},
+    {"--recipe", 0, 1, O_RECIPE}, {"--bits-for", 0, 1, O_BITS_FOR}, {"--fit", 0, 1, O_FIT},
     {NULL, 0, 0, 0}};
 
 static int parse_args(int argc, char **argv, options *o) {
-    static const char *const dtypes[] = {"bfloat16", "float16", "float32", NULL}, *const modes[] = {"metal", "cpu", NULL};
+    static const char *const dtypes[] = {"bfloat16", "float16", "float32", NULL}, *const modes[] = {"metal", "cpu", NULL},
+                             *const fits[] = {"rtn", "mse", NULL};
+    const char *recipe = NULL;
     memset(o, 0, sizeof *o);
     o->q = KT_QUANT_DEFAULT;
     o->shard_size = 5ull << 30;
@@ -141,6 +158,16 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_QUIET: o->quiet = 1; break;
         case O_VERBOSE: o->verbose = 1; break;
         case O_REVISION: o->revision = a.value; break;
+        case O_RECIPE:
+            if (recipe) rc = kt_usage_error(PROG, "--recipe: given twice ('%s')", a.value);
+            recipe = a.value;
+            break;
+        case O_BITS_FOR:
+            if (cv_recipe_add_rule(&o->recipe, a.value, "--bits-for")) rc = kt_usage_error(PROG, "%s", kt_errmsg());
+            break;
+        case O_FIT:
+            if (!(rc = kt_arg_choice(&a, fits, &k))) o->fit = k ? KT_FIT_MSE : KT_FIT_RTN;
+            break;
         case KT_ARG_POSITIONAL:
             if (!o->src) o->src = a.value;
             else if (!o->dst) o->dst = a.value;
@@ -152,6 +179,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (!o->src || !o->dst) return kt_usage_error(PROG, "%s", "SRC and DST are required");
     if (kt_quant_params_check(&o->q)) return kt_usage_error(PROG, "%s", kt_errmsg());
+    if (recipe && cv_recipe_load(&o->recipe, recipe)) return kt_usage_error(PROG, "%s", kt_errmsg());
     o->threads = kt_cap_threads(o->threads);
     return -1;
 }
@@ -223,7 +251,7 @@ static int copy_item(cv_queue *q, const cv_item *it, st_writer **writers) {
 #define WINDOW_BYTES (64u << 20)
 
 static int quantize_item(cv_source *src, cv_queue *q, const cv_item *it, st_writer **writers, const options *o) {
-    const uint64_t k = it->shape[it->ndim - 1], groups = k / (uint64_t)o->q.group_size;
+    const uint64_t k = it->shape[it->ndim - 1], groups = k / (uint64_t)it->q.group_size;
     const size_t es = kt_dtype_bits(it->dtype) / 8;
     uint8_t *scales = kt_xmalloc((size_t)it->out[1].nbytes), *biases = kt_xmalloc((size_t)it->out[2].nbytes);
     void *cast_buf = NULL;
@@ -243,10 +271,12 @@ static int quantize_item(cv_source *src, cv_queue *q, const cv_item *it, st_writ
                 cast_values(part->dtype, it->dtype, in, (size_t)(n * k), cast_buf);
                 in = cast_buf;
             }
-            size_t packed_len = (size_t)(n * k * (uint64_t)o->q.bits / 8);
+            size_t packed_len = (size_t)(n * k * (uint64_t)it->q.bits / 8);
             uint8_t *packed = kt_xmalloc(packed_len + 1);
-            rc = kt_quantize_tensor(&o->q, it->dtype, in, n, k, packed, scales + (row + r0) * groups * es,
-                                    biases + (row + r0) * groups * es, o->threads, &bad);
+            uint8_t *s_out = scales + (row + r0) * groups * es, *b_out = biases + (row + r0) * groups * es;
+            rc = o->fit == KT_FIT_MSE
+                     ? kt_fit_tensor(&it->q, it->dtype, in, n, k, packed, s_out, b_out, o->threads, &bad)
+                     : kt_quantize_tensor(&it->q, it->dtype, in, n, k, packed, s_out, b_out, o->threads, &bad);
             if (rc && bad != UINT64_MAX)
                 kt_fail("%s: tensor '%s': a NaN or infinity at flat index %llu (row %llu, column %llu); refusing to "
                         "quantize it", src->path, part->name, (unsigned long long)((r0 * k) + bad),
@@ -452,6 +482,22 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
         cJSON_AddItemToObject(root, "bits", kt_json_new_int(o->q.bits));
         cJSON_AddItemToObject(root, "group_size", kt_json_new_int(o->q.group_size));
         cJSON_AddStringToObject(root, "mode", kt_quant_mode_name(o->q.mode));
+        cJSON_AddStringToObject(root, "fit", o->fit == KT_FIT_MSE ? "mse" : "rtn");
+        if (cv_recipe_active(&o->recipe)) {
+            char *d = cv_recipe_describe(&o->recipe);
+            cJSON_AddStringToObject(root, "recipe", d);
+            free(d);
+            cJSON *per = cJSON_AddObjectToObject(root, "modules_by_bits");
+            for (int b = 2; b <= 8; b++) {
+                long long n = 0;
+                for (size_t i = 0; i < p->n_items; i++) n += p->items[i].quantized && p->items[i].q.bits == b;
+                if (n) {
+                    char key[8];
+                    snprintf(key, sizeof key, "%d", b);
+                    cJSON_AddItemToObject(per, key, kt_json_new_int(n));
+                }
+            }
+        }
         cJSON_AddItemToObject(root, "tensors", kt_json_new_int((long long)p->n_items));
         cJSON_AddItemToObject(root, "dropped_mtp_tensors", kt_json_new_int((long long)p->n_dropped));
         cJSON *shards = cJSON_AddArrayToObject(root, "shards");
@@ -470,10 +516,11 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
         free(text);
         cJSON_Delete(root);
     } else if (!o->quiet) {
-        printf("%s: %zu tensors (%zu mtp.* dropped) -> %zu file%s, %d-bit group %d %s, %.3f bits per weight; "
+        printf("%s: %zu tensors (%zu mtp.* dropped) -> %zu file%s, %d-bit%s group %d %s%s, %.3f bits per weight; "
                "%.2f GB -> %.2f GB in %.1f s (%.2f GB/s)\n",
                o->dst, p->n_items, p->n_dropped, p->n_shards, p->n_shards == 1 ? "" : "s", o->q.bits,
-               o->q.group_size, kt_quant_mode_name(o->q.mode), bpw, (double)p->source_bytes / 1e9,
+               cv_recipe_active(&o->recipe) ? " (recipe)" : "", o->q.group_size, kt_quant_mode_name(o->q.mode),
+               o->fit == KT_FIT_MSE ? " fit mse" : "", bpw, (double)p->source_bytes / 1e9,
                (double)p->total_size / 1e9, secs, secs > 0 ? (double)p->source_bytes / secs / 1e9 : 0);
     }
 }
@@ -494,6 +541,34 @@ static int check_source(const char *label, const cJSON *config, const kt_model_f
         return -1;
     }
     return 0;
+}
+
+/* The recipe as plan.h's callback. */
+typedef struct {
+    const cv_recipe *recipe;
+    long n_layers;
+} recipe_ctx;
+
+static int recipe_quant_of(const void *ctx, const char *path, const kt_quant_params *q, kt_quant_params *out) {
+    const recipe_ctx *c = ctx;
+    return cv_recipe_apply(c->recipe, path, c->n_layers, q, out);
+}
+
+/* mlx-lm's mixed recipes count the blocks (len(model.layers)) and refuse a
+ * model without a down_proj module. */
+static int recipe_layers(const options *o, const cJSON *config, const kt_model_files *m, long *n_layers) {
+    const cJSON *pattern = kt_json_get(config, "hybrid_override_pattern");
+    int64_t n = 0;
+    if (cJSON_IsString(pattern)) n = (int64_t)strlen(pattern->valuestring);
+    else if (kt_json_i64(kt_json_get(config, "num_hidden_layers"), &n)) n = 0;
+    *n_layers = (long)n;
+    if (!o->recipe.mixed) return 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const char *name = kt_model_tensor(m, i)->name;
+        if (strstr(name, "down_proj") && !kt_starts_with(name, "mtp.")) return 0;
+    }
+    return kt_fail("%s: --recipe %s needs down_proj modules (MLP or MoE layers) and this model has none "
+                   "(mlx_lm.convert refuses it too)", o->src, o->recipe.mixed);
 }
 
 static int convert(const options *o) {
@@ -533,11 +608,22 @@ static int convert(const options *o) {
     }
     if ((rc = check_source(o->src, out_config, &m))) goto done;
     const char *dtype = o->dtype ? o->dtype : cv_config_cast_dtype(config);
-    cv_options po = {o->q, dtype_of_name(dtype), o->shard_size};
+    recipe_ctx rctx = {&o->recipe, 0};
+    if ((rc = recipe_layers(o, config, &m, &rctx.n_layers))) goto done;
+    cv_options po = {o->q, dtype_of_name(dtype), o->shard_size, cv_recipe_active(&o->recipe) ? recipe_quant_of : NULL,
+                     &rctx};
     if (cv_plan_make(&plan, &m, config, &po)) {
         rc = kt_fail_context("%s", o->src);
         goto done;
     }
+    if (cv_recipe_active(&o->recipe))
+        for (size_t i = 0; i < plan.n_items; i++)
+            if (plan.items[i].quantized) {
+                strbuf path = {0};
+                sb_append(&path, plan.items[i].name, strlen(plan.items[i].name) - 7);
+                cv_config_add_layer(out_config, sb_cstr(&path), &plan.items[i].q, &repairs);
+                sb_free(&path);
+            }
     if (!o->quiet && !o->json)
         for (int i = 0; i < repairs.n; i++)
             if (repairs.needed[i] || o->verbose)
@@ -561,9 +647,13 @@ static int convert(const options *o) {
     }
     const cJSON *name_or_path = kt_json_get(config, "_name_or_path");
     cv_card card = {title, cJSON_IsString(name_or_path) ? name_or_path->valuestring : title, KINTSUGI_VERSION,
-                    dtype, o->q, bpw, 0, plan.n_shards, &repairs};
+                    dtype, o->q, bpw, 0, plan.n_shards, &repairs, NULL, o->fit == KT_FIT_MSE, {0}};
+    card.recipe = cv_recipe_active(&o->recipe) ? cv_recipe_describe(&o->recipe) : NULL;
+    for (size_t i = 0; i < plan.n_items; i++)
+        if (plan.items[i].quantized) card.modules_by_bits[plan.items[i].q.bits]++;
     for (size_t i = 0; i < plan.n_items; i++) card.n_tensors += (size_t)plan.items[i].n_out;
     text = cv_card_text(&card);
+    free(card.recipe);
     if (rc == 0) rc = write_text(&od, "README.md", text);
     free(text);
     free(title);

@@ -117,8 +117,22 @@ static int finish_item(cv_item *it, const cv_options *o) {
         it->dtype = o->cast_to;
     it->nelem = 1;
     for (int d = 0; d < it->ndim; d++) it->nelem *= it->shape[d];
+    /* mlx-lm asks its predicate only about modules whose last dimension
+     * the default group size divides */
     it->quantized = floating && it->ndim >= 2 && quantizable_module(it->name) &&
                     it->shape[it->ndim - 1] % (uint64_t)o->q.group_size == 0 && it->nelem > 0;
+    it->q = o->q;
+    if (it->quantized && o->quant_of) {
+        strbuf path = {0};
+        sb_append(&path, it->name, strlen(it->name) - 7);
+        int rc = o->quant_of(o->quant_ctx, sb_cstr(&path), &o->q, &it->q);
+        sb_free(&path);
+        if (rc < 0) return kt_fail_context("tensor '%s'", it->name);
+        it->quantized = rc;
+        if (rc && it->shape[it->ndim - 1] % (uint64_t)it->q.group_size)
+            return kt_fail("tensor '%s': its last dimension %llu is not a multiple of its group size %d", it->name,
+                           (unsigned long long)it->shape[it->ndim - 1], it->q.group_size);
+    }
     if (!it->quantized) {
         set_output(&it->out[0], kt_xstrdup(it->name), it->dtype, it->ndim, it->shape);
         it->n_out = 1;
@@ -127,9 +141,9 @@ static int finish_item(cv_item *it, const cv_options *o) {
     size_t base = strlen(it->name) - 7; /* without ".weight" */
     uint64_t shape[CV_MAX_DIMS];
     memcpy(shape, it->shape, sizeof shape);
-    shape[it->ndim - 1] = it->shape[it->ndim - 1] * (uint64_t)o->q.bits / 32;
+    shape[it->ndim - 1] = it->shape[it->ndim - 1] * (uint64_t)it->q.bits / 32;
     set_output(&it->out[0], kt_xstrdup(it->name), KT_U32, it->ndim, shape);
-    shape[it->ndim - 1] = it->shape[it->ndim - 1] / (uint64_t)o->q.group_size;
+    shape[it->ndim - 1] = it->shape[it->ndim - 1] / (uint64_t)it->q.group_size;
     strbuf sb = {0};
     sb_append(&sb, it->name, base);
     sb_puts(&sb, ".scales");

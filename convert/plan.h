@@ -34,15 +34,23 @@ typedef struct {
     uint64_t shape[CV_MAX_DIMS];
     uint64_t nelem;
     int quantized;                /* 1: outputs weight, scales, biases */
+    kt_quant_params q;            /* its bits and group size, when quantized */
     cv_output out[3];
     int n_out;
     long order[4];                /* mlx-lm's parameter order, compared lexicographically */
 } cv_item;
 
+/* The quantization of one module (PATH without ".weight") that mlx-lm would
+ * quantize with the default Q: 1 and *OUT set, 0 to keep it dense, -1 with
+ * kt_errmsg() to refuse. */
+typedef int (*cv_quant_fn)(const void *ctx, const char *path, const kt_quant_params *q, kt_quant_params *out);
+
 typedef struct {
     kt_quant_params q;
     kt_dtype cast_to;             /* KT_DTYPE_COUNT: no cast */
     uint64_t shard_size;          /* bytes */
+    cv_quant_fn quant_of;         /* NULL: Q for every quantizable module */
+    const void *quant_ctx;
 } cv_options;
 
 typedef struct {

@@ -275,8 +275,11 @@ static int check_params(const cJSON *q, const char *where) {
     for (int k = 0; k < 2; k++) {
         const cJSON *item = cJSON_GetObjectItemCaseSensitive(q, keys[k]);
         int64_t v;
-        int ok = kt_json_is_number(item) && kt_json_i64(item, &v) == 0 &&
-                 (k == 0 ? (v >= 2 && v <= 8 && v != 7) : (v == 32 || v == 64 || v == 128));
+        /* null is MLX's default for affine (64, 4 bits): mlx_lm.convert
+         * --quant-predicate writes group_size null when not given one */
+        int ok = cJSON_IsNull(item) ||
+                 (kt_json_is_number(item) && kt_json_i64(item, &v) == 0 &&
+                  (k == 0 ? (v >= 2 && v <= 8 && v != 7) : (v == 32 || v == 64 || v == 128)));
         if (!ok) {
             char t[64];
             value_text(item, t);
@@ -334,7 +337,7 @@ kt_quant_entry kt_config_quant_of(const cJSON *cfg, const char *path) {
     const cJSON *src = cJSON_IsObject(per) ? per : q;
     int64_t v;
     r.quantized = 1;
-    r.bits = kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "bits"), &v) == 0 ? (int)v : 0;
-    r.group_size = kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "group_size"), &v) == 0 ? (int)v : 0;
+    r.bits = kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "bits"), &v) == 0 ? (int)v : 4;
+    r.group_size = kt_json_i64(cJSON_GetObjectItemCaseSensitive(src, "group_size"), &v) == 0 ? (int)v : 64;
     return r;
 }

@@ -68,6 +68,9 @@ int kt_quantize_row(const kt_quant_params *p, const float *w, size_t k,
 int kt_quantize_row_bf16(const kt_quant_params *p, const uint16_t *w, float *scratch, size_t k,
                          uint8_t *packed, float *scales, float *biases);
 
+/* Pack N codes (one per byte) into the bit stream (reference writer). */
+void kt_pack_codes_ref(int bits, const uint8_t *codes, size_t n, uint8_t *out);
+
 /* Unpack the codes of a row (reference bit-stream reader). */
 void kt_unpack_codes_ref(int bits, const uint8_t *packed, size_t k, uint8_t *codes);
 

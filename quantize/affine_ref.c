@@ -76,7 +76,7 @@ void kt_quant_group_params(const kt_quant_params *p, float w_min, float w_max, f
 }
 
 /* Append BITS-wide codes to a little-endian bit stream. */
-static void pack_codes_ref(int bits, const uint8_t *codes, size_t n, uint8_t *out) {
+void kt_pack_codes_ref(int bits, const uint8_t *codes, size_t n, uint8_t *out) {
     uint64_t acc = 0;
     int filled = 0;
     for (size_t j = 0; j < n; j++) {
@@ -134,7 +134,7 @@ int kt_quantize_row_ref(const kt_quant_params *p, const float *w, size_t k,
             q = q < 0.0f ? 0.0f : (q > n_bins ? n_bins : q);
             codes[j] = (uint8_t)q;
         }
-        pack_codes_ref(p->bits, codes, gs, packed + g * gs * (size_t)p->bits / 8);
+        kt_pack_codes_ref(p->bits, codes, gs, packed + g * gs * (size_t)p->bits / 8);
         scales[g] = scale;
         biases[g] = bias;
     }

@@ -41,6 +41,8 @@ static void usage(FILE *out) {
         "  --seed N                 seed of the weights (default 0)\n"
         "  --corpus FILE            train the tokenizer's BPE merges on FILE (UTF-8 text)\n"
         "                           instead of the embedded corpus\n"
+        "  --weights normal|heavy   linear weights near-Gaussian (default) or from Student's t\n"
+        "                           with 4 degrees of freedom (heavy tails, same std. dev.)\n"
         "  --bpe-max-chars N        no token of more than N non-ASCII characters (default: no\n"
         "                           limit): a small repetitive corpus would otherwise merge\n"
         "                           whole Japanese sentences into single tokens\n"
@@ -72,12 +74,12 @@ static void preset_nano9b(gen_options *o) {
     };
 }
 
-enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_CORPUS, O_BPE_MAX, O_FORCE, O_QUIET };
+enum { O_SHAPE = 1, O_PATTERN, O_MOE, O_SSM_DTYPE, O_MTP, O_SHARDS, O_DTYPE_KEY, O_VOCAB, O_SEED, O_CORPUS, O_BPE_MAX, O_FORCE, O_QUIET, O_WEIGHTS };
 static const kt_opt OPTIONS[] = {
     {"--shape", 0, 1, O_SHAPE}, {"--pattern", 0, 1, O_PATTERN}, {"--moe", 0, 0, O_MOE},
     {"--ssm-dtype", 0, 1, O_SSM_DTYPE}, {"--mtp", 0, 0, O_MTP}, {"--shards", 0, 1, O_SHARDS},
     {"--dtype-key", 0, 0, O_DTYPE_KEY}, {"--vocab", 0, 1, O_VOCAB}, {"--seed", 0, 1, O_SEED},
-    {"--corpus", 0, 1, O_CORPUS}, {"--bpe-max-chars", 0, 1, O_BPE_MAX},     {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {NULL, 0, 0, 0}};
+    {"--corpus", 0, 1, O_CORPUS}, {"--bpe-max-chars", 0, 1, O_BPE_MAX},     {"--force", 0, 0, O_FORCE}, {"--quiet", 'q', 0, O_QUIET}, {"--weights", 0, 1, O_WEIGHTS}, {NULL, 0, 0, 0}};
 
 /* The tokenizer's training text: UTF-8 without NUL bytes (the pre-tokenizer
  * regex runs on it as a C string). */
@@ -129,6 +131,11 @@ int main(int argc, char **argv) {
             break;
         case O_CORPUS: corpus_path = a.value; break;
         case O_BPE_MAX: rc = kt_arg_int(&a, 1, 64, &o.bpe_max_chars); break;
+        case O_WEIGHTS: {
+            static const char *const kinds[] = {"normal", "heavy", NULL};
+            if (!(rc = kt_arg_choice(&a, kinds, &k))) o.heavy_tails = k == 1;
+            break;
+        }
         case O_FORCE: force = 1; break;
         case O_QUIET: quiet = 1; break;
         case KT_ARG_POSITIONAL:

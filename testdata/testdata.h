@@ -27,6 +27,7 @@ typedef struct {
     uint64_t seed;
     const char *corpus;        /* the BPE's training text (NULL: the embedded kt_corpus) */
     int bpe_max_chars;         /* a merge may not make a token of more non-ASCII characters (0: no limit) */
+    int heavy_tails;           /* linear weights from Student's t (4 degrees of freedom), not near-Gaussian */
 } gen_options;
 
 /* Write config.json (transformers' layout: indent 2, sorted keys). */

@@ -3,7 +3,10 @@
  * generator: element i of a tensor depends only on (seed, tensor name, i), so
  * the bytes are the same whatever the thread count or chunking.
  *
- * Scales follow a trained model's: linear weights and embeddings ~N(0, 0.02),
+ * Scales follow a trained model's: linear weights and embeddings ~N(0, 0.02)
+ * (or, with heavy tails, Student's t with 4 degrees of freedom at the same
+ * standard deviation: trained weights have outliers a Gaussian lacks, and
+ * they are what a group's extremes, hence quantization, depend on),
  * norm weights ~1, A_log = log(U[1, 16]), D ~1, dt_bias = softplus^-1 of a dt
  * log-uniform in [0.001, 0.1], conv1d ~U(-0.5, 0.5).
  */
@@ -125,10 +128,21 @@ static uint64_t splitmix64(uint64_t x) {
 /* Uniform in [0, 1) from 24 bits. */
 static float unit(uint64_t r, int which) { return (float)((r >> (which * 24)) & 0xffffff) / 16777216.0f; }
 
-static float value(const gen_tensor *t, uint64_t key, uint64_t i) {
+/* Student's t with 4 degrees of freedom from a uniform P in (0, 1), by its
+ * closed-form quantile (Shaw 2006: with a = 4p(1-p),
+ * t = sign(p - 1/2) * 2 sqrt(cos(acos(sqrt a) / 3) / sqrt a - 1)), divided by
+ * sqrt(2) for unit variance. */
+static float student_t4(double p) {
+    const double a = 4 * p * (1 - p), sa = sqrt(a);
+    const double t = 2 * sqrt(cos(acos(sa) / 3) / sa - 1);
+    return (float)((p < 0.5 ? -t : t) / sqrt(2.0));
+}
+
+static float value(const gen_tensor *t, uint64_t key, uint64_t i, int heavy) {
     uint64_t r = splitmix64(key + i);
     switch (t->init) {
     case INIT_NORMAL: {
+        if (heavy) return student_t4(((double)(r >> 11) + 0.5) / 9007199254740992.0) * t->scale;
         /* Irwin-Hall of four 16-bit uniforms, scaled to unit variance. */
         float s = 0;
         for (int k = 0; k < 4; k++) s += (float)((r >> (16 * k)) & 0xffff) / 65536.0f;
@@ -147,7 +161,7 @@ static float value(const gen_tensor *t, uint64_t key, uint64_t i) {
 }
 
 /* Stream one tensor's bytes into W, a chunk at a time. */
-static int write_tensor(st_writer *w, const gen_tensor *t, uint64_t seed) {
+static int write_tensor(st_writer *w, const gen_tensor *t, uint64_t seed, int heavy) {
     uint64_t nelem = 1, nbytes;
     for (int d = 0; d < t->ndim; d++) nelem *= t->shape[d];
     uint64_t key = seed ^ kt_hash_bytes(t->name, strlen(t->name));
@@ -158,7 +172,7 @@ static int write_tensor(st_writer *w, const gen_tensor *t, uint64_t seed) {
     for (uint64_t start = 0; start < nelem && rc == 0; start += CHUNK) {
         int64_t n = (int64_t)(nelem - start < CHUNK ? nelem - start : CHUNK);
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) f[i] = value(t, key, start + (uint64_t)i);
+        for (int64_t i = 0; i < n; i++) f[i] = value(t, key, start + (uint64_t)i, heavy && t->ndim >= 2);
         kt_row_from_f32(t->dtype, f, bytes, (size_t)n);
         nbytes = (uint64_t)n * kt_dtype_bits(t->dtype) / 8;
         rc = st_writer_write(w, bytes, (size_t)nbytes);
@@ -176,7 +190,7 @@ static uint64_t tensor_bytes(const gen_tensor *t) {
 
 /* Write tensors [first, last) into FILE_NAME. */
 static int write_shard(const char *dir, const char *file_name, const gen_list *l, size_t first, size_t last,
-                       uint64_t seed) {
+                       uint64_t seed, int heavy) {
     size_t n = last - first;
     st_spec *specs = kt_xcalloc(n ? n : 1, sizeof *specs);
     for (size_t i = 0; i < n; i++) {
@@ -188,7 +202,7 @@ static int write_shard(const char *dir, const char *file_name, const gen_list *l
     char *path = kt_path_join(dir, file_name);
     st_writer *w = st_writer_create(path, specs, n, meta);
     int rc = w ? 0 : -1;
-    for (size_t i = first; i < last && rc == 0; i++) rc = write_tensor(w, &l->t[i], seed);
+    for (size_t i = first; i < last && rc == 0; i++) rc = write_tensor(w, &l->t[i], seed, heavy);
     if (w) rc = rc ? (st_writer_abort(w), -1) : st_writer_finish(w);
     free(path);
     free(specs);
@@ -204,7 +218,7 @@ int gen_write_weights(const char *dir, const gen_options *o) {
     if ((size_t)shards > l.n) shards = (int)l.n;
     int rc = 0;
     if (shards == 1) {
-        rc = write_shard(dir, "model.safetensors", &l, 0, l.n, o->seed);
+        rc = write_shard(dir, "model.safetensors", &l, 0, l.n, o->seed, o->heavy_tails);
     } else {
         /* Split into SHARDS runs of about equal bytes, in parameter order. */
         cJSON *index = cJSON_CreateObject();
@@ -224,7 +238,7 @@ int gen_write_weights(const char *dir, const gen_options *o) {
             }
             char name[64];
             snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
-            rc = write_shard(dir, name, &l, first, last, o->seed);
+            rc = write_shard(dir, name, &l, first, last, o->seed, o->heavy_tails);
             for (size_t i = first; i < last; i++) cJSON_AddStringToObject(map, l.t[i].name, name);
             first = last;
         }

@@ -15,6 +15,7 @@
 #include "affine.h"
 #include "error.h"
 #include "model_dir.h"
+#include "nemotron_config.h"
 #include "plan.h"
 #include "strbuf.h"
 
@@ -49,7 +50,29 @@ static void source_row(const cv_item *it, uint64_t r, uint64_t k, float *out, vo
 typedef struct {
     uint64_t rows, metal_rows, cpu_rows;
     double err2, ref2;
+    double rtn_err2[2];       /* what RTN would give, metal and cpu */
+    uint64_t far_codes;       /* codes that are not a nearest code for their group's pair */
 } quant_result;
+
+/* How many codes of a row are not a nearest code for their stored pair: the
+ * test that a tensor is a fit and not damage. A code passes when its error
+ * is within a thousandth of a step of the nearest code's (float arithmetic
+ * may put a value a hair across the midpoint between two codes). */
+static uint64_t far_codes_of_row(const float *x, const uint8_t *packed, const float *sc, const float *bi,
+                                 kt_quant_params q, uint64_t k, uint8_t *codes) {
+    const double nmax = (double)((1 << q.bits) - 1);
+    uint64_t far = 0;
+    kt_unpack_codes_ref(q.bits, packed, (size_t)k, codes);
+    for (uint64_t j = 0; j < k; j++) {
+        const double s = sc[j / (uint64_t)q.group_size], b = bi[j / (uint64_t)q.group_size];
+        if (s == 0) continue;
+        double n = nearbyint(((double)x[j] - b) / s);
+        n = n < 0 ? 0 : (n > nmax ? nmax : n);
+        const double e = fabs(s * codes[j] + b - x[j]), en = fabs(s * n + b - x[j]);
+        far += e > en + 1e-3 * fabs(s);
+    }
+    return far;
+}
 
 /* Row R of the stored quantization, dequantized as MLX does, in float32. */
 static void stored_row(const st_tensor *w, const st_tensor *s, const st_tensor *b, kt_quant_params q, kt_dtype dt,
@@ -97,12 +120,14 @@ static int compare_quantized(const cv_item *it, const st_tensor *w, const st_ten
         free(row), free(sc), free(bi), free(tmp), free(packed), free(sb);
     }
     if (bad) return kt_fail("the original holds NaN or infinite values (%llu rows)", (unsigned long long)bad);
-    double err2 = 0, ref2 = 0;
+    double err2 = 0, ref2 = 0, rtn_m = 0, rtn_c = 0;
+    uint64_t far = 0;
     if (metal != rows && cpu != rows) {
-#pragma omp parallel reduction(+ : err2, ref2)
+#pragma omp parallel reduction(+ : err2, ref2, rtn_m, rtn_c, far)
         {
             float *row = kt_xmalloc((size_t)k * sizeof *row), *deq = kt_xmalloc((size_t)k * sizeof *deq);
-            uint8_t *tmp = kt_xmalloc((size_t)k * 4);
+            float *sc = kt_xmalloc((size_t)groups * sizeof *sc), *bi = kt_xmalloc((size_t)groups * sizeof *bi);
+            uint8_t *tmp = kt_xmalloc((size_t)k * 4), *packed = kt_xmalloc(rb + 1), *sb = kt_xmalloc((size_t)groups * es * 2);
 #pragma omp for schedule(static)
             for (uint64_t r = 0; r < rows; r++) {
                 source_row(it, r, k, row, tmp);
@@ -111,11 +136,27 @@ static int compare_quantized(const cv_item *it, const st_tensor *w, const st_ten
                     double d = (double)deq[j] - row[j];
                     err2 += d * d, ref2 += (double)row[j] * row[j];
                 }
+                kt_row_to_f32(it->dtype, s->data + r * groups * es, sc, (size_t)groups);
+                kt_row_to_f32(it->dtype, b->data + r * groups * es, bi, (size_t)groups);
+                far += far_codes_of_row(row, w->data + r * rb, sc, bi, q, k, tmp);
+                for (int mode = 0; mode < 2; mode++) { /* RTN's error, as it would be stored */
+                    kt_quant_params p = q;
+                    p.mode = mode == 0 ? KT_QUANT_METAL : KT_QUANT_CPU;
+                    kt_quantize_row(&p, row, (size_t)k, packed, sc, bi);
+                    kt_row_from_f32(it->dtype, sc, sb, (size_t)groups);
+                    kt_row_from_f32(it->dtype, bi, sb + groups * es, (size_t)groups);
+                    kt_dequantize_row_ref(q.bits, q.group_size, it->dtype, packed, sb, sb + groups * es, (size_t)k, tmp);
+                    kt_row_to_f32(it->dtype, tmp, deq, (size_t)k);
+                    double e = 0;
+                    for (uint64_t j = 0; j < k; j++) e += ((double)deq[j] - row[j]) * ((double)deq[j] - row[j]);
+                    if (mode == 0) rtn_m += e;
+                    else rtn_c += e;
+                }
             }
-            free(row), free(deq), free(tmp);
+            free(row), free(deq), free(sc), free(bi), free(tmp), free(packed), free(sb);
         }
     }
-    *res = (quant_result){rows, metal, cpu, err2, ref2};
+    *res = (quant_result){rows, metal, cpu, err2, ref2, {rtn_m, rtn_c}, far};
     return 0;
 }
 
@@ -177,6 +218,40 @@ static kt_quant_params declared(const cJSON *cfg) {
     return q;
 }
 
+/* Each module's quantization as the conversion's config.json declares it,
+ * read as mlx-lm reads it: a per-layer entry, else the top-level one; where a
+ * config has per-layer entries, a module without one is quantized only when
+ * the conversion has its scales (mlx-lm's own rule for such a module). */
+typedef struct {
+    const cJSON *cfg;
+    const kt_model_files *conv;
+    int per_layer;
+} conv_quant;
+
+static int has_layer_entries(const cJSON *cfg) {
+    const cJSON *qc = vr_quantization(cfg);
+    for (const cJSON *e = qc ? qc->child : NULL; e; e = e->next)
+        if (cJSON_IsObject(e) || cJSON_IsBool(e)) return 1;
+    return 0;
+}
+
+static int quant_from_config(const void *ctx, const char *path, const kt_quant_params *def, kt_quant_params *out) {
+    const conv_quant *c = ctx;
+    const cJSON *qc = vr_quantization(c->cfg);
+    *out = *def;
+    if (c->per_layer && !cJSON_GetObjectItemCaseSensitive(qc, path)) {
+        strbuf sb = {0};
+        sb_printf(&sb, "%s.scales", path);
+        const int has = kt_model_find(c->conv, sb_cstr(&sb)) != NULL;
+        sb_free(&sb);
+        if (!has) return 0;
+    }
+    kt_quant_entry e = kt_config_quant_of(c->cfg, path);
+    if (!e.quantized) return 0;
+    out->bits = e.bits, out->group_size = e.group_size;
+    return 1;
+}
+
 /* The cast dtype: what the converted model stores its scales (or, unquantized, its norms) in. */
 static kt_dtype cast_dtype(const kt_model_files *conv) {
     const st_tensor *t = kt_model_find(conv, "backbone.embeddings.scales");
@@ -185,7 +260,7 @@ static kt_dtype cast_dtype(const kt_model_files *conv) {
 }
 
 typedef struct {
-    size_t metal_only, cpu_only, both, differs, failed, tensors;
+    size_t metal_only, cpu_only, both, fitted, differs, failed, tensors;
 } tally;
 
 /* The error bound of a differing tensor: --max-rel-rmse, else 0.15 at 4 bits
@@ -226,14 +301,37 @@ static void check_item(vr_report *r, const vr_options *o, const cv_item *it, con
         }
         const double rel = res.ref2 > 0 ? sqrt(res.err2 / res.ref2) : 0;
         if (isfinite(rel)) cJSON_AddItemToObject(fig, "rel_rmse", kt_json_new_float(rel)); /* JSON has no NaN */
+        const double rtn2 = res.rtn_err2[0] < res.rtn_err2[1] ? res.rtn_err2[0] : res.rtn_err2[1];
+        const double rtn_rel = res.ref2 > 0 ? sqrt(rtn2 / res.ref2) : 0;
+        if (isfinite(rtn_rel)) cJSON_AddItemToObject(fig, "rtn_rel_rmse", kt_json_new_float(rtn_rel));
+        cJSON_AddItemToObject(fig, "codes_not_nearest", kt_json_new_int((long long)res.far_codes));
+        /* a fit (kintsugi-convert --fit mse, or any other tool's): every code
+         * the nearest for its stored pair, and no more error than RTN's (a
+         * thousandth of slack: the fit minimises the error in float32, MLX
+         * dequantizes in the dtype of the scales) */
+        if (res.far_codes == 0 && res.err2 <= rtn2 * (1 + 1e-3)) {
+            cJSON_AddStringToObject(fig, "identical", "fitted");
+            t->fitted++;
+            vr_add(r, G, it->out[0].name, VR_PASS, NULL, fig,
+                   "fitted (error %.4f of its RMS, RTN %.4f): every code the nearest for its group's scale and bias",
+                   rel, rtn_rel);
+            return;
+        }
         t->differs++;
         const double bound = rmse_bound(o, q.bits);
         const int ok = o->allow_differs && rel <= bound;
         t->failed += !ok;
+        char why[160];
+        if (res.far_codes)
+            snprintf(why, sizeof why, "%llu codes are not the nearest for their group's scale and bias",
+                     (unsigned long long)res.far_codes);
+        else
+            snprintf(why, sizeof why, "more error than RTN's %.4f, so not a fit", rtn_rel);
         vr_add(r, G, it->out[0].name, ok ? VR_WARN : VR_FAIL, "reconvert with kintsugi-convert", fig,
-               "differs: %llu of %llu rows match neither rounding; error vs original %.4f of its RMS (bound %.4f%s)",
+               "differs: %llu of %llu rows match neither rounding, %s; error vs original %.4f of its RMS (bound %.4f%s)",
                (unsigned long long)(res.rows - (res.metal_rows > res.cpu_rows ? res.metal_rows : res.cpu_rows)),
-               (unsigned long long)res.rows, rel, bound, o->allow_differs ? "" : "; differences fail without --allow-differs");
+               (unsigned long long)res.rows, why, rel, bound,
+               o->allow_differs ? "" : "; differences fail without --allow-differs");
         return;
     }
     const st_tensor *c = kt_model_find(conv, it->out[0].name);
@@ -279,7 +377,8 @@ int vr_check_fidelity(vr_report *r, const vr_options *o) {
         return 0;
     }
     kt_quant_params q = declared(ccfg);
-    cv_options po = {q, cast_dtype(&conv), UINT64_MAX};
+    conv_quant cq = {ccfg, &conv, has_layer_entries(ccfg)};
+    cv_options po = {q, cast_dtype(&conv), UINT64_MAX, quant_from_config, &cq};
     cv_plan plan;
     if (cv_plan_make(&plan, &src, scfg, &po)) {
         vr_add(r, G, "original", VR_FAIL, NULL, NULL, "--original %s: %s", o->original, kt_errmsg());
@@ -287,18 +386,20 @@ int vr_check_fidelity(vr_report *r, const vr_options *o) {
         tally t = {0};
         for (size_t i = 0; i < plan.n_items; i++) {
             if (o->progress) fprintf(stderr, "\rfidelity: %zu/%zu tensors", i + 1, plan.n_items);
-            check_item(r, o, &plan.items[i], &conv, q, &t);
+            check_item(r, o, &plan.items[i], &conv, plan.items[i].q, &t);
             release(&plan.items[i], &conv);
         }
         if (o->progress) fputc('\n', stderr);
         /* which semantics produced the conversion */
         const char *rounding = t.differs ? "neither (some tensors differ)"
+                               : t.fitted ? "fitted (tensors not rounded to nearest: codes and error checked)"
                                : t.metal_only && t.cpu_only ? "mixed (metal and cpu tensors)"
                                : t.metal_only ? "metal" : t.cpu_only ? "cpu" : "metal or cpu (no rounding ties)";
         if (!r->summary) r->summary = cJSON_CreateObject();
         cJSON_AddStringToObject(r->summary, "rounding", rounding);
         cJSON_AddItemToObject(r->summary, "tensors_compared", kt_json_new_int((long long)t.tensors));
         cJSON_AddItemToObject(r->summary, "tensors_differing", kt_json_new_int((long long)t.differs));
+        cJSON_AddItemToObject(r->summary, "tensors_fitted", kt_json_new_int((long long)t.fitted));
         cJSON *fig = cJSON_CreateObject();
         cJSON_AddStringToObject(fig, "rounding", rounding);
         /* with --allow-differs, tensors within the bound make this a warning */

@@ -28,6 +28,10 @@
     X(test_quantize_metal_and_cpu_differ_as_documented) \
     X(test_dequantize_rounds_like_mlx)            \
     X(test_quantize_unaligned_input)              \
+    X(test_fit_simd_matches_scalar)               \
+    X(test_fit_properties)                        \
+    X(test_fit_lowers_error_on_realistic_weights) \
+    X(test_fit_tensor_matches_groups)             \
     X(test_matvec_kernels_match_reference)        \
     X(test_matvec_dispatch_matches_reference)     \
     X(test_dot_and_batch_match_reference)         \

@@ -171,6 +171,7 @@ const fx_rule_info fx_rules[] = {
     {"config-mode", "no \"mode\" key in the quantization entries"},
     {"config-time-step-limit", "time_step_limit is [0.0, Infinity] as numbers"},
     {"config-quantization-twin", "quantization and quantization_config both present"},
+    {"config-null-quant-params", "every group_size and bits in the quantization entries a number"},
     {"config-layer-pattern", "layer pattern, layer count and tensors agree"},
     {"tokenizer-class", "tokenizer_config.json names a loadable tokenizer class"},
     {"tokenizer-chat-template", "a chat template is present"},

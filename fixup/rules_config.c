@@ -8,6 +8,10 @@
  *                           clamp dt), tagged {"__float__": ...}, a string, null, the
  *                           wrong length or order: becomes [0.0, Infinity]
  *   config-quantization-twin  quantization without quantization_config or the reverse
+ *   config-null-quant-params  "group_size": null or "bits": null in a quantization
+ *                           entry (mlx_lm.convert --quant-predicate without
+ *                           --q-group-size): MLX reads them as 64 and 4, loaders
+ *                           that expect a number fail
  *   config-layer-pattern    hybrid_override_pattern / layers_block_type /
  *                           num_hidden_layers disagree with each other or the tensors
  * Unknown keys and the order of keys are kept; the file is rewritten (JSON,
@@ -66,6 +70,34 @@ static void rule_mode(fx_session *s, cJSON *cfg) {
         fx_find(s, "config-mode", "config.json", 1,
                 "\"mode\" removed from %d quantization entr%s (older mlx-lm and mlx-swift reject it; affine is the default)",
                 n, n == 1 ? "y" : "ies");
+}
+
+/* null -> MLX's affine default in Q and its per-layer entries; returns how many. */
+static int fill_nulls(cJSON *q) {
+    int n = 0;
+    if (!cJSON_IsObject(q)) return 0;
+    for (cJSON *e = q; e; e = e == q ? q->child : e->next) {
+        if (!cJSON_IsObject(e)) continue;
+        static const char *const keys[] = {"group_size", "bits"};
+        static const int defaults[] = {64, 4};
+        for (int k = 0; k < 2; k++)
+            if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, keys[k]))) {
+                cJSON_ReplaceItemInObjectCaseSensitive(e, keys[k], kt_json_new_int(defaults[k]));
+                n++;
+            }
+    }
+    return n;
+}
+
+static void rule_null_params(fx_session *s, cJSON *cfg) {
+    int n = fill_nulls(cJSON_GetObjectItemCaseSensitive(cfg, "quantization"));
+    cJSON *qc = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    if (qc != cJSON_GetObjectItemCaseSensitive(cfg, "quantization")) n += fill_nulls(qc);
+    if (n)
+        fx_find(s, "config-null-quant-params", "config.json", 1,
+                "%d null group_size/bits in the quantization entries set to 64/4, the values MLX reads them as "
+                "(mlx_lm.convert --quant-predicate writes null without --q-group-size; loaders that expect a number "
+                "fail)", n);
 }
 
 static void rule_twin(fx_session *s, cJSON *cfg) {
@@ -192,6 +224,7 @@ int fx_rules_config(fx_session *s, const kt_model_files *m) {
     rule_dtype(s, cfg);
     rule_mode(s, cfg);
     rule_twin(s, cfg);
+    rule_null_params(s, cfg);
     rule_time_step_limit(s, cfg);
     rule_layer_pattern(s, cfg, m);
     if (s->n_findings > before) {

@@ -21,10 +21,11 @@
  * Every code is the nearest code for the stored pair (kintsugi-verify checks
  * that), and the whole search is deterministic.
  *
- * Sums over a group are taken in 16 lanes (element j into lane j mod 16, in
- * order of j) and the lanes added in a fixed tree, so the vector kernels
- * (fit_simd.c) and the scalar reference (fit_ref.c) give the same bytes;
- * tests/unit/test_fit.c checks that.
+ * The vector kernels (fit_simd.c) fit 16 groups at once, one per lane, so
+ * that every group's sums are taken in the same order as in the scalar
+ * reference (fit_ref.c): the bytes are the same; tests/unit/test_fit.c checks
+ * that. (Vectorising inside a group would reorder its sums, and groups of 64
+ * leave too little work per trial to hide the scalar steps.)
  */
 #ifndef KT_FIT_H
 #define KT_FIT_H
@@ -33,20 +34,27 @@
 #include <stdint.h>
 
 #include "affine.h"
+#include "dtype.h"
 
 enum { KT_FIT_RTN = 0, KT_FIT_MSE = 1 };
 
-#define KT_FIT_LANES 16
-#define KT_FIT_TRIALS 21
+#ifndef KT_FIT_TRIALS
+#define KT_FIT_TRIALS 11
+#define KT_FIT_STEP 0.2f
+#endif
 
 /* One group of GS (32, 64 or 128) finite values X, scale and bias stored as
  * T. On entry CODES (one per byte), *SCALE and *BIAS hold MLX's result with
- * the pair already rounded to T; on return the fitted result, or the same
- * when nothing better was found. Returns 1 when the fit replaced it. */
+ * the pair already rounded to T; on return the fitted result (or MLX's pair
+ * with the nearest codes). Returns 1 when anything changed. */
 int kt_fit_group_ref(int bits, int gs, kt_dtype t, const float *x, uint8_t *codes, float *scale, float *bias);
-int kt_fit_group(int bits, int gs, kt_dtype t, const float *x, uint8_t *codes, float *scale, float *bias);
 
-/* Use KERNEL (affine.h's kinds) for kt_fit_group(); -1 when this CPU cannot. */
+/* N consecutive groups at once (X: N * GS values, CODES: N * GS, SCALE and
+ * BIAS: N), each as kt_fit_group_ref(), with the kernel chosen below. */
+void kt_fit_groups(int bits, int gs, kt_dtype t, size_t n, const float *x, uint8_t *codes, float *scale,
+                   float *bias);
+
+/* Use KERNEL (affine.h's kinds) for kt_fit_groups(); -1 when this CPU cannot. */
 int kt_fit_use_kernel(kt_quant_kernel kernel);
 const char *kt_fit_kernel_name(void);
 
@@ -55,19 +63,31 @@ const char *kt_fit_kernel_name(void);
 int kt_fit_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uint64_t rows, uint64_t k,
                   uint8_t *packed, void *scales, void *biases, int threads, uint64_t *bad_index);
 
-/* ---- shared by the kernels: the scalar steps between the vector passes ---- */
+/* ---- the scalar steps, shared by the reference and the kernels ---- */
 
-/* The inverse step of trial I for a group of range RANGE (> 0). */
+/* The inverse step of trial I for a group of range RANGE. */
 float kt_fit_trial_iscale(int bits, int i, float range);
 /* The least-squares (scale, bias) for codes with sums SQ, SQQ (of code and
  * code^2), SQX (code * x) and SX (x) over N values, rounded to T. Returns 0,
  * or -1 when the codes are all equal or the pair is not usable. */
-int kt_fit_solve(kt_dtype t, int n, double sq, double sqq, double sqx, double sx, float *scale, float *bias);
+int kt_fit_solve(kt_dtype t, int n, float sq, float sqq, float sqx, float sx, float *scale, float *bias);
 /* The squared error of the pair for codes with those sums (and SXX, x^2). */
-double kt_fit_error(int n, double sq, double sqq, double sqx, double sx, double sxx, double scale, double bias);
-/* The lanes of A added in the fixed tree. */
-float kt_fit_lanes_sum(float a[KT_FIT_LANES]);
-/* The value of T nearest to V, as a float. */
-float kt_fit_round_to(kt_dtype t, float v);
+double kt_fit_error(int n, float sq, float sqq, float sqx, float sx, float sxx, float scale, float bias);
+
+/* The value of T nearest to V (round to nearest even), as a float. */
+static inline float kt_fit_round_to(kt_dtype t, float v) {
+    if (t == KT_BF16) return kt_bf16_to_f32(kt_f32_to_bf16(v));
+    if (t == KT_F16) return kt_f16_to_f32(kt_f32_to_f16(v));
+    return v;
+}
+
+/* rne(clamp(V, 0, NMAX)): adding 2^23 to a value in [0, 2^23) leaves no
+ * fraction bits, so the addition rounds to nearest even (the build forbids
+ * fast-math, which would fold the pair away). */
+static inline float kt_fit_code(float v, float nmax) {
+    v = v < 0.0f ? 0.0f : v;
+    v = v > nmax ? nmax : v;
+    return (v + 0x1p23f) - 0x1p23f;
+}
 
 #endif

@@ -53,7 +53,7 @@ FIT_TARGET static void FIT_FN(solve16)(kt_dtype t, int n, const float *sq, const
         const kt_v8f fz = {0};
         const kt_v8i usable = (sf != fz) & ((sf - sf) == fz) & ((bf - bf) == fz);
         const kt_v8d s2 = __builtin_convertvector(sf, kt_v8d), b2 = __builtin_convertvector(bf, kt_v8d);
-        const kt_v8d err = s2 * s2 * qq + 2 * s2 * b2 * q + nd * b2 * b2 - 2 * s2 * qx - 2 * b2 * x + xx;
+        const kt_v8d err = s2 * s2 * qq + 2.0 * s2 * b2 * q + nd * b2 * b2 - 2.0 * s2 * qx - 2.0 * b2 * x + xx;
         const kt_v8i okv = __builtin_convertvector(good, kt_v8i) & usable;
         memcpy(scale + h, &sf, sizeof sf), memcpy(bias + h, &bf, sizeof bf);
         memcpy(e + h, &err, sizeof err);

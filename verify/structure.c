@@ -104,8 +104,24 @@ static int check_config(vr_report *r, const char *dir) {
         cJSON *fig = cJSON_CreateObject();
         cJSON_AddItemToObject(fig, "bits", kt_json_new_int(q.bits));
         cJSON_AddItemToObject(fig, "group_size", kt_json_new_int(q.group_size));
-        vr_add(r, G, "config", VR_PASS, NULL, fig, "nemotron_h, %d layers (%s), %d-bit, group size %d", c.n_layers,
-               c.pattern, q.bits, q.group_size);
+        /* per-layer entries (a recipe): how many modules at each width */
+        int per_bits[9] = {0}, n_entries = 0;
+        const cJSON *qc = vr_quantization(cfg);
+        for (const cJSON *e = qc ? qc->child : NULL; e; e = e->next)
+            if (cJSON_IsObject(e)) {
+                kt_quant_entry pe = kt_config_quant_of(cfg, e->string);
+                if (pe.bits >= 2 && pe.bits <= 8) per_bits[pe.bits]++;
+                n_entries++;
+            }
+        char layers[160] = "";
+        if (n_entries) {
+            size_t len = (size_t)snprintf(layers, sizeof layers, "; %d per-layer entries:", n_entries);
+            for (int b = 2; b <= 8 && len < sizeof layers; b++)
+                if (per_bits[b]) len += (size_t)snprintf(layers + len, sizeof layers - len, " %d at %d bits", per_bits[b], b);
+            cJSON_AddItemToObject(fig, "per_layer_entries", kt_json_new_int(n_entries));
+        }
+        vr_add(r, G, "config", VR_PASS, NULL, fig, "nemotron_h, %d layers (%s), %d-bit, group size %d%s", c.n_layers,
+               c.pattern, q.bits, q.group_size, layers);
     }
     if (rc == 0) rc = check_tokenizer(r, dir, &c);
     kt_config_free(&c);

@@ -1,5 +1,5 @@
 /* cross_main.c - the unit tests of the vector kernels alone, for a cross
- * build: the quantizer and the runtime's matrix kernels.
+ * build: the quantizer, the fit and the runtime's matrix kernels.
  *
  * tests/cross/neon.sh compiles this for arm64 and runs it under qemu, so the
  * NEON kernels are checked against the scalar references on an x86-64 CI
@@ -22,6 +22,9 @@ void test_matvec_dispatch_matches_reference(void);
 void test_dot_and_batch_match_reference(void);
 void test_qact_quantize(void);
 void test_int8_kernels_match_reference(void);
+void test_fit_simd_matches_scalar(void);
+void test_fit_properties(void);
+void test_fit_tensor_matches_groups(void);
 
 static const test_case TESTS[] = {
     {"test_quantize_simd_matches_scalar", test_quantize_simd_matches_scalar},
@@ -36,6 +39,9 @@ static const test_case TESTS[] = {
     {"test_dot_and_batch_match_reference", test_dot_and_batch_match_reference},
     {"test_qact_quantize", test_qact_quantize},
     {"test_int8_kernels_match_reference", test_int8_kernels_match_reference},
+    {"test_fit_simd_matches_scalar", test_fit_simd_matches_scalar},
+    {"test_fit_properties", test_fit_properties},
+    {"test_fit_tensor_matches_groups", test_fit_tensor_matches_groups},
 };
 
 int main(void) {

@@ -12,15 +12,17 @@ import shutil
 import struct
 import sys
 
+import jsonschema
 import mlx.core as mx
 import numpy as np
 import pytest
 
 import stfile
-from conftest import generate, one_line_error, run, tool
+from conftest import ROOT, generate, one_line_error, run, tool
 from test_convert_oracle import decode_tags, load_all, raw
 
 CONVERT, VERIFY, RUN = tool("kintsugi-convert"), tool("kintsugi-verify"), tool("kintsugi-run")
+SCHEMA = json.load(open(os.path.join(ROOT, "docs", "verify-report.schema.json")))
 RECIPES = ["mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6"]
 # 16 blocks, so that mlx-lm's rule (first and last eighth, every third in
 # between) picks some blocks and not others; and a MoE model, whose shared
@@ -59,7 +61,9 @@ def greedy(path, moe):
 def verify(d, *args):
     r = run([VERIFY, d, "--json", *args], check=False)
     assert r.returncode in (0, 1), r.stderr
-    return r.returncode, json.loads(r.stdout)
+    report = json.loads(r.stdout)
+    jsonschema.validate(report, SCHEMA)
+    return r.returncode, report
 
 
 def failing(report):

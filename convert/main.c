@@ -492,7 +492,7 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
                 long long n = 0;
                 for (size_t i = 0; i < p->n_items; i++) n += p->items[i].quantized && p->items[i].q.bits == b;
                 if (n) {
-                    char key[8];
+                    char key[16];
                     snprintf(key, sizeof key, "%d", b);
                     cJSON_AddItemToObject(per, key, kt_json_new_int(n));
                 }

@@ -7,6 +7,7 @@
  * format), 2 usage or I/O error.
  */
 #include "affine.h"
+#include "fit.h"
 #include "cli.h"
 #include "error.h"
 #include "output_path.h"
@@ -28,7 +29,7 @@ typedef struct {
     const char *in, *out;
     plan_options plan;
     const char *only_text;
-    int error, json, quiet, verbose, force, threads;
+    int error, json, quiet, verbose, force, threads, fit;
 } options;
 
 static void usage(FILE *out) {
@@ -45,6 +46,9 @@ static void usage(FILE *out) {
             "  --group-size N    32, 64 or 128 (default 64)\n"
             "  --mode M          metal (default): the arithmetic of MLX's GPU kernel, what\n"
             "                    mlx_lm.convert writes on a Mac; cpu: MLX's CPU backend\n"
+            "  --fit F           rtn (default): MLX's round to nearest, bit for bit; mse: per\n"
+            "                    group the scale and bias of least squared error, never\n"
+            "                    worse than rtn (docs/QUANTIZATION.md)\n"
             "  --only REGEX      quantize exactly the tensors whose name matches REGEX\n"
             "  --skip REGEX      never quantize tensors whose name matches REGEX\n"
             "  --dequantize      the reverse: NAME.weight + NAME.scales + NAME.biases become\n"
@@ -64,16 +68,16 @@ static void usage(FILE *out) {
             PROG);
 }
 
-enum { O_BITS = 1, O_GROUP, O_MODE, O_ONLY, O_SKIP, O_THREADS, O_DEQUANTIZE, O_ERROR, O_JSON, O_QUIET, O_VERBOSE, O_FORCE };
+enum { O_BITS = 1, O_GROUP, O_MODE, O_ONLY, O_SKIP, O_THREADS, O_DEQUANTIZE, O_ERROR, O_JSON, O_QUIET, O_VERBOSE, O_FORCE, O_FIT };
 static const kt_opt OPTIONS[] = {
     {"--bits", 0, 1, O_BITS}, {"--group-size", 0, 1, O_GROUP}, {"--mode", 0, 1, O_MODE}, {"--only", 0, 1, O_ONLY},
     {"--skip", 0, 1, O_SKIP}, {"--threads", 0, 1, O_THREADS}, {"--dequantize", 0, 0, O_DEQUANTIZE},
     {"--error", 0, 0, O_ERROR}, {"--json", 0, 0, O_JSON}, {"--quiet", 'q', 0, O_QUIET},
-    {"--verbose", 'v', 0, O_VERBOSE}, {"--force", 0, 0, O_FORCE}, {NULL, 0, 0, 0}};
+    {"--verbose", 'v', 0, O_VERBOSE}, {"--force", 0, 0, O_FORCE}, {"--fit", 0, 1, O_FIT}, {NULL, 0, 0, 0}};
 
 /* Returns -1 to continue, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
-    static const char *const modes[] = {"metal", "cpu", NULL};
+    static const char *const modes[] = {"metal", "cpu", NULL}, *const fits[] = {"rtn", "mse", NULL};
     memset(o, 0, sizeof *o);
     o->plan.bits = 4;
     o->plan.group_size = 64;
@@ -89,6 +93,9 @@ static int parse_args(int argc, char **argv, options *o) {
         case KT_ARG_ERROR: return KT_EXIT_USAGE;
         case O_BITS: rc = kt_arg_int(&a, 1, 64, &o->plan.bits), o->plan.bits_given = 1; break;
         case O_GROUP: rc = kt_arg_int(&a, 1, 1 << 20, &o->plan.group_size), o->plan.group_size_given = 1; break;
+        case O_FIT:
+            if (!(rc = kt_arg_choice(&a, fits, &k))) o->fit = k ? KT_FIT_MSE : KT_FIT_RTN;
+            break;
         case O_MODE:
             if (!(rc = kt_arg_choice(&a, modes, &k))) o->plan.mode = k ? KT_QUANT_CPU : KT_QUANT_METAL;
             break;
@@ -113,6 +120,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!o->in) return kt_usage_error(PROG, "%s", "no input file given");
     if (!o->out && !o->error) return kt_usage_error(PROG, "%s", "no output file given (or use --error to only measure)");
     if (o->error && o->plan.dequantize) return kt_usage_conflict(PROG, "--error", "--dequantize");
+    if (o->fit && o->plan.dequantize) return kt_usage_conflict(PROG, "--fit", "--dequantize");
     kt_quant_params p = {o->plan.bits, o->plan.group_size, o->plan.mode};
     if (!o->plan.dequantize && kt_quant_params_check(&p)) return kt_usage_error(PROG, "%s", kt_errmsg());
     if (only && !(o->plan.only = plan_regex(only, "--only"))) return kt_usage_error(PROG, "%s", kt_errmsg());
@@ -213,7 +221,9 @@ static int process(plan_item *it, st_writer *w, const options *o) {
     size_t sb_n = (size_t)(it->rows * (it->k / (uint64_t)it->group_size)) * es;
     uint8_t *packed = kt_xmalloc(packed_n), *scales = kt_xmalloc(sb_n), *biases = kt_xmalloc(sb_n);
     uint64_t bad;
-    int rc = kt_quantize_tensor(&p, t->dtype, t->data, it->rows, it->k, packed, scales, biases, o->threads, &bad);
+    int rc = o->fit == KT_FIT_MSE
+                 ? kt_fit_tensor(&p, t->dtype, t->data, it->rows, it->k, packed, scales, biases, o->threads, &bad)
+                 : kt_quantize_tensor(&p, t->dtype, t->data, it->rows, it->k, packed, scales, biases, o->threads, &bad);
     if (rc && bad != UINT64_MAX) {
         kt_fail("tensor '%s': %s at flat index %llu (row %llu, column %llu); MLX would write garbage, refusing",
                 t->name, kind_of_value(t->dtype, t->data, bad), (unsigned long long)bad,
@@ -261,6 +271,7 @@ static void report_json(const options *o, const plan *pl, const totals *s) {
     cJSON_AddStringToObject(root, "operation", o->plan.dequantize ? "dequantize" : "quantize");
     if (!o->plan.dequantize) {
         cJSON_AddStringToObject(root, "mode", kt_quant_mode_name(o->plan.mode));
+        cJSON_AddStringToObject(root, "fit", o->fit == KT_FIT_MSE ? "mse" : "rtn");
         cJSON_AddItemToObject(root, "bits", kt_json_new_int(o->plan.bits));
         cJSON_AddItemToObject(root, "group_size", kt_json_new_int(o->plan.group_size));
         cJSON_AddStringToObject(root, "kernel", kt_quant_kernel_name());

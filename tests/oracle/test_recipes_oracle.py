@@ -272,3 +272,22 @@ def test_damaged_fit_fails(fitted, tmp_path, damage, names):
     assert rc == 1 and names <= failing(report), failing(report)
     msgs = [c["message"] for c in report["checks"] if c["name"] in names]
     assert all("differs" in m for m in msgs), msgs
+
+
+def test_quantize_tool_fits_too(fitted, tmp_path):
+    """kintsugi-quantize --fit mse: the same fit, read back by mx.dequantize
+    with less error than its RTN output."""
+    src, _ = fitted
+    err = {}
+    for fit in ("rtn", "mse"):
+        out = str(tmp_path / f"{fit}.safetensors")
+        r = run([tool("kintsugi-quantize"), os.path.join(src, "model.safetensors"), out, "--fit", fit, "--json"])
+        assert json.loads(r.stdout)["fit"] == fit
+        orig, q = mx.load(os.path.join(src, "model.safetensors")), mx.load(out)
+        k = "backbone.layers.0.mixer.in_proj"
+        deq = mx.dequantize(q[k + ".weight"], q[k + ".scales"], q[k + ".biases"], group_size=64, bits=4)
+        err[fit] = float(mx.mean((deq.astype(mx.float32) - orig[k + ".weight"].astype(mx.float32)) ** 2))
+    assert err["mse"] < 0.88 * err["rtn"], err
+    r = run([tool("kintsugi-quantize"), os.path.join(src, "model.safetensors"), str(tmp_path / "x"), "--fit", "mse",
+             "--dequantize"], check=False)
+    assert "--fit" in one_line_error(r, "kintsugi-quantize")

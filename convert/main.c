@@ -691,7 +691,10 @@ int main(int argc, char **argv) {
     prefer_passive_openmp(argv);
     options o;
     int rc = parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
+    if (rc >= 0) {
+        cv_recipe_free(&o.recipe);
+        return rc;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -707,10 +710,12 @@ int main(int argc, char **argv) {
     o.src = kt_resolve_model_arg(o.src, o.revision, &hub_path);
     if (!o.src) {
         kt_print_error(PROG);
+        cv_recipe_free(&o.recipe);
         return KT_EXIT_FAILED;
     }
     rc = convert(&o);
     free(hub_path);
+    cv_recipe_free(&o.recipe);
     if (rc == 0) return 0;
     kt_print_error(PROG);
     if (interrupted) return 130;

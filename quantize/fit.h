@@ -42,6 +42,9 @@ enum { KT_FIT_RTN = 0, KT_FIT_MSE = 1 };
 #define KT_FIT_TRIALS 11
 #define KT_FIT_STEP 0.2f
 #endif
+#ifndef KT_FIT_REFITS
+#define KT_FIT_REFITS 2
+#endif
 
 /* One group of GS (32, 64 or 128) finite values X, scale and bias stored as
  * T. On entry CODES (one per byte), *SCALE and *BIAS hold MLX's result with

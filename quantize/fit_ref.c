@@ -90,7 +90,7 @@ static float search(int bits, int gs, kt_dtype t, const float *x, uint8_t *cand,
      * that lowers the error */
     uint8_t next[128];
     float err = nearest(gs, nmax, x, best_s, best_b, cand);
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < KT_FIT_REFITS; round++) {
         float sq = 0, sqq = 0, sqx = 0, s, b;
         for (int j = 0; j < gs; j++) {
             const float q = (float)cand[j];

@@ -41,7 +41,14 @@ have_test_deps() {
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 &&
         command -v zstd >/dev/null 2>&1 && have_fuzzer &&
         { [ "$os" != Linux ] || command -v valgrind >/dev/null 2>&1; } &&
-        { [ $cross_neon = 0 ] || { command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null 2>&1; }
+        { [ $cross_neon = 0 ] || { command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null 2>&1; } &&
+        { [ "$os" != Linux ] || have_gpu_test_deps; }
+}
+# the GPU kernels' tests on Linux: GLSL -> SPIR-V, Vulkan with Mesa's lavapipe
+# (the SPIR-V run on the CPU), SPIR-V -> MSL
+have_gpu_test_deps() {
+    command -v glslangValidator >/dev/null 2>&1 && command -v spirv-cross >/dev/null 2>&1 &&
+        pkg-config --exists vulkan && ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1
 }
 
 missing=0
@@ -60,6 +67,7 @@ Linux)
     [ "$(id -u)" = 0 ] || sudo="sudo"
     pkgs="build-essential pkg-config libcjson-dev libarchive-dev libpcre2-dev zlib1g-dev"
     [ $want_tests = 1 ] && pkgs="$pkgs python3 python3-venv python3-pip zstd clang valgrind"
+    [ $want_tests = 1 ] && pkgs="$pkgs glslang-tools spirv-cross libvulkan-dev mesa-vulkan-drivers"
     [ $want_tests = 1 ] && [ $cross_neon = 1 ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
     echo "bootstrap: installing $pkgs" >&2
     $sudo apt-get update -qq >&2

@@ -1,0 +1,70 @@
+/* gpu_abi.h - what the GPU kernels and their hosts agree on: binding numbers
+ * and the layout of each kernel's arguments. Included by the GLSL compute
+ * shaders (runtime/gpu/kernels/ *.comp, where GL_core_profile is defined) and
+ * by the C hosts, so the two cannot drift apart; tests/gpu/check_msl.sh checks
+ * that the Metal translation keeps the same buffer indices.
+ *
+ * Storage buffers are bound from 1 up; 0 is left to the arguments, which
+ * Vulkan passes as push constants and the Metal translation as buffer 0.
+ * Every argument is a 32-bit unsigned word: the same layout in std430 push
+ * constants, in MSL and in a C struct.
+ */
+#ifndef KT_GPU_ABI_H
+#define KT_GPU_ABI_H
+
+#define KT_GPU_ARGS_INDEX 0 /* the Metal buffer index of the arguments */
+
+/* dtypes of scales, biases and vectors as the kernels read them */
+#define KT_GPU_F32 0
+#define KT_GPU_F16 1
+#define KT_GPU_BF16 2
+
+/* ---- qmv: y = W x for an MLX affine-quantized W [rows, cols] ----
+ * W: packed codes as 32-bit words (element j of row r at bit (r*cols + j) *
+ * bits of the tensor, from word w_offset); scales and biases: rows x
+ * cols/group_size values of param_dtype from element p_offset; x, y: float32.
+ * One workgroup per row (rows beyond 65535 continue in gl_WorkGroupID.y). */
+#define KT_QMV_THREADS 64
+#define KT_QMV_BIND_W 1
+#define KT_QMV_BIND_SCALES 2
+#define KT_QMV_BIND_BIASES 3
+#define KT_QMV_BIND_X 4
+#define KT_QMV_BIND_Y 5
+#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
+
+/* ---- mv_dense: y = W x for a dense W [rows, cols] of w_dtype (the bf16
+ * original, the verify reference), from element w_offset; x, y float32. One
+ * workgroup per row, as qmv. */
+#define KT_MV_DENSE_THREADS 64
+#define KT_MV_DENSE_BIND_W 1
+#define KT_MV_DENSE_BIND_X 2
+#define KT_MV_DENSE_BIND_Y 3
+#define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset;
+
+/* ---- qrow: row `row` of an affine-quantized W dequantized to float32 (the
+ * embedding lookup): out[j] = scale * q + bias, buffers and layout as qmv.
+ * One thread per element. */
+#define KT_QROW_THREADS 64
+#define KT_QROW_BIND_W 1
+#define KT_QROW_BIND_SCALES 2
+#define KT_QROW_BIND_BIASES 3
+#define KT_QROW_BIND_Y 4
+#define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
+
+/* ---- rmsnorm: y = x / sqrt(mean(x^2) + eps) * weight, one vector ----
+ * x, weight, y: float32 [n]; eps as the bits of a float32. */
+#define KT_RMSNORM_THREADS 64
+#define KT_RMSNORM_BIND_X 1
+#define KT_RMSNORM_BIND_WEIGHT 2
+#define KT_RMSNORM_BIND_Y 3
+#define KT_RMSNORM_ARGS(U) U n; U eps_bits;
+
+#ifndef GL_core_profile
+#include <stdint.h>
+typedef struct { KT_QMV_ARGS(uint32_t) } kt_gpu_qmv_args;
+typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
+typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
+typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
+#endif
+
+#endif

@@ -1,0 +1,289 @@
+/* vulkan.c - see vulkan.h.
+ *
+ * Plain Vulkan 1.1 compute: one instance, one device with a compute queue,
+ * host-visible coherent memory (lavapipe and every integrated GPU have it;
+ * a discrete GPU's resident buffers are the next layer's business), one
+ * pipeline per kernel whose descriptor set layout has a storage buffer for
+ * each binding the kernel declares (gpu_abi.h), push constants for the
+ * arguments.
+ */
+#include "vulkan.h"
+#include "error.h"
+#include "strbuf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <vulkan/vulkan.h>
+
+/* the SPIR-V of each kernel, embedded at build time (build/gpu/kernels_spv.c) */
+extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[];
+extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size;
+
+static const struct {
+    const char *name;
+    const uint32_t *code;
+    const size_t *size;
+    int n_buffers;
+} KERNELS[KT_GPU_KERNELS] = {
+    {"qmv", kt_spv_qmv, &kt_spv_qmv_size, 5},
+    {"mv_dense", kt_spv_mv_dense, &kt_spv_mv_dense_size, 3},
+    {"qrow", kt_spv_qrow, &kt_spv_qrow_size, 4},
+    {"rmsnorm", kt_spv_rmsnorm, &kt_spv_rmsnorm_size, 3},
+};
+
+enum { MAX_BUFFERS = 8, MAX_ARGS = 128 };
+
+struct kt_vk {
+    VkInstance instance;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkCommandPool pool;
+    VkDescriptorPool descriptors;
+    VkDescriptorSetLayout layouts[KT_GPU_KERNELS];
+    VkPipelineLayout pipeline_layouts[KT_GPU_KERNELS];
+    VkPipeline pipelines[KT_GPU_KERNELS];
+    VkFence fence;
+    char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+    uint32_t subgroup_size;
+};
+
+typedef struct {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+} buffer_state;
+
+static int vk_fail(const char *what, VkResult r) { return kt_fail("vulkan: %s failed (VkResult %d)", what, (int)r); }
+
+/* The device WANT names (vulkan.h), or -1. */
+static int choose_device(VkPhysicalDevice *devs, uint32_t n, const char *want) {
+    char *end;
+    if (want && *want) {
+        long i = strtol(want, &end, 10);
+        if (*end == 0) return i >= 0 && (uint32_t)i < n ? (int)i : -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        VkPhysicalDeviceProperties p;
+        vkGetPhysicalDeviceProperties(devs[i], &p);
+        if (want && *want ? strstr(p.deviceName, want) != NULL : p.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int open_device(kt_vk *vk, const char *want) {
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "kintsugi",
+                             .apiVersion = VK_API_VERSION_1_1};
+    VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
+    VkResult r = vkCreateInstance(&ici, NULL, &vk->instance);
+    if (r != VK_SUCCESS) return vk_fail("vkCreateInstance (is a Vulkan driver installed?)", r);
+    uint32_t n = 0;
+    vkEnumeratePhysicalDevices(vk->instance, &n, NULL);
+    VkPhysicalDevice devs[16];
+    if (n > 16) n = 16;
+    vkEnumeratePhysicalDevices(vk->instance, &n, devs);
+    int i = choose_device(devs, n, want);
+    if (i < 0)
+        return want && *want ? kt_fail("vulkan: no device matches KINTSUGI_VULKAN_DEVICE='%s' (%u devices)", want, n)
+                             : kt_fail("vulkan: no GPU among %u devices (a CPU implementation such as lavapipe is "
+                                       "used only when named: KINTSUGI_VULKAN_DEVICE=llvmpipe)", n);
+    vk->phys = devs[i];
+    VkPhysicalDeviceSubgroupProperties sub = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 props = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sub};
+    vkGetPhysicalDeviceProperties2(vk->phys, &props);
+    memcpy(vk->name, props.properties.deviceName, sizeof vk->name);
+    vk->subgroup_size = sub.subgroupSize;
+
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, NULL);
+    VkQueueFamilyProperties qf[16];
+    if (nq > 16) nq = 16;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, qf);
+    vk->queue_family = UINT32_MAX;
+    for (uint32_t q = 0; q < nq && vk->queue_family == UINT32_MAX; q++)
+        if (qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT) vk->queue_family = q;
+    if (vk->queue_family == UINT32_MAX) return kt_fail("vulkan: %s has no compute queue", vk->name);
+    const float priority = 1.0f;
+    VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+                                   .queueFamilyIndex = vk->queue_family, .queueCount = 1, .pQueuePriorities = &priority};
+    VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
+                              .pQueueCreateInfos = &qci};
+    if ((r = vkCreateDevice(vk->phys, &dci, NULL, &vk->device)) != VK_SUCCESS) return vk_fail("vkCreateDevice", r);
+    vkGetDeviceQueue(vk->device, vk->queue_family, 0, &vk->queue);
+    return 0;
+}
+
+static int make_pipeline(kt_vk *vk, int k) {
+    VkDescriptorSetLayoutBinding b[MAX_BUFFERS];
+    for (int i = 0; i < KERNELS[k].n_buffers; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){.binding = (uint32_t)i + 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                              .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+    VkDescriptorSetLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                                           .bindingCount = (uint32_t)KERNELS[k].n_buffers, .pBindings = b};
+    VkResult r = vkCreateDescriptorSetLayout(vk->device, &lci, NULL, &vk->layouts[k]);
+    if (r != VK_SUCCESS) return vk_fail("vkCreateDescriptorSetLayout", r);
+    VkPushConstantRange pc = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = MAX_ARGS};
+    VkPipelineLayoutCreateInfo plci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
+                                       .pSetLayouts = &vk->layouts[k], .pushConstantRangeCount = 1,
+                                       .pPushConstantRanges = &pc};
+    if ((r = vkCreatePipelineLayout(vk->device, &plci, NULL, &vk->pipeline_layouts[k])) != VK_SUCCESS)
+        return vk_fail("vkCreatePipelineLayout", r);
+    VkShaderModuleCreateInfo smci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                                     .codeSize = *KERNELS[k].size, .pCode = KERNELS[k].code};
+    VkShaderModule module;
+    if ((r = vkCreateShaderModule(vk->device, &smci, NULL, &module)) != VK_SUCCESS)
+        return vk_fail("vkCreateShaderModule", r);
+    VkComputePipelineCreateInfo cpci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = module, .pName = "main"},
+        .layout = vk->pipeline_layouts[k]};
+    r = vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &cpci, NULL, &vk->pipelines[k]);
+    vkDestroyShaderModule(vk->device, module, NULL);
+    if (r != VK_SUCCESS) return kt_fail("vulkan: the %s kernel does not build on %s (VkResult %d)", KERNELS[k].name, vk->name, (int)r);
+    return 0;
+}
+
+kt_vk *kt_vk_open(const char *want) {
+    kt_vk *vk = kt_xcalloc(1, sizeof *vk);
+    int rc = open_device(vk, want);
+    VkResult r;
+    if (rc == 0) {
+        VkCommandPoolCreateInfo cpci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                        .queueFamilyIndex = vk->queue_family};
+        if ((r = vkCreateCommandPool(vk->device, &cpci, NULL, &vk->pool)) != VK_SUCCESS) rc = vk_fail("vkCreateCommandPool", r);
+    }
+    if (rc == 0) {
+        VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_BUFFERS};
+        VkDescriptorPoolCreateInfo dpci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 1,
+                                           .poolSizeCount = 1, .pPoolSizes = &size};
+        if ((r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &vk->descriptors)) != VK_SUCCESS)
+            rc = vk_fail("vkCreateDescriptorPool", r);
+    }
+    if (rc == 0) {
+        VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+        if ((r = vkCreateFence(vk->device, &fci, NULL, &vk->fence)) != VK_SUCCESS) rc = vk_fail("vkCreateFence", r);
+    }
+    for (int k = 0; rc == 0 && k < KT_GPU_KERNELS; k++) rc = make_pipeline(vk, k);
+    if (rc) {
+        kt_vk_close(vk);
+        return NULL;
+    }
+    return vk;
+}
+
+void kt_vk_close(kt_vk *vk) {
+    if (!vk) return;
+    if (vk->device) {
+        vkDeviceWaitIdle(vk->device);
+        for (int k = 0; k < KT_GPU_KERNELS; k++) {
+            if (vk->pipelines[k]) vkDestroyPipeline(vk->device, vk->pipelines[k], NULL);
+            if (vk->pipeline_layouts[k]) vkDestroyPipelineLayout(vk->device, vk->pipeline_layouts[k], NULL);
+            if (vk->layouts[k]) vkDestroyDescriptorSetLayout(vk->device, vk->layouts[k], NULL);
+        }
+        if (vk->fence) vkDestroyFence(vk->device, vk->fence, NULL);
+        if (vk->descriptors) vkDestroyDescriptorPool(vk->device, vk->descriptors, NULL);
+        if (vk->pool) vkDestroyCommandPool(vk->device, vk->pool, NULL);
+        vkDestroyDevice(vk->device, NULL);
+    }
+    if (vk->instance) vkDestroyInstance(vk->instance, NULL);
+    free(vk);
+}
+
+const char *kt_vk_device_name(const kt_vk *vk) { return vk->name; }
+uint32_t kt_vk_subgroup_size(const kt_vk *vk) { return vk->subgroup_size; }
+
+int kt_vk_buffer_new(kt_vk *vk, size_t size, kt_vk_buffer *out) {
+    memset(out, 0, sizeof *out);
+    buffer_state *st = kt_xcalloc(1, sizeof *st);
+    VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size ? size : 4,
+                              .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    VkResult r = vkCreateBuffer(vk->device, &bci, NULL, &st->buffer);
+    if (r != VK_SUCCESS) {
+        free(st);
+        return vk_fail("vkCreateBuffer", r);
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vk->device, st->buffer, &req);
+    VkPhysicalDeviceMemoryProperties mp;
+    vkGetPhysicalDeviceMemoryProperties(vk->phys, &mp);
+    const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    uint32_t type = UINT32_MAX;
+    for (uint32_t i = 0; i < mp.memoryTypeCount && type == UINT32_MAX; i++)
+        if ((req.memoryTypeBits & (1u << i)) && (mp.memoryTypes[i].propertyFlags & want) == want) type = i;
+    VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
+                                .memoryTypeIndex = type};
+    if (type == UINT32_MAX) r = VK_ERROR_FEATURE_NOT_PRESENT;
+    else r = vkAllocateMemory(vk->device, &mai, NULL, &st->memory);
+    if (r == VK_SUCCESS) r = vkBindBufferMemory(vk->device, st->buffer, st->memory, 0);
+    if (r == VK_SUCCESS) r = vkMapMemory(vk->device, st->memory, 0, VK_WHOLE_SIZE, 0, &out->map);
+    if (r != VK_SUCCESS) {
+        if (st->memory) vkFreeMemory(vk->device, st->memory, NULL);
+        vkDestroyBuffer(vk->device, st->buffer, NULL);
+        free(st);
+        return kt_fail("vulkan: no host-visible buffer of %zu bytes on %s (VkResult %d)", size, vk->name, (int)r);
+    }
+    out->size = size;
+    out->handle = st;
+    return 0;
+}
+
+void kt_vk_buffer_free(kt_vk *vk, kt_vk_buffer *b) {
+    buffer_state *st = b->handle;
+    if (!st) return;
+    vkDeviceWaitIdle(vk->device);
+    vkUnmapMemory(vk->device, st->memory);
+    vkFreeMemory(vk->device, st->memory, NULL);
+    vkDestroyBuffer(vk->device, st->buffer, NULL);
+    free(st);
+    memset(b, 0, sizeof *b);
+}
+
+int kt_vk_run(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
+              size_t args_size, uint32_t groups_x, uint32_t groups_y) {
+    if (kernel < 0 || kernel >= KT_GPU_KERNELS || n_buffers != KERNELS[kernel].n_buffers || args_size > MAX_ARGS)
+        return kt_fail("vulkan: kernel %d called with %d buffers and %zu bytes of arguments", (int)kernel, n_buffers, args_size);
+    vkResetDescriptorPool(vk->device, vk->descriptors, 0);
+    VkDescriptorSetAllocateInfo dsai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                        .descriptorPool = vk->descriptors, .descriptorSetCount = 1,
+                                        .pSetLayouts = &vk->layouts[kernel]};
+    VkDescriptorSet set;
+    VkResult r = vkAllocateDescriptorSets(vk->device, &dsai, &set);
+    if (r != VK_SUCCESS) return vk_fail("vkAllocateDescriptorSets", r);
+    VkDescriptorBufferInfo info[MAX_BUFFERS];
+    VkWriteDescriptorSet writes[MAX_BUFFERS];
+    for (int i = 0; i < n_buffers; i++) {
+        info[i] = (VkDescriptorBufferInfo){((buffer_state *)buffers[i]->handle)->buffer, 0, VK_WHOLE_SIZE};
+        writes[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set,
+                                           .dstBinding = (uint32_t)i + 1, .descriptorCount = 1,
+                                           .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &info[i]};
+    }
+    vkUpdateDescriptorSets(vk->device, (uint32_t)n_buffers, writes, 0, NULL);
+
+    VkCommandBufferAllocateInfo cbai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->pool,
+                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkCommandBuffer cb;
+    if ((r = vkAllocateCommandBuffers(vk->device, &cbai, &cb)) != VK_SUCCESS) return vk_fail("vkAllocateCommandBuffers", r);
+    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                      .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    uint8_t pc[MAX_ARGS] = {0};
+    memcpy(pc, args, args_size);
+    vkBeginCommandBuffer(cb, &begin);
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipelines[kernel]);
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline_layouts[kernel], 0, 1, &set, 0, NULL);
+    vkCmdPushConstants(cb, vk->pipeline_layouts[kernel], VK_SHADER_STAGE_COMPUTE_BIT, 0, MAX_ARGS, pc);
+    vkCmdDispatch(cb, groups_x, groups_y ? groups_y : 1, 1);
+    /* the host reads the results once the fence has signalled */
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    vkEndCommandBuffer(cb);
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
+    vkResetFences(vk->device, 1, &vk->fence);
+    r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+    if (r == VK_SUCCESS) r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+    vkFreeCommandBuffers(vk->device, vk->pool, 1, &cb);
+    return r == VK_SUCCESS ? 0 : vk_fail("vkQueueSubmit", r);
+}

@@ -1,0 +1,259 @@
+/* test_vulkan_kernels.c - every GPU kernel through Vulkan against the CPU
+ * reference, on odd shapes: rows not a multiple of anything, every bit width
+ * 2-8 but 7, group sizes 32/64/128, f32/f16/bf16 scales, tensors at an
+ * offset inside their buffers, more rows than one dispatch dimension holds.
+ *
+ * The device is KINTSUGI_VULKAN_DEVICE's (tests/run.sh names lavapipe,
+ * "llvmpipe", which runs the real SPIR-V on the CPU). A device that cannot
+ * be opened is a failure, never a skip. Prints one line per test and
+ * "N passed, N failed".
+ *
+ * Tolerance: the kernels sum in float32 in another order than the CPU
+ * reference (per group scale * sum(q x) + bias * sum(x), then a tree over
+ * the workgroup), so a row may differ by a few float32 rounding errors of
+ * its terms: |gpu - cpu| <= 1e-5 * sum of |terms|.
+ */
+#include "cpu.h"
+#include "error.h"
+#include "gpu_abi.h"
+#include "harness.h"
+#include "kernels.h"
+#include "model.h"
+#include "vulkan.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int harness_failures;
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float uniform(void) { return (float)next32() / 4294967296.0f * 2.0f - 1.0f; }
+
+static kt_dtype dtype_of(int gpu) { return gpu == KT_GPU_F32 ? KT_F32 : gpu == KT_GPU_F16 ? KT_F16 : KT_BF16; }
+
+/* One qmv case; returns the number of rows out of tolerance. */
+static long qmv_case(kt_vk *vk, int rows, int cols, int bits, int gs, int pdt, uint32_t w_off, uint32_t p_off) {
+    const kt_dtype t = dtype_of(pdt);
+    const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (size_t)(cols / gs);
+    const size_t wbytes = (size_t)rows * (size_t)cols * (size_t)bits / 8;
+    kt_vk_buffer W, S, B, X, Y;
+    int rc = kt_vk_buffer_new(vk, w_off * 4 + wbytes + 4, &W) | kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &S) |
+             kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &B) | kt_vk_buffer_new(vk, (size_t)cols * 4, &X) |
+             kt_vk_buffer_new(vk, (size_t)rows * 4, &Y);
+    CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+    if (rc) return rows;
+    uint8_t *w = (uint8_t *)W.map + w_off * 4;
+    for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next32();
+    float *sf = malloc(groups * sizeof *sf), *bf = malloc(groups * sizeof *bf);
+    for (size_t g = 0; g < groups; g++) sf[g] = uniform() * 0.01f, bf[g] = uniform() * 0.05f;
+    kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off * es, groups);
+    kt_row_from_f32(t, bf, (uint8_t *)B.map + p_off * es, groups);
+    float *x = X.map;
+    for (int j = 0; j < cols; j++) x[j] = uniform();
+    kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t,
+                   .scales = (uint8_t *)S.map + p_off * es, .biases = (uint8_t *)B.map + p_off * es,
+                   .bits = bits, .group_size = gs};
+    float *ref = malloc((size_t)rows * sizeof *ref), *deq = malloc((size_t)cols * sizeof *deq);
+    kt_linear_rows_ref(&l, 0, rows, x, ref);
+    kt_gpu_qmv_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, w_off, p_off};
+    const kt_vk_buffer *bufs[] = {&W, &S, &B, &X, &Y};
+    const uint32_t gx = rows < 65535 ? (uint32_t)rows : 65535, gy = (uint32_t)((rows + 65534) / 65535);
+    rc = kt_vk_run(vk, KT_GPU_QMV, bufs, 5, &a, sizeof a, gx, gy);
+    CHECK_MSG(rc == 0, "qmv: %s", kt_errmsg());
+    long bad = 0;
+    const float *y = Y.map;
+    for (int r = 0; r < rows && rc == 0; r++) {
+        kt_linear_row_ref(&l, r, deq);
+        double mag = 0;
+        for (int j = 0; j < cols; j++) mag += fabs((double)deq[j] * x[j]);
+        if (!(fabs((double)y[r] - ref[r]) <= 1e-5 * mag + 1e-30)) {
+            if (bad < 3)
+                fprintf(stderr, "  qmv %dx%d bits %d group %d dtype %d row %d: gpu %.9g cpu %.9g\n", rows, cols, bits, gs,
+                        pdt, r, y[r], ref[r]);
+            bad++;
+        }
+    }
+    free(sf), free(bf), free(ref), free(deq);
+    kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &B);
+    kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Y);
+    return bad + (rc != 0);
+}
+
+static void test_qmv(kt_vk *vk) {
+    static const int bits[] = {2, 3, 4, 5, 6, 8}, gss[] = {32, 64, 128}, rows[] = {1, 7, 67}, mult[] = {1, 3, 5};
+    long bad = 0, cases = 0;
+    for (int b = 0; b < 6; b++)
+        for (int g = 0; g < 3; g++)
+            for (int d = 0; d < 3; d++)
+                for (int r = 0; r < 3; r++) {
+                    const int cols = gss[g] * mult[(b + r) % 3];
+                    bad += qmv_case(vk, rows[r], cols, bits[b], gss[g], d, (uint32_t)(r * 5), (uint32_t)(r * 3 + d));
+                    cases++;
+                }
+    /* more rows than one dispatch dimension holds, and a Nano-9B row length */
+    bad += qmv_case(vk, 70001, 32, 4, 32, KT_GPU_BF16, 0, 0);
+    bad += qmv_case(vk, 33, 4480, 4, 64, KT_GPU_BF16, 1, 1);
+    bad += qmv_case(vk, 9, 4480, 8, 128, KT_GPU_F16, 0, 2);
+    CHECK_MSG(bad == 0, "%ld rows out of tolerance", bad);
+    fprintf(stderr, "  qmv: %ld cases plus 3 large ones, every row within tolerance\n", cases);
+}
+
+/* The dense matvec of the original (bf16, f16, f32 weights). */
+static void test_mv_dense(kt_vk *vk) {
+    static const int shapes[][2] = {{1, 1}, {7, 33}, {67, 200}, {70001, 3}, {5, 4480}};
+    long bad = 0;
+    for (int d = 0; d < 3; d++)
+        for (int c = 0; c < 5; c++) {
+            const int rows = shapes[c][0], cols = shapes[c][1];
+            const kt_dtype t = dtype_of(d);
+            const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols, off = (size_t)c;
+            kt_vk_buffer W, X, Y;
+            int rc = kt_vk_buffer_new(vk, (n + off) * es + 4, &W) | kt_vk_buffer_new(vk, (size_t)cols * 4, &X) |
+                     kt_vk_buffer_new(vk, (size_t)rows * 4, &Y);
+            CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+            if (rc) return;
+            float *wf = malloc(n * sizeof *wf), *ref = malloc((size_t)rows * sizeof *ref);
+            for (size_t i = 0; i < n; i++) wf[i] = uniform();
+            kt_row_from_f32(t, wf, (uint8_t *)W.map + off * es, n);
+            float *x = X.map;
+            for (int j = 0; j < cols; j++) x[j] = uniform();
+            kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off * es, .dtype = t};
+            kt_linear_rows_ref(&l, 0, rows, x, ref);
+            kt_row_to_f32(t, (uint8_t *)W.map + off * es, wf, n);
+            kt_gpu_mv_dense_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)d, (uint32_t)off};
+            const kt_vk_buffer *bufs[] = {&W, &X, &Y};
+            rc = kt_vk_run(vk, KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
+                           (uint32_t)((rows + 65534) / 65535));
+            CHECK_MSG(rc == 0, "mv_dense: %s", kt_errmsg());
+            const float *y = Y.map;
+            for (int r = 0; r < rows && rc == 0; r++) {
+                double mag = 0;
+                for (int j = 0; j < cols; j++) mag += fabs((double)wf[(size_t)r * cols + j] * x[j]);
+                if (!(fabs((double)y[r] - ref[r]) <= 1e-5 * mag + 1e-30)) {
+                    if (bad < 3) fprintf(stderr, "  mv_dense %dx%d dtype %d row %d: gpu %.9g cpu %.9g\n", rows, cols, d, r, y[r], ref[r]);
+                    bad++;
+                }
+            }
+            free(wf), free(ref);
+            kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Y);
+        }
+    CHECK_MSG(bad == 0, "%ld rows out of tolerance", bad);
+}
+
+/* The embedding lookup: a dequantized row equals the CPU's value for value
+ * (one product and one sum, each rounded to float32). */
+static void test_qrow(kt_vk *vk) {
+    static const int bits[] = {2, 3, 4, 5, 6, 8}, gss[] = {32, 64, 128};
+    long bad = 0;
+    for (int b = 0; b < 6; b++)
+        for (int g = 0; g < 3; g++)
+            for (int d = 0; d < 3; d++) {
+                const int rows = 11, cols = gss[g] * (1 + (b + d) % 3), gs = gss[g];
+                const kt_dtype t = dtype_of(d);
+                const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (cols / gs);
+                const size_t wbytes = (size_t)rows * cols * bits[b] / 8;
+                const uint32_t w_off = (uint32_t)d, p_off = (uint32_t)(b % 2);
+                kt_vk_buffer W, S, B, Y;
+                int rc = kt_vk_buffer_new(vk, w_off * 4 + wbytes + 4, &W) | kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &S) |
+                         kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &B) | kt_vk_buffer_new(vk, (size_t)cols * 4, &Y);
+                CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+                if (rc) return;
+                uint8_t *w = (uint8_t *)W.map + w_off * 4;
+                for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next32();
+                float *sf = malloc(groups * sizeof *sf), *ref = malloc((size_t)cols * sizeof *ref);
+                for (size_t i = 0; i < groups; i++) sf[i] = uniform() * 0.01f;
+                kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off * es, groups);
+                for (size_t i = 0; i < groups; i++) sf[i] = uniform() * 0.05f;
+                kt_row_from_f32(t, sf, (uint8_t *)B.map + p_off * es, groups);
+                kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t,
+                               .scales = (uint8_t *)S.map + p_off * es, .biases = (uint8_t *)B.map + p_off * es,
+                               .bits = bits[b], .group_size = gs};
+                for (int r = 0; r < rows; r += 5) {
+                    kt_linear_row_ref(&l, r, ref);
+                    kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)cols, (uint32_t)bits[b], (uint32_t)gs, (uint32_t)d, w_off, p_off};
+                    const kt_vk_buffer *bufs[] = {&W, &S, &B, &Y};
+                    rc = kt_vk_run(vk, KT_GPU_QROW, bufs, 4, &a, sizeof a, (uint32_t)(cols + KT_QROW_THREADS - 1) / KT_QROW_THREADS, 1);
+                    CHECK_MSG(rc == 0, "qrow: %s", kt_errmsg());
+                    bad += rc != 0 || memcmp(Y.map, ref, (size_t)cols * 4) != 0;
+                }
+                free(sf), free(ref);
+                kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &B), kt_vk_buffer_free(vk, &Y);
+            }
+    CHECK_MSG(bad == 0, "%ld rows differ from the CPU's", bad);
+}
+
+static void test_rmsnorm(kt_vk *vk) {
+    static const int ns[] = {1, 7, 100, 257, 4480};
+    long bad = 0;
+    for (int c = 0; c < 5; c++) {
+        const int n = ns[c];
+        kt_vk_buffer X, Wt, Y;
+        int rc = kt_vk_buffer_new(vk, (size_t)n * 4, &X) | kt_vk_buffer_new(vk, (size_t)n * 4, &Wt) |
+                 kt_vk_buffer_new(vk, (size_t)n * 4, &Y);
+        CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+        if (rc) return;
+        float *x = X.map, *w = Wt.map, *ref = malloc((size_t)n * sizeof *ref);
+        for (int i = 0; i < n; i++) x[i] = uniform() * 3, w[i] = 1 + uniform() * 0.1f;
+        const float eps = 1e-5f;
+        kt_vec v = {.data = (const uint8_t *)w, .dtype = KT_F32, .n = n, .f = w};
+        kt_rmsnorm(ref, x, &v, n, eps);
+        uint32_t eps_bits;
+        memcpy(&eps_bits, &eps, 4);
+        kt_gpu_rmsnorm_args a = {(uint32_t)n, eps_bits};
+        const kt_vk_buffer *bufs[] = {&X, &Wt, &Y};
+        rc = kt_vk_run(vk, KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
+        CHECK_MSG(rc == 0, "rmsnorm: %s", kt_errmsg());
+        const float *y = Y.map;
+        for (int i = 0; i < n && rc == 0; i++)
+            if (!(fabsf(y[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-6f)) {
+                if (bad < 3) fprintf(stderr, "  rmsnorm n %d [%d]: gpu %.9g cpu %.9g\n", n, i, y[i], ref[i]);
+                bad++;
+            }
+        free(ref);
+        kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Wt), kt_vk_buffer_free(vk, &Y);
+    }
+    CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
+}
+
+/* A device that is not there is one clear error, not a crash. */
+static void test_missing_device(kt_vk *vk) {
+    (void)vk;
+    kt_vk *none = kt_vk_open("no-such-device");
+    CHECK(none == NULL && strstr(kt_errmsg(), "no-such-device"));
+    none = kt_vk_open("99");
+    CHECK(none == NULL && strstr(kt_errmsg(), "KINTSUGI_VULKAN_DEVICE"));
+}
+
+int main(void) {
+    const char *want = getenv("KINTSUGI_VULKAN_DEVICE");
+    kt_vk *vk = kt_vk_open(want);
+    if (!vk) {
+        printf("FAIL opening the Vulkan device: %s\n0 passed, 1 failed\n", kt_errmsg());
+        return 1;
+    }
+    fprintf(stderr, "  device: %s, subgroup size %u\n", kt_vk_device_name(vk), kt_vk_subgroup_size(vk));
+    static const struct { const char *name; void (*fn)(kt_vk *); } TESTS[] = {
+        {"test_gpu_qmv_matches_cpu", test_qmv},
+        {"test_gpu_mv_dense_matches_cpu", test_mv_dense},
+        {"test_gpu_qrow_equals_cpu", test_qrow},
+        {"test_gpu_rmsnorm_matches_cpu", test_rmsnorm},
+        {"test_gpu_missing_device_is_an_error", test_missing_device},
+    };
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof TESTS / sizeof *TESTS; i++) {
+        const int before = harness_failures;
+        TESTS[i].fn(vk);
+        const int ok = harness_failures == before;
+        printf("%s %s (vulkan: %s)\n", ok ? "ok  " : "FAIL", TESTS[i].name, kt_vk_device_name(vk));
+        ok ? passed++ : failed++;
+    }
+    kt_vk_close(vk);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

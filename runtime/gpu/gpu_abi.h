@@ -51,6 +51,33 @@
 #define KT_QROW_BIND_Y 4
 #define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
 
+/* ---- the Mamba-2 step (runtime/cpu/mamba2.c), three kernels ----
+ * All float32. Sizes: I = heads * head_dim, dim = I + 2 * groups * state.
+ * mamba_conv: XBC = silu(conv_b + causal depthwise conv over the window and
+ *   the new input PROJ[I .. I + dim)); the window (conv - 1 previous inputs,
+ *   oldest first, [conv - 1][dim]) moves on. One thread per channel.
+ * mamba_ssm: per head h and row p of its state (group g = h / (heads /
+ *   groups)), dt = clamp(softplus(PROJ[I + dim + h] + dt_bias), dt_min,
+ *   dt_max), state = exp(dt * -exp(A_log)) * state + dt * x * B_g, y = state
+ *   . C_g + D * x. One thread per (h, p).
+ * mamba_gate: y *= silu(z), RMS-normalised per group of I / groups channels,
+ *   times the norm weight. One workgroup per group. */
+#define KT_MAMBA_THREADS 64
+#define KT_MAMBA_CONV_BIND_PROJ 1
+#define KT_MAMBA_CONV_BIND_WINDOW 2
+#define KT_MAMBA_CONV_BIND_WEIGHT 3
+#define KT_MAMBA_CONV_BIND_BIAS 4
+#define KT_MAMBA_CONV_BIND_XBC 5
+#define KT_MAMBA_SSM_BIND_PROJ 1
+#define KT_MAMBA_SSM_BIND_XBC 2
+#define KT_MAMBA_SSM_BIND_STATE 3
+#define KT_MAMBA_SSM_BIND_PARAMS 4 /* dt_bias, A_log, D: 3 x heads */
+#define KT_MAMBA_SSM_BIND_Y 5
+#define KT_MAMBA_GATE_BIND_PROJ 1
+#define KT_MAMBA_GATE_BIND_WEIGHT 2
+#define KT_MAMBA_GATE_BIND_Y 3
+#define KT_MAMBA_ARGS(U) U heads; U head_dim; U groups; U state; U conv; U dt_min_bits; U dt_max_bits; U eps_bits;
+
 /* ---- rmsnorm: y = x / sqrt(mean(x^2) + eps) * weight, one vector ----
  * x, weight, y: float32 [n]; eps as the bits of a float32. */
 #define KT_RMSNORM_THREADS 64
@@ -65,6 +92,7 @@ typedef struct { KT_QMV_ARGS(uint32_t) } kt_gpu_qmv_args;
 typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
 typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
 typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
+typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;
 #endif
 
 #endif

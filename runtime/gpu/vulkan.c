@@ -16,8 +16,10 @@
 #include <vulkan/vulkan.h>
 
 /* the SPIR-V of each kernel, embedded at build time (build/gpu/kernels_spv.c) */
-extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[];
-extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size;
+extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[], kt_spv_mamba_conv[],
+    kt_spv_mamba_ssm[], kt_spv_mamba_gate[];
+extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size,
+    kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size;
 
 static const struct {
     const char *name;
@@ -29,6 +31,9 @@ static const struct {
     {"mv_dense", kt_spv_mv_dense, &kt_spv_mv_dense_size, 3},
     {"qrow", kt_spv_qrow, &kt_spv_qrow_size, 4},
     {"rmsnorm", kt_spv_rmsnorm, &kt_spv_rmsnorm_size, 3},
+    {"mamba_conv", kt_spv_mamba_conv, &kt_spv_mamba_conv_size, 5},
+    {"mamba_ssm", kt_spv_mamba_ssm, &kt_spv_mamba_ssm_size, 5},
+    {"mamba_gate", kt_spv_mamba_gate, &kt_spv_mamba_gate_size, 3},
 };
 
 enum { MAX_BUFFERS = 8, MAX_ARGS = 128 };

@@ -15,7 +15,10 @@
 
 typedef struct kt_vk kt_vk;
 
-typedef enum { KT_GPU_QMV = 0, KT_GPU_MV_DENSE, KT_GPU_QROW, KT_GPU_RMSNORM, KT_GPU_KERNELS } kt_gpu_kernel;
+typedef enum {
+    KT_GPU_QMV = 0, KT_GPU_MV_DENSE, KT_GPU_QROW, KT_GPU_RMSNORM, KT_GPU_MAMBA_CONV, KT_GPU_MAMBA_SSM, KT_GPU_MAMBA_GATE,
+    KT_GPU_KERNELS
+} kt_gpu_kernel;
 
 /* A host-visible, coherent storage buffer, mapped for its whole life. */
 typedef struct {

@@ -14,6 +14,7 @@
  * its terms: |gpu - cpu| <= 1e-5 * sum of |terms|.
  */
 #include "cpu.h"
+#include "nemotron_config.h"
 #include "error.h"
 #include "gpu_abi.h"
 #include "harness.h"
@@ -221,6 +222,82 @@ static void test_rmsnorm(kt_vk *vk) {
     CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
 }
 
+/* A float32 kt_vec over V (N values). */
+static kt_vec vec_of(float *v, int n) { return (kt_vec){.data = (const uint8_t *)v, .dtype = KT_F32, .n = n, .f = v}; }
+
+/* The Mamba-2 step: the three kernels against kt_mamba2_step over several
+ * tokens (the window and the state carried on the device), odd sizes: a
+ * state not a multiple of the CPU's 16 lanes, groups of several heads. */
+static void mamba_case(kt_vk *vk, int heads, int P, int G, int N, int K, int steps, long *bad) {
+    kt_config c;
+    memset(&c, 0, sizeof c);
+    c.m_heads = heads, c.m_head_dim = P, c.n_groups = G, c.state = N, c.conv = K;
+    c.eps = 1e-5f, c.dt_min = 0.0f, c.dt_max = (heads % 2) ? INFINITY : 0.05f;
+    const int I = heads * P, dim = I + 2 * G * N, nproj = I + dim + heads;
+    kt_vk_buffer Proj, Win, Wt, Bs, Xbc, St, Par, Y, Gn;
+    int rc = kt_vk_buffer_new(vk, (size_t)nproj * 4, &Proj) | kt_vk_buffer_new(vk, (size_t)(K - 1) * dim * 4 + 4, &Win) |
+             kt_vk_buffer_new(vk, (size_t)dim * K * 4, &Wt) | kt_vk_buffer_new(vk, (size_t)dim * 4, &Bs) |
+             kt_vk_buffer_new(vk, (size_t)dim * 4, &Xbc) | kt_vk_buffer_new(vk, (size_t)I * N * 4, &St) |
+             kt_vk_buffer_new(vk, (size_t)3 * heads * 4, &Par) | kt_vk_buffer_new(vk, (size_t)I * 4, &Y) |
+             kt_vk_buffer_new(vk, (size_t)I * 4, &Gn);
+    CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+    if (rc) return;
+    float *cw = Wt.map, *cb = Bs.map, *par = Par.map, *gn = Gn.map;
+    for (int i = 0; i < dim * K; i++) cw[i] = uniform() * 0.5f;
+    for (int i = 0; i < dim; i++) cb[i] = uniform() * 0.1f;
+    for (int h = 0; h < heads; h++) {
+        par[h] = logf(expm1f(0.001f + 0.05f * (uniform() + 1)));   /* dt_bias */
+        par[heads + h] = logf(1 + 7.5f * (uniform() + 1));        /* A_log */
+        par[2 * heads + h] = 1 + 0.1f * uniform();                /* D */
+    }
+    for (int i = 0; i < I; i++) gn[i] = 1 + 0.1f * uniform();
+    kt_layer L;
+    memset(&L, 0, sizeof L);
+    L.conv_w = vec_of(cw, dim * K), L.conv_b = vec_of(cb, dim), L.dt_bias = vec_of(par, heads);
+    L.A_log = vec_of(par + heads, heads), L.D = vec_of(par + 2 * heads, heads), L.gnorm = vec_of(gn, I);
+    float *win = calloc((size_t)(K - 1) * dim + 1, 4), *st = calloc((size_t)I * N, 4), *y = malloc((size_t)I * 4);
+    float *tmp = malloc((size_t)dim * 4), *proj = Proj.map;
+    memset(Win.map, 0, Win.size), memset(St.map, 0, St.size);
+    uint32_t dmin, dmax, eps;
+    memcpy(&dmin, &c.dt_min, 4), memcpy(&dmax, &c.dt_max, 4), memcpy(&eps, &c.eps, 4);
+    kt_gpu_mamba_args a = {(uint32_t)heads, (uint32_t)P, (uint32_t)G, (uint32_t)N, (uint32_t)K, dmin, dmax, eps};
+    for (int t = 0; t < steps && rc == 0; t++) {
+        for (int i = 0; i < nproj; i++) proj[i] = uniform() * 2;
+        kt_mamba2_step(&c, &L, win, st, proj, y, tmp);
+        const kt_vk_buffer *conv_bufs[] = {&Proj, &Win, &Wt, &Bs, &Xbc};
+        const kt_vk_buffer *ssm_bufs[] = {&Proj, &Xbc, &St, &Par, &Y};
+        const kt_vk_buffer *gate_bufs[] = {&Proj, &Gn, &Y};
+        rc = kt_vk_run(vk, KT_GPU_MAMBA_CONV, conv_bufs, 5, &a, sizeof a, (uint32_t)(dim + 63) / 64, 1) ||
+             kt_vk_run(vk, KT_GPU_MAMBA_SSM, ssm_bufs, 5, &a, sizeof a, (uint32_t)(I + 63) / 64, 1) ||
+             kt_vk_run(vk, KT_GPU_MAMBA_GATE, gate_bufs, 3, &a, sizeof a, (uint32_t)G, 1);
+        CHECK_MSG(rc == 0, "mamba: %s", kt_errmsg());
+        const float *gy = Y.map, *gst = St.map, *gw = Win.map;
+        for (int i = 0; i < I && rc == 0; i++)
+            if (!(fabsf(gy[i] - y[i]) <= 2e-4f * (fabsf(y[i]) + 1e-2f))) {
+                if (*bad < 3) fprintf(stderr, "  mamba h%d P%d G%d N%d K%d step %d y[%d]: gpu %.9g cpu %.9g\n", heads, P, G, N, K, t, i, gy[i], y[i]);
+                ++*bad;
+            }
+        for (int i = 0; i < I * N && rc == 0; i++)
+            if (!(fabsf(gst[i] - st[i]) <= 2e-4f * (fabsf(st[i]) + 1e-3f))) {
+                if (*bad < 3) fprintf(stderr, "  mamba state[%d] step %d: gpu %.9g cpu %.9g\n", i, t, gst[i], st[i]);
+                ++*bad;
+            }
+        *bad += memcmp(gw, win, (size_t)(K - 1) * dim * 4) != 0; /* the window only moves values */
+    }
+    free(win), free(st), free(y), free(tmp);
+    kt_vk_buffer *all[] = {&Proj, &Win, &Wt, &Bs, &Xbc, &St, &Par, &Y, &Gn};
+    for (int i = 0; i < 9; i++) kt_vk_buffer_free(vk, all[i]);
+}
+
+static void test_mamba(kt_vk *vk) {
+    long bad = 0;
+    mamba_case(vk, 6, 5, 2, 24, 4, 3, &bad);
+    mamba_case(vk, 3, 16, 3, 16, 4, 3, &bad);
+    mamba_case(vk, 8, 7, 1, 40, 2, 2, &bad);
+    mamba_case(vk, 128, 8, 8, 128, 4, 2, &bad); /* Nano-9B's heads, groups and state (head_dim 80 cut to 8) */
+    CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
+}
+
 /* A device that is not there is one clear error, not a crash. */
 static void test_missing_device(kt_vk *vk) {
     (void)vk;
@@ -243,6 +320,7 @@ int main(void) {
         {"test_gpu_mv_dense_matches_cpu", test_mv_dense},
         {"test_gpu_qrow_equals_cpu", test_qrow},
         {"test_gpu_rmsnorm_matches_cpu", test_rmsnorm},
+        {"test_gpu_mamba2_step_matches_cpu", test_mamba},
         {"test_gpu_missing_device_is_an_error", test_missing_device},
     };
     int passed = 0, failed = 0;

@@ -78,6 +78,28 @@
 #define KT_MAMBA_GATE_BIND_Y 3
 #define KT_MAMBA_ARGS(U) U heads; U head_dim; U groups; U state; U conv; U dt_min_bits; U dt_max_bits; U eps_bits;
 
+/* ---- attend: attention of one token's queries over the KV cache at
+ * positions 0..pos (runtime/cpu/attention.c): per head h (kv head h /
+ * (heads / kv_heads)) softmax(q . k / sqrt(head_dim)) weighting v. Q, O:
+ * [heads][head_dim]; K, V: [position][kv_heads][head_dim]; SCORES: scratch
+ * of heads * (pos + 1) floats. One workgroup per head. */
+#define KT_ATTEND_THREADS 64
+#define KT_ATTEND_BIND_Q 1
+#define KT_ATTEND_BIND_K 2
+#define KT_ATTEND_BIND_V 3
+#define KT_ATTEND_BIND_SCORES 4
+#define KT_ATTEND_BIND_O 5
+#define KT_ATTEND_ARGS(U) U heads; U kv_heads; U head_dim; U pos;
+
+/* ---- ewise: element-wise steps between the matrices, in place on Y:
+ * op RELU2: y = max(y, 0)^2 (the MLP); op ADD: y = y + a (the residual). */
+#define KT_EWISE_THREADS 64
+#define KT_EWISE_RELU2 0
+#define KT_EWISE_ADD 1
+#define KT_EWISE_BIND_Y 1
+#define KT_EWISE_BIND_A 2
+#define KT_EWISE_ARGS(U) U n; U op;
+
 /* ---- rmsnorm: y = x / sqrt(mean(x^2) + eps) * weight, one vector ----
  * x, weight, y: float32 [n]; eps as the bits of a float32. */
 #define KT_RMSNORM_THREADS 64
@@ -93,6 +115,8 @@ typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
 typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
 typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
 typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;
+typedef struct { KT_ATTEND_ARGS(uint32_t) } kt_gpu_attend_args;
+typedef struct { KT_EWISE_ARGS(uint32_t) } kt_gpu_ewise_args;
 #endif
 
 #endif

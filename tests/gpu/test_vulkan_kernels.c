@@ -298,6 +298,66 @@ static void test_mamba(kt_vk *vk) {
     CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
 }
 
+/* Attention of one token over the cache against kt_attend: grouped
+ * query heads, one position or many (more than a workgroup's threads). */
+static void test_attend(kt_vk *vk) {
+    static const int shapes[][4] = {{4, 2, 8, 0}, {6, 3, 16, 70}, {40, 8, 128, 200}, {2, 1, 24, 1}};
+    long bad = 0;
+    for (int c = 0; c < 4; c++) {
+        const int H = shapes[c][0], KV = shapes[c][1], hd = shapes[c][2], pos = shapes[c][3], n = pos + 1;
+        kt_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.heads = H, cfg.kv_heads = KV, cfg.head_dim = hd;
+        kt_vk_buffer Q, K, V, S, O;
+        int rc = kt_vk_buffer_new(vk, (size_t)H * hd * 4, &Q) | kt_vk_buffer_new(vk, (size_t)n * KV * hd * 4, &K) |
+                 kt_vk_buffer_new(vk, (size_t)n * KV * hd * 4, &V) | kt_vk_buffer_new(vk, (size_t)H * n * 4, &S) |
+                 kt_vk_buffer_new(vk, (size_t)H * hd * 4, &O);
+        CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+        if (rc) return;
+        float *q = Q.map, *k = K.map, *v = V.map, *ref = malloc((size_t)H * hd * 4), *tmp = malloc((size_t)n * 4);
+        for (int i = 0; i < H * hd; i++) q[i] = uniform();
+        for (int i = 0; i < n * KV * hd; i++) k[i] = uniform(), v[i] = uniform();
+        kt_attend(&cfg, k, v, pos, q, ref, tmp);
+        kt_gpu_attend_args a = {(uint32_t)H, (uint32_t)KV, (uint32_t)hd, (uint32_t)pos};
+        const kt_vk_buffer *bufs[] = {&Q, &K, &V, &S, &O};
+        rc = kt_vk_run(vk, KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)H, 1);
+        CHECK_MSG(rc == 0, "attend: %s", kt_errmsg());
+        const float *o = O.map;
+        for (int i = 0; i < H * hd && rc == 0; i++)
+            if (!(fabsf(o[i] - ref[i]) <= 2e-5f)) { /* a weighted mean of values in [-1, 1] */
+                if (bad < 3) fprintf(stderr, "  attend H%d KV%d hd%d pos %d [%d]: gpu %.9g cpu %.9g\n", H, KV, hd, pos, i, o[i], ref[i]);
+                bad++;
+            }
+        free(ref), free(tmp);
+        kt_vk_buffer_free(vk, &Q), kt_vk_buffer_free(vk, &K), kt_vk_buffer_free(vk, &V);
+        kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &O);
+    }
+    CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
+}
+
+/* ReLU^2 and the residual add: exactly the CPU's float operations. */
+static void test_ewise(kt_vk *vk) {
+    const int n = 1000;
+    kt_vk_buffer Y, A;
+    int rc = kt_vk_buffer_new(vk, (size_t)n * 4, &Y) | kt_vk_buffer_new(vk, (size_t)n * 4, &A);
+    CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+    if (rc) return;
+    float *y = Y.map, *a = A.map, want[1000];
+    long bad = 0;
+    for (int op = 0; op < 2; op++) {
+        for (int i = 0; i < n; i++) y[i] = uniform() * 3, a[i] = uniform();
+        y[0] = -0.0f, y[1] = NAN, y[2] = 0.0f;
+        for (int i = 0; i < n; i++) want[i] = op == KT_EWISE_RELU2 ? (y[i] > 0 ? y[i] * y[i] : 0) : y[i] + a[i];
+        kt_gpu_ewise_args args = {(uint32_t)n, (uint32_t)op};
+        const kt_vk_buffer *bufs[] = {&Y, &A};
+        rc = kt_vk_run(vk, KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
+        CHECK_MSG(rc == 0, "ewise: %s", kt_errmsg());
+        for (int i = 0; i < n; i++) bad += memcmp(&y[i], &want[i], 4) != 0 && !(isnan(y[i]) && isnan(want[i]));
+    }
+    CHECK_MSG(bad == 0, "%ld values differ from the CPU's", bad);
+    kt_vk_buffer_free(vk, &Y), kt_vk_buffer_free(vk, &A);
+}
+
 /* A device that is not there is one clear error, not a crash. */
 static void test_missing_device(kt_vk *vk) {
     (void)vk;
@@ -321,6 +381,8 @@ int main(void) {
         {"test_gpu_qrow_equals_cpu", test_qrow},
         {"test_gpu_rmsnorm_matches_cpu", test_rmsnorm},
         {"test_gpu_mamba2_step_matches_cpu", test_mamba},
+        {"test_gpu_attention_matches_cpu", test_attend},
+        {"test_gpu_relu2_and_add_equal_cpu", test_ewise},
         {"test_gpu_missing_device_is_an_error", test_missing_device},
     };
     int passed = 0, failed = 0;

@@ -89,6 +89,9 @@ int kt_dequantize_row_ref(int bits, int group_size, kt_dtype t, const uint8_t *p
 int kt_quantize_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uint64_t rows, uint64_t k,
                        uint8_t *packed, void *scales, void *biases, int threads, uint64_t *bad_index);
 
+/* The threads a tensor kernel uses for THREADS (0: OpenMP's default). */
+int kt_quant_threads(int threads);
+
 /* The inverse: OUT receives ROWS x K values of T (the dtype of the scales). */
 int kt_dequantize_tensor(int bits, int group_size, kt_dtype t, const uint8_t *packed, const void *scales,
                          const void *biases, uint64_t rows, uint64_t k, void *out, int threads);

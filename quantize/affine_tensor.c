@@ -24,7 +24,7 @@ static int check_shape(const kt_quant_params *p, kt_dtype t, uint64_t k) {
     return 0;
 }
 
-static int thread_count(int threads) {
+int kt_quant_threads(int threads) {
 #ifdef _OPENMP
     return threads > 0 ? threads : omp_get_max_threads();
 #else
@@ -44,7 +44,7 @@ int kt_quantize_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uin
     const size_t out_row = kt_quant_row_bytes(p, (size_t)k);
     uint64_t first_bad = UINT64_MAX;
 
-#pragma omp parallel num_threads(thread_count(threads))
+#pragma omp parallel num_threads(kt_quant_threads(threads))
     {
         float *w = kt_xmalloc((size_t)k * sizeof *w);
         float *s = kt_xmalloc(n_groups * sizeof *s);
@@ -91,7 +91,7 @@ int kt_dequantize_tensor(int bits, int group_size, kt_dtype t, const uint8_t *pa
     const size_t esize = kt_dtype_bits(t) / 8;
     const size_t n_groups = (size_t)(k / (uint64_t)group_size);
     const size_t in_row = kt_quant_row_bytes(&p, (size_t)k);
-#pragma omp parallel for schedule(static) num_threads(thread_count(threads))
+#pragma omp parallel for schedule(static) num_threads(kt_quant_threads(threads))
     for (int64_t r = 0; r < (int64_t)rows; r++)
         kt_dequantize_row_ref(bits, group_size, t, packed + (size_t)r * in_row,
                               (const uint8_t *)scales + (size_t)r * n_groups * esize,

@@ -19,6 +19,16 @@
 /* lanes of A where the mask M is set, else lanes of B */
 #define FIT_SEL(m, a, b) ((kt_v16f)(((kt_v16i)(a) & (m)) | ((kt_v16i)(b) & ~(m))))
 
+/* solve16 for the lanes of the code sums SQ, SQQ, SQX (and the group's SX,
+ * SXX in scope): pairs into S, B, usable lanes in OK, errors in E */
+#define FIT_SOLVE(sq, sqq, sqx, s, b, ok, e)                                                          \
+    do {                                                                                              \
+        float a_[5][16];                                                                              \
+        memcpy(a_[0], &(sq), 64), memcpy(a_[1], &(sqq), 64), memcpy(a_[2], &(sqx), 64);               \
+        memcpy(a_[3], &sx, 64), memcpy(a_[4], &sxx, 64);                                              \
+        FIT_FN(solve16)(t, gs, a_[0], a_[1], a_[2], a_[3], a_[4], s, b, ok, e);                       \
+    } while (0)
+
 /* rne(clamp(v, 0, nmax)), as kt_fit_code() */
 #define FIT_CODE(v, nv) (FIT_SEL((v) > (nv), (nv), FIT_SEL((v) < zero, zero, (v))) + two23 - two23)
 
@@ -104,12 +114,10 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
             sqq += q * q;
             sqx += q * X[j];
         }
-        float a[5][16], s[16], b[16];
+        float s[16], b[16];
         int32_t ok[16];
         double e[16];
-        memcpy(a[0], &sq, 64), memcpy(a[1], &sqq, 64), memcpy(a[2], &sqx, 64), memcpy(a[3], &sx, 64);
-        memcpy(a[4], &sxx, 64);
-        FIT_FN(solve16)(t, gs, a[0], a[1], a[2], a[3], a[4], s, b, ok, e);
+        FIT_SOLVE(sq, sqq, sqx, s, b, ok, e);
         for (int l = 0; l < 16; l++)
             if (ok[l] && e[l] < best_e[l]) best_e[l] = e[l], best_s[l] = s[l], best_b[l] = b[l];
     }
@@ -140,12 +148,10 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
             sqx += cand[j] * X[j];
         }
         int any = 0;
-        float a[5][16], s[16], b[16];
+        float s[16], b[16];
         int32_t ok[16];
         double es[16];
-        memcpy(a[0], &sq, 64), memcpy(a[1], &sqq, 64), memcpy(a[2], &sqx, 64), memcpy(a[3], &sx, 64);
-        memcpy(a[4], &sxx, 64);
-        FIT_FN(solve16)(t, gs, a[0], a[1], a[2], a[3], a[4], s, b, ok, es);
+        FIT_SOLVE(sq, sqq, sqx, s, b, ok, es);
         for (int l = 0; l < 16; l++) {
             if (active[l] && ok[l]) ns[l] = s[l], nb[l] = b[l];
             else active[l] = 0;
@@ -196,3 +202,4 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
 
 #undef FIT_SEL
 #undef FIT_CODE
+#undef FIT_SOLVE

@@ -10,9 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 enum { CHUNK = 1024 }; /* groups */
 
@@ -44,14 +41,6 @@ static void pack_codes(int bits, const uint8_t *c, size_t n, uint8_t *p) {
         kt_pack_codes_ref(bits, c, n, p);
 }
 
-static int thread_count(int threads) {
-#ifdef _OPENMP
-    return threads > 0 ? threads : omp_get_max_threads();
-#else
-    (void)threads;
-    return 1;
-#endif
-}
 
 int kt_fit_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uint64_t rows, uint64_t k,
                   uint8_t *packed, void *scales, void *biases, int threads, uint64_t *bad_index) {
@@ -60,7 +49,7 @@ int kt_fit_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uint64_t
     const size_t gs = (size_t)p->group_size, es = kt_dtype_bits(t) / 8;
     const size_t groups = (size_t)(rows * k) / gs, group_bytes = gs * (size_t)p->bits / 8;
     const int64_t chunks = (int64_t)((groups + CHUNK - 1) / CHUNK);
-#pragma omp parallel num_threads(thread_count(threads))
+#pragma omp parallel num_threads(kt_quant_threads(threads))
     {
         float *x = kt_xmalloc(CHUNK * gs * sizeof *x), *s = kt_xmalloc(CHUNK * sizeof *s), *b = kt_xmalloc(CHUNK * sizeof *b);
         uint8_t *codes = kt_xmalloc(CHUNK * gs);

@@ -12,17 +12,16 @@ import shutil
 import struct
 import sys
 
-import jsonschema
 import mlx.core as mx
 import numpy as np
 import pytest
 
 import stfile
-from conftest import ROOT, generate, one_line_error, run, tool
+from conftest import generate, one_line_error, run, tool
 from test_convert_oracle import decode_tags, load_all, raw
+from test_verify_oracle import failing, verify  # the report, checked against its schema
 
-CONVERT, VERIFY, RUN = tool("kintsugi-convert"), tool("kintsugi-verify"), tool("kintsugi-run")
-SCHEMA = json.load(open(os.path.join(ROOT, "docs", "verify-report.schema.json")))
+CONVERT, RUN = tool("kintsugi-convert"), tool("kintsugi-run")
 RECIPES = ["mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6"]
 # 16 blocks, so that mlx-lm's rule (first and last eighth, every third in
 # between) picks some blocks and not others; and a MoE model, whose shared
@@ -56,18 +55,6 @@ def greedy(path, moe):
     mlx_generate(model, tokenizer, prompt="日本の首都は", max_tokens=10, verbose=False,
                  sampler=lambda lg: (out.append(int(mx.argmax(lg, axis=-1).item())) or mx.argmax(lg, axis=-1)))
     return out
-
-
-def verify(d, *args):
-    r = run([VERIFY, d, "--json", *args], check=False)
-    assert r.returncode in (0, 1), r.stderr
-    report = json.loads(r.stdout)
-    jsonschema.validate(report, SCHEMA)
-    return r.returncode, report
-
-
-def failing(report):
-    return {c["name"] for c in report["checks"] if c["status"] == "fail"}
 
 
 @pytest.fixture(scope="module")

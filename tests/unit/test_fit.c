@@ -16,31 +16,23 @@ static const int BITS[] = {2, 3, 4, 5, 6, 8};
 static const int GROUPS[] = {32, 64, 128};
 static const kt_dtype DTYPES[] = {KT_BF16, KT_F16, KT_F32};
 
-static uint64_t next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(uint64_t *s) { return (float)((next(s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 
 /* A group of one of several kinds, rounded to T as a converted tensor is. */
 static void fill(uint64_t *s, float *x, int gs, kt_dtype t) {
-    const int kind = (int)(next(s) % 9);
-    const float scale = ldexpf(1.0f, (int)(next(s) % 21) - 14), c = uniform(s) * scale;
+    const int kind = (int)(harness_next(s) % 9);
+    const float scale = ldexpf(1.0f, (int)(harness_next(s) % 21) - 14), c = harness_uniform(s) * scale;
     for (int j = 0; j < gs; j++) {
-        const float u = uniform(s), v = uniform(s);
+        const float u = harness_uniform(s), v = harness_uniform(s);
         switch (kind) {
-        case 0: x[j] = (u + v + uniform(s)) * scale; break;                     /* near-Gaussian */
+        case 0: x[j] = (u + v + harness_uniform(s)) * scale; break;                     /* near-Gaussian */
         case 1: x[j] = u / (fabsf(v) + 0.05f) * scale; break;                  /* heavy tails */
-        case 2: x[j] = (next(s) % 16 == 0) ? u * 50 * scale : u * scale; break; /* outliers */
+        case 2: x[j] = (harness_next(s) % 16 == 0) ? u * 50 * scale : u * scale; break; /* outliers */
         case 3: x[j] = c; break;                                               /* constant */
-        case 4: x[j] = (float)((int)(next(s) % 9) - 4) * 0.5f * scale; break;  /* ties */
+        case 4: x[j] = (float)((int)(harness_next(s) % 9) - 4) * 0.5f * scale; break;  /* ties */
         case 5: x[j] = fabsf(u) * scale + 3 * scale; break;                   /* all positive, offset */
         case 6: x[j] = u * 1e-39f; break;                                      /* subnormal */
-        case 7: x[j] = (next(s) & 1) ? u * FLT_MAX * 0.5f : u; break;          /* huge range */
-        default: x[j] = (next(s) & 1) ? 0.0f : u * scale; break;               /* half zeros */
+        case 7: x[j] = (harness_next(s) & 1) ? u * FLT_MAX * 0.5f : u; break;          /* huge range */
+        default: x[j] = (harness_next(s) & 1) ? 0.0f : u * scale; break;               /* half zeros */
         }
     }
     uint8_t raw[512];
@@ -157,7 +149,7 @@ void test_fit_lowers_error_on_realistic_weights(void) {
             float x[64], s, b;
             uint8_t codes[64];
             for (int j = 0; j < gs; j++) {
-                const float u = uniform(&st), v = uniform(&st), w = uniform(&st);
+                const float u = harness_uniform(&st), v = harness_uniform(&st), w = harness_uniform(&st);
                 x[j] = heavy ? 0.02f * u / (fabsf(v) + 0.3f) : 0.02f * (u + v + w);
                 x[j] = kt_fit_round_to(KT_BF16, x[j]);
             }
@@ -178,7 +170,7 @@ static void tensor_matches_groups(int bits) {
     uint16_t in[37 * 256];
     float x[256];
     uint64_t st = 5;
-    for (int i = 0; i < rows * k; i++) in[i] = kt_f32_to_bf16(0.02f * uniform(&st) / (fabsf(uniform(&st)) + 0.2f));
+    for (int i = 0; i < rows * k; i++) in[i] = kt_f32_to_bf16(0.02f * harness_uniform(&st) / (fabsf(harness_uniform(&st)) + 0.2f));
     kt_quant_params p = {bits, gs, KT_QUANT_METAL};
     const size_t rb = (size_t)k * bits / 8, ng = (size_t)k / gs;
     uint8_t *packed1 = calloc((size_t)rows, rb), *packed2 = calloc((size_t)rows, rb);

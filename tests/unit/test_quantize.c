@@ -18,38 +18,30 @@
 static const int BITS[] = {2, 3, 4, 5, 6, 8};
 static const int GROUPS[] = {32, 64, 128};
 
-static uint64_t next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(uint64_t *s) { return (float)((next(s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 
 static float bf16_round(float x) { return kt_bf16_to_f32(kt_f32_to_bf16(x)); }
 
 /* One group of GS values of a randomly chosen kind; the adversarial kinds are
  * the ones where the two MLX semantics or a careless kernel would differ. */
 static void fill_group(uint64_t *s, float *x, int gs) {
-    int kind = (int)(next(s) % 12);
-    float scale = ldexpf(1.0f, (int)(next(s) % 41) - 20);
-    float c = uniform(s) * scale;
+    int kind = (int)(harness_next(s) % 12);
+    float scale = ldexpf(1.0f, (int)(harness_next(s) % 41) - 20);
+    float c = harness_uniform(s) * scale;
     for (int j = 0; j < gs; j++) {
-        float u = uniform(s);
+        float u = harness_uniform(s);
         switch (kind) {
         case 0: x[j] = u * scale; break;                                   /* plain */
         case 1: x[j] = bf16_round(u * scale); break;                       /* bf16 input */
-        case 2: x[j] = (next(s) & 1) ? -0.0f : 0.0f; break;                /* zeros, both signs */
+        case 2: x[j] = (harness_next(s) & 1) ? -0.0f : 0.0f; break;                /* zeros, both signs */
         case 3: x[j] = c; break;                                           /* constant */
         case 4: x[j] = -fabsf(u) * scale; break;                           /* all negative */
         case 5: x[j] = fabsf(u) * scale; break;                            /* all positive */
-        case 6: x[j] = (float)((int)(next(s) % 17) - 8) * 0.5f * scale; break; /* exact .5 ties */
+        case 6: x[j] = (float)((int)(harness_next(s) % 17) - 8) * 0.5f * scale; break; /* exact .5 ties */
         case 7: x[j] = u * 1e-39f; break;                                  /* subnormals */
-        case 8: x[j] = (next(s) & 1) ? u * FLT_MAX : u; break;             /* huge range */
-        case 9: x[j] = (next(s) % 8 == 0) ? u * scale * 1000.0f : u * scale; break; /* outliers */
-        case 10: x[j] = (next(s) & 1) ? ((next(s) & 1) ? -0.0f : 0.0f) : u * scale; break; /* +-0 mix */
-        default: x[j] = (float)(int)(next(s) % 16) * scale; break;         /* on a grid from 0 */
+        case 8: x[j] = (harness_next(s) & 1) ? u * FLT_MAX : u; break;             /* huge range */
+        case 9: x[j] = (harness_next(s) % 8 == 0) ? u * scale * 1000.0f : u * scale; break; /* outliers */
+        case 10: x[j] = (harness_next(s) & 1) ? ((harness_next(s) & 1) ? -0.0f : 0.0f) : u * scale; break; /* +-0 mix */
+        default: x[j] = (float)(int)(harness_next(s) % 16) * scale; break;         /* on a grid from 0 */
         }
     }
 }
@@ -134,8 +126,8 @@ void test_quantize_error_within_half_step(void) {
         int bits = BITS[iter % 6], gs = GROUPS[(iter / 6) % 3];
         const int n_bins = (1 << bits) - 1;
         kt_quant_params p = {bits, gs, iter % 2 ? KT_QUANT_CPU : KT_QUANT_METAL};
-        float scale = ldexpf(1.0f, (int)(next(&st) % 21) - 10);
-        for (int j = 0; j < gs; j++) w[j] = uniform(&st) * scale;
+        float scale = ldexpf(1.0f, (int)(harness_next(&st) % 21) - 10);
+        for (int j = 0; j < gs; j++) w[j] = harness_uniform(&st) * scale;
         CHECK(kt_quantize_row_ref(&p, w, (size_t)gs, packed, scales, biases) == 0);
         kt_unpack_codes_ref(bits, packed, (size_t)gs, codes);
         const float s = scales[0], b = biases[0];
@@ -259,7 +251,7 @@ void test_quantize_unaligned_input(void) {
     uint64_t st = 99;
     static uint16_t aligned[ROWS * K];
     static unsigned char shifted[ROWS * K * 2 + 1];
-    for (int i = 0; i < ROWS * K; i++) aligned[i] = kt_f32_to_bf16(uniform(&st));
+    for (int i = 0; i < ROWS * K; i++) aligned[i] = kt_f32_to_bf16(harness_uniform(&st));
     memcpy(shifted + 1, aligned, sizeof aligned);
     kt_quant_params p = {4, 64, KT_QUANT_METAL};
     uint8_t pa[ROWS * K / 2], pb[ROWS * K / 2];

@@ -32,6 +32,18 @@
 #define KT_QMV_BIND_Y 5
 #define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
 
+/* ---- qmm: Y[t] = W X[t] for T tokens of the prompt, W as in qmv; X: T x
+ * cols, Y: T x rows (token-major, as the CPU's batch). One workgroup per
+ * row computes the row's T outputs, so each code is read once per row and
+ * used T times. */
+#define KT_QMM_MAX_TOKENS 8 /* per dispatch; the host loops over blocks */
+#define KT_QMM_BIND_W 1
+#define KT_QMM_BIND_SCALES 2
+#define KT_QMM_BIND_BIASES 3
+#define KT_QMM_BIND_X 4
+#define KT_QMM_BIND_Y 5
+#define KT_QMM_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U tokens; U x_offset; U y_offset;
+
 /* ---- mv_dense: y = W x for a dense W [rows, cols] of w_dtype (the bf16
  * original, the verify reference), from element w_offset; x, y float32. One
  * workgroup per row, as qmv. */
@@ -113,6 +125,7 @@
 typedef struct { KT_QMV_ARGS(uint32_t) } kt_gpu_qmv_args;
 typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
 typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
+typedef struct { KT_QMM_ARGS(uint32_t) } kt_gpu_qmm_args;
 typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
 typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;
 typedef struct { KT_ATTEND_ARGS(uint32_t) } kt_gpu_attend_args;

@@ -17,9 +17,9 @@
 
 /* the SPIR-V of each kernel, embedded at build time (build/gpu/kernels_spv.c) */
 extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[], kt_spv_mamba_conv[],
-    kt_spv_mamba_ssm[], kt_spv_mamba_gate[], kt_spv_attend[], kt_spv_ewise[];
+    kt_spv_mamba_ssm[], kt_spv_mamba_gate[], kt_spv_attend[], kt_spv_ewise[], kt_spv_qmm[];
 extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size,
-    kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size;
+    kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size, kt_spv_qmm_size;
 
 static const struct {
     const char *name;
@@ -36,6 +36,7 @@ static const struct {
     {"mamba_gate", kt_spv_mamba_gate, &kt_spv_mamba_gate_size, 3},
     {"attend", kt_spv_attend, &kt_spv_attend_size, 5},
     {"ewise", kt_spv_ewise, &kt_spv_ewise_size, 2},
+    {"qmm", kt_spv_qmm, &kt_spv_qmm_size, 5},
 };
 
 enum { MAX_BUFFERS = 8, MAX_ARGS = 128 };

@@ -17,7 +17,7 @@ typedef struct kt_vk kt_vk;
 
 typedef enum {
     KT_GPU_QMV = 0, KT_GPU_MV_DENSE, KT_GPU_QROW, KT_GPU_RMSNORM, KT_GPU_MAMBA_CONV, KT_GPU_MAMBA_SSM, KT_GPU_MAMBA_GATE,
-    KT_GPU_ATTEND, KT_GPU_EWISE, KT_GPU_KERNELS
+    KT_GPU_ATTEND, KT_GPU_EWISE, KT_GPU_QMM, KT_GPU_KERNELS
 } kt_gpu_kernel;
 
 /* A host-visible, coherent storage buffer, mapped for its whole life. */

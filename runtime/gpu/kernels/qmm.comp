@@ -1,0 +1,64 @@
+// qmm.comp - the prompt's matrix-matrix product Y[t] = W X[t] for up to
+// KT_QMM_MAX_TOKENS tokens (gpu_abi.h), W affine-quantized as in qmv: each
+// thread's groups are decoded once and used for every token, partial sums
+// per token meet in shared memory.
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "../gpu_abi.h"
+
+layout(local_size_x = KT_QMV_THREADS) in;
+layout(std430, binding = KT_QMM_BIND_W) readonly buffer Codes { uint w[]; };
+layout(std430, binding = KT_QMM_BIND_SCALES) readonly buffer Scales { uint scales[]; };
+layout(std430, binding = KT_QMM_BIND_BIASES) readonly buffer Biases { uint biases[]; };
+layout(std430, binding = KT_QMM_BIND_X) readonly buffer X { float x[]; };
+layout(std430, binding = KT_QMM_BIND_Y) writeonly buffer Y { float y[]; };
+layout(push_constant) uniform Args { KT_QMM_ARGS(uint) } args;
+
+shared float partial[KT_QMM_MAX_TOKENS][KT_QMV_THREADS];
+
+float param(uint word, uint i) {
+    if (args.param_dtype == KT_GPU_F32) return uintBitsToFloat(word);
+    uint h = (i & 1u) != 0u ? word >> 16 : word & 0xffffu;
+    return args.param_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
+}
+
+uint code_at(uint e) {
+    uint bit = e * args.bits, word = args.w_offset + (bit >> 5), shift = bit & 31u;
+    uint v = w[word] >> shift;
+    if (shift + args.bits > 32u) v |= w[word + 1u] << (32u - shift);
+    return v & ((1u << args.bits) - 1u);
+}
+
+void main() {
+    uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint lid = gl_LocalInvocationID.x, T = args.tokens;
+    if (row >= args.rows) return;
+    uint groups = args.cols / args.group_size;
+    float acc[KT_QMM_MAX_TOKENS];
+    for (uint t = 0u; t < KT_QMM_MAX_TOKENS; t++) acc[t] = 0.0;
+    for (uint g = lid; g < groups; g += KT_QMV_THREADS) {
+        float sqx[KT_QMM_MAX_TOKENS], sx[KT_QMM_MAX_TOKENS];
+        for (uint t = 0u; t < KT_QMM_MAX_TOKENS; t++) sqx[t] = 0.0, sx[t] = 0.0;
+        uint base = row * args.cols + g * args.group_size;
+        for (uint j = 0u; j < args.group_size; j++) {
+            float q = float(code_at(base + j));
+            for (uint t = 0u; t < T; t++) {
+                float xv = x[args.x_offset + t * args.cols + g * args.group_size + j];
+                sqx[t] += q * xv;
+                sx[t] += xv;
+            }
+        }
+        uint p = args.p_offset + row * groups + g, pw = args.param_dtype == KT_GPU_F32 ? p : p >> 1;
+        float s = param(scales[pw], p), b = param(biases[pw], p);
+        for (uint t = 0u; t < T; t++) acc[t] += s * sqx[t] + b * sx[t];
+    }
+    for (uint t = 0u; t < T; t++) partial[t][lid] = acc[t];
+    barrier();
+    for (uint stride = KT_QMV_THREADS / 2; stride > 0u; stride >>= 1) {
+        if (lid < stride)
+            for (uint t = 0u; t < T; t++) partial[t][lid] += partial[t][lid + stride];
+        barrier();
+    }
+    if (lid == 0u)
+        for (uint t = 0u; t < T; t++) y[args.y_offset + t * args.rows + row] = partial[t][0];
+}

@@ -49,7 +49,7 @@ build/config.mk: scripts/bootstrap.sh scripts/configure.sh
 	@sh scripts/bootstrap.sh
 	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
 
-$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard tests/unit/*.h) build/config.mk
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard runtime/gpu/*.h) $(wildcard tests/unit/*.h) build/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -71,7 +71,32 @@ $(BINDIR)/kintsugi-fixup: $(call objects_of,fixup) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
 	$(LINK)
-$(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(LIB_A)
+# The Vulkan backend of kintsugi-run (docs/GPU.md), when the GLSL compiler and
+# the Vulkan headers are here (scripts/bootstrap.sh --tests installs them):
+# the kernels compiled to SPIR-V and embedded. A flag file records the choice,
+# so that switching it rebuilds what depends on it.
+HAVE_VULKAN := $(shell command -v glslangValidator >/dev/null 2>&1 && pkg-config --exists vulkan 2>/dev/null && echo 1)
+VULKAN_FLAG := $(OUT)/vulkan-$(if $(HAVE_VULKAN),on,off).flag
+$(VULKAN_FLAG):
+	@mkdir -p $(dir $@)
+	@rm -f $(OUT)/vulkan-*.flag
+	@touch $@
+ifeq ($(HAVE_VULKAN),1)
+GPU_SPV := $(patsubst runtime/gpu/kernels/%.comp,$(OUT)/gpu/%.spv,$(wildcard runtime/gpu/kernels/*.comp))
+GPU_OBJ := $(OUT)/runtime/gpu/vulkan.o $(OUT)/runtime/gpu/backend_vulkan.o $(OUT)/gpu/kernels_spv.o
+$(OUT)/gpu/%.spv: runtime/gpu/kernels/%.comp runtime/gpu/gpu_abi.h
+	@mkdir -p $(dir $@)
+	@glslangValidator --target-env vulkan1.1 -V -o $@ $< > $@.log || { cat $@.log; exit 1; }
+$(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed_spirv.sh
+	@sh scripts/embed_spirv.sh $@ $(foreach f,$(GPU_SPV),$(basename $(notdir $(f)))=$(f))
+$(OUT)/gpu/kernels_spv.o: $(OUT)/gpu/kernels_spv.c
+	$(CC) $(CFLAGS) -c $< -o $@
+$(OUT)/runtime/gpu/%.o: CFLAGS += -Iruntime/gpu $(shell pkg-config --cflags vulkan)
+$(OUT)/runtime/cli/%.o: CFLAGS += -DKT_HAVE_VULKAN -Iruntime/gpu
+$(BINDIR)/kintsugi-run: LDLIBS += $(shell pkg-config --libs vulkan)
+endif
+$(OUT)/runtime/cli/main.o: $(VULKAN_FLAG)
+$(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(GPU_OBJ) $(LIB_A)
 	$(LINK)
 # verify names the fixup rules and re-derives tensors with convert's plan
 VERIFY_OBJ := $(call objects_of,verify) $(filter-out $(OUT)/fixup/main.o,$(call objects_of,fixup)) $(OUT)/convert/plan.o

@@ -38,6 +38,22 @@ struct kt_backend {
     void (*matvec_q)(const kt_linear *w, const kt_qact *a, float *y);
     void (*matmul_q)(const kt_linear *w, const kt_qact *a, int t, float *y); /* A: T inputs */
     int (*int8_ok)(const kt_linear *w);
+    /* The element-wise steps between the matrices: u = max(u, 0)^2 (the MLP)
+     * and x += y (the residual), so that a device backend has every step of
+     * a token. */
+    void (*relu2)(float *u, int n);
+    void (*add)(float *x, const float *y, int n);
+    /* A device backend (runtime/gpu/) records the calls of a token and runs
+     * them as one submission: sync() runs what is recorded and makes every
+     * result visible to the host (NULL: every call is done when it returns).
+     * alloc()/release() give the state and scratch buffers the device can
+     * reach, zeroed (NULL: calloc/free). matmul NULL: the prompt goes token
+     * by token. */
+    int (*sync)(void);
+    void *(*alloc)(size_t bytes);
+    void (*release)(void *p);
+    /* The model is freed: drop every copy made of its weights (NULL: none). */
+    void (*unload)(void);
 };
 
 const kt_backend *kt_cpu_backend(void);

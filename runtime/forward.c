@@ -33,6 +33,7 @@ struct kt_work {
     float *score, *sel, *wk, *gscore;
     int *chosen;
     float *tmp;                    /* the backend's: conv window or attention scores */
+    float *spare;                  /* logits nobody reads (a prompt token by token), or NULL */
     kt_qact qa;                    /* the current input, quantized (KT_ACT_INT8) */
     kt_qact qb;                    /* the prompt path's: N inputs at once */
 };
@@ -44,31 +45,41 @@ static int proj_size(const kt_config *c) {
 
 static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
-static kt_work *work_new(const kt_config *c, int max_pos) {
+/* A zeroed buffer the backend's device can reach (backend.h). */
+static void *buffer(const kt_backend *be, size_t bytes) { return be->alloc ? be->alloc(bytes) : kt_xcalloc(1, bytes); }
+static void release(const kt_backend *be, void *p) {
+    if (be->release) be->release(p);
+    else free(p);
+}
+
+static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) {
     kt_work *w = kt_xcalloc(1, sizeof *w);
     const int H = c->hidden, E = c->n_experts > 0 ? c->n_experts : 1, K = c->top_k > 0 ? c->top_k : 1;
-    w->x = kt_xmalloc((size_t)H * sizeof(float));
-    w->h = kt_xmalloc((size_t)H * sizeof(float));
-    w->o = kt_xmalloc((size_t)H * sizeof(float));
-    w->ey = kt_xmalloc((size_t)H * sizeof(float));
-    w->proj = kt_xmalloc((size_t)proj_size(c) * sizeof(float));
-    w->y = kt_xmalloc((size_t)c->m_heads * c->m_head_dim * sizeof(float));
-    w->q = kt_xmalloc((size_t)c->heads * c->head_dim * sizeof(float));
-    w->att = kt_xmalloc((size_t)c->heads * c->head_dim * sizeof(float));
-    w->u = kt_xmalloc((size_t)max3(c->intermediate, c->moe_inter, c->moe_shared_inter) * sizeof(float));
-    w->score = kt_xmalloc((size_t)E * sizeof(float));
-    w->sel = kt_xmalloc((size_t)E * sizeof(float));
-    w->gscore = kt_xmalloc((size_t)(c->n_group > 0 ? c->n_group : 1) * sizeof(float));
-    w->wk = kt_xmalloc((size_t)K * sizeof(float));
-    w->chosen = kt_xmalloc((size_t)K * sizeof(int));
-    w->tmp = kt_xmalloc((size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
+    w->x = buffer(be, (size_t)H * sizeof(float));
+    w->h = buffer(be, (size_t)H * sizeof(float));
+    w->o = buffer(be, (size_t)H * sizeof(float));
+    w->ey = buffer(be, (size_t)H * sizeof(float));
+    w->proj = buffer(be, (size_t)proj_size(c) * sizeof(float));
+    w->y = buffer(be, (size_t)c->m_heads * c->m_head_dim * sizeof(float));
+    w->q = buffer(be, (size_t)c->heads * c->head_dim * sizeof(float));
+    w->att = buffer(be, (size_t)c->heads * c->head_dim * sizeof(float));
+    w->u = buffer(be, (size_t)max3(c->intermediate, c->moe_inter, c->moe_shared_inter) * sizeof(float));
+    w->score = buffer(be, (size_t)E * sizeof(float));
+    w->sel = buffer(be, (size_t)E * sizeof(float));
+    w->gscore = buffer(be, (size_t)(c->n_group > 0 ? c->n_group : 1) * sizeof(float));
+    w->wk = buffer(be, (size_t)K * sizeof(float));
+    w->chosen = buffer(be, (size_t)K * sizeof(int));
+    w->tmp = buffer(be, (size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
+    if (!be->matmul) w->spare = buffer(be, (size_t)c->vocab * sizeof(float));
     return w;
 }
 
-static void work_free(kt_work *w) {
+static void work_free(const kt_backend *be, kt_work *w) {
     if (!w) return;
-    free(w->x), free(w->h), free(w->o), free(w->ey), free(w->proj), free(w->y), free(w->q), free(w->att);
-    free(w->u), free(w->score), free(w->sel), free(w->gscore), free(w->wk), free(w->chosen), free(w->tmp);
+    void *bufs[] = {w->x, w->h, w->o, w->ey, w->proj, w->y, w->q, w->att, w->u, w->score, w->sel, w->gscore,
+                    w->wk, w->chosen, w->tmp, w->spare};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) release(be, bufs[i]);
     kt_qact_free(&w->qa);
     kt_qact_free(&w->qb);
     free(w);
@@ -85,29 +96,29 @@ int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
     s->v = kt_xcalloc((size_t)L, sizeof *s->v);
     for (int i = 0; i < L; i++) {
         if (m->layers[i].kind == 'M') {
-            s->conv[i] = kt_xcalloc((size_t)(c->conv - 1) * conv_dim + 1, sizeof(float));
-            s->ssm[i] = kt_xcalloc((size_t)c->m_heads * c->m_head_dim * c->state, sizeof(float));
+            s->conv[i] = buffer(m->backend, ((size_t)(c->conv - 1) * conv_dim + 1) * sizeof(float));
+            s->ssm[i] = buffer(m->backend, (size_t)c->m_heads * c->m_head_dim * c->state * sizeof(float));
         } else if (m->layers[i].kind == '*') {
-            s->k[i] = kt_xcalloc((size_t)max_pos * c->kv_heads * c->head_dim, sizeof(float));
-            s->v[i] = kt_xcalloc((size_t)max_pos * c->kv_heads * c->head_dim, sizeof(float));
+            s->k[i] = buffer(m->backend, (size_t)max_pos * c->kv_heads * c->head_dim * sizeof(float));
+            s->v[i] = buffer(m->backend, (size_t)max_pos * c->kv_heads * c->head_dim * sizeof(float));
         }
     }
-    s->work = work_new(c, max_pos);
+    s->work = work_new(m->backend, c, max_pos);
     return 0;
 }
 
 void kt_state_free(kt_state *s, const kt_model *m) {
     for (int i = 0; i < m->cfg.n_layers; i++) {
-        free(s->conv[i]);
-        free(s->ssm[i]);
-        free(s->k[i]);
-        free(s->v[i]);
+        if (s->conv[i]) release(m->backend, s->conv[i]);
+        if (s->ssm[i]) release(m->backend, s->ssm[i]);
+        if (s->k[i]) release(m->backend, s->k[i]);
+        if (s->v[i]) release(m->backend, s->v[i]);
     }
     free(s->conv);
     free(s->ssm);
     free(s->k);
     free(s->v);
-    work_free(s->work);
+    work_free(m->backend, s->work);
     memset(s, 0, sizeof *s);
 }
 
@@ -158,15 +169,11 @@ static void attention(const kt_model *m, kt_work *w, const kt_layer *L, float *k
     apply(m, w, &L->o, w->att, out);
 }
 
-static void relu2(float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
-}
-
 static void mlp(const kt_model *m, kt_work *w, const kt_layer *L, const float *x, float *out) {
     const kt_config *c = &m->cfg;
     input(m, w, x, c->hidden);
     apply(m, w, &L->up, x, w->u);
-    relu2(w->u, (size_t)c->intermediate);
+    m->backend->relu2(w->u, c->intermediate);
     input(m, w, w->u, c->intermediate);
     apply(m, w, &L->down, w->u, out);
 }
@@ -225,7 +232,7 @@ static void moe(const kt_model *m, kt_work *w, const kt_layer *L, const float *x
         float f = (K > 1 && c->norm_topk ? wk[k] / (total + 1e-20f) : wk[k]) * c->routed_scale;
         input(m, w, x, c->hidden);
         apply(m, w, &L->fc1[chosen[k]], x, u);
-        relu2(u, (size_t)c->moe_inter);
+        m->backend->relu2(u, c->moe_inter);
         input(m, w, u, c->moe_inter);
         apply(m, w, &L->fc2[chosen[k]], u, y);
         for (int i = 0; i < c->hidden; i++) out[i] += f * y[i];
@@ -233,7 +240,7 @@ static void moe(const kt_model *m, kt_work *w, const kt_layer *L, const float *x
     if (L->has_shared) {
         input(m, w, x, c->hidden);
         apply(m, w, &L->sh_up, x, u);
-        relu2(u, (size_t)c->moe_shared_inter);
+        m->backend->relu2(u, c->moe_shared_inter);
         input(m, w, u, c->moe_shared_inter);
         apply(m, w, &L->sh_down, u, y);
         for (int i = 0; i < c->hidden; i++) out[i] += y[i];
@@ -255,11 +262,12 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
         else if (L->kind == '*') attention(m, w, L, s->k[i], s->v[i], s->pos, h, o);
         else if (L->kind == 'E') moe(m, w, L, h, o);
         else mlp(m, w, L, h, o);
-        for (int j = 0; j < c->hidden; j++) x[j] += o[j];
+        be->add(x, o, c->hidden);
     }
     be->rmsnorm(h, x, &m->norm_f, c->hidden, c->eps);
     input(m, w, h, c->hidden);
     apply(m, w, &m->lm_head, h, logits);
+    if (be->sync && be->sync()) return -1;
     s->pos++;
     return 0;
 }
@@ -276,6 +284,12 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
     const int H = c->hidden;
     if (n <= 0) return kt_fail("no tokens");
     if (s->pos + n > s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
+    if (!be->matmul) { /* a backend without the prompt's products: token by token */
+        for (int t = 0; t < n; t++)
+            if (kt_forward(m, s, tokens[t], every || t == n - 1 ? logits + (every ? (size_t)t * c->vocab : 0) : w->spare))
+                return -1;
+        return 0;
+    }
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", tokens[t], c->vocab);
     float *x = kt_xmalloc((size_t)n * H * sizeof *x), *h = kt_xmalloc((size_t)n * H * sizeof *h);
@@ -312,14 +326,14 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
             float *u = kt_xmalloc((size_t)n * c->intermediate * sizeof *u);
             binput(m, w, h, n, H);
             bapply(m, w, &L->up, h, n, u);
-            relu2(u, (size_t)n * c->intermediate);
+            be->relu2(u, n * c->intermediate);
             binput(m, w, u, n, c->intermediate);
             bapply(m, w, &L->down, u, n, o);
             free(u);
         } else {
             for (int t = 0; t < n; t++) moe(m, s->work, L, h + (size_t)t * H, o + (size_t)t * H);
         }
-        for (size_t j = 0; j < (size_t)n * H; j++) x[j] += o[j];
+        be->add(x, o, n * H);
     }
     if (every) { /* the final norm and lm_head of every position, as one matrix product */
         for (int t = 0; t < n; t++) be->rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &m->norm_f, H, c->eps);

@@ -292,6 +292,7 @@ int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const ch
 }
 
 void kt_model_free(kt_model *m) {
+    if (m->backend && m->backend->unload) m->backend->unload(); /* its copies of the weights go too */
     if (m->files.n_shards || m->files.dir) kt_model_close(&m->files);
     free_layers(m);
     kt_config_free(&m->cfg);

@@ -8,6 +8,7 @@
  * spent, "</think>" is fed to the model and the answer begins.
  * Exit codes: 0 done, 1 the model or input cannot be used, 2 usage or I/O.
  */
+#include "backend.h"
 #include "chat.h"
 #include "cli.h"
 #include "error.h"
@@ -15,6 +16,10 @@
 #include "hub.h"
 #include "json.h"
 #include "model.h"
+#ifdef KT_HAVE_VULKAN
+#include "backend_vulkan.h"
+#include "vulkan.h"
+#endif
 #include "choices.h"
 #include "perplexity.h"
 #include "progress.h"
@@ -30,8 +35,11 @@
 
 static const char *PROG = "kintsugi-run";
 
+enum { BACKEND_AUTO = 0, BACKEND_CPU = 1, BACKEND_VULKAN = 2 };
+
 typedef struct {
     const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision, *choices, *prompts;
+    int backend;                  /* BACKEND_AUTO, _CPU or _VULKAN */
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
     int window_set, num_fewshot, fewshot_set, exact;
@@ -73,6 +81,9 @@ static void usage(FILE *out) {
             "  --repetition-penalty R   R > 0 (1: off)\n"
             "  --seed S                 the sampler's seed\n"
             "  --context N              the longest sequence, prompt included (default 4096)\n"
+            "  --backend B              auto (default: a Vulkan GPU if there is one, else the\n"
+            "                           CPU; never a CPU Vulkan driver), cpu, or vulkan (the\n"
+            "                           device KINTSUGI_VULKAN_DEVICE names, lavapipe included)\n"
             "  --exact                  float32 activations for quantized weights (the default\n"
             "                           for --perplexity and --choices; generation uses 8-bit\n"
             "                           integer activations unless KT_ACTIVATIONS=f32)\n"
@@ -101,7 +112,8 @@ static void usage(FILE *out) {
 enum {
     O_PROMPT = 1, O_SYSTEM, O_PERPLEXITY, O_KLD_AGAINST, O_REASONING, O_MAX_TOKENS, O_MAX_REASONING, O_CONTEXT,
     O_TOP_K, O_WINDOW, O_TEMPERATURE, O_TOP_P, O_MIN_P, O_REP_PENALTY, O_SEED, O_RAW, O_CHAT, O_JSON, O_TOKENIZE,
-    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION, O_CHOICES, O_NUM_FEWSHOT, O_PROMPTS, O_EXACT
+    O_BOS, O_NO_BOS, O_QUIET, O_VERBOSE, O_STRICT_TEMPLATE, O_REVISION, O_CHOICES, O_NUM_FEWSHOT, O_PROMPTS, O_EXACT,
+    O_BACKEND
 };
 static const kt_opt OPTIONS[] = {
     {"--prompt", 0, 1, O_PROMPT}, {"--system", 0, 1, O_SYSTEM}, {"--perplexity", 0, 1, O_PERPLEXITY},
@@ -113,7 +125,8 @@ static const kt_opt OPTIONS[] = {
     {"--bos", 0, 0, O_BOS}, {"--no-bos", 0, 0, O_NO_BOS}, {"--quiet", 'q', 0, O_QUIET},
     {"--verbose", 'v', 0, O_VERBOSE}, {"--strict-template", 0, 0, O_STRICT_TEMPLATE},
     {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES}, {"--num-fewshot", 0, 1, O_NUM_FEWSHOT},
-    {"--prompts", 0, 1, O_PROMPTS}, {"--exact", 0, 0, O_EXACT}, {NULL, 0, 0, 0}};
+    {"--prompts", 0, 1, O_PROMPTS}, {"--exact", 0, 0, O_EXACT},
+    {"--backend", 0, 1, O_BACKEND}, {NULL, 0, 0, 0}};
 
 /* The modes (--prompt, --chat, --prompts, --perplexity, --choices,
  * --tokenize) exclude each other, and options of one mode are refused in
@@ -194,6 +207,11 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_CHOICES: o->choices = a.value; break;
         case O_PROMPTS: o->prompts = a.value; break;
         case O_EXACT: o->exact = 1; break;
+        case O_BACKEND: {
+            static const char *const backends[] = {"auto", "cpu", "vulkan", NULL};
+            rc = kt_arg_choice(&a, backends, &o->backend);
+            break;
+        }
         case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot), o->fewshot_set = 1; break;
         case KT_ARG_POSITIONAL:
             if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
@@ -435,8 +453,8 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     size_t n_gen = n_all - (size_t)n_prompt;
     if (!o->quiet)
         fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
-            "peak RSS %.0f MiB\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
-            t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib());
+            "peak RSS %.0f MiB; %s\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
+            t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib(), m->backend->name);
     if (rc == 0 && o->json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddItemToObject(root, "prompt_ids", ids_json(ids, (size_t)n_prompt));
@@ -461,6 +479,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddItemToObject(stats, "prompt_tokens_per_s", kt_json_new_float(t_prompt > 0 ? n_prompt / t_prompt : 0));
         cJSON_AddItemToObject(stats, "generation_tokens_per_s", kt_json_new_float(t_gen > 0 ? n_gen / t_gen : 0));
         cJSON_AddItemToObject(stats, "peak_rss_mib", kt_json_new_float(peak_rss_mib()));
+        cJSON_AddStringToObject(stats, "backend", m->backend->name);
         cJSON_AddItemToObject(stats, "reasoning_tokens", kt_json_new_int(n_reason));
         cJSON_AddItemToObject(stats, "answer_tokens", kt_json_new_int(n_answer));
         /* --chat --json: JSON Lines, one object per turn */
@@ -613,6 +632,30 @@ static int check_template(const options *o) {
     return 0;
 }
 
+/* --backend: the device where the model runs. auto takes a Vulkan GPU when
+ * there is one and the model can run there (a CPU implementation such as
+ * lavapipe is never chosen by auto), else the CPU. */
+static int choose_backend(const options *o, kt_model *m) {
+    if (o->backend == BACKEND_CPU) return 0;
+#ifdef KT_HAVE_VULKAN
+    if (o->backend == BACKEND_AUTO) { /* the first GPU, whatever KINTSUGI_VULKAN_DEVICE names */
+        const kt_backend *be = kt_vk_gpu_driver_present() && kt_vulkan_model_ok(m) == 0 ? kt_vulkan_backend(NULL) : NULL;
+        if (be) m->backend = be;
+        return 0;
+    }
+    if (kt_vulkan_model_ok(m)) return kt_fail_context("--backend vulkan");
+    const kt_backend *be = kt_vulkan_backend(getenv("KINTSUGI_VULKAN_DEVICE"));
+    if (!be) return kt_fail_context("--backend vulkan");
+    m->backend = be;
+    return 0;
+#else
+    (void)m;
+    if (o->backend == BACKEND_AUTO) return 0;
+    return kt_fail("--backend vulkan: this kintsugi-run was built without Vulkan (glslangValidator and the Vulkan "
+                   "headers were missing: scripts/bootstrap.sh --tests installs them)");
+#endif
+}
+
 /* Integer activations for generation, float32 for measurements (they are
  * compared with mlx-lm's float32 figures); KT_ACTIVATIONS=f32|int8 chooses
  * for every mode, --exact for this run. A --kld-against reference is always
@@ -649,6 +692,9 @@ static int run(options *o) {
             rc = 2;
         } else if (kt_model_load(&m, o->dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
+        } else if (choose_backend(o, &m)) {
+            rc = 1;
+            kt_model_free(&m);
         } else {
             m.activations = act;
             rc = o->perplexity ? perplexity(o, &m, tok)

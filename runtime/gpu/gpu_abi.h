@@ -22,7 +22,8 @@
 /* ---- qmv: y = W x for an MLX affine-quantized W [rows, cols] ----
  * W: packed codes as 32-bit words (element j of row r at bit (r*cols + j) *
  * bits of the tensor, from word w_offset); scales and biases: rows x
- * cols/group_size values of param_dtype from element p_offset; x, y: float32.
+ * cols/group_size values of param_dtype from element p_offset; x, y: float32
+ * (y from element y_offset: a row of the KV cache).
  * One workgroup per row (rows beyond 65535 continue in gl_WorkGroupID.y). */
 #define KT_QMV_THREADS 64
 #define KT_QMV_BIND_W 1
@@ -30,7 +31,7 @@
 #define KT_QMV_BIND_BIASES 3
 #define KT_QMV_BIND_X 4
 #define KT_QMV_BIND_Y 5
-#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
+#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U y_offset;
 
 /* ---- qmm: Y[t] = W X[t] for T tokens of the prompt, W as in qmv; X: T x
  * cols, Y: T x rows (token-major, as the CPU's batch). One workgroup per
@@ -51,7 +52,13 @@
 #define KT_MV_DENSE_BIND_W 1
 #define KT_MV_DENSE_BIND_X 2
 #define KT_MV_DENSE_BIND_Y 3
-#define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset;
+#define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset;
+
+/* ---- drow: row `row` of a dense W of w_dtype as float32 (the original's
+ * embedding lookup). One thread per element. */
+#define KT_DROW_BIND_W 1
+#define KT_DROW_BIND_Y 2
+#define KT_DROW_ARGS(U) U row; U cols; U w_dtype;
 
 /* ---- qrow: row `row` of an affine-quantized W dequantized to float32 (the
  * embedding lookup): out[j] = scale * q + bias, buffers and layout as qmv.
@@ -127,6 +134,7 @@ typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
 typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
 typedef struct { KT_QMM_ARGS(uint32_t) } kt_gpu_qmm_args;
 typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
+typedef struct { KT_DROW_ARGS(uint32_t) } kt_gpu_drow_args;
 typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;
 typedef struct { KT_ATTEND_ARGS(uint32_t) } kt_gpu_attend_args;
 typedef struct { KT_EWISE_ARGS(uint32_t) } kt_gpu_ewise_args;

@@ -11,15 +11,17 @@
 #include "error.h"
 #include "strbuf.h"
 
+#include <dirent.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vulkan/vulkan.h>
 
 /* the SPIR-V of each kernel, embedded at build time (build/gpu/kernels_spv.c) */
 extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[], kt_spv_mamba_conv[],
-    kt_spv_mamba_ssm[], kt_spv_mamba_gate[], kt_spv_attend[], kt_spv_ewise[], kt_spv_qmm[];
+    kt_spv_mamba_ssm[], kt_spv_mamba_gate[], kt_spv_attend[], kt_spv_ewise[], kt_spv_qmm[], kt_spv_drow[];
 extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size,
-    kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size, kt_spv_qmm_size;
+    kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size, kt_spv_qmm_size, kt_spv_drow_size;
 
 static const struct {
     const char *name;
@@ -37,9 +39,10 @@ static const struct {
     {"attend", kt_spv_attend, &kt_spv_attend_size, 5},
     {"ewise", kt_spv_ewise, &kt_spv_ewise_size, 2},
     {"qmm", kt_spv_qmm, &kt_spv_qmm_size, 5},
+    {"drow", kt_spv_drow, &kt_spv_drow_size, 2},
 };
 
-enum { MAX_BUFFERS = 8, MAX_ARGS = 128 };
+enum { MAX_BUFFERS = 8, MAX_ARGS = 128, MAX_SETS = 4096 };
 
 struct kt_vk {
     VkInstance instance;
@@ -53,6 +56,8 @@ struct kt_vk {
     VkPipelineLayout pipeline_layouts[KT_GPU_KERNELS];
     VkPipeline pipelines[KT_GPU_KERNELS];
     VkFence fence;
+    VkCommandBuffer cb;           /* the commands recorded since the last submit, or NULL */
+    uint32_t sets;                /* descriptor sets taken from the pool by them */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     uint32_t subgroup_size;
 };
@@ -164,8 +169,8 @@ kt_vk *kt_vk_open(const char *want) {
         if ((r = vkCreateCommandPool(vk->device, &cpci, NULL, &vk->pool)) != VK_SUCCESS) rc = vk_fail("vkCreateCommandPool", r);
     }
     if (rc == 0) {
-        VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_BUFFERS};
-        VkDescriptorPoolCreateInfo dpci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 1,
+        VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_SETS * MAX_BUFFERS};
+        VkDescriptorPoolCreateInfo dpci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = MAX_SETS,
                                            .poolSizeCount = 1, .pPoolSizes = &size};
         if ((r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &vk->descriptors)) != VK_SUCCESS)
             rc = vk_fail("vkCreateDescriptorPool", r);
@@ -198,6 +203,21 @@ void kt_vk_close(kt_vk *vk) {
     }
     if (vk->instance) vkDestroyInstance(vk->instance, NULL);
     free(vk);
+}
+
+int kt_vk_gpu_driver_present(void) {
+    if (getenv("VK_ICD_FILENAMES") || getenv("VK_DRIVER_FILES")) return 1;
+#ifdef __linux__
+    /* Mesa installs the manifests of its GPU drivers with lavapipe's whether or
+     * not the hardware is there: look for the device nodes instead */
+    DIR *d = opendir("/dev/dri");
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));) found = !strncmp(e->d_name, "renderD", 7);
+    if (d) closedir(d);
+    return found || access("/dev/nvidia0", F_OK) == 0;
+#else
+    return 1;
+#endif
 }
 
 const char *kt_vk_device_name(const kt_vk *vk) { return vk->name; }
@@ -249,17 +269,52 @@ void kt_vk_buffer_free(kt_vk *vk, kt_vk_buffer *b) {
     memset(b, 0, sizeof *b);
 }
 
-int kt_vk_run(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
-              size_t args_size, uint32_t groups_x, uint32_t groups_y) {
+static int begin(kt_vk *vk) {
+    if (vk->cb) return 0;
+    VkCommandBufferAllocateInfo cbai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->pool,
+                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkResult r = vkAllocateCommandBuffers(vk->device, &cbai, &vk->cb);
+    if (r != VK_SUCCESS) {
+        vk->cb = NULL;
+        return vk_fail("vkAllocateCommandBuffers", r);
+    }
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    vkBeginCommandBuffer(vk->cb, &bi);
+    return 0;
+}
+
+int kt_vk_submit(kt_vk *vk) {
+    if (!vk->cb) return 0;
+    /* the host reads the results once the fence has signalled */
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    vkCmdPipelineBarrier(vk->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    vkEndCommandBuffer(vk->cb);
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &vk->cb};
+    vkResetFences(vk->device, 1, &vk->fence);
+    VkResult r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+    if (r == VK_SUCCESS) r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+    vkFreeCommandBuffers(vk->device, vk->pool, 1, &vk->cb);
+    vk->cb = NULL;
+    vkResetDescriptorPool(vk->device, vk->descriptors, 0);
+    vk->sets = 0;
+    return r == VK_SUCCESS ? 0 : vk_fail("vkQueueSubmit", r);
+}
+
+int kt_vk_record(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
+                 size_t args_size, uint32_t groups_x, uint32_t groups_y) {
     if (kernel < 0 || kernel >= KT_GPU_KERNELS || n_buffers != KERNELS[kernel].n_buffers || args_size > MAX_ARGS)
         return kt_fail("vulkan: kernel %d called with %d buffers and %zu bytes of arguments", (int)kernel, n_buffers, args_size);
-    vkResetDescriptorPool(vk->device, vk->descriptors, 0);
+    if (vk->sets == MAX_SETS && kt_vk_submit(vk)) return -1; /* a long token: run what is recorded, go on */
+    if (begin(vk)) return -1;
     VkDescriptorSetAllocateInfo dsai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
                                         .descriptorPool = vk->descriptors, .descriptorSetCount = 1,
                                         .pSetLayouts = &vk->layouts[kernel]};
     VkDescriptorSet set;
     VkResult r = vkAllocateDescriptorSets(vk->device, &dsai, &set);
     if (r != VK_SUCCESS) return vk_fail("vkAllocateDescriptorSets", r);
+    vk->sets++;
     VkDescriptorBufferInfo info[MAX_BUFFERS];
     VkWriteDescriptorSet writes[MAX_BUFFERS];
     for (int i = 0; i < n_buffers; i++) {
@@ -269,29 +324,22 @@ int kt_vk_run(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffer
                                            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .pBufferInfo = &info[i]};
     }
     vkUpdateDescriptorSets(vk->device, (uint32_t)n_buffers, writes, 0, NULL);
-
-    VkCommandBufferAllocateInfo cbai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->pool,
-                                        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
-    VkCommandBuffer cb;
-    if ((r = vkAllocateCommandBuffers(vk->device, &cbai, &cb)) != VK_SUCCESS) return vk_fail("vkAllocateCommandBuffers", r);
-    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                                      .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     uint8_t pc[MAX_ARGS] = {0};
     memcpy(pc, args, args_size);
-    vkBeginCommandBuffer(cb, &begin);
-    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipelines[kernel]);
-    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline_layouts[kernel], 0, 1, &set, 0, NULL);
-    vkCmdPushConstants(cb, vk->pipeline_layouts[kernel], VK_SHADER_STAGE_COMPUTE_BIT, 0, MAX_ARGS, pc);
-    vkCmdDispatch(cb, groups_x, groups_y ? groups_y : 1, 1);
-    /* the host reads the results once the fence has signalled */
+    vkCmdBindPipeline(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipelines[kernel]);
+    vkCmdBindDescriptorSets(vk->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vk->pipeline_layouts[kernel], 0, 1, &set, 0, NULL);
+    vkCmdPushConstants(vk->cb, vk->pipeline_layouts[kernel], VK_SHADER_STAGE_COMPUTE_BIT, 0, MAX_ARGS, pc);
+    vkCmdDispatch(vk->cb, groups_x, groups_y ? groups_y : 1, 1);
+    /* each step reads what the steps before it wrote */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
-    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    vkEndCommandBuffer(cb);
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
-    vkResetFences(vk->device, 1, &vk->fence);
-    r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
-    if (r == VK_SUCCESS) r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
-    vkFreeCommandBuffers(vk->device, vk->pool, 1, &cb);
-    return r == VK_SUCCESS ? 0 : vk_fail("vkQueueSubmit", r);
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
+    vkCmdPipelineBarrier(vk->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
+                         NULL, 0, NULL);
+    return 0;
+}
+
+int kt_vk_run(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
+              size_t args_size, uint32_t groups_x, uint32_t groups_y) {
+    if (kt_vk_submit(vk)) return -1; /* nothing recorded before is left behind */
+    return kt_vk_record(vk, kernel, buffers, n_buffers, args, args_size, groups_x, groups_y) || kt_vk_submit(vk) ? -1 : 0;
 }

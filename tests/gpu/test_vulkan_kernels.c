@@ -62,7 +62,7 @@ static long qmv_case(kt_vk *vk, int rows, int cols, int bits, int gs, int pdt, u
                    .bits = bits, .group_size = gs};
     float *ref = malloc((size_t)rows * sizeof *ref), *deq = malloc((size_t)cols * sizeof *deq);
     kt_linear_rows_ref(&l, 0, rows, x, ref);
-    kt_gpu_qmv_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, w_off, p_off};
+    kt_gpu_qmv_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, w_off, p_off, 0};
     const kt_vk_buffer *bufs[] = {&W, &S, &B, &X, &Y};
     const uint32_t gx = rows < 65535 ? (uint32_t)rows : 65535, gy = (uint32_t)((rows + 65534) / 65535);
     rc = kt_vk_run(vk, KT_GPU_QMV, bufs, 5, &a, sizeof a, gx, gy);
@@ -188,7 +188,7 @@ static void test_mv_dense(kt_vk *vk) {
             kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off * es, .dtype = t};
             kt_linear_rows_ref(&l, 0, rows, x, ref);
             kt_row_to_f32(t, (uint8_t *)W.map + off * es, wf, n);
-            kt_gpu_mv_dense_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)d, (uint32_t)off};
+            kt_gpu_mv_dense_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)d, (uint32_t)off, 0};
             const kt_vk_buffer *bufs[] = {&W, &X, &Y};
             rc = kt_vk_run(vk, KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
                            (uint32_t)((rows + 65534) / 65535));

@@ -65,5 +65,5 @@ void main() {
         if (lid < stride) partial[lid] += partial[lid + stride];
         barrier();
     }
-    if (lid == 0u) y[row] = partial[0];
+    if (lid == 0u) y[args.y_offset + row] = partial[0];
 }

@@ -1,0 +1,64 @@
+"""kintsugi-run --backend vulkan on Mesa's lavapipe (the real SPIR-V kernels,
+executed on the CPU) against the CPU backend and mlx-lm: the same greedy
+tokens, the same perplexity; --backend auto never takes lavapipe; a model or
+device the backend cannot take is one clear error."""
+import json
+import os
+
+import pytest
+
+from conftest import SANITIZED, generate, generate_and_convert, one_line_error, run, tool
+from test_run_oracle import mlx_greedy
+
+RUN = tool("kintsugi-run")
+# lavapipe by name (auto never takes a CPU driver); under the sanitizers the
+# leak check is off for these runs: Mesa's own allocations at exit are not ours
+LAVAPIPE = dict(os.environ, KINTSUGI_VULKAN_DEVICE="llvmpipe", XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+if SANITIZED:
+    LAVAPIPE["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return generate_and_convert(tmp_path_factory.mktemp("gpu"))
+
+
+def ours(path, *args, env=None):
+    return json.loads(run([RUN, path, "--json", *args], env=env).stdout)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["bf16", "4-bit"])
+def test_vulkan_generates_what_the_cpu_and_mlx_lm_do(model, which):
+    path = model[which]
+    args = ["--raw", "--prompt", "日本の首都は東京です。", "--max-tokens", "16", "--temperature", "0"]
+    cpu = ours(path, *args, "--backend", "cpu")
+    gpu = ours(path, *args, "--backend", "vulkan", env=LAVAPIPE)
+    assert gpu["stats"]["backend"].startswith("vulkan (llvmpipe") and cpu["stats"]["backend"] == "cpu"
+    assert gpu["generated_ids"] == cpu["generated_ids"] == mlx_greedy(path, cpu["prompt_ids"], len(cpu["generated_ids"]))
+
+
+def test_vulkan_perplexity_equals_the_cpu(model, tmp_path):
+    f = tmp_path / "text.txt"
+    f.write_text("東京は日本の首都です。 The quick brown fox jumps over the lazy dog. " * 6)
+    cpu = ours(model[1], "--perplexity", str(f), "--window", "64", "--backend", "cpu")
+    gpu = ours(model[1], "--perplexity", str(f), "--window", "64", "--backend", "vulkan", env=LAVAPIPE)
+    assert gpu["tokens"] == cpu["tokens"] > 64
+    assert gpu["token_perplexity"] == pytest.approx(cpu["token_perplexity"], rel=1e-5)
+
+
+def test_auto_never_takes_lavapipe(model):
+    r = ours(model[1], "--raw", "--prompt", "日本", "--max-tokens", "2", env=LAVAPIPE)
+    assert r["stats"]["backend"] == "cpu"
+
+
+def test_what_the_backend_cannot_take_is_one_error(tmp_path):
+    moe = generate(tmp_path / "moe", "--moe")
+    r = run([RUN, moe, "--backend", "vulkan", "--prompt", "hi"], check=False, env=LAVAPIPE)
+    assert "MoE" in one_line_error(r, "kintsugi-run", 1)
+    src = generate(tmp_path / "dense")
+    r = run([RUN, src, "--backend", "vulkan", "--prompt", "hi"], check=False,
+            env=dict(LAVAPIPE, KINTSUGI_VULKAN_DEVICE="no-such-gpu"))
+    assert "no-such-gpu" in one_line_error(r, "kintsugi-run", 1)
+    r = run([RUN, src, "--backend", "vulkan", "--prompt", "hi"], check=False,
+            env={k: v for k, v in LAVAPIPE.items() if k != "KINTSUGI_VULKAN_DEVICE"})
+    assert "lavapipe is used only when named" in one_line_error(r, "kintsugi-run", 1)

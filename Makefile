@@ -49,7 +49,7 @@ build/config.mk: scripts/bootstrap.sh scripts/configure.sh
 	@sh scripts/bootstrap.sh
 	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
 
-$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard runtime/gpu/*.h) $(wildcard tests/unit/*.h) build/config.mk
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard runtime/gpu/*.h) $(wildcard verify/*.h) $(wildcard tests/unit/*.h) build/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -92,16 +92,16 @@ $(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed_spirv.sh
 $(OUT)/gpu/kernels_spv.o: $(OUT)/gpu/kernels_spv.c
 	$(CC) $(CFLAGS) -c $< -o $@
 $(OUT)/runtime/gpu/%.o: CFLAGS += -Iruntime/gpu $(shell pkg-config --cflags vulkan)
-$(OUT)/runtime/cli/%.o: CFLAGS += -DKT_HAVE_VULKAN -Iruntime/gpu
-$(BINDIR)/kintsugi-run: LDLIBS += $(shell pkg-config --libs vulkan)
+$(OUT)/runtime/cli/%.o $(OUT)/verify/%.o: CFLAGS += -DKT_HAVE_VULKAN -Iruntime/gpu
+$(BINDIR)/kintsugi-run $(BINDIR)/kintsugi-verify: LDLIBS += $(shell pkg-config --libs vulkan)
 endif
-$(OUT)/runtime/cli/main.o: $(VULKAN_FLAG)
+$(OUT)/runtime/cli/main.o $(OUT)/verify/behaviour.o: $(VULKAN_FLAG)
 $(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(GPU_OBJ) $(LIB_A)
 	$(LINK)
 # verify names the fixup rules and re-derives tensors with convert's plan
 VERIFY_OBJ := $(call objects_of,verify) $(filter-out $(OUT)/fixup/main.o,$(call objects_of,fixup)) $(OUT)/convert/plan.o
 $(OUT)/verify/%.o: CFLAGS += -Ifixup -Iconvert
-$(BINDIR)/kintsugi-verify: $(VERIFY_OBJ) $(LIB_A)
+$(BINDIR)/kintsugi-verify: $(VERIFY_OBJ) $(GPU_OBJ) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-testdata: $(call objects_of,testdata) $(LIB_A)
 	$(LINK)

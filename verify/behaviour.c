@@ -19,7 +19,11 @@
 #include "chat.h"
 #include "error.h"
 #include "file.h"
+#include "backend.h"
 #include "model.h"
+#ifdef KT_HAVE_VULKAN
+#include "backend_vulkan.h"
+#endif
 #include "perplexity.h"
 #include "strbuf.h"
 #include "tokenizer.h"
@@ -89,6 +93,7 @@ static void check_generation(vr_report *r, const vr_options *o, const kt_model *
     char *shown = kt_utf8_sanitize(g.text, strlen(g.text));
     cJSON_AddItemToObject(fig, "tokens", kt_json_new_int(g.tokens));
     cJSON_AddStringToObject(fig, "text", shown);
+    cJSON_AddStringToObject(fig, "backend", m->backend->name);
     cJSON_AddBoolToObject(fig, "logits_finite", g.finite);
     const int closed = strstr(g.text, "</think>") != NULL;
     cJSON_AddBoolToObject(fig, "closed_reasoning", closed);
@@ -123,6 +128,7 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
     } else {
         cJSON *fig = kt_ppl_to_json(&p, 1);
         cJSON_AddStringToObject(fig, "activations", "f32");
+        cJSON_AddStringToObject(fig, "backend", m->backend->name);
         cJSON_AddItemToObject(fig, "max_kld", kt_json_new_float(o->max_kld));
         cJSON_AddItemToObject(fig, "min_top1", kt_json_new_float(o->min_top1));
         cJSON_AddItemToObject(fig, "max_ppl_ratio", kt_json_new_float(o->max_ppl_ratio));
@@ -157,6 +163,7 @@ static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, 
             cJSON *fig = cJSON_CreateObject();
             cJSON_AddItemToObject(fig, "items", kt_json_new_int(mine.scored));
             cJSON_AddStringToObject(fig, "activations", "f32");
+            cJSON_AddStringToObject(fig, "backend", m->backend->name);
             cJSON_AddItemToObject(fig, "acc", kt_json_new_float(mine.acc));
             cJSON_AddItemToObject(fig, "acc_norm", kt_json_new_float(mine.acc_norm));
             cJSON_AddItemToObject(fig, "original_acc", kt_json_new_float(orig.acc));
@@ -185,6 +192,23 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
         if (o->kld_text) vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
         if (o->choices) vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
         return 0;
+    }
+    if (o->vulkan) {
+#ifdef KT_HAVE_VULKAN
+        const kt_backend *be = kt_vulkan_model_ok(&m) == 0 ? kt_vulkan_backend(getenv("KINTSUGI_VULKAN_DEVICE")) : NULL;
+        if (be) m.backend = be;
+#else
+        const void *be = NULL;
+        kt_fail("this kintsugi-verify was built without Vulkan");
+#endif
+        if (!be) {
+            const char *names[] = {"generate", "kld", "choices"};
+            const int on[] = {o->generate, o->kld_text != NULL, o->choices != NULL};
+            for (int i = 0; i < 3; i++)
+                if (on[i]) vr_add(r, G, names[i], VR_FAIL, NULL, NULL, "--backend vulkan: %s", kt_errmsg());
+            kt_model_free(&m);
+            return 0;
+        }
     }
     char *tpath = kt_path_join(o->dir, "tokenizer.json");
     kt_tokenizer *tok = kt_tokenizer_load(tpath);

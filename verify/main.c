@@ -70,6 +70,9 @@ static void usage(FILE *out) {
             "  --original DIR        the Hugging Face checkpoint the conversion came from\n"
             "  --generate            run the model (see above)\n"
             "  --max-tokens N        tokens generated per prompt (default 24)\n"
+            "  --backend B           cpu (default) or vulkan (the device KINTSUGI_VULKAN_DEVICE\n"
+            "                        names) for the model under test in --generate, --kld and\n"
+            "                        --choices; the original always runs on the CPU\n"
             "  --kld TEXT            a text file for the KL divergence check\n"
             "  --max-kld X           mean KL divergence bound (default %.2f)\n"
             "  --min-top1 X          top-1 agreement bound (default %.2f)\n"
@@ -169,7 +172,7 @@ typedef struct {
 
 enum {
     O_ORIGINAL = 1, O_GENERATE, O_MAX_TOKENS, O_KLD, O_MAX_KLD, O_MIN_TOP1, O_MAX_PPL, O_ALLOW_DIFFERS, O_MAX_RMSE,
-    O_JSON, O_JSON_OUT, O_JUNIT, O_THREADS, O_VERBOSE, O_QUIET, O_REVISION, O_CHOICES, O_MAX_ACC_DROP
+    O_JSON, O_JSON_OUT, O_JUNIT, O_THREADS, O_VERBOSE, O_QUIET, O_REVISION, O_CHOICES, O_MAX_ACC_DROP, O_BACKEND
 };
 static const kt_opt OPTIONS[] = {
     {"--original", 0, 1, O_ORIGINAL}, {"--generate", 0, 0, O_GENERATE}, {"--max-tokens", 0, 1, O_MAX_TOKENS},
@@ -178,7 +181,7 @@ static const kt_opt OPTIONS[] = {
     {"--max-rel-rmse", 0, 1, O_MAX_RMSE}, {"--json", 0, 0, O_JSON}, {"--json-out", 0, 1, O_JSON_OUT},
     {"--junit", 0, 1, O_JUNIT}, {"--threads", 0, 1, O_THREADS}, {"--verbose", 'v', 0, O_VERBOSE},
     {"--quiet", 'q', 0, O_QUIET}, {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES},
-    {"--max-accuracy-drop", 0, 1, O_MAX_ACC_DROP}, {NULL, 0, 0, 0}};
+    {"--max-accuracy-drop", 0, 1, O_MAX_ACC_DROP}, {"--backend", 0, 1, O_BACKEND}, {NULL, 0, 0, 0}};
 
 /* -1: go on; otherwise the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
@@ -196,6 +199,11 @@ static int parse_args(int argc, char **argv, options *o) {
         case KT_ARG_ERROR: return KT_EXIT_USAGE;
         case O_ORIGINAL: o->v.original = a.value; break;
         case O_GENERATE: o->v.generate = 1; break;
+        case O_BACKEND: {
+            static const char *const backends[] = {"cpu", "vulkan", NULL};
+            rc = kt_arg_choice(&a, backends, &o->v.vulkan);
+            break;
+        }
         case O_MAX_TOKENS: rc = kt_arg_int(&a, 1, 100000, &o->v.max_tokens); break;
         case O_KLD: o->v.kld_text = a.value; break;
         case O_MAX_KLD: rc = kt_arg_double(&a, 0, 0, INFINITY, 0, &o->v.max_kld); break;

@@ -10,8 +10,9 @@
  *     sees them too once synced;
  *   - weights and the model's float vectors are uploaded on first use (their
  *     pointers never change);
- *   - a result the caller owns (the logits) goes to a mirror buffer that
- *     sync() copies back.
+ *   - a result the caller owns (the logits) goes to a staging buffer that
+ *     sync() copies back (staging lasts one token: the caller may free its
+ *     memory and the address come back as something else).
  * MoE layers choose their experts on the host between two steps, which one
  * submission per token cannot do: a model with them stays on the CPU
  * (kt_vulkan_model_ok). The prompt goes token by token (no matmul yet).
@@ -29,7 +30,7 @@ typedef struct {
     const uint8_t *host;
     size_t size;
     kt_vk_buffer buf;
-    int mirror, dirty; /* a caller's result, to copy back at sync */
+    int mirror, live;  /* a staging buffer for a caller's result; live: holds one this token */
     const void *key;   /* a packed copy made for a layer (its Mamba parameters) */
 } region;
 
@@ -58,7 +59,8 @@ static region *add_region(const void *host, size_t size, const kt_vk_buffer *b) 
 static region *find(const void *p, size_t n, size_t *off) {
     const uint8_t *q = p;
     for (size_t i = 0; i < n_regions; i++)
-        if (!regions[i]->key && q >= regions[i]->host && q + n <= regions[i]->host + regions[i]->size) {
+        if (!regions[i]->key && (!regions[i]->mirror || regions[i]->live) && q >= regions[i]->host &&
+            q + n <= regions[i]->host + regions[i]->size) {
             *off = (size_t)(q - regions[i]->host);
             return regions[i];
         }
@@ -79,9 +81,15 @@ static const kt_vk_buffer *source(const void *p, size_t n, size_t *off) {
     return &add_region(p, n, &b)->buf;
 }
 
-/* A buffer to write the N bytes at P into: ours, or a mirror of the caller's. */
+/* A buffer to write the N bytes at P into: ours, or a staging buffer for
+ * the caller's memory, copied there at sync. Staging lasts one token (the
+ * caller's memory may be freed and reused afterwards); its buffers are
+ * reused. */
 static const kt_vk_buffer *dest(void *p, size_t n, size_t *off) {
     region *r = find(p, n, off);
+    if (r) return &r->buf;
+    for (size_t i = 0; i < n_regions && !r; i++)
+        if (regions[i]->mirror && !regions[i]->live && regions[i]->buf.size >= n) r = regions[i];
     if (!r) {
         kt_vk_buffer b;
         if (kt_vk_buffer_new(vk, n, &b)) {
@@ -90,9 +98,9 @@ static const kt_vk_buffer *dest(void *p, size_t n, size_t *off) {
         }
         r = add_region(p, n, &b);
         r->mirror = 1;
-        *off = 0;
     }
-    if (r->mirror) r->dirty = 1;
+    r->host = p, r->size = n, r->live = 1;
+    *off = 0;
     return &r->buf;
 }
 
@@ -240,13 +248,14 @@ static int sync_token(void) {
     if (failed) {
         failed = 0;
         kt_vk_submit(vk); /* run or drop what is recorded, so the next token starts clean */
+        for (size_t i = 0; i < n_regions; i++) regions[i]->live = 0;
         return -1;
     }
     if (kt_vk_submit(vk)) return kt_fail_context("vulkan backend");
     for (size_t i = 0; i < n_regions; i++)
-        if (regions[i]->mirror && regions[i]->dirty) {
+        if (regions[i]->mirror && regions[i]->live) {
             memcpy((void *)regions[i]->host, regions[i]->buf.map, regions[i]->size);
-            regions[i]->dirty = 0;
+            regions[i]->live = 0;
         }
     return 0;
 }

@@ -62,3 +62,21 @@ def test_what_the_backend_cannot_take_is_one_error(tmp_path):
     r = run([RUN, src, "--backend", "vulkan", "--prompt", "hi"], check=False,
             env={k: v for k, v in LAVAPIPE.items() if k != "KINTSUGI_VULKAN_DEVICE"})
     assert "lavapipe is used only when named" in one_line_error(r, "kintsugi-run", 1)
+
+
+def test_verify_runs_the_model_under_test_on_vulkan(model):
+    """kintsugi-verify --backend vulkan: --generate and --kld on the device give
+    the CPU's figures, and say where they ran."""
+    src, mlx = model
+    text = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "testdata", "trained", "data", "prose-heldout.txt")
+    args = [tool("kintsugi-verify"), mlx, "--original", src, "--generate", "--kld", text, "--min-top1", "0.2", "--json"]
+    cpu = json.loads(run(args, check=False).stdout)
+    gpu = json.loads(run([*args, "--backend", "vulkan"], check=False, env=LAVAPIPE).stdout)
+    beh = lambda rep: {c["name"]: c for c in rep["checks"] if c["group"] == "behaviour"}
+    a, b = beh(cpu), beh(gpu)
+    assert set(a) == set(b) == {"generate:think", "generate:no_think", "kld"}
+    assert b["kld"]["figures"]["backend"].startswith("vulkan (llvmpipe") and a["kld"]["figures"]["backend"] == "cpu"
+    assert b["kld"]["figures"]["kld_mean"] == pytest.approx(a["kld"]["figures"]["kld_mean"], rel=1e-3, abs=1e-6)
+    assert b["generate:think"]["figures"]["text"] == a["generate:think"]["figures"]["text"]
+    assert [c["status"] for c in b.values()] == [c["status"] for c in a.values()]

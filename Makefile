@@ -84,7 +84,7 @@ $(VULKAN_FLAG):
 ifeq ($(HAVE_VULKAN),1)
 GPU_SPV := $(patsubst runtime/gpu/kernels/%.comp,$(OUT)/gpu/%.spv,$(wildcard runtime/gpu/kernels/*.comp))
 GPU_OBJ := $(OUT)/runtime/gpu/vulkan.o $(OUT)/runtime/gpu/backend_vulkan.o $(OUT)/gpu/kernels_spv.o
-$(OUT)/gpu/%.spv: runtime/gpu/kernels/%.comp runtime/gpu/gpu_abi.h
+$(OUT)/gpu/%.spv: runtime/gpu/kernels/%.comp runtime/gpu/gpu_abi.h $(wildcard runtime/gpu/kernels/*.glsl)
 	@mkdir -p $(dir $@)
 	@glslangValidator --target-env vulkan1.1 -V -o $@ $< > $@.log || { cat $@.log; exit 1; }
 $(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed_spirv.sh

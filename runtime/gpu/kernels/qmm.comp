@@ -16,18 +16,7 @@ layout(push_constant) uniform Args { KT_QMM_ARGS(uint) } args;
 
 shared float partial[KT_QMM_MAX_TOKENS][KT_QMV_THREADS];
 
-float param(uint word, uint i) {
-    if (args.param_dtype == KT_GPU_F32) return uintBitsToFloat(word);
-    uint h = (i & 1u) != 0u ? word >> 16 : word & 0xffffu;
-    return args.param_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-}
-
-uint code_at(uint e) {
-    uint bit = e * args.bits, word = args.w_offset + (bit >> 5), shift = bit & 31u;
-    uint v = w[word] >> shift;
-    if (shift + args.bits > 32u) v |= w[word + 1u] << (32u - shift);
-    return v & ((1u << args.bits) - 1u);
-}
+#include "affine.glsl"
 
 void main() {
     uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
@@ -41,15 +30,15 @@ void main() {
         for (uint t = 0u; t < KT_QMM_MAX_TOKENS; t++) sqx[t] = 0.0, sx[t] = 0.0;
         uint base = row * args.cols + g * args.group_size;
         for (uint j = 0u; j < args.group_size; j++) {
-            float q = float(code_at(base + j));
+            float q = float(code_at(base + j, args.bits, args.w_offset));
             for (uint t = 0u; t < T; t++) {
                 float xv = x[args.x_offset + t * args.cols + g * args.group_size + j];
                 sqx[t] += q * xv;
                 sx[t] += xv;
             }
         }
-        uint p = args.p_offset + row * groups + g, pw = args.param_dtype == KT_GPU_F32 ? p : p >> 1;
-        float s = param(scales[pw], p), b = param(biases[pw], p);
+        uint p = args.p_offset + row * groups + g, pw = param_word(p, args.param_dtype);
+        float s = param(scales[pw], p, args.param_dtype), b = param(biases[pw], p, args.param_dtype);
         for (uint t = 0u; t < T; t++) acc[t] += s * sqx[t] + b * sx[t];
     }
     for (uint t = 0u; t < T; t++) partial[t][lid] = acc[t];

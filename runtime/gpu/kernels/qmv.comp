@@ -18,30 +18,7 @@ layout(push_constant) uniform Args { KT_QMV_ARGS(uint) } args;
 
 shared float partial[KT_QMV_THREADS];
 
-// element I of a parameter array held as words of DTYPE
-float param(uint word, uint i) {
-    if (args.param_dtype == KT_GPU_F32) return uintBitsToFloat(word);
-    uint h = (i & 1u) != 0u ? word >> 16 : word & 0xffffu;
-    return args.param_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-}
-
-float scale_at(uint i) {
-    uint e = args.p_offset + i;
-    return param(scales[args.param_dtype == KT_GPU_F32 ? e : e >> 1], e);
-}
-
-float bias_at(uint i) {
-    uint e = args.p_offset + i;
-    return param(biases[args.param_dtype == KT_GPU_F32 ? e : e >> 1], e);
-}
-
-// code of flat element E of the matrix
-uint code_at(uint e) {
-    uint bit = e * args.bits, word = args.w_offset + (bit >> 5), shift = bit & 31u;
-    uint v = w[word] >> shift;
-    if (shift + args.bits > 32u) v |= w[word + 1u] << (32u - shift);
-    return v & ((1u << args.bits) - 1u);
-}
+#include "affine.glsl"
 
 void main() {
     uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
@@ -54,10 +31,11 @@ void main() {
         uint base = row * args.cols + g * args.group_size;
         for (uint j = 0u; j < args.group_size; j++) {
             float xv = x[g * args.group_size + j];
-            sqx += float(code_at(base + j)) * xv;
+            sqx += float(code_at(base + j, args.bits, args.w_offset)) * xv;
             sx += xv;
         }
-        acc += scale_at(row * groups + g) * sqx + bias_at(row * groups + g) * sx;
+        uint p = args.p_offset + row * groups + g, pw = param_word(p, args.param_dtype);
+        acc += param(scales[pw], p, args.param_dtype) * sqx + param(biases[pw], p, args.param_dtype) * sx;
     }
     partial[lid] = acc;
     barrier();

@@ -68,8 +68,8 @@ int kt_fit_tensor(const kt_quant_params *p, kt_dtype t, const void *in, uint64_t
 
 /* ---- the scalar steps, shared by the reference and the kernels ---- */
 
-/* The inverse step of trial I for a group of range RANGE. */
-float kt_fit_trial_iscale(int bits, int i, float range);
+/* Trial I's inverse step times the group's range: 2^bits - 1 + d. */
+float kt_fit_trial_numerator(int bits, int i);
 /* The least-squares (scale, bias) for codes with sums SQ, SQQ (of code and
  * code^2), SQX (code * x) and SX (x) over N values, rounded to T. Returns 0,
  * or -1 when the codes are all equal or the pair is not usable. */

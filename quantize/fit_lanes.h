@@ -29,6 +29,20 @@
         FIT_FN(solve16)(t, gs, a_[0], a_[1], a_[2], a_[3], a_[4], s, b, ok, e);                       \
     } while (0)
 
+/* the nearest codes for the pairs (S, B) into OUT[], their squared errors
+ * into E: fit_ref.c's nearest() for the lanes */
+#define FIT_NEAREST(s, b, out, e)                                                                     \
+    do {                                                                                              \
+        const kt_v16f inv_ = (zero + 1.0f) / (s);                                                     \
+        (e) = zero;                                                                                   \
+        for (int j_ = 0; j_ < gs; j_++) {                                                             \
+            const kt_v16f q_ = FIT_CODE((X[j_] - (b)) * inv_, nv);                                    \
+            const kt_v16f d_ = ((s) * q_ + (b)) - X[j_];                                              \
+            (e) += d_ * d_;                                                                           \
+            (out)[j_] = q_;                                                                           \
+        }                                                                                             \
+    } while (0)
+
 /* rne(clamp(v, 0, nmax)), as kt_fit_code() */
 #define FIT_CODE(v, nv) (FIT_SEL((v) > (nv), (nv), FIT_SEL((v) < zero, zero, (v))) + two23 - two23)
 
@@ -102,8 +116,7 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
     double best_e[16];
     for (int l = 0; l < 16; l++) best_e[l] = INFINITY;
     for (int i = 0; i < KT_FIT_TRIALS; i++) {
-        const float d = KT_FIT_STEP * (float)(i - KT_FIT_TRIALS / 2);
-        const kt_v16f iscale = (zero + (nmax + d)) / range;
+        const kt_v16f iscale = (zero + kt_fit_trial_numerator(bits, i)) / range;
         kt_v16f sq = zero, sqq = zero, sqx = zero;
         for (int j = 0; j < gs; j++) {
             /* DX >= 0 and ISCALE > 0: only the upper clamp can act (a NaN
@@ -131,13 +144,7 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
         sv[l] = active[l] ? best_s[l] : 1.0f; /* a lane without a pair computes on a dummy */
         bv[l] = active[l] ? best_b[l] : 0.0f;
     }
-    const kt_v16f iv = (zero + 1.0f) / sv;
-    for (int j = 0; j < gs; j++) {
-        const kt_v16f q = FIT_CODE((X[j] - bv) * iv, nv);
-        const kt_v16f dd = (sv * q + bv) - X[j];
-        err += dd * dd;
-        cand[j] = q;
-    }
+    FIT_NEAREST(sv, bv, cand, err);
     for (int l = 0; l < 16; l++)
         if (!active[l]) err[l] = INFINITY;
     for (int round = 0; round < KT_FIT_REFITS; round++) {
@@ -158,14 +165,7 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
             any |= active[l];
         }
         if (!any) break;
-        e = zero;
-        const kt_v16f inv = (zero + 1.0f) / ns;
-        for (int j = 0; j < gs; j++) {
-            const kt_v16f q = FIT_CODE((X[j] - nb) * inv, nv);
-            const kt_v16f dd = (ns * q + nb) - X[j];
-            e += dd * dd;
-            next[j] = q;
-        }
+        FIT_NEAREST(ns, nb, next, e);
         kt_v16i take = {0};
         for (int l = 0; l < 16; l++) {
             active[l] = active[l] && e[l] < err[l];
@@ -203,3 +203,4 @@ FIT_TARGET static void FIT_FN(fit16)(int bits, int gs, kt_dtype t, const float *
 #undef FIT_SEL
 #undef FIT_CODE
 #undef FIT_SOLVE
+#undef FIT_NEAREST

@@ -11,10 +11,10 @@
 #include <math.h>
 #include <string.h>
 
-float kt_fit_trial_iscale(int bits, int i, float range) {
+float kt_fit_trial_numerator(int bits, int i) {
     const float nmax = (float)((1 << bits) - 1);
     const float d = KT_FIT_STEP * (float)(i - KT_FIT_TRIALS / 2);
-    return (nmax + d) / range;
+    return nmax + d;
 }
 
 /* Minimise sum (s q + b - x)^2 over s, b: the normal equations
@@ -72,7 +72,7 @@ static float search(int bits, int gs, kt_dtype t, const float *x, uint8_t *cand,
     float best_s = 0, best_b = 0;
     double best_e = INFINITY;
     for (int i = 0; i < KT_FIT_TRIALS; i++) {
-        const float iscale = kt_fit_trial_iscale(bits, i, hi - lo);
+        const float iscale = kt_fit_trial_numerator(bits, i) / (hi - lo);
         float sq = 0, sqq = 0, sqx = 0, s, b;
         for (int j = 0; j < gs; j++) {
             const float q = kt_fit_code(dx[j] * iscale, nmax);

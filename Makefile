@@ -71,31 +71,55 @@ $(BINDIR)/kintsugi-fixup: $(call objects_of,fixup) $(LIB_A)
 	$(LINK)
 $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
 	$(LINK)
-# The Vulkan backend of kintsugi-run (docs/GPU.md), when the GLSL compiler and
-# the Vulkan headers are here (scripts/bootstrap.sh --tests installs them):
-# the kernels compiled to SPIR-V and embedded. A flag file records the choice,
-# so that switching it rebuilds what depends on it.
-HAVE_VULKAN := $(shell command -v glslangValidator >/dev/null 2>&1 && pkg-config --exists vulkan 2>/dev/null && echo 1)
-VULKAN_FLAG := $(OUT)/vulkan-$(if $(HAVE_VULKAN),on,off).flag
-$(VULKAN_FLAG):
+
+# GPU hosts (docs/GPU.md), each when what it needs is there: Vulkan with
+# glslangValidator and the Vulkan headers (Linux, or macOS with MoltenVK);
+# Metal on macOS with glslangValidator and spirv-cross (the kernels go
+# GLSL -> SPIR-V -> MSL, embedded as source and compiled at start-up). A
+# flag file records the choice, so that switching it rebuilds what depends
+# on it.
+UNAME_S := $(shell uname -s)
+HAVE_GLSLANG := $(shell command -v glslangValidator >/dev/null 2>&1 && echo 1)
+HAVE_VULKAN := $(if $(HAVE_GLSLANG),$(shell pkg-config --exists vulkan 2>/dev/null && echo 1))
+HAVE_METAL := $(if $(and $(HAVE_GLSLANG),$(filter Darwin,$(UNAME_S))),$(shell command -v spirv-cross >/dev/null 2>&1 && echo 1))
+GPU_FLAG := $(OUT)/gpu$(if $(HAVE_VULKAN),-vulkan)$(if $(HAVE_METAL),-metal).flag
+$(GPU_FLAG):
 	@mkdir -p $(dir $@)
-	@rm -f $(OUT)/vulkan-*.flag
+	@rm -f $(OUT)/gpu*.flag
 	@touch $@
-ifeq ($(HAVE_VULKAN),1)
 GPU_SPV := $(patsubst runtime/gpu/kernels/%.comp,$(OUT)/gpu/%.spv,$(wildcard runtime/gpu/kernels/*.comp))
-GPU_OBJ := $(OUT)/runtime/gpu/vulkan.o $(OUT)/runtime/gpu/backend_vulkan.o $(OUT)/gpu/kernels_spv.o
 $(OUT)/gpu/%.spv: runtime/gpu/kernels/%.comp runtime/gpu/gpu_abi.h $(wildcard runtime/gpu/kernels/*.glsl)
 	@mkdir -p $(dir $@)
 	@glslangValidator --target-env vulkan1.1 -V -o $@ $< > $@.log || { cat $@.log; exit 1; }
+# MSL with the buffer indices of gpu_abi.h (tests/gpu/check_msl.py checks them)
+$(OUT)/gpu/%.metal: $(OUT)/gpu/%.spv
+	@spirv-cross --msl --msl-version 30100 --msl-decoration-binding --rename-entry-point main kt_$* comp $< --output $@
 $(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed_spirv.sh
 	@sh scripts/embed_spirv.sh $@ $(foreach f,$(GPU_SPV),$(basename $(notdir $(f)))=$(f))
-$(OUT)/gpu/kernels_spv.o: $(OUT)/gpu/kernels_spv.c
+$(OUT)/gpu/kernels_msl.c: $(GPU_SPV:.spv=.metal) scripts/embed_msl.sh
+	@sh scripts/embed_msl.sh $@ $(foreach f,$(GPU_SPV:.spv=.metal),$(basename $(notdir $(f)))=$(f))
+$(OUT)/gpu/%.o: $(OUT)/gpu/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
-$(OUT)/runtime/gpu/%.o: CFLAGS += -Iruntime/gpu $(shell pkg-config --cflags vulkan)
-$(OUT)/runtime/cli/%.o $(OUT)/verify/%.o: CFLAGS += -DKT_HAVE_VULKAN -Iruntime/gpu
+GPU_OBJ := $(if $(HAVE_VULKAN)$(HAVE_METAL),$(OUT)/runtime/gpu/gpu_kernels.o $(OUT)/runtime/gpu/backend_gpu.o)
+ifeq ($(HAVE_VULKAN),1)
+GPU_OBJ += $(OUT)/runtime/gpu/vulkan.o $(OUT)/gpu/kernels_spv.o
+$(OUT)/runtime/gpu/%.o: CFLAGS += -DKT_HAVE_VULKAN $(shell pkg-config --cflags vulkan)
 $(BINDIR)/kintsugi-run $(BINDIR)/kintsugi-verify: LDLIBS += $(shell pkg-config --libs vulkan)
 endif
-$(OUT)/runtime/cli/main.o $(OUT)/verify/behaviour.o: $(VULKAN_FLAG)
+ifeq ($(HAVE_METAL),1)
+GPU_OBJ += $(OUT)/runtime/gpu/metal.o $(OUT)/gpu/kernels_msl.o
+$(OUT)/runtime/gpu/%.o: CFLAGS += -DKT_HAVE_METAL
+# manual reference counting: metal.m releases what it creates (see there)
+$(OUT)/runtime/gpu/metal.o: runtime/gpu/metal.m runtime/gpu/gpu_host.h runtime/gpu/gpu_abi.h build/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -std=c11,$(CFLAGS)) -x objective-c -fno-objc-arc -c $< -o $@
+$(BINDIR)/kintsugi-run $(BINDIR)/kintsugi-verify: LDLIBS += -framework Metal -framework Foundation
+endif
+$(OUT)/runtime/gpu/%.o: CFLAGS += -Iruntime/gpu
+ifneq ($(GPU_OBJ),)
+$(OUT)/runtime/cli/%.o $(OUT)/verify/%.o: CFLAGS += -DKT_HAVE_GPU -Iruntime/gpu
+endif
+$(OUT)/runtime/cli/main.o $(OUT)/verify/behaviour.o $(OUT)/runtime/gpu/backend_gpu.o: $(GPU_FLAG)
 $(BINDIR)/kintsugi-run: $(call objects_of,runtime/cli) $(GPU_OBJ) $(LIB_A)
 	$(LINK)
 # verify names the fixup rules and re-derives tensors with convert's plan

@@ -74,8 +74,8 @@ fi
 if [ "$(uname -s)" = Linux ]; then
     # the GPU kernels: SPIR-V on Vulkan (Mesa's lavapipe unless
     # KINTSUGI_VULKAN_DEVICE names another device), then the Metal translation
-    suite "GPU kernels on Vulkan (${KINTSUGI_VULKAN_DEVICE:-lavapipe}) against the CPU" sh tests/gpu/vulkan.sh
-    suite "GPU kernels translated to Metal Shading Language (spirv-cross)" python3 tests/gpu/check_msl.py build/gpu
+    suite "GPU kernels on Vulkan (${KINTSUGI_VULKAN_DEVICE:-lavapipe}) against the CPU" sh tests/gpu/gpu.sh vulkan
+    suite "GPU kernels translated to Metal Shading Language (spirv-cross)" python3 tests/gpu/check_msl.py build/release/gpu
 fi
 suite "malformed safetensors" python3 tests/malformed/check_malformed.py bin/kintsugi-verify
 suite "malformed safetensors (ASan+UBSan)" python3 tests/malformed/check_malformed.py build/asan/bin/kintsugi-verify

@@ -21,8 +21,8 @@
 #include "file.h"
 #include "backend.h"
 #include "model.h"
-#ifdef KT_HAVE_VULKAN
-#include "backend_vulkan.h"
+#ifdef KT_HAVE_GPU
+#include "backend_gpu.h"
 #endif
 #include "perplexity.h"
 #include "strbuf.h"
@@ -193,19 +193,19 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
         if (o->choices) vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the model does not load: %s", kt_errmsg());
         return 0;
     }
-    if (o->vulkan) {
-#ifdef KT_HAVE_VULKAN
-        const kt_backend *be = kt_vulkan_model_ok(&m) == 0 ? kt_vulkan_backend(getenv("KINTSUGI_VULKAN_DEVICE")) : NULL;
+    if (o->gpu) {
+#ifdef KT_HAVE_GPU
+        const kt_backend *be = kt_gpu_open(o->gpu, &m);
         if (be) m.backend = be;
 #else
         const void *be = NULL;
-        kt_fail("this kintsugi-verify was built without Vulkan");
+        kt_fail("this kintsugi-verify was built without GPU hosts");
 #endif
         if (!be) {
             const char *names[] = {"generate", "kld", "choices"};
             const int on[] = {o->generate, o->kld_text != NULL, o->choices != NULL};
             for (int i = 0; i < 3; i++)
-                if (on[i]) vr_add(r, G, names[i], VR_FAIL, NULL, NULL, "--backend vulkan: %s", kt_errmsg());
+                if (on[i]) vr_add(r, G, names[i], VR_FAIL, NULL, NULL, "--backend %s: %s", o->gpu, kt_errmsg());
             kt_model_free(&m);
             return 0;
         }

@@ -15,7 +15,7 @@
 typedef struct {
     const char *dir, *original;
     int generate;
-    int vulkan;                 /* --backend vulkan: the model under test on the Vulkan backend */
+    const char *gpu;            /* --backend vulkan|metal: the model under test on that GPU host, or NULL */
     const char *kld_text;
     int max_tokens;             /* --generate */
     double max_rel_rmse;        /* fidelity: a differing tensor's error bound (-1: by bits) */

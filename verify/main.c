@@ -70,9 +70,10 @@ static void usage(FILE *out) {
             "  --original DIR        the Hugging Face checkpoint the conversion came from\n"
             "  --generate            run the model (see above)\n"
             "  --max-tokens N        tokens generated per prompt (default 24)\n"
-            "  --backend B           cpu (default) or vulkan (the device KINTSUGI_VULKAN_DEVICE\n"
-            "                        names) for the model under test in --generate, --kld and\n"
-            "                        --choices; the original always runs on the CPU\n"
+            "  --backend B           cpu (default), vulkan (the device KINTSUGI_VULKAN_DEVICE\n"
+            "                        names) or metal (KINTSUGI_METAL_DEVICE) for the model\n"
+            "                        under test in --generate, --kld and --choices; the\n"
+            "                        original always runs on the CPU\n"
             "  --kld TEXT            a text file for the KL divergence check\n"
             "  --max-kld X           mean KL divergence bound (default %.2f)\n"
             "  --min-top1 X          top-1 agreement bound (default %.2f)\n"
@@ -200,8 +201,10 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_ORIGINAL: o->v.original = a.value; break;
         case O_GENERATE: o->v.generate = 1; break;
         case O_BACKEND: {
-            static const char *const backends[] = {"cpu", "vulkan", NULL};
-            rc = kt_arg_choice(&a, backends, &o->v.vulkan);
+            static const char *const backends[] = {"cpu", "vulkan", "metal", NULL};
+            int which = 0;
+            rc = kt_arg_choice(&a, backends, &which);
+            o->v.gpu = which ? backends[which] : NULL;
             break;
         }
         case O_MAX_TOKENS: rc = kt_arg_int(&a, 1, 100000, &o->v.max_tokens); break;

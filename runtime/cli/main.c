@@ -16,9 +16,8 @@
 #include "hub.h"
 #include "json.h"
 #include "model.h"
-#ifdef KT_HAVE_VULKAN
-#include "backend_vulkan.h"
-#include "vulkan.h"
+#ifdef KT_HAVE_GPU
+#include "backend_gpu.h"
 #endif
 #include "choices.h"
 #include "perplexity.h"
@@ -35,11 +34,12 @@
 
 static const char *PROG = "kintsugi-run";
 
-enum { BACKEND_AUTO = 0, BACKEND_CPU = 1, BACKEND_VULKAN = 2 };
+enum { BACKEND_AUTO = 0, BACKEND_CPU = 1, BACKEND_VULKAN = 2, BACKEND_METAL = 3 };
+static const char *const BACKENDS[] = {"auto", "cpu", "vulkan", "metal", NULL};
 
 typedef struct {
     const char *dir, *prompt, *system, *reasoning, *perplexity, *kld_against, *revision, *choices, *prompts;
-    int backend;                  /* BACKEND_AUTO, _CPU or _VULKAN */
+    int backend;                  /* BACKEND_AUTO, _CPU, _VULKAN or _METAL */
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
     int window_set, num_fewshot, fewshot_set, exact;
@@ -81,9 +81,10 @@ static void usage(FILE *out) {
             "  --repetition-penalty R   R > 0 (1: off)\n"
             "  --seed S                 the sampler's seed\n"
             "  --context N              the longest sequence, prompt included (default 4096)\n"
-            "  --backend B              auto (default: a Vulkan GPU if there is one, else the\n"
-            "                           CPU; never a CPU Vulkan driver), cpu, or vulkan (the\n"
-            "                           device KINTSUGI_VULKAN_DEVICE names, lavapipe included)\n"
+            "  --backend B              auto (default: Metal on macOS, else a Vulkan GPU if\n"
+            "                           there is one, else the CPU; never a CPU Vulkan driver),\n"
+            "                           cpu, vulkan (the device KINTSUGI_VULKAN_DEVICE names,\n"
+            "                           lavapipe included) or metal (KINTSUGI_METAL_DEVICE)\n"
             "  --exact                  float32 activations for quantized weights (the default\n"
             "                           for --perplexity and --choices; generation uses 8-bit\n"
             "                           integer activations unless KT_ACTIVATIONS=f32)\n"
@@ -208,8 +209,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_PROMPTS: o->prompts = a.value; break;
         case O_EXACT: o->exact = 1; break;
         case O_BACKEND: {
-            static const char *const backends[] = {"auto", "cpu", "vulkan", NULL};
-            rc = kt_arg_choice(&a, backends, &o->backend);
+            rc = kt_arg_choice(&a, BACKENDS, &o->backend);
             break;
         }
         case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot), o->fewshot_set = 1; break;
@@ -632,27 +632,22 @@ static int check_template(const options *o) {
     return 0;
 }
 
-/* --backend: the device where the model runs. auto takes a Vulkan GPU when
- * there is one and the model can run there (a CPU implementation such as
- * lavapipe is never chosen by auto), else the CPU. */
+/* --backend: the device where the model runs. auto takes Metal on macOS,
+ * else a Vulkan GPU when there is one (a CPU implementation such as
+ * lavapipe is never chosen by auto), when the model can run there; else the
+ * CPU. */
 static int choose_backend(const options *o, kt_model *m) {
     if (o->backend == BACKEND_CPU) return 0;
-#ifdef KT_HAVE_VULKAN
-    if (o->backend == BACKEND_AUTO) { /* the first GPU, whatever KINTSUGI_VULKAN_DEVICE names */
-        const kt_backend *be = kt_vk_gpu_driver_present() && kt_vulkan_model_ok(m) == 0 ? kt_vulkan_backend(NULL) : NULL;
-        if (be) m->backend = be;
-        return 0;
-    }
-    if (kt_vulkan_model_ok(m)) return kt_fail_context("--backend vulkan");
-    const kt_backend *be = kt_vulkan_backend(getenv("KINTSUGI_VULKAN_DEVICE"));
-    if (!be) return kt_fail_context("--backend vulkan");
-    m->backend = be;
-    return 0;
+#ifdef KT_HAVE_GPU
+    const kt_backend *be = o->backend == BACKEND_AUTO ? kt_gpu_auto(m) : kt_gpu_open(BACKENDS[o->backend], m);
+    if (be) m->backend = be;
+    return be || o->backend == BACKEND_AUTO ? 0 : kt_fail_context("--backend %s", BACKENDS[o->backend]);
 #else
     (void)m;
     if (o->backend == BACKEND_AUTO) return 0;
-    return kt_fail("--backend vulkan: this kintsugi-run was built without Vulkan (glslangValidator and the Vulkan "
-                   "headers were missing: scripts/bootstrap.sh --tests installs them)");
+    return kt_fail("--backend %s: this kintsugi-run was built without GPU hosts (glslangValidator and the Vulkan "
+                   "headers were missing: scripts/bootstrap.sh --tests installs them; Metal is built on macOS)",
+                   BACKENDS[o->backend]);
 #endif
 }
 

@@ -1,4 +1,6 @@
-/* vulkan.c - see vulkan.h.
+/* vulkan.c - the Vulkan host of the GPU kernels (gpu_host.h): device
+ * choice, buffers, one compute pipeline per kernel from the SPIR-V embedded
+ * at build time, dispatches recorded into one command buffer per submission.
  *
  * Plain Vulkan 1.1 compute: one instance, one device with a compute queue,
  * host-visible coherent memory (lavapipe and every integrated GPU have it;
@@ -7,7 +9,7 @@
  * each binding the kernel declares (gpu_abi.h), push constants for the
  * arguments.
  */
-#include "vulkan.h"
+#include "gpu_host.h"
 #include "error.h"
 #include "strbuf.h"
 
@@ -23,28 +25,22 @@ extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rms
 extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size,
     kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size, kt_spv_qmm_size, kt_spv_drow_size;
 
+/* in kt_gpu_kernel's order */
 static const struct {
-    const char *name;
     const uint32_t *code;
     const size_t *size;
-    int n_buffers;
-} KERNELS[KT_GPU_KERNELS] = {
-    {"qmv", kt_spv_qmv, &kt_spv_qmv_size, 5},
-    {"mv_dense", kt_spv_mv_dense, &kt_spv_mv_dense_size, 3},
-    {"qrow", kt_spv_qrow, &kt_spv_qrow_size, 4},
-    {"rmsnorm", kt_spv_rmsnorm, &kt_spv_rmsnorm_size, 3},
-    {"mamba_conv", kt_spv_mamba_conv, &kt_spv_mamba_conv_size, 5},
-    {"mamba_ssm", kt_spv_mamba_ssm, &kt_spv_mamba_ssm_size, 5},
-    {"mamba_gate", kt_spv_mamba_gate, &kt_spv_mamba_gate_size, 3},
-    {"attend", kt_spv_attend, &kt_spv_attend_size, 5},
-    {"ewise", kt_spv_ewise, &kt_spv_ewise_size, 2},
-    {"qmm", kt_spv_qmm, &kt_spv_qmm_size, 5},
-    {"drow", kt_spv_drow, &kt_spv_drow_size, 2},
+} SPIRV[KT_GPU_KERNELS] = {
+    {kt_spv_qmv, &kt_spv_qmv_size},           {kt_spv_mv_dense, &kt_spv_mv_dense_size},
+    {kt_spv_qrow, &kt_spv_qrow_size},         {kt_spv_rmsnorm, &kt_spv_rmsnorm_size},
+    {kt_spv_mamba_conv, &kt_spv_mamba_conv_size}, {kt_spv_mamba_ssm, &kt_spv_mamba_ssm_size},
+    {kt_spv_mamba_gate, &kt_spv_mamba_gate_size}, {kt_spv_attend, &kt_spv_attend_size},
+    {kt_spv_ewise, &kt_spv_ewise_size},       {kt_spv_qmm, &kt_spv_qmm_size},
+    {kt_spv_drow, &kt_spv_drow_size},
 };
 
 enum { MAX_BUFFERS = 8, MAX_ARGS = 128, MAX_SETS = 4096 };
 
-struct kt_vk {
+struct kt_gpu {
     VkInstance instance;
     VkPhysicalDevice phys;
     VkDevice device;
@@ -85,7 +81,7 @@ static int choose_device(VkPhysicalDevice *devs, uint32_t n, const char *want) {
     return -1;
 }
 
-static int open_device(kt_vk *vk, const char *want) {
+static int open_device(kt_gpu *vk, const char *want) {
     VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "kintsugi",
                              .apiVersion = VK_API_VERSION_1_1};
     VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
@@ -127,13 +123,13 @@ static int open_device(kt_vk *vk, const char *want) {
     return 0;
 }
 
-static int make_pipeline(kt_vk *vk, int k) {
+static int make_pipeline(kt_gpu *vk, int k) {
     VkDescriptorSetLayoutBinding b[MAX_BUFFERS];
-    for (int i = 0; i < KERNELS[k].n_buffers; i++)
+    for (int i = 0; i < kt_gpu_kernels[k].n_buffers; i++)
         b[i] = (VkDescriptorSetLayoutBinding){.binding = (uint32_t)i + 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                               .descriptorCount = 1, .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
     VkDescriptorSetLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = (uint32_t)KERNELS[k].n_buffers, .pBindings = b};
+                                           .bindingCount = (uint32_t)kt_gpu_kernels[k].n_buffers, .pBindings = b};
     VkResult r = vkCreateDescriptorSetLayout(vk->device, &lci, NULL, &vk->layouts[k]);
     if (r != VK_SUCCESS) return vk_fail("vkCreateDescriptorSetLayout", r);
     VkPushConstantRange pc = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = MAX_ARGS};
@@ -143,7 +139,7 @@ static int make_pipeline(kt_vk *vk, int k) {
     if ((r = vkCreatePipelineLayout(vk->device, &plci, NULL, &vk->pipeline_layouts[k])) != VK_SUCCESS)
         return vk_fail("vkCreatePipelineLayout", r);
     VkShaderModuleCreateInfo smci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                                     .codeSize = *KERNELS[k].size, .pCode = KERNELS[k].code};
+                                     .codeSize = *SPIRV[k].size, .pCode = SPIRV[k].code};
     VkShaderModule module;
     if ((r = vkCreateShaderModule(vk->device, &smci, NULL, &module)) != VK_SUCCESS)
         return vk_fail("vkCreateShaderModule", r);
@@ -154,12 +150,14 @@ static int make_pipeline(kt_vk *vk, int k) {
         .layout = vk->pipeline_layouts[k]};
     r = vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &cpci, NULL, &vk->pipelines[k]);
     vkDestroyShaderModule(vk->device, module, NULL);
-    if (r != VK_SUCCESS) return kt_fail("vulkan: the %s kernel does not build on %s (VkResult %d)", KERNELS[k].name, vk->name, (int)r);
+    if (r != VK_SUCCESS) return kt_fail("vulkan: the %s kernel does not build on %s (VkResult %d)", kt_gpu_kernels[k].name, vk->name, (int)r);
     return 0;
 }
 
-kt_vk *kt_vk_open(const char *want) {
-    kt_vk *vk = kt_xcalloc(1, sizeof *vk);
+static void vk_close(kt_gpu *vk);
+
+static kt_gpu *vk_open(const char *want) {
+    kt_gpu *vk = kt_xcalloc(1, sizeof *vk);
     int rc = open_device(vk, want);
     VkResult r;
     if (rc == 0) {
@@ -181,13 +179,13 @@ kt_vk *kt_vk_open(const char *want) {
     }
     for (int k = 0; rc == 0 && k < KT_GPU_KERNELS; k++) rc = make_pipeline(vk, k);
     if (rc) {
-        kt_vk_close(vk);
+        vk_close(vk);
         return NULL;
     }
     return vk;
 }
 
-void kt_vk_close(kt_vk *vk) {
+static void vk_close(kt_gpu *vk) {
     if (!vk) return;
     if (vk->device) {
         vkDeviceWaitIdle(vk->device);
@@ -205,7 +203,7 @@ void kt_vk_close(kt_vk *vk) {
     free(vk);
 }
 
-int kt_vk_gpu_driver_present(void) {
+static int vk_gpu_driver_present(void) {
     if (getenv("VK_ICD_FILENAMES") || getenv("VK_DRIVER_FILES")) return 1;
 #ifdef __linux__
     /* Mesa installs the manifests of its GPU drivers with lavapipe's whether or
@@ -220,10 +218,10 @@ int kt_vk_gpu_driver_present(void) {
 #endif
 }
 
-const char *kt_vk_device_name(const kt_vk *vk) { return vk->name; }
-uint32_t kt_vk_subgroup_size(const kt_vk *vk) { return vk->subgroup_size; }
+static const char *vk_device_name(const kt_gpu *vk) { return vk->name; }
+static uint32_t vk_subgroup_size(const kt_gpu *vk) { return vk->subgroup_size; }
 
-int kt_vk_buffer_new(kt_vk *vk, size_t size, kt_vk_buffer *out) {
+static int vk_buffer_new(kt_gpu *vk, size_t size, kt_gpu_buffer *out) {
     memset(out, 0, sizeof *out);
     buffer_state *st = kt_xcalloc(1, sizeof *st);
     VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size ? size : 4,
@@ -258,7 +256,7 @@ int kt_vk_buffer_new(kt_vk *vk, size_t size, kt_vk_buffer *out) {
     return 0;
 }
 
-void kt_vk_buffer_free(kt_vk *vk, kt_vk_buffer *b) {
+static void vk_buffer_free(kt_gpu *vk, kt_gpu_buffer *b) {
     buffer_state *st = b->handle;
     if (!st) return;
     vkDeviceWaitIdle(vk->device);
@@ -269,7 +267,7 @@ void kt_vk_buffer_free(kt_vk *vk, kt_vk_buffer *b) {
     memset(b, 0, sizeof *b);
 }
 
-static int begin(kt_vk *vk) {
+static int begin(kt_gpu *vk) {
     if (vk->cb) return 0;
     VkCommandBufferAllocateInfo cbai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = vk->pool,
                                         .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
@@ -284,7 +282,7 @@ static int begin(kt_vk *vk) {
     return 0;
 }
 
-int kt_vk_submit(kt_vk *vk) {
+static int vk_submit(kt_gpu *vk) {
     if (!vk->cb) return 0;
     /* the host reads the results once the fence has signalled */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
@@ -302,11 +300,11 @@ int kt_vk_submit(kt_vk *vk) {
     return r == VK_SUCCESS ? 0 : vk_fail("vkQueueSubmit", r);
 }
 
-int kt_vk_record(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
+static int vk_record(kt_gpu *vk, kt_gpu_kernel kernel, const kt_gpu_buffer *const *buffers, int n_buffers, const void *args,
                  size_t args_size, uint32_t groups_x, uint32_t groups_y) {
-    if (kernel < 0 || kernel >= KT_GPU_KERNELS || n_buffers != KERNELS[kernel].n_buffers || args_size > MAX_ARGS)
+    if (kernel < 0 || kernel >= KT_GPU_KERNELS || n_buffers != kt_gpu_kernels[kernel].n_buffers || args_size > MAX_ARGS)
         return kt_fail("vulkan: kernel %d called with %d buffers and %zu bytes of arguments", (int)kernel, n_buffers, args_size);
-    if (vk->sets == MAX_SETS && kt_vk_submit(vk)) return -1; /* a long token: run what is recorded, go on */
+    if (vk->sets == MAX_SETS && vk_submit(vk)) return -1; /* a long token: run what is recorded, go on */
     if (begin(vk)) return -1;
     VkDescriptorSetAllocateInfo dsai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
                                         .descriptorPool = vk->descriptors, .descriptorSetCount = 1,
@@ -338,8 +336,7 @@ int kt_vk_record(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buf
     return 0;
 }
 
-int kt_vk_run(kt_vk *vk, kt_gpu_kernel kernel, const kt_vk_buffer *const *buffers, int n_buffers, const void *args,
-              size_t args_size, uint32_t groups_x, uint32_t groups_y) {
-    if (kt_vk_submit(vk)) return -1; /* nothing recorded before is left behind */
-    return kt_vk_record(vk, kernel, buffers, n_buffers, args, args_size, groups_x, groups_y) || kt_vk_submit(vk) ? -1 : 0;
-}
+static const kt_gpu_host host = {"vulkan", "KINTSUGI_VULKAN_DEVICE", vk_gpu_driver_present, vk_open, vk_close,
+                                 vk_device_name, vk_subgroup_size, vk_buffer_new, vk_buffer_free, vk_record, vk_submit};
+
+const kt_gpu_host *kt_gpu_vulkan(void) { return &host; }

@@ -1,12 +1,13 @@
-/* test_vulkan_model.c - whole models on the Vulkan backend against the CPU
+/* test_gpu_model.c - whole models on a GPU backend against the CPU
  * backend: a 64-token prompt and 32 greedy tokens, token by token, the
  * logits of every position compared and the greedy tokens equal.
  *
- * usage: vulkan-model-tests MODEL_DIR...  (the device: KINTSUGI_VULKAN_DEVICE)
+ * usage: gpu-model-tests vulkan|metal MODEL_DIR...  (the device: the host's
+ * variable, KINTSUGI_VULKAN_DEVICE or KINTSUGI_METAL_DEVICE)
  * Prints one line per model and "N passed, N failed". The CPU runs the exact
  * path (float32 activations), the reference the oracle tests hold to mlx-lm.
  */
-#include "backend_vulkan.h"
+#include "backend_gpu.h"
 #include "error.h"
 #include "model.h"
 
@@ -54,7 +55,7 @@ static int check_model(const char *dir, const kt_backend *gpu) {
     }
     kt_state_free(&s, &m);
     m.backend = gpu;
-    ok = ok && kt_vulkan_model_ok(&m) == 0 && run(&m, tokens, dev) == 0;
+    ok = ok && kt_gpu_model_ok(&m) == 0 && run(&m, tokens, dev) == 0;
     double worst = 0;
     int same = 1;
     for (int t = 0; t < N && ok; t++) {
@@ -78,13 +79,15 @@ static int check_model(const char *dir, const kt_backend *gpu) {
 }
 
 int main(int argc, char **argv) {
-    const kt_backend *gpu = kt_vulkan_backend(getenv("KINTSUGI_VULKAN_DEVICE"));
+    const char *api = argc > 1 ? argv[1] : "vulkan";
+    const kt_gpu_host *h = kt_gpu_host_named(api);
+    const kt_backend *gpu = h ? kt_gpu_backend(h, getenv(h->device_env)) : NULL;
     if (!gpu) {
-        printf("FAIL opening the Vulkan device: %s\n0 passed, 1 failed\n", kt_errmsg());
+        printf("FAIL opening the %s device: %s\n0 passed, 1 failed\n", api, kt_errmsg());
         return 1;
     }
     int passed = 0, failed = 0;
-    for (int i = 1; i < argc; i++) check_model(argv[i], gpu) ? passed++ : failed++;
+    for (int i = 2; i < argc; i++) check_model(argv[i], gpu) ? passed++ : failed++;
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

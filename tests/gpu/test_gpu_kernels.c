@@ -1,9 +1,9 @@
-/* test_vulkan_kernels.c - every GPU kernel through Vulkan against the CPU
+/* test_gpu_kernels.c - every GPU kernel through a host (Vulkan, Metal) against the CPU
  * reference, on odd shapes: rows not a multiple of anything, every bit width
  * 2-8 but 7, group sizes 32/64/128, f32/f16/bf16 scales, tensors at an
  * offset inside their buffers, more rows than one dispatch dimension holds.
  *
- * The device is KINTSUGI_VULKAN_DEVICE's (tests/run.sh names lavapipe,
+ * The device is the host's variable's, e.g. KINTSUGI_VULKAN_DEVICE (tests/run.sh names lavapipe,
  * "llvmpipe", which runs the real SPIR-V on the CPU). A device that cannot
  * be opened is a failure, never a skip. Prints one line per test and
  * "N passed, N failed".
@@ -20,7 +20,8 @@
 #include "harness.h"
 #include "kernels.h"
 #include "model.h"
-#include "vulkan.h"
+#include "backend_gpu.h"
+#include "gpu_host.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 
 int harness_failures;
+static const kt_gpu_host *HOST; /* the host under test: argv[1], "vulkan" or "metal" */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t next32(void) {
@@ -39,14 +41,14 @@ static float uniform(void) { return (float)next32() / 4294967296.0f * 2.0f - 1.0
 static kt_dtype dtype_of(int gpu) { return gpu == KT_GPU_F32 ? KT_F32 : gpu == KT_GPU_F16 ? KT_F16 : KT_BF16; }
 
 /* One qmv case; returns the number of rows out of tolerance. */
-static long qmv_case(kt_vk *vk, int rows, int cols, int bits, int gs, int pdt, uint32_t w_off, uint32_t p_off) {
+static long qmv_case(kt_gpu *dev, int rows, int cols, int bits, int gs, int pdt, uint32_t w_off, uint32_t p_off) {
     const kt_dtype t = dtype_of(pdt);
     const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (size_t)(cols / gs);
     const size_t wbytes = (size_t)rows * (size_t)cols * (size_t)bits / 8;
-    kt_vk_buffer W, S, B, X, Y;
-    int rc = kt_vk_buffer_new(vk, w_off * 4 + wbytes + 4, &W) | kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &S) |
-             kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &B) | kt_vk_buffer_new(vk, (size_t)cols * 4, &X) |
-             kt_vk_buffer_new(vk, (size_t)rows * 4, &Y);
+    kt_gpu_buffer W, S, B, X, Y;
+    int rc = HOST->buffer_new(dev, w_off * 4 + wbytes + 4, &W) | HOST->buffer_new(dev, (p_off + groups) * es + 4, &S) |
+             HOST->buffer_new(dev, (p_off + groups) * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
+             HOST->buffer_new(dev, (size_t)rows * 4, &Y);
     CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
     if (rc) return rows;
     uint8_t *w = (uint8_t *)W.map + w_off * 4;
@@ -63,9 +65,9 @@ static long qmv_case(kt_vk *vk, int rows, int cols, int bits, int gs, int pdt, u
     float *ref = malloc((size_t)rows * sizeof *ref), *deq = malloc((size_t)cols * sizeof *deq);
     kt_linear_rows_ref(&l, 0, rows, x, ref);
     kt_gpu_qmv_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, w_off, p_off, 0};
-    const kt_vk_buffer *bufs[] = {&W, &S, &B, &X, &Y};
+    const kt_gpu_buffer *bufs[] = {&W, &S, &B, &X, &Y};
     const uint32_t gx = rows < 65535 ? (uint32_t)rows : 65535, gy = (uint32_t)((rows + 65534) / 65535);
-    rc = kt_vk_run(vk, KT_GPU_QMV, bufs, 5, &a, sizeof a, gx, gy);
+    rc = kt_gpu_run(HOST, dev, KT_GPU_QMV, bufs, 5, &a, sizeof a, gx, gy);
     CHECK_MSG(rc == 0, "qmv: %s", kt_errmsg());
     long bad = 0;
     const float *y = Y.map;
@@ -81,12 +83,12 @@ static long qmv_case(kt_vk *vk, int rows, int cols, int bits, int gs, int pdt, u
         }
     }
     free(sf), free(bf), free(ref), free(deq);
-    kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &B);
-    kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Y);
+    HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &S), HOST->buffer_free(dev, &B);
+    HOST->buffer_free(dev, &X), HOST->buffer_free(dev, &Y);
     return bad + (rc != 0);
 }
 
-static void test_qmv(kt_vk *vk) {
+static void test_qmv(kt_gpu *dev) {
     static const int bits[] = {2, 3, 4, 5, 6, 8}, gss[] = {32, 64, 128}, rows[] = {1, 7, 67}, mult[] = {1, 3, 5};
     long bad = 0, cases = 0;
     for (int b = 0; b < 6; b++)
@@ -94,20 +96,20 @@ static void test_qmv(kt_vk *vk) {
             for (int d = 0; d < 3; d++)
                 for (int r = 0; r < 3; r++) {
                     const int cols = gss[g] * mult[(b + r) % 3];
-                    bad += qmv_case(vk, rows[r], cols, bits[b], gss[g], d, (uint32_t)(r * 5), (uint32_t)(r * 3 + d));
+                    bad += qmv_case(dev, rows[r], cols, bits[b], gss[g], d, (uint32_t)(r * 5), (uint32_t)(r * 3 + d));
                     cases++;
                 }
     /* more rows than one dispatch dimension holds, and a Nano-9B row length */
-    bad += qmv_case(vk, 70001, 32, 4, 32, KT_GPU_BF16, 0, 0);
-    bad += qmv_case(vk, 33, 4480, 4, 64, KT_GPU_BF16, 1, 1);
-    bad += qmv_case(vk, 9, 4480, 8, 128, KT_GPU_F16, 0, 2);
+    bad += qmv_case(dev, 70001, 32, 4, 32, KT_GPU_BF16, 0, 0);
+    bad += qmv_case(dev, 33, 4480, 4, 64, KT_GPU_BF16, 1, 1);
+    bad += qmv_case(dev, 9, 4480, 8, 128, KT_GPU_F16, 0, 2);
     CHECK_MSG(bad == 0, "%ld rows out of tolerance", bad);
     fprintf(stderr, "  qmv: %ld cases plus 3 large ones, every row within tolerance\n", cases);
 }
 
 /* The prompt's product: 13 tokens as a block of 8 and one of 5 (the
  * offsets into X and Y), each token's row equal to the matvec's reference. */
-static void test_qmm(kt_vk *vk) {
+static void test_qmm(kt_gpu *dev) {
     static const int cfgs[][4] = {{4, 64, KT_GPU_BF16, 37}, {3, 32, KT_GPU_F16, 5}, {8, 128, KT_GPU_F32, 20},
                                   {6, 64, KT_GPU_BF16, 70001}};
     long bad = 0;
@@ -116,10 +118,10 @@ static void test_qmm(kt_vk *vk) {
         const int cols = c == 3 ? 64 : gs * 3, T = c == 3 ? 3 : 13;
         const kt_dtype t = dtype_of(pdt);
         const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (cols / gs), wbytes = (size_t)rows * cols * bits / 8;
-        kt_vk_buffer W, S, B, X, Y;
-        int rc = kt_vk_buffer_new(vk, wbytes + 8, &W) | kt_vk_buffer_new(vk, groups * es + 4, &S) |
-                 kt_vk_buffer_new(vk, groups * es + 4, &B) | kt_vk_buffer_new(vk, (size_t)T * cols * 4, &X) |
-                 kt_vk_buffer_new(vk, (size_t)T * rows * 4, &Y);
+        kt_gpu_buffer W, S, B, X, Y;
+        int rc = HOST->buffer_new(dev, wbytes + 8, &W) | HOST->buffer_new(dev, groups * es + 4, &S) |
+                 HOST->buffer_new(dev, groups * es + 4, &B) | HOST->buffer_new(dev, (size_t)T * cols * 4, &X) |
+                 HOST->buffer_new(dev, (size_t)T * rows * 4, &Y);
         CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
         if (rc) return;
         uint8_t *w = W.map;
@@ -133,12 +135,12 @@ static void test_qmm(kt_vk *vk) {
         for (int i = 0; i < T * cols; i++) x[i] = uniform();
         kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t, .scales = S.map, .biases = B.map,
                        .bits = bits, .group_size = gs};
-        const kt_vk_buffer *bufs[] = {&W, &S, &B, &X, &Y};
+        const kt_gpu_buffer *bufs[] = {&W, &S, &B, &X, &Y};
         for (int t0 = 0; t0 < T && rc == 0; t0 += KT_QMM_MAX_TOKENS) {
             const int n = T - t0 < KT_QMM_MAX_TOKENS ? T - t0 : KT_QMM_MAX_TOKENS;
             kt_gpu_qmm_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, 0, 0,
                                  (uint32_t)n, (uint32_t)(t0 * cols), (uint32_t)(t0 * rows)};
-            rc = kt_vk_run(vk, KT_GPU_QMM, bufs, 5, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
+            rc = kt_gpu_run(HOST, dev, KT_GPU_QMM, bufs, 5, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
                            (uint32_t)((rows + 65534) / 65535));
             CHECK_MSG(rc == 0, "qmm: %s", kt_errmsg());
         }
@@ -159,14 +161,14 @@ static void test_qmm(kt_vk *vk) {
         }
         free(refs);
         free(tmp), free(deq);
-        kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &B);
-        kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Y);
+        HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &S), HOST->buffer_free(dev, &B);
+        HOST->buffer_free(dev, &X), HOST->buffer_free(dev, &Y);
     }
     CHECK_MSG(bad == 0, "%ld outputs out of tolerance", bad);
 }
 
 /* The dense matvec of the original (bf16, f16, f32 weights). */
-static void test_mv_dense(kt_vk *vk) {
+static void test_mv_dense(kt_gpu *dev) {
     static const int shapes[][2] = {{1, 1}, {7, 33}, {67, 200}, {70001, 3}, {5, 4480}};
     long bad = 0;
     for (int d = 0; d < 3; d++)
@@ -174,9 +176,9 @@ static void test_mv_dense(kt_vk *vk) {
             const int rows = shapes[c][0], cols = shapes[c][1];
             const kt_dtype t = dtype_of(d);
             const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols, off = (size_t)c;
-            kt_vk_buffer W, X, Y;
-            int rc = kt_vk_buffer_new(vk, (n + off) * es + 4, &W) | kt_vk_buffer_new(vk, (size_t)cols * 4, &X) |
-                     kt_vk_buffer_new(vk, (size_t)rows * 4, &Y);
+            kt_gpu_buffer W, X, Y;
+            int rc = HOST->buffer_new(dev, (n + off) * es + 4, &W) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
+                     HOST->buffer_new(dev, (size_t)rows * 4, &Y);
             CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
             if (rc) return;
             float *wf = malloc(n * sizeof *wf), *ref = malloc((size_t)rows * sizeof *ref);
@@ -188,8 +190,8 @@ static void test_mv_dense(kt_vk *vk) {
             kt_linear_rows_ref(&l, 0, rows, x, ref);
             kt_row_to_f32(t, (uint8_t *)W.map + off * es, wf, n);
             kt_gpu_mv_dense_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)d, (uint32_t)off, 0};
-            const kt_vk_buffer *bufs[] = {&W, &X, &Y};
-            rc = kt_vk_run(vk, KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
+            const kt_gpu_buffer *bufs[] = {&W, &X, &Y};
+            rc = kt_gpu_run(HOST, dev, KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
                            (uint32_t)((rows + 65534) / 65535));
             CHECK_MSG(rc == 0, "mv_dense: %s", kt_errmsg());
             const float *y = Y.map;
@@ -202,14 +204,14 @@ static void test_mv_dense(kt_vk *vk) {
                 }
             }
             free(wf), free(ref);
-            kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Y);
+            HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &X), HOST->buffer_free(dev, &Y);
         }
     CHECK_MSG(bad == 0, "%ld rows out of tolerance", bad);
 }
 
 /* The embedding lookup: a dequantized row equals the CPU's value for value
  * (one product and one sum, each rounded to float32). */
-static void test_qrow(kt_vk *vk) {
+static void test_qrow(kt_gpu *dev) {
     static const int bits[] = {2, 3, 4, 5, 6, 8}, gss[] = {32, 64, 128};
     long bad = 0;
     for (int b = 0; b < 6; b++)
@@ -220,9 +222,9 @@ static void test_qrow(kt_vk *vk) {
                 const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (cols / gs);
                 const size_t wbytes = (size_t)rows * cols * bits[b] / 8;
                 const uint32_t w_off = (uint32_t)d, p_off = (uint32_t)(b % 2);
-                kt_vk_buffer W, S, B, Y;
-                int rc = kt_vk_buffer_new(vk, w_off * 4 + wbytes + 4, &W) | kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &S) |
-                         kt_vk_buffer_new(vk, (p_off + groups) * es + 4, &B) | kt_vk_buffer_new(vk, (size_t)cols * 4, &Y);
+                kt_gpu_buffer W, S, B, Y;
+                int rc = HOST->buffer_new(dev, w_off * 4 + wbytes + 4, &W) | HOST->buffer_new(dev, (p_off + groups) * es + 4, &S) |
+                         HOST->buffer_new(dev, (p_off + groups) * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &Y);
                 CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
                 if (rc) return;
                 uint8_t *w = (uint8_t *)W.map + w_off * 4;
@@ -238,25 +240,25 @@ static void test_qrow(kt_vk *vk) {
                 for (int r = 0; r < rows; r += 5) {
                     kt_linear_row_ref(&l, r, ref);
                     kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)cols, (uint32_t)bits[b], (uint32_t)gs, (uint32_t)d, w_off, p_off};
-                    const kt_vk_buffer *bufs[] = {&W, &S, &B, &Y};
-                    rc = kt_vk_run(vk, KT_GPU_QROW, bufs, 4, &a, sizeof a, (uint32_t)(cols + KT_QROW_THREADS - 1) / KT_QROW_THREADS, 1);
+                    const kt_gpu_buffer *bufs[] = {&W, &S, &B, &Y};
+                    rc = kt_gpu_run(HOST, dev, KT_GPU_QROW, bufs, 4, &a, sizeof a, (uint32_t)(cols + KT_QROW_THREADS - 1) / KT_QROW_THREADS, 1);
                     CHECK_MSG(rc == 0, "qrow: %s", kt_errmsg());
                     bad += rc != 0 || memcmp(Y.map, ref, (size_t)cols * 4) != 0;
                 }
                 free(sf), free(ref);
-                kt_vk_buffer_free(vk, &W), kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &B), kt_vk_buffer_free(vk, &Y);
+                HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &S), HOST->buffer_free(dev, &B), HOST->buffer_free(dev, &Y);
             }
     CHECK_MSG(bad == 0, "%ld rows differ from the CPU's", bad);
 }
 
-static void test_rmsnorm(kt_vk *vk) {
+static void test_rmsnorm(kt_gpu *dev) {
     static const int ns[] = {1, 7, 100, 257, 4480};
     long bad = 0;
     for (int c = 0; c < 5; c++) {
         const int n = ns[c];
-        kt_vk_buffer X, Wt, Y;
-        int rc = kt_vk_buffer_new(vk, (size_t)n * 4, &X) | kt_vk_buffer_new(vk, (size_t)n * 4, &Wt) |
-                 kt_vk_buffer_new(vk, (size_t)n * 4, &Y);
+        kt_gpu_buffer X, Wt, Y;
+        int rc = HOST->buffer_new(dev, (size_t)n * 4, &X) | HOST->buffer_new(dev, (size_t)n * 4, &Wt) |
+                 HOST->buffer_new(dev, (size_t)n * 4, &Y);
         CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
         if (rc) return;
         float *x = X.map, *w = Wt.map, *ref = malloc((size_t)n * sizeof *ref);
@@ -267,8 +269,8 @@ static void test_rmsnorm(kt_vk *vk) {
         uint32_t eps_bits;
         memcpy(&eps_bits, &eps, 4);
         kt_gpu_rmsnorm_args a = {(uint32_t)n, eps_bits};
-        const kt_vk_buffer *bufs[] = {&X, &Wt, &Y};
-        rc = kt_vk_run(vk, KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
+        const kt_gpu_buffer *bufs[] = {&X, &Wt, &Y};
+        rc = kt_gpu_run(HOST, dev, KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
         CHECK_MSG(rc == 0, "rmsnorm: %s", kt_errmsg());
         const float *y = Y.map;
         for (int i = 0; i < n && rc == 0; i++)
@@ -277,7 +279,7 @@ static void test_rmsnorm(kt_vk *vk) {
                 bad++;
             }
         free(ref);
-        kt_vk_buffer_free(vk, &X), kt_vk_buffer_free(vk, &Wt), kt_vk_buffer_free(vk, &Y);
+        HOST->buffer_free(dev, &X), HOST->buffer_free(dev, &Wt), HOST->buffer_free(dev, &Y);
     }
     CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
 }
@@ -288,18 +290,18 @@ static kt_vec vec_of(float *v, int n) { return (kt_vec){.data = (const uint8_t *
 /* The Mamba-2 step: the three kernels against kt_mamba2_step over several
  * tokens (the window and the state carried on the device), odd sizes: a
  * state not a multiple of the CPU's 16 lanes, groups of several heads. */
-static void mamba_case(kt_vk *vk, int heads, int P, int G, int N, int K, int steps, long *bad) {
+static void mamba_case(kt_gpu *dev, int heads, int P, int G, int N, int K, int steps, long *bad) {
     kt_config c;
     memset(&c, 0, sizeof c);
     c.m_heads = heads, c.m_head_dim = P, c.n_groups = G, c.state = N, c.conv = K;
     c.eps = 1e-5f, c.dt_min = 0.0f, c.dt_max = (heads % 2) ? INFINITY : 0.05f;
     const int I = heads * P, dim = I + 2 * G * N, nproj = I + dim + heads;
-    kt_vk_buffer Proj, Win, Wt, Bs, Xbc, St, Par, Y, Gn;
-    int rc = kt_vk_buffer_new(vk, (size_t)nproj * 4, &Proj) | kt_vk_buffer_new(vk, (size_t)(K - 1) * dim * 4 + 4, &Win) |
-             kt_vk_buffer_new(vk, (size_t)dim * K * 4, &Wt) | kt_vk_buffer_new(vk, (size_t)dim * 4, &Bs) |
-             kt_vk_buffer_new(vk, (size_t)dim * 4, &Xbc) | kt_vk_buffer_new(vk, (size_t)I * N * 4, &St) |
-             kt_vk_buffer_new(vk, (size_t)3 * heads * 4, &Par) | kt_vk_buffer_new(vk, (size_t)I * 4, &Y) |
-             kt_vk_buffer_new(vk, (size_t)I * 4, &Gn);
+    kt_gpu_buffer Proj, Win, Wt, Bs, Xbc, St, Par, Y, Gn;
+    int rc = HOST->buffer_new(dev, (size_t)nproj * 4, &Proj) | HOST->buffer_new(dev, (size_t)(K - 1) * dim * 4 + 4, &Win) |
+             HOST->buffer_new(dev, (size_t)dim * K * 4, &Wt) | HOST->buffer_new(dev, (size_t)dim * 4, &Bs) |
+             HOST->buffer_new(dev, (size_t)dim * 4, &Xbc) | HOST->buffer_new(dev, (size_t)I * N * 4, &St) |
+             HOST->buffer_new(dev, (size_t)3 * heads * 4, &Par) | HOST->buffer_new(dev, (size_t)I * 4, &Y) |
+             HOST->buffer_new(dev, (size_t)I * 4, &Gn);
     CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
     if (rc) return;
     float *cw = Wt.map, *cb = Bs.map, *par = Par.map, *gn = Gn.map;
@@ -324,12 +326,12 @@ static void mamba_case(kt_vk *vk, int heads, int P, int G, int N, int K, int ste
     for (int t = 0; t < steps && rc == 0; t++) {
         for (int i = 0; i < nproj; i++) proj[i] = uniform() * 2;
         kt_mamba2_step(&c, &L, win, st, proj, y, tmp);
-        const kt_vk_buffer *conv_bufs[] = {&Proj, &Win, &Wt, &Bs, &Xbc};
-        const kt_vk_buffer *ssm_bufs[] = {&Proj, &Xbc, &St, &Par, &Y};
-        const kt_vk_buffer *gate_bufs[] = {&Proj, &Gn, &Y};
-        rc = kt_vk_run(vk, KT_GPU_MAMBA_CONV, conv_bufs, 5, &a, sizeof a, (uint32_t)(dim + 63) / 64, 1) ||
-             kt_vk_run(vk, KT_GPU_MAMBA_SSM, ssm_bufs, 5, &a, sizeof a, (uint32_t)(I + 63) / 64, 1) ||
-             kt_vk_run(vk, KT_GPU_MAMBA_GATE, gate_bufs, 3, &a, sizeof a, (uint32_t)G, 1);
+        const kt_gpu_buffer *conv_bufs[] = {&Proj, &Win, &Wt, &Bs, &Xbc};
+        const kt_gpu_buffer *ssm_bufs[] = {&Proj, &Xbc, &St, &Par, &Y};
+        const kt_gpu_buffer *gate_bufs[] = {&Proj, &Gn, &Y};
+        rc = kt_gpu_run(HOST, dev, KT_GPU_MAMBA_CONV, conv_bufs, 5, &a, sizeof a, (uint32_t)(dim + 63) / 64, 1) ||
+             kt_gpu_run(HOST, dev, KT_GPU_MAMBA_SSM, ssm_bufs, 5, &a, sizeof a, (uint32_t)(I + 63) / 64, 1) ||
+             kt_gpu_run(HOST, dev, KT_GPU_MAMBA_GATE, gate_bufs, 3, &a, sizeof a, (uint32_t)G, 1);
         CHECK_MSG(rc == 0, "mamba: %s", kt_errmsg());
         const float *gy = Y.map, *gst = St.map, *gw = Win.map;
         for (int i = 0; i < I && rc == 0; i++)
@@ -345,22 +347,22 @@ static void mamba_case(kt_vk *vk, int heads, int P, int G, int N, int K, int ste
         *bad += memcmp(gw, win, (size_t)(K - 1) * dim * 4) != 0; /* the window only moves values */
     }
     free(win), free(st), free(y), free(tmp);
-    kt_vk_buffer *all[] = {&Proj, &Win, &Wt, &Bs, &Xbc, &St, &Par, &Y, &Gn};
-    for (int i = 0; i < 9; i++) kt_vk_buffer_free(vk, all[i]);
+    kt_gpu_buffer *all[] = {&Proj, &Win, &Wt, &Bs, &Xbc, &St, &Par, &Y, &Gn};
+    for (int i = 0; i < 9; i++) HOST->buffer_free(dev, all[i]);
 }
 
-static void test_mamba(kt_vk *vk) {
+static void test_mamba(kt_gpu *dev) {
     long bad = 0;
-    mamba_case(vk, 6, 5, 2, 24, 4, 3, &bad);
-    mamba_case(vk, 3, 16, 3, 16, 4, 3, &bad);
-    mamba_case(vk, 8, 7, 1, 40, 2, 2, &bad);
-    mamba_case(vk, 128, 8, 8, 128, 4, 2, &bad); /* Nano-9B's heads, groups and state (head_dim 80 cut to 8) */
+    mamba_case(dev, 6, 5, 2, 24, 4, 3, &bad);
+    mamba_case(dev, 3, 16, 3, 16, 4, 3, &bad);
+    mamba_case(dev, 8, 7, 1, 40, 2, 2, &bad);
+    mamba_case(dev, 128, 8, 8, 128, 4, 2, &bad); /* Nano-9B's heads, groups and state (head_dim 80 cut to 8) */
     CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
 }
 
 /* Attention of one token over the cache against kt_attend: grouped
  * query heads, one position or many (more than a workgroup's threads). */
-static void test_attend(kt_vk *vk) {
+static void test_attend(kt_gpu *dev) {
     static const int shapes[][4] = {{4, 2, 8, 0}, {6, 3, 16, 70}, {40, 8, 128, 200}, {2, 1, 24, 1}};
     long bad = 0;
     for (int c = 0; c < 4; c++) {
@@ -368,10 +370,10 @@ static void test_attend(kt_vk *vk) {
         kt_config cfg;
         memset(&cfg, 0, sizeof cfg);
         cfg.heads = H, cfg.kv_heads = KV, cfg.head_dim = hd;
-        kt_vk_buffer Q, K, V, S, O;
-        int rc = kt_vk_buffer_new(vk, (size_t)H * hd * 4, &Q) | kt_vk_buffer_new(vk, (size_t)n * KV * hd * 4, &K) |
-                 kt_vk_buffer_new(vk, (size_t)n * KV * hd * 4, &V) | kt_vk_buffer_new(vk, (size_t)H * n * 4, &S) |
-                 kt_vk_buffer_new(vk, (size_t)H * hd * 4, &O);
+        kt_gpu_buffer Q, K, V, S, O;
+        int rc = HOST->buffer_new(dev, (size_t)H * hd * 4, &Q) | HOST->buffer_new(dev, (size_t)n * KV * hd * 4, &K) |
+                 HOST->buffer_new(dev, (size_t)n * KV * hd * 4, &V) | HOST->buffer_new(dev, (size_t)H * n * 4, &S) |
+                 HOST->buffer_new(dev, (size_t)H * hd * 4, &O);
         CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
         if (rc) return;
         float *q = Q.map, *k = K.map, *v = V.map, *ref = malloc((size_t)H * hd * 4), *tmp = malloc((size_t)n * 4);
@@ -379,8 +381,8 @@ static void test_attend(kt_vk *vk) {
         for (int i = 0; i < n * KV * hd; i++) k[i] = uniform(), v[i] = uniform();
         kt_attend(&cfg, k, v, pos, q, ref, tmp);
         kt_gpu_attend_args a = {(uint32_t)H, (uint32_t)KV, (uint32_t)hd, (uint32_t)pos};
-        const kt_vk_buffer *bufs[] = {&Q, &K, &V, &S, &O};
-        rc = kt_vk_run(vk, KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)H, 1);
+        const kt_gpu_buffer *bufs[] = {&Q, &K, &V, &S, &O};
+        rc = kt_gpu_run(HOST, dev, KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)H, 1);
         CHECK_MSG(rc == 0, "attend: %s", kt_errmsg());
         const float *o = O.map;
         for (int i = 0; i < H * hd && rc == 0; i++)
@@ -389,17 +391,17 @@ static void test_attend(kt_vk *vk) {
                 bad++;
             }
         free(ref), free(tmp);
-        kt_vk_buffer_free(vk, &Q), kt_vk_buffer_free(vk, &K), kt_vk_buffer_free(vk, &V);
-        kt_vk_buffer_free(vk, &S), kt_vk_buffer_free(vk, &O);
+        HOST->buffer_free(dev, &Q), HOST->buffer_free(dev, &K), HOST->buffer_free(dev, &V);
+        HOST->buffer_free(dev, &S), HOST->buffer_free(dev, &O);
     }
     CHECK_MSG(bad == 0, "%ld values out of tolerance", bad);
 }
 
 /* ReLU^2 and the residual add: exactly the CPU's float operations. */
-static void test_ewise(kt_vk *vk) {
+static void test_ewise(kt_gpu *dev) {
     const int n = 1000;
-    kt_vk_buffer Y, A;
-    int rc = kt_vk_buffer_new(vk, (size_t)n * 4, &Y) | kt_vk_buffer_new(vk, (size_t)n * 4, &A);
+    kt_gpu_buffer Y, A;
+    int rc = HOST->buffer_new(dev, (size_t)n * 4, &Y) | HOST->buffer_new(dev, (size_t)n * 4, &A);
     CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
     if (rc) return;
     float *y = Y.map, *a = A.map, want[1000];
@@ -409,33 +411,35 @@ static void test_ewise(kt_vk *vk) {
         y[0] = -0.0f, y[1] = NAN, y[2] = 0.0f;
         for (int i = 0; i < n; i++) want[i] = op == KT_EWISE_RELU2 ? (y[i] > 0 ? y[i] * y[i] : 0) : y[i] + a[i];
         kt_gpu_ewise_args args = {(uint32_t)n, (uint32_t)op};
-        const kt_vk_buffer *bufs[] = {&Y, &A};
-        rc = kt_vk_run(vk, KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
+        const kt_gpu_buffer *bufs[] = {&Y, &A};
+        rc = kt_gpu_run(HOST, dev, KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
         CHECK_MSG(rc == 0, "ewise: %s", kt_errmsg());
         for (int i = 0; i < n; i++) bad += memcmp(&y[i], &want[i], 4) != 0 && !(isnan(y[i]) && isnan(want[i]));
     }
     CHECK_MSG(bad == 0, "%ld values differ from the CPU's", bad);
-    kt_vk_buffer_free(vk, &Y), kt_vk_buffer_free(vk, &A);
+    HOST->buffer_free(dev, &Y), HOST->buffer_free(dev, &A);
 }
 
 /* A device that is not there is one clear error, not a crash. */
-static void test_missing_device(kt_vk *vk) {
-    (void)vk;
-    kt_vk *none = kt_vk_open("no-such-device");
+static void test_missing_device(kt_gpu *dev) {
+    (void)dev;
+    kt_gpu *none = HOST->open("no-such-device");
     CHECK(none == NULL && strstr(kt_errmsg(), "no-such-device"));
-    none = kt_vk_open("99");
-    CHECK(none == NULL && strstr(kt_errmsg(), "KINTSUGI_VULKAN_DEVICE"));
+    none = HOST->open("99");
+    CHECK(none == NULL && strstr(kt_errmsg(), HOST->device_env));
 }
 
-int main(void) {
-    const char *want = getenv("KINTSUGI_VULKAN_DEVICE");
-    kt_vk *vk = kt_vk_open(want);
-    if (!vk) {
-        printf("FAIL opening the Vulkan device: %s\n0 passed, 1 failed\n", kt_errmsg());
+/* usage: gpu-kernel-tests [vulkan|metal]  (the device: the host's variable,
+ * KINTSUGI_VULKAN_DEVICE or KINTSUGI_METAL_DEVICE) */
+int main(int argc, char **argv) {
+    HOST = kt_gpu_host_named(argc > 1 ? argv[1] : "vulkan");
+    kt_gpu *dev = HOST ? HOST->open(getenv(HOST->device_env)) : NULL;
+    if (!dev) {
+        printf("FAIL opening the %s device: %s\n0 passed, 1 failed\n", argc > 1 ? argv[1] : "vulkan", kt_errmsg());
         return 1;
     }
-    fprintf(stderr, "  device: %s, subgroup size %u\n", kt_vk_device_name(vk), kt_vk_subgroup_size(vk));
-    static const struct { const char *name; void (*fn)(kt_vk *); } TESTS[] = {
+    fprintf(stderr, "  device: %s, subgroup size %u\n", HOST->device_name(dev), HOST->simd_width(dev));
+    static const struct { const char *name; void (*fn)(kt_gpu *); } TESTS[] = {
         {"test_gpu_qmv_matches_cpu", test_qmv},
         {"test_gpu_qmm_matches_cpu", test_qmm},
         {"test_gpu_mv_dense_matches_cpu", test_mv_dense},
@@ -449,12 +453,12 @@ int main(void) {
     int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof TESTS / sizeof *TESTS; i++) {
         const int before = harness_failures;
-        TESTS[i].fn(vk);
+        TESTS[i].fn(dev);
         const int ok = harness_failures == before;
-        printf("%s %s (vulkan: %s)\n", ok ? "ok  " : "FAIL", TESTS[i].name, kt_vk_device_name(vk));
+        printf("%s %s (%s: %s)\n", ok ? "ok  " : "FAIL", TESTS[i].name, HOST->api, HOST->device_name(dev));
         ok ? passed++ : failed++;
     }
-    kt_vk_close(vk);
+    HOST->close(dev);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

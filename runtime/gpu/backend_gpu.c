@@ -1,4 +1,5 @@
-/* backend_vulkan.c - backend.h's table on a Vulkan device.
+/* backend_gpu.c - backend.h's table on a GPU, through a host (gpu_host.h:
+ * Vulkan or Metal).
  *
  * forward.c composes a token out of backend calls, as for the CPU. Here each
  * call records a dispatch of one of the kernels (runtime/gpu/kernels/) into
@@ -15,37 +16,38 @@
  *     memory and the address come back as something else).
  * MoE layers choose their experts on the host between two steps, which one
  * submission per token cannot do: a model with them stays on the CPU
- * (kt_vulkan_model_ok). The prompt goes token by token (no matmul yet).
+ * (kt_gpu_model_ok). The prompt goes token by token (no matmul yet).
  */
-#include "backend_vulkan.h"
+#include "backend_gpu.h"
 #include "error.h"
 #include "gpu_abi.h"
 #include "strbuf.h"
-#include "vulkan.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     const uint8_t *host;
     size_t size;
-    kt_vk_buffer buf;
+    kt_gpu_buffer buf;
     int mirror, live;  /* a staging buffer for a caller's result; live: holds one this token */
     const void *key;   /* a packed copy made for a layer (its Mamba parameters) */
 } region;
 
-static kt_vk *vk;
+static const kt_gpu_host *host;
+static kt_gpu *dev;
 static region **regions; /* each allocated by itself: pointers to them stay valid as the table grows */
 static size_t n_regions, cap_regions;
-static kt_vk_buffer scores; /* attention scratch: heads x positions */
+static kt_gpu_buffer scores; /* attention scratch: heads x positions */
 static int failed;          /* a call failed: sync() reports it */
 
 static void fail_once(void) {
-    if (!failed) kt_fail_context("vulkan backend");
+    if (!failed) kt_fail_context("%s backend", host->api);
     failed = 1;
 }
 
-static region *add_region(const void *host, size_t size, const kt_vk_buffer *b) {
+static region *add_region(const void *host, size_t size, const kt_gpu_buffer *b) {
     if (n_regions == cap_regions) {
         cap_regions = cap_regions ? 2 * cap_regions : 64;
         regions = kt_xrealloc(regions, cap_regions * sizeof *regions);
@@ -68,11 +70,11 @@ static region *find(const void *p, size_t n, size_t *off) {
 }
 
 /* A buffer holding the N bytes at P: ours, or uploaded now. */
-static const kt_vk_buffer *source(const void *p, size_t n, size_t *off) {
+static const kt_gpu_buffer *source(const void *p, size_t n, size_t *off) {
     region *r = find(p, n, off);
     if (r) return &r->buf;
-    kt_vk_buffer b;
-    if (kt_vk_buffer_new(vk, n, &b)) {
+    kt_gpu_buffer b;
+    if (host->buffer_new(dev, n, &b)) {
         fail_once();
         return NULL;
     }
@@ -85,14 +87,14 @@ static const kt_vk_buffer *source(const void *p, size_t n, size_t *off) {
  * the caller's memory, copied there at sync. Staging lasts one token (the
  * caller's memory may be freed and reused afterwards); its buffers are
  * reused. */
-static const kt_vk_buffer *dest(void *p, size_t n, size_t *off) {
+static const kt_gpu_buffer *dest(void *p, size_t n, size_t *off) {
     region *r = find(p, n, off);
     if (r) return &r->buf;
     for (size_t i = 0; i < n_regions && !r; i++)
         if (regions[i]->mirror && !regions[i]->live && regions[i]->buf.size >= n) r = regions[i];
     if (!r) {
-        kt_vk_buffer b;
-        if (kt_vk_buffer_new(vk, n, &b)) {
+        kt_gpu_buffer b;
+        if (host->buffer_new(dev, n, &b)) {
             fail_once();
             return NULL;
         }
@@ -104,11 +106,11 @@ static const kt_vk_buffer *dest(void *p, size_t n, size_t *off) {
     return &r->buf;
 }
 
-static void record(kt_gpu_kernel k, const kt_vk_buffer *const *bufs, int n, const void *args, size_t size, uint32_t gx,
+static void record(kt_gpu_kernel k, const kt_gpu_buffer *const *bufs, int n, const void *args, size_t size, uint32_t gx,
                    uint32_t gy) {
     for (int i = 0; i < n; i++)
         if (!bufs[i]) return; /* failed already */
-    if (!failed && kt_vk_record(vk, k, bufs, n, args, size, gx, gy)) fail_once();
+    if (!failed && host->record(dev, k, bufs, n, args, size, gx, gy)) fail_once();
 }
 
 static uint32_t dtype_code(kt_dtype t) { return t == KT_F32 ? KT_GPU_F32 : t == KT_F16 ? KT_GPU_F16 : KT_GPU_BF16; }
@@ -125,19 +127,19 @@ static uint32_t gy_of(int rows) { return (uint32_t)((rows + 65534) / 65535); }
 static void matvec(const kt_linear *l, const float *x, float *y) {
     size_t xo, yo, wo, so, bo;
     const size_t es = kt_dtype_bits(l->dtype) / 8;
-    const kt_vk_buffer *X = source(x, (size_t)l->in * 4, &xo), *Y = dest(y, (size_t)l->out * 4, &yo);
+    const kt_gpu_buffer *X = source(x, (size_t)l->in * 4, &xo), *Y = dest(y, (size_t)l->out * 4, &yo);
     if (l->quantized) {
         const size_t groups = (size_t)l->out * (size_t)(l->in / l->group_size);
-        const kt_vk_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
-        const kt_vk_buffer *S = source(l->scales, groups * es, &so), *B = source(l->biases, groups * es, &bo);
+        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
+        const kt_gpu_buffer *S = source(l->scales, groups * es, &so), *B = source(l->biases, groups * es, &bo);
         kt_gpu_qmv_args a = {(uint32_t)l->out, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
                              dtype_code(l->dtype), 0, 0, (uint32_t)(yo / 4)};
-        const kt_vk_buffer *bufs[] = {W, S, B, X, Y};
+        const kt_gpu_buffer *bufs[] = {W, S, B, X, Y};
         record(KT_GPU_QMV, bufs, 5, &a, sizeof a, gx_of(l->out), gy_of(l->out));
     } else {
-        const kt_vk_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
+        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
         kt_gpu_mv_dense_args a = {(uint32_t)l->out, (uint32_t)l->in, dtype_code(l->dtype), 0, (uint32_t)(yo / 4)};
-        const kt_vk_buffer *bufs[] = {W, X, Y};
+        const kt_gpu_buffer *bufs[] = {W, X, Y};
         record(KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, gx_of(l->out), gy_of(l->out));
     }
 }
@@ -145,44 +147,44 @@ static void matvec(const kt_linear *l, const float *x, float *y) {
 static void row(const kt_linear *l, int r, float *out) {
     size_t yo, wo, so, bo;
     const size_t es = kt_dtype_bits(l->dtype) / 8;
-    const kt_vk_buffer *Y = dest(out, (size_t)l->in * 4, &yo);
+    const kt_gpu_buffer *Y = dest(out, (size_t)l->in * 4, &yo);
     const uint32_t groups = (uint32_t)(l->in + KT_QROW_THREADS - 1) / KT_QROW_THREADS;
     if (l->quantized) {
         const size_t ng = (size_t)l->out * (size_t)(l->in / l->group_size);
-        const kt_vk_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
-        const kt_vk_buffer *S = source(l->scales, ng * es, &so), *B = source(l->biases, ng * es, &bo);
+        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
+        const kt_gpu_buffer *S = source(l->scales, ng * es, &so), *B = source(l->biases, ng * es, &bo);
         kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
                               dtype_code(l->dtype), 0, 0};
-        const kt_vk_buffer *bufs[] = {W, S, B, Y};
+        const kt_gpu_buffer *bufs[] = {W, S, B, Y};
         record(KT_GPU_QROW, bufs, 4, &a, sizeof a, groups, 1);
     } else {
-        const kt_vk_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
+        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
         kt_gpu_drow_args a = {(uint32_t)r, (uint32_t)l->in, dtype_code(l->dtype)};
-        const kt_vk_buffer *bufs[] = {W, Y};
+        const kt_gpu_buffer *bufs[] = {W, Y};
         record(KT_GPU_DROW, bufs, 2, &a, sizeof a, groups, 1);
     }
 }
 
 static void rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps) {
     size_t o1, o2, o3;
-    const kt_vk_buffer *X = source(x, (size_t)n * 4, &o1), *Y = dest(out, (size_t)n * 4, &o3);
-    const kt_vk_buffer *W = w && w->f ? source(w->f, (size_t)n * 4, &o2) : NULL;
+    const kt_gpu_buffer *X = source(x, (size_t)n * 4, &o1), *Y = dest(out, (size_t)n * 4, &o3);
+    const kt_gpu_buffer *W = w && w->f ? source(w->f, (size_t)n * 4, &o2) : NULL;
     if (!W) {
         kt_fail("a norm without float weights");
         fail_once();
         return;
     }
     kt_gpu_rmsnorm_args a = {(uint32_t)n, fbits(eps)};
-    const kt_vk_buffer *bufs[] = {X, W, Y};
+    const kt_gpu_buffer *bufs[] = {X, W, Y};
     record(KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
 }
 
 /* A layer's dt_bias, A_log and D side by side, as mamba_ssm reads them. */
-static const kt_vk_buffer *mamba_params(const kt_layer *L, int heads) {
+static const kt_gpu_buffer *mamba_params(const kt_layer *L, int heads) {
     for (size_t i = 0; i < n_regions; i++)
         if (regions[i]->key == L) return &regions[i]->buf;
-    kt_vk_buffer b;
-    if (kt_vk_buffer_new(vk, (size_t)3 * heads * 4, &b)) {
+    kt_gpu_buffer b;
+    if (host->buffer_new(dev, (size_t)3 * heads * 4, &b)) {
         fail_once();
         return NULL;
     }
@@ -198,15 +200,15 @@ static void mamba_step(const kt_config *c, const kt_layer *L, float *conv, float
                        float *tmp) {
     const int I = c->m_heads * c->m_head_dim, dim = kt_config_conv_dim(c), K = c->conv;
     size_t o;
-    const kt_vk_buffer *P = source(proj, (size_t)(I + dim + c->m_heads) * 4, &o);
-    const kt_vk_buffer *Win = dest(conv, (size_t)(K - 1) * dim * 4, &o);
-    const kt_vk_buffer *Cw = source(L->conv_w.f, (size_t)dim * K * 4, &o), *Cb = source(L->conv_b.f, (size_t)dim * 4, &o);
-    const kt_vk_buffer *Xbc = dest(tmp, (size_t)dim * 4, &o), *St = dest(ssm, (size_t)I * c->state * 4, &o);
-    const kt_vk_buffer *Par = mamba_params(L, c->m_heads), *Y = dest(y, (size_t)I * 4, &o);
-    const kt_vk_buffer *Gn = source(L->gnorm.f, (size_t)I * 4, &o);
+    const kt_gpu_buffer *P = source(proj, (size_t)(I + dim + c->m_heads) * 4, &o);
+    const kt_gpu_buffer *Win = dest(conv, (size_t)(K - 1) * dim * 4, &o);
+    const kt_gpu_buffer *Cw = source(L->conv_w.f, (size_t)dim * K * 4, &o), *Cb = source(L->conv_b.f, (size_t)dim * 4, &o);
+    const kt_gpu_buffer *Xbc = dest(tmp, (size_t)dim * 4, &o), *St = dest(ssm, (size_t)I * c->state * 4, &o);
+    const kt_gpu_buffer *Par = mamba_params(L, c->m_heads), *Y = dest(y, (size_t)I * 4, &o);
+    const kt_gpu_buffer *Gn = source(L->gnorm.f, (size_t)I * 4, &o);
     kt_gpu_mamba_args a = {(uint32_t)c->m_heads, (uint32_t)c->m_head_dim, (uint32_t)c->n_groups, (uint32_t)c->state,
                            (uint32_t)K, fbits(c->dt_min), fbits(c->dt_max), fbits(c->eps)};
-    const kt_vk_buffer *conv_bufs[] = {P, Win, Cw, Cb, Xbc}, *ssm_bufs[] = {P, Xbc, St, Par, Y}, *gate_bufs[] = {P, Gn, Y};
+    const kt_gpu_buffer *conv_bufs[] = {P, Win, Cw, Cb, Xbc}, *ssm_bufs[] = {P, Xbc, St, Par, Y}, *gate_bufs[] = {P, Gn, Y};
     record(KT_GPU_MAMBA_CONV, conv_bufs, 5, &a, sizeof a, (uint32_t)(dim + KT_MAMBA_THREADS - 1) / KT_MAMBA_THREADS, 1);
     record(KT_GPU_MAMBA_SSM, ssm_bufs, 5, &a, sizeof a, (uint32_t)(I + KT_MAMBA_THREADS - 1) / KT_MAMBA_THREADS, 1);
     record(KT_GPU_MAMBA_GATE, gate_bufs, 3, &a, sizeof a, (uint32_t)c->n_groups, 1);
@@ -216,24 +218,24 @@ static void attend(const kt_config *c, const float *kc, const float *vc, int pos
     (void)tmp;
     const size_t kvd = (size_t)c->kv_heads * c->head_dim, need = (size_t)c->heads * (pos + 1) * 4;
     if (scores.size < need) { /* earlier dispatches of this token may hold the old one: run them first */
-        if (scores.handle && kt_vk_submit(vk)) fail_once();
-        if (scores.handle) kt_vk_buffer_free(vk, &scores);
-        if (kt_vk_buffer_new(vk, need < 65536 ? 65536 : 2 * need, &scores)) fail_once();
+        if (scores.handle && host->submit(dev)) fail_once();
+        if (scores.handle) host->buffer_free(dev, &scores);
+        if (host->buffer_new(dev, need < 65536 ? 65536 : 2 * need, &scores)) fail_once();
     }
     size_t off;
-    const kt_vk_buffer *Q = source(q, (size_t)c->heads * c->head_dim * 4, &off);
-    const kt_vk_buffer *K = source(kc, (size_t)(pos + 1) * kvd * 4, &off), *V = source(vc, (size_t)(pos + 1) * kvd * 4, &off);
-    const kt_vk_buffer *O = dest(o, (size_t)c->heads * c->head_dim * 4, &off);
+    const kt_gpu_buffer *Q = source(q, (size_t)c->heads * c->head_dim * 4, &off);
+    const kt_gpu_buffer *K = source(kc, (size_t)(pos + 1) * kvd * 4, &off), *V = source(vc, (size_t)(pos + 1) * kvd * 4, &off);
+    const kt_gpu_buffer *O = dest(o, (size_t)c->heads * c->head_dim * 4, &off);
     kt_gpu_attend_args a = {(uint32_t)c->heads, (uint32_t)c->kv_heads, (uint32_t)c->head_dim, (uint32_t)pos};
-    const kt_vk_buffer *bufs[] = {Q, K, V, scores.handle ? &scores : NULL, O};
+    const kt_gpu_buffer *bufs[] = {Q, K, V, scores.handle ? &scores : NULL, O};
     record(KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)c->heads, 1);
 }
 
 static void ewise(uint32_t op, float *y, const float *a, int n) {
     size_t o;
-    const kt_vk_buffer *Y = dest(y, (size_t)n * 4, &o), *A = a ? source(a, (size_t)n * 4, &o) : Y;
+    const kt_gpu_buffer *Y = dest(y, (size_t)n * 4, &o), *A = a ? source(a, (size_t)n * 4, &o) : Y;
     kt_gpu_ewise_args args = {(uint32_t)n, op};
-    const kt_vk_buffer *bufs[] = {Y, A};
+    const kt_gpu_buffer *bufs[] = {Y, A};
     record(KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + KT_EWISE_THREADS - 1) / KT_EWISE_THREADS, 1);
 }
 
@@ -247,11 +249,11 @@ static int int8_ok(const kt_linear *l) {
 static int sync_token(void) {
     if (failed) {
         failed = 0;
-        kt_vk_submit(vk); /* run or drop what is recorded, so the next token starts clean */
+        host->submit(dev); /* run or drop what is recorded, so the next token starts clean */
         for (size_t i = 0; i < n_regions; i++) regions[i]->live = 0;
         return -1;
     }
-    if (kt_vk_submit(vk)) return kt_fail_context("vulkan backend");
+    if (host->submit(dev)) return kt_fail_context("%s backend", host->api);
     for (size_t i = 0; i < n_regions; i++)
         if (regions[i]->mirror && regions[i]->live) {
             memcpy((void *)regions[i]->host, regions[i]->buf.map, regions[i]->size);
@@ -261,9 +263,9 @@ static int sync_token(void) {
 }
 
 static void *alloc(size_t bytes) {
-    kt_vk_buffer b;
-    if (kt_vk_buffer_new(vk, bytes ? bytes : 4, &b)) {
-        kt_fail_context("vulkan backend");
+    kt_gpu_buffer b;
+    if (host->buffer_new(dev, bytes ? bytes : 4, &b)) {
+        kt_fail_context("%s backend", host->api);
         return NULL;
     }
     memset(b.map, 0, bytes);
@@ -273,8 +275,8 @@ static void *alloc(size_t bytes) {
 static void release(void *p) {
     for (size_t i = 0; i < n_regions; i++)
         if (regions[i]->host == p && !regions[i]->mirror && !regions[i]->key) {
-            kt_vk_submit(vk);
-            kt_vk_buffer_free(vk, &regions[i]->buf);
+            host->submit(dev);
+            host->buffer_free(dev, &regions[i]->buf);
             free(regions[i]);
             regions[i] = regions[--n_regions];
             return;
@@ -286,7 +288,7 @@ static void release(void *p) {
  * may be mapped at the same addresses): they all go; alloc()'d buffers
  * stay, their owners release them. */
 static void unload(void) {
-    kt_vk_submit(vk);
+    host->submit(dev);
     size_t kept = 0;
     for (size_t i = 0; i < n_regions; i++) {
         region *r = regions[i];
@@ -294,29 +296,72 @@ static void unload(void) {
             regions[kept++] = r;
             continue;
         }
-        kt_vk_buffer_free(vk, &r->buf);
+        host->buffer_free(dev, &r->buf);
         free(r);
     }
     n_regions = kept;
 }
 
-static kt_backend table = {"vulkan", matvec, NULL, row, rmsnorm, mamba_step, attend, NULL, NULL, NULL, int8_ok,
+static kt_backend table = {"gpu", matvec, NULL, row, rmsnorm, mamba_step, attend, NULL, NULL, NULL, int8_ok,
                            relu2, add, sync_token, alloc, release, unload};
 static char name[320];
 
-const kt_backend *kt_vulkan_backend(const char *want) {
-    if (vk) return &table;
-    vk = kt_vk_open(want);
-    if (!vk) return NULL;
-    snprintf(name, sizeof name, "vulkan (%s)", kt_vk_device_name(vk));
+const kt_backend *kt_gpu_backend(const kt_gpu_host *h, const char *want) {
+    if (dev) {
+        if (h == host) return &table;
+        kt_fail("the %s backend is open already: one GPU backend per process", host->api);
+        return NULL;
+    }
+    if (!(dev = h->open(want))) return NULL;
+    host = h;
+    snprintf(name, sizeof name, "%s (%s)", h->api, h->device_name(dev));
     table.name = name;
     return &table;
 }
 
-int kt_vulkan_model_ok(const kt_model *m) {
+int kt_gpu_model_ok(const kt_model *m) {
     for (int i = 0; i < m->cfg.n_layers; i++)
         if (m->layers[i].kind == 'E')
-            return kt_fail("layer %d is a MoE layer: its experts are chosen on the host, which the Vulkan backend's one "
+            return kt_fail("layer %d is a MoE layer: its experts are chosen on the host, which the GPU backend's one "
                            "submission per token does not do yet; use --backend cpu", i);
     return 0;
+}
+
+const kt_gpu_host *kt_gpu_host_named(const char *api) {
+    const kt_gpu_host *h = NULL;
+#ifdef KT_HAVE_VULKAN
+    if (!strcmp(api, "vulkan")) h = kt_gpu_vulkan();
+#endif
+#ifdef KT_HAVE_METAL
+    if (!strcmp(api, "metal")) h = kt_gpu_metal();
+#endif
+    if (!h) kt_fail("this build has no %s host (%s)", api,
+                    !strcmp(api, "metal") ? "Metal is built on macOS only"
+                                          : "glslangValidator and the Vulkan headers were missing at build time: "
+                                            "scripts/bootstrap.sh --tests installs them");
+    return h;
+}
+
+const kt_backend *kt_gpu_open(const char *api, const kt_model *m) {
+    const kt_gpu_host *h = kt_gpu_host_named(api);
+    if (!h || kt_gpu_model_ok(m)) return NULL;
+    return kt_gpu_backend(h, getenv(h->device_env));
+}
+
+/* Metal first (macOS), then a Vulkan GPU; lavapipe is a CPU device, which
+ * open(NULL) never picks. */
+const kt_backend *kt_gpu_auto(const kt_model *m) {
+    if (kt_gpu_model_ok(m)) return NULL;
+    for (int i = 0; i < 2; i++) {
+        const kt_gpu_host *h = NULL;
+#ifdef KT_HAVE_METAL
+        if (i == 0) h = kt_gpu_metal();
+#endif
+#ifdef KT_HAVE_VULKAN
+        if (i == 1) h = kt_gpu_vulkan();
+#endif
+        const kt_backend *be = h && h->present() ? kt_gpu_backend(h, NULL) : NULL;
+        if (be) return be;
+    }
+    return NULL;
 }

@@ -1,0 +1,31 @@
+/* backend_gpu.h - the backend of backend.h on a GPU, through one of the
+ * hosts of gpu_host.h (backend_gpu.c; docs/GPU.md). */
+#ifndef KT_GPU_BACKEND_GPU_H
+#define KT_GPU_BACKEND_GPU_H
+
+#include "backend.h"
+#include "gpu_host.h"
+
+/* The backend on HOST's device WANT (gpu_host.h's open: NULL or "" the first
+ * GPU; lavapipe only when named, "llvmpipe"); one device per process. NULL
+ * with kt_errmsg() when none can be opened. */
+const kt_backend *kt_gpu_backend(const kt_gpu_host *host, const char *want);
+
+/* 0 when the backend can run M, else -1 with kt_errmsg(). */
+int kt_gpu_model_ok(const kt_model *m);
+
+/* The host API names ("vulkan", "metal") when this build has it, else NULL
+ * with kt_errmsg() saying why not. */
+const kt_gpu_host *kt_gpu_host_named(const char *api);
+
+/* --backend API: the host's device named by its variable
+ * (KINTSUGI_VULKAN_DEVICE, KINTSUGI_METAL_DEVICE), for M. NULL with
+ * kt_errmsg(). */
+const kt_backend *kt_gpu_open(const char *api, const kt_model *m);
+
+/* --backend auto: Metal where there is a Metal device, else a Vulkan GPU
+ * (never a CPU driver such as lavapipe), when M can run there; else NULL
+ * (the CPU). */
+const kt_backend *kt_gpu_auto(const kt_model *m);
+
+#endif

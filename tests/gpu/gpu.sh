@@ -1,0 +1,62 @@
+#!/bin/sh
+# usage: sh tests/gpu/gpu.sh vulkan|metal
+# The GPU kernels and the GPU backend through one host: build the kernel
+# tests (tests/gpu/test_gpu_kernels.c) and the whole-model tests
+# (tests/gpu/test_gpu_model.c) with the Makefile's GPU objects (the kernels
+# compiled to SPIR-V, and for Metal translated to MSL, embedded), then run
+# every kernel against the CPU reference on the host's device and whole
+# models against the CPU backend. The device is the host's variable's:
+# KINTSUGI_VULKAN_DEVICE (default here: Mesa's lavapipe, "llvmpipe", which
+# executes the SPIR-V on the CPU) or KINTSUGI_METAL_DEVICE (default: the
+# system's Metal device). A device that cannot be opened is a failure.
+set -eu
+cd "$(dirname "$0")/../.."
+api=${1:-vulkan}
+LIBDIR=${KT_LIBDIR:-build/release}
+OUT=build/gpu/$api
+mkdir -p "$OUT"
+case $api in
+vulkan)
+    objs="$LIBDIR/runtime/gpu/vulkan.o $LIBDIR/gpu/kernels_spv.o"
+    libs=$(pkg-config --libs vulkan)
+    # the loader complains about a missing XDG_RUNTIME_DIR; lavapipe does not need one
+    export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$OUT} KINTSUGI_VULKAN_DEVICE=${KINTSUGI_VULKAN_DEVICE:-llvmpipe}
+    ;;
+metal)
+    objs="$LIBDIR/runtime/gpu/metal.o $LIBDIR/gpu/kernels_msl.o"
+    libs="-framework Metal -framework Foundation"
+    ;;
+*) echo "gpu.sh: unknown host '$api' (vulkan or metal)" >&2; exit 2 ;;
+esac
+objs="$LIBDIR/runtime/gpu/gpu_kernels.o $LIBDIR/runtime/gpu/backend_gpu.o $objs"
+# shellcheck disable=SC2086
+make -s OUT="$LIBDIR" "$LIBDIR/libkintsugi.a" $objs
+flags="-std=c11 -Wall -Wextra -Werror -ffp-contract=off -O2 -D_DEFAULT_SOURCE"
+omp=$(sed -n 's/^OPENMP_CFLAGS *:*= *//p' build/config.mk)
+ompl=$(sed -n 's/^OPENMP_LIBS *:*= *//p' build/config.mk)
+inc="-Ilib -Iquantize -Iruntime -Iruntime/cpu -Iruntime/gpu -Itests/unit $(pkg-config --cflags libcjson)"
+# shellcheck disable=SC2086
+${CC:-cc} $flags $omp $inc -o "$OUT/gpu-kernel-tests" tests/gpu/test_gpu_kernels.c $objs "$LIBDIR/libkintsugi.a" \
+    $(pkg-config --libs libcjson) $libs $ompl -lm
+# shellcheck disable=SC2086
+${CC:-cc} $flags $omp $inc -o "$OUT/gpu-model-tests" tests/gpu/test_gpu_model.c $objs "$LIBDIR/libkintsugi.a" \
+    $(pkg-config --libs libcjson) $libs $ompl -lm
+# whole models: the trained tiny model (bf16) and its 4-bit and 8-bit conversions
+BIN=${KT_BIN:-bin}
+for bits in 4 8; do
+    [ -d "build/gpu/trained-$bits" ] || "$BIN/kintsugi-convert" testdata/trained/model "build/gpu/trained-$bits" --bits "$bits" --quiet
+done
+# both test programs; one total at the end for tests/run.sh
+rc=0
+"$OUT/gpu-kernel-tests" "$api" > "$OUT/kernels.log" 2>&1 || rc=1
+"$OUT/gpu-model-tests" "$api" testdata/trained/model build/gpu/trained-4 build/gpu/trained-8 > "$OUT/models.log" 2>&1 || rc=1
+cat "$OUT/kernels.log" "$OUT/models.log" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
+p=0 f=0
+for log in "$OUT/kernels.log" "$OUT/models.log"; do
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    [ -n "$line" ] || { f=$((f + 1)); continue; }
+    p=$((p + $(echo "$line" | cut -d' ' -f1)))
+    f=$((f + $(echo "$line" | cut -d' ' -f3)))
+done
+echo "$p passed, $f failed"
+exit $rc

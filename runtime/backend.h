@@ -43,6 +43,16 @@ struct kt_backend {
      * a token. */
     void (*relu2)(float *u, int n);
     void (*add)(float *x, const float *y, int n);
+    /* A MoE layer (forward.c's moe()), so that the choice of experts never
+     * has to come back to the host: route() turns the gate's logits SCORE
+     * into the chosen experts CHOSEN[top_k] and their factors WEIGHT[top_k]
+     * (runtime/cpu/moe_route.c; SCRATCH: E + n_group + top_k floats); expert()
+     * applies expert CHOSEN[K] of the N in EXPERTS to X (NULL: forward.c
+     * reads CHOSEN itself and applies that expert); weigh() sets X =
+     * WEIGHT[K] * Y when FIRST, else X += WEIGHT[K] * Y. */
+    void (*route)(const kt_config *c, const kt_vec *bias, float *score, int *chosen, float *weight, float *scratch);
+    void (*expert)(const kt_linear *experts, int n, const int *chosen, int k, const float *x, float *y);
+    void (*weigh)(float *x, const float *weight, int k, const float *y, int n, int first);
     /* A device backend (runtime/gpu/) records the calls of a token and runs
      * them as one submission: sync() runs what is recorded and makes every
      * result visible to the host (NULL: every call is done when it returns).

@@ -18,7 +18,6 @@
 #include "error.h"
 #include "strbuf.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +29,7 @@ struct kt_work {
     float *proj, *y;               /* Mamba-2: in_proj output, the step's output */
     float *q, *att;                /* attention: queries, output */
     float *u;                      /* MLP and expert intermediates */
-    float *score, *sel, *wk, *gscore;
+    float *score, *sel, *wk;       /* MoE: gate scores, route scratch, expert factors */
     int *chosen;
     float *tmp;                    /* the backend's: conv window or attention scores */
     float *spare;                  /* logits nobody reads (a prompt token by token), or NULL */
@@ -65,8 +64,7 @@ static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) 
     w->att = buffer(be, (size_t)c->heads * c->head_dim * sizeof(float));
     w->u = buffer(be, (size_t)max3(c->intermediate, c->moe_inter, c->moe_shared_inter) * sizeof(float));
     w->score = buffer(be, (size_t)E * sizeof(float));
-    w->sel = buffer(be, (size_t)E * sizeof(float));
-    w->gscore = buffer(be, (size_t)(c->n_group > 0 ? c->n_group : 1) * sizeof(float));
+    w->sel = buffer(be, (size_t)(E + (c->n_group > 0 ? c->n_group : 1) + K) * sizeof(float)); /* route()'s scratch */
     w->wk = buffer(be, (size_t)K * sizeof(float));
     w->chosen = buffer(be, (size_t)K * sizeof(int));
     w->tmp = buffer(be, (size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
@@ -76,7 +74,7 @@ static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) 
 
 static void work_free(const kt_backend *be, kt_work *w) {
     if (!w) return;
-    void *bufs[] = {w->x, w->h, w->o, w->ey, w->proj, w->y, w->q, w->att, w->u, w->score, w->sel, w->gscore,
+    void *bufs[] = {w->x, w->h, w->o, w->ey, w->proj, w->y, w->q, w->att, w->u, w->score, w->sel,
                     w->wk, w->chosen, w->tmp, w->spare};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) release(be, bufs[i]);
@@ -178,72 +176,41 @@ static void mlp(const kt_model *m, kt_work *w, const kt_layer *L, const float *x
     apply(m, w, &L->down, w->u, out);
 }
 
-/* MoE: sigmoid scores of the gate; the choice uses scores + correction bias
- * (within the best topk_group groups, a group scored by its two best), the
- * weights are the plain scores of the chosen, normalised when asked, times
- * routed_scaling_factor. Each chosen expert is an MLP with relu^2; the shared
- * expert is added. */
+/* Expert CHOSEN[K] of EXPERTS applied to X: on a device that holds the
+ * choice itself, or here. */
+static void expert(const kt_model *m, kt_work *w, const kt_linear *experts, const int *chosen, int k, const float *x,
+                   float *y) {
+    if (m->backend->expert) m->backend->expert(experts, m->cfg.n_experts, chosen, k, x, y);
+    else apply(m, w, &experts[chosen[k]], x, y);
+}
+
+/* MoE: the gate's scores choose top_k experts (the rule is the backend's
+ * route(), runtime/cpu/moe_route.c); each chosen expert is an MLP with
+ * relu^2, the outputs weighted by the route's factors and summed; the
+ * shared expert is added. */
 static void moe(const kt_model *m, kt_work *w, const kt_layer *L, const float *x, float *out) {
     const kt_config *c = &m->cfg;
-    const int E = c->n_experts, K = c->top_k;
-    float *score = w->score, *sel = w->sel;
+    const kt_backend *be = m->backend;
     input(m, w, x, c->hidden);
-    apply(m, w, &L->gate, x, score);
-    for (int e = 0; e < E; e++) {
-        score[e] = 1.0f / (1.0f + expf(-score[e]));
-        sel[e] = score[e] + kt_vec_at(&L->e_bias, e);
-    }
-    if (c->n_group > 1) { /* keep the topk_group groups with the best two scores */
-        int per = E / c->n_group;
-        float *gscore = w->gscore;
-        for (int g = 0; g < c->n_group; g++) {
-            float a = -INFINITY, b = -INFINITY;
-            for (int e = g * per; e < (g + 1) * per; e++) {
-                if (sel[e] > a) b = a, a = sel[e];
-                else if (sel[e] > b) b = sel[e];
-            }
-            gscore[g] = a + b;
-        }
-        for (int drop = 0; drop < c->n_group - c->topk_group; drop++) {
-            int worst = -1;
-            for (int g = 0; g < c->n_group; g++)
-                if (gscore[g] != INFINITY && (worst < 0 || gscore[g] < gscore[worst])) worst = g;
-            for (int e = worst * per; e < (worst + 1) * per; e++) sel[e] = 0.0f;
-            gscore[worst] = INFINITY;
-        }
-    }
-    int *chosen = w->chosen;
-    float *wk = w->wk, total = 0;
-    for (int k = 0; k < K; k++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int j = 0; j < k; j++) taken |= chosen[j] == e;
-            if (!taken && (best < 0 || sel[e] > sel[best])) best = e;
-        }
-        chosen[k] = best;
-        wk[k] = score[best];
-        total += wk[k];
-    }
+    apply(m, w, &L->gate, x, w->score);
+    be->route(c, &L->e_bias, w->score, w->chosen, w->wk, w->sel);
     /* every expert's fc1 reads x; each fc2 reads its own intermediate */
     float *u = w->u, *y = w->ey;
-    memset(out, 0, (size_t)c->hidden * sizeof *out);
-    for (int k = 0; k < K; k++) {
-        float f = (K > 1 && c->norm_topk ? wk[k] / (total + 1e-20f) : wk[k]) * c->routed_scale;
+    for (int k = 0; k < c->top_k; k++) {
         input(m, w, x, c->hidden);
-        apply(m, w, &L->fc1[chosen[k]], x, u);
-        m->backend->relu2(u, c->moe_inter);
+        expert(m, w, L->fc1, w->chosen, k, x, u);
+        be->relu2(u, c->moe_inter);
         input(m, w, u, c->moe_inter);
-        apply(m, w, &L->fc2[chosen[k]], u, y);
-        for (int i = 0; i < c->hidden; i++) out[i] += f * y[i];
+        expert(m, w, L->fc2, w->chosen, k, u, y);
+        be->weigh(out, w->wk, k, y, c->hidden, k == 0);
     }
     if (L->has_shared) {
         input(m, w, x, c->hidden);
         apply(m, w, &L->sh_up, x, u);
-        m->backend->relu2(u, c->moe_shared_inter);
+        be->relu2(u, c->moe_shared_inter);
         input(m, w, u, c->moe_shared_inter);
         apply(m, w, &L->sh_down, u, y);
-        for (int i = 0; i < c->hidden; i++) out[i] += y[i];
+        be->add(out, y, c->hidden);
     }
 }
 

@@ -11,11 +11,18 @@ static void add(float *x, const float *y, int n) {
     for (int i = 0; i < n; i++) x[i] += y[i];
 }
 
+static void weigh(float *x, const float *weight, int k, const float *y, int n, int first) {
+    const float f = weight[k];
+    for (int i = 0; i < n; i++) x[i] = first ? f * y[i] : x[i] + f * y[i];
+}
+
 const kt_backend *kt_cpu_backend(void) {
-    static const kt_backend cpu = {"cpu",          kt_linear_apply,   kt_linear_apply_batch, kt_linear_row,
-                                   kt_rmsnorm,     kt_mamba2_step,    kt_attend,             kt_qact_quantize,
-                                   kt_linear_apply_q, kt_linear_apply_batch_q, kt_linear_int8_ok,
-                                   relu2,          add,               NULL,                  NULL,
-                                   NULL,           NULL};
+    static const kt_backend cpu = {
+        .name = "cpu", .matvec = kt_linear_apply, .matmul = kt_linear_apply_batch, .row = kt_linear_row,
+        .rmsnorm = kt_rmsnorm, .mamba_step = kt_mamba2_step, .attend = kt_attend, .quantize = kt_qact_quantize,
+        .matvec_q = kt_linear_apply_q, .matmul_q = kt_linear_apply_batch_q, .int8_ok = kt_linear_int8_ok,
+        .relu2 = relu2, .add = add, .route = kt_moe_route, .weigh = weigh,
+        /* sync, alloc, release, unload, expert: NULL, see backend.h */
+    };
     return &cpu;
 }

@@ -37,5 +37,9 @@ void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);
 void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
                     float *tmp);
 void kt_attend(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o, float *tmp);
+/* MoE routing (moe_route.c): SCORE, the gate's E logits, becomes the sigmoid
+ * scores; CHOSEN and WEIGHT receive the top_k experts and their factors;
+ * SCRATCH: E + n_group floats. */
+void kt_moe_route(const kt_config *c, const kt_vec *bias, float *score, int *chosen, float *weight, float *scratch);
 
 #endif

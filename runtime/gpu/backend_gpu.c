@@ -14,9 +14,10 @@
  *   - a result the caller owns (the logits) goes to a staging buffer that
  *     sync() copies back (staging lasts one token: the caller may free its
  *     memory and the address come back as something else).
- * MoE layers choose their experts on the host between two steps, which one
- * submission per token cannot do: a model with them stays on the CPU
- * (kt_gpu_model_ok). The prompt goes token by token (no matmul yet).
+ * A MoE layer stays on the device too: the router writes its choice into a
+ * device buffer and the expert kernels read it there (route, expert,
+ * weigh), so the host never waits for it. The prompt goes token by token
+ * (no matmul yet).
  */
 #include "backend_gpu.h"
 #include "error.h"
@@ -241,6 +242,98 @@ static void ewise(uint32_t op, float *y, const float *a, int n) {
 
 static void relu2(float *u, int n) { ewise(KT_EWISE_RELU2, u, NULL, n); }
 static void add(float *x, const float *y, int n) { ewise(KT_EWISE_ADD, x, y, n); }
+/* ---- MoE: the router and the experts on the device ---- */
+
+/* A layer's experts packed one after another in one buffer each for codes
+ * (or dense values), scales and biases, so that a kernel can pick the one
+ * the router chose: made on first use, keyed by the layer's array. */
+typedef struct {
+    const kt_linear *key;
+    kt_gpu_buffer w, s, b;
+} packed_experts;
+static packed_experts *packed;
+static size_t n_packed;
+
+static int pack(kt_gpu_buffer *out, const uint8_t *const *parts, int n, size_t each) {
+    if (host->buffer_new(dev, (size_t)n * each, out)) return -1;
+    for (int e = 0; e < n; e++) memcpy((uint8_t *)out->map + (size_t)e * each, parts[e], each);
+    return 0;
+}
+
+static const packed_experts *experts_of(const kt_linear *ex, int n) {
+    for (size_t i = 0; i < n_packed; i++)
+        if (packed[i].key == ex) return &packed[i];
+    const size_t es = kt_dtype_bits(ex->dtype) / 8;
+    const size_t wbytes = ex->quantized ? (size_t)ex->out * ex->in * ex->bits / 8 : (size_t)ex->out * ex->in * es;
+    const size_t pbytes = ex->quantized ? (size_t)ex->out * (size_t)(ex->in / ex->group_size) * es : 0;
+    const uint8_t **parts = kt_xmalloc((size_t)n * sizeof *parts);
+    packed_experts p = {ex, {0}, {0}, {0}};
+    int rc = 0;
+    for (int e = 0; e < n; e++) parts[e] = ex[e].w;
+    rc |= pack(&p.w, parts, n, wbytes);
+    if (ex->quantized) {
+        for (int e = 0; e < n; e++) parts[e] = ex[e].scales;
+        rc |= pack(&p.s, parts, n, pbytes);
+        for (int e = 0; e < n; e++) parts[e] = ex[e].biases;
+        rc |= pack(&p.b, parts, n, pbytes);
+    }
+    free(parts);
+    if (rc) {
+        fail_once();
+        return NULL;
+    }
+    packed = kt_xrealloc(packed, (n_packed + 1) * sizeof *packed);
+    packed[n_packed] = p;
+    return &packed[n_packed++];
+}
+
+static void route(const kt_config *c, const kt_vec *bias, float *score, int *chosen, float *weight, float *scratch) {
+    size_t o;
+    const int E = c->n_experts, K = c->top_k, G = c->n_group > 0 ? c->n_group : 1;
+    const kt_gpu_buffer *S = dest(score, (size_t)E * 4, &o), *B = bias->f ? source(bias->f, (size_t)E * 4, &o) : NULL;
+    const kt_gpu_buffer *C = dest(chosen, (size_t)K * 4, &o), *W = dest(weight, (size_t)K * 4, &o);
+    const kt_gpu_buffer *X = dest(scratch, (size_t)(E + G + K) * 4, &o);
+    if (!B) {
+        kt_fail("a MoE gate without float correction biases");
+        fail_once();
+        return;
+    }
+    kt_gpu_moe_route_args a = {(uint32_t)E, (uint32_t)K, (uint32_t)c->n_group, (uint32_t)c->topk_group,
+                               (uint32_t)c->norm_topk, fbits(c->routed_scale)};
+    const kt_gpu_buffer *bufs[] = {S, B, C, W, X};
+    record(KT_GPU_MOE_ROUTE, bufs, 5, &a, sizeof a, 1, 1);
+}
+
+static void expert(const kt_linear *ex, int n, const int *chosen, int k, const float *x, float *y) {
+    size_t xo, yo, co;
+    const packed_experts *p = experts_of(ex, n);
+    const kt_gpu_buffer *X = source(x, (size_t)ex->in * 4, &xo), *Y = dest(y, (size_t)ex->out * 4, &yo);
+    const kt_gpu_buffer *C = source(chosen, (size_t)(k + 1) * 4, &co);
+    if (!p) return;
+    if (ex->quantized) {
+        const uint32_t groups = (uint32_t)ex->out * (uint32_t)(ex->in / ex->group_size);
+        kt_gpu_qmv_expert_args a = {(uint32_t)ex->out, (uint32_t)ex->in, (uint32_t)ex->bits, (uint32_t)ex->group_size,
+                                    dtype_code(ex->dtype), 0, 0, (uint32_t)(yo / 4), (uint32_t)k,
+                                    (uint32_t)((size_t)ex->out * ex->in * ex->bits / 32), groups};
+        const kt_gpu_buffer *bufs[] = {&p->w, &p->s, &p->b, X, Y, C};
+        record(KT_GPU_QMV_EXPERT, bufs, 6, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
+    } else {
+        kt_gpu_mv_dense_expert_args a = {(uint32_t)ex->out, (uint32_t)ex->in, dtype_code(ex->dtype), 0,
+                                         (uint32_t)(yo / 4), (uint32_t)k, (uint32_t)ex->out * (uint32_t)ex->in};
+        const kt_gpu_buffer *bufs[] = {&p->w, X, Y, C};
+        record(KT_GPU_MV_DENSE_EXPERT, bufs, 4, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
+    }
+}
+
+static void weigh(float *x, const float *weight, int k, const float *y, int n, int first) {
+    size_t o;
+    const kt_gpu_buffer *X = dest(x, (size_t)n * 4, &o), *Y = source(y, (size_t)n * 4, &o);
+    const kt_gpu_buffer *W = source(weight, (size_t)(k + 1) * 4, &o);
+    kt_gpu_weigh_args a = {(uint32_t)n, (uint32_t)k, (uint32_t)first};
+    const kt_gpu_buffer *bufs[] = {X, Y, W};
+    record(KT_GPU_WEIGH, bufs, 3, &a, sizeof a, (uint32_t)(n + KT_EWISE_THREADS - 1) / KT_EWISE_THREADS, 1);
+}
+
 static int int8_ok(const kt_linear *l) {
     (void)l;
     return 0;
@@ -300,10 +393,20 @@ static void unload(void) {
         free(r);
     }
     n_regions = kept;
+    for (size_t i = 0; i < n_packed; i++) {
+        host->buffer_free(dev, &packed[i].w);
+        if (packed[i].s.handle) host->buffer_free(dev, &packed[i].s), host->buffer_free(dev, &packed[i].b);
+    }
+    free(packed);
+    packed = NULL, n_packed = 0;
 }
 
-static kt_backend table = {"gpu", matvec, NULL, row, rmsnorm, mamba_step, attend, NULL, NULL, NULL, int8_ok,
-                           relu2, add, sync_token, alloc, release, unload};
+static kt_backend table = {
+    .name = "gpu", .matvec = matvec, .row = row, .rmsnorm = rmsnorm, .mamba_step = mamba_step, .attend = attend,
+    .int8_ok = int8_ok, .relu2 = relu2, .add = add, .route = route, .expert = expert, .weigh = weigh,
+    .sync = sync_token, .alloc = alloc, .release = release, .unload = unload,
+    /* matmul NULL: the prompt goes token by token; no integer activations */
+};
 static char name[320];
 
 const kt_backend *kt_gpu_backend(const kt_gpu_host *h, const char *want) {
@@ -317,14 +420,6 @@ const kt_backend *kt_gpu_backend(const kt_gpu_host *h, const char *want) {
     snprintf(name, sizeof name, "%s (%s)", h->api, h->device_name(dev));
     table.name = name;
     return &table;
-}
-
-int kt_gpu_model_ok(const kt_model *m) {
-    for (int i = 0; i < m->cfg.n_layers; i++)
-        if (m->layers[i].kind == 'E')
-            return kt_fail("layer %d is a MoE layer: its experts are chosen on the host, which the GPU backend's one "
-                           "submission per token does not do yet; use --backend cpu", i);
-    return 0;
 }
 
 const kt_gpu_host *kt_gpu_host_named(const char *api) {
@@ -342,16 +437,15 @@ const kt_gpu_host *kt_gpu_host_named(const char *api) {
     return h;
 }
 
-const kt_backend *kt_gpu_open(const char *api, const kt_model *m) {
+const kt_backend *kt_gpu_open(const char *api) {
     const kt_gpu_host *h = kt_gpu_host_named(api);
-    if (!h || kt_gpu_model_ok(m)) return NULL;
+    if (!h) return NULL;
     return kt_gpu_backend(h, getenv(h->device_env));
 }
 
 /* Metal first (macOS), then a Vulkan GPU; lavapipe is a CPU device, which
  * open(NULL) never picks. */
-const kt_backend *kt_gpu_auto(const kt_model *m) {
-    if (kt_gpu_model_ok(m)) return NULL;
+const kt_backend *kt_gpu_auto(void) {
     for (int i = 0; i < 2; i++) {
         const kt_gpu_host *h = NULL;
 #ifdef KT_HAVE_METAL

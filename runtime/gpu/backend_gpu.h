@@ -11,21 +11,18 @@
  * with kt_errmsg() when none can be opened. */
 const kt_backend *kt_gpu_backend(const kt_gpu_host *host, const char *want);
 
-/* 0 when the backend can run M, else -1 with kt_errmsg(). */
-int kt_gpu_model_ok(const kt_model *m);
-
 /* The host API names ("vulkan", "metal") when this build has it, else NULL
  * with kt_errmsg() saying why not. */
 const kt_gpu_host *kt_gpu_host_named(const char *api);
 
 /* --backend API: the host's device named by its variable
- * (KINTSUGI_VULKAN_DEVICE, KINTSUGI_METAL_DEVICE), for M. NULL with
+ * (KINTSUGI_VULKAN_DEVICE, KINTSUGI_METAL_DEVICE). NULL with
  * kt_errmsg(). */
-const kt_backend *kt_gpu_open(const char *api, const kt_model *m);
+const kt_backend *kt_gpu_open(const char *api);
 
 /* --backend auto: Metal where there is a Metal device, else a Vulkan GPU
- * (never a CPU driver such as lavapipe), when M can run there; else NULL
+ * (never a CPU driver such as lavapipe); else NULL
  * (the CPU). */
-const kt_backend *kt_gpu_auto(const kt_model *m);
+const kt_backend *kt_gpu_auto(void);
 
 #endif

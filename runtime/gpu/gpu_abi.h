@@ -1,7 +1,7 @@
 /* gpu_abi.h - what the GPU kernels and their hosts agree on: binding numbers
  * and the layout of each kernel's arguments. Included by the GLSL compute
  * shaders (runtime/gpu/kernels/ *.comp, where GL_core_profile is defined) and
- * by the C hosts, so the two cannot drift apart; tests/gpu/check_msl.sh checks
+ * by the C hosts, so the two cannot drift apart; tests/gpu/check_msl.py checks
  * that the Metal translation keeps the same buffer indices.
  *
  * Storage buffers are bound from 1 up; 0 is left to the arguments, which
@@ -119,6 +119,41 @@
 #define KT_EWISE_BIND_A 2
 #define KT_EWISE_ARGS(U) U n; U op;
 
+/* ---- a MoE layer on the device (runtime/cpu/moe_route.c, forward.c's moe()) ----
+ * moe_route: SCORE (the gate's n_experts logits) becomes the sigmoid
+ *   scores; CHOSEN receives the top_k experts (uint), WEIGHT their factors;
+ *   SCRATCH: n_experts + n_group + top_k floats. One thread.
+ * qmv_expert: qmv (same buffers and layout) on expert CHOSEN[slot] of a
+ *   layer's experts packed one after another: its codes from word w_offset +
+ *   expert * expert_words, its scales and biases from element p_offset +
+ *   expert * expert_params.
+ * mv_dense_expert: mv_dense likewise, from element w_offset + expert *
+ *   expert_elems.
+ * weigh: Y = WEIGHT[slot] * A when first, else Y += WEIGHT[slot] * A. */
+#define KT_MOE_ROUTE_THREADS 1
+#define KT_MOE_ROUTE_BIND_SCORE 1
+#define KT_MOE_ROUTE_BIND_BIAS 2
+#define KT_MOE_ROUTE_BIND_CHOSEN 3
+#define KT_MOE_ROUTE_BIND_WEIGHT 4
+#define KT_MOE_ROUTE_BIND_SCRATCH 5
+#define KT_MOE_ROUTE_ARGS(U) U n_experts; U top_k; U n_group; U topk_group; U norm_topk; U routed_scale_bits;
+#define KT_QMV_EXPERT_BIND_W 1
+#define KT_QMV_EXPERT_BIND_SCALES 2
+#define KT_QMV_EXPERT_BIND_BIASES 3
+#define KT_QMV_EXPERT_BIND_X 4
+#define KT_QMV_EXPERT_BIND_Y 5
+#define KT_QMV_EXPERT_BIND_CHOSEN 6
+#define KT_QMV_EXPERT_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U y_offset; U slot; U expert_words; U expert_params;
+#define KT_MV_DENSE_EXPERT_BIND_W 1
+#define KT_MV_DENSE_EXPERT_BIND_X 2
+#define KT_MV_DENSE_EXPERT_BIND_Y 3
+#define KT_MV_DENSE_EXPERT_BIND_CHOSEN 4
+#define KT_MV_DENSE_EXPERT_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U slot; U expert_elems;
+#define KT_WEIGH_BIND_Y 1
+#define KT_WEIGH_BIND_A 2
+#define KT_WEIGH_BIND_WEIGHT 3
+#define KT_WEIGH_ARGS(U) U n; U slot; U first;
+
 /* ---- rmsnorm: y = x / sqrt(mean(x^2) + eps) * weight, one vector ----
  * x, weight, y: float32 [n]; eps as the bits of a float32. */
 #define KT_RMSNORM_THREADS 64
@@ -138,6 +173,10 @@ typedef struct { KT_DROW_ARGS(uint32_t) } kt_gpu_drow_args;
 typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;
 typedef struct { KT_ATTEND_ARGS(uint32_t) } kt_gpu_attend_args;
 typedef struct { KT_EWISE_ARGS(uint32_t) } kt_gpu_ewise_args;
+typedef struct { KT_MOE_ROUTE_ARGS(uint32_t) } kt_gpu_moe_route_args;
+typedef struct { KT_QMV_EXPERT_ARGS(uint32_t) } kt_gpu_qmv_expert_args;
+typedef struct { KT_MV_DENSE_EXPERT_ARGS(uint32_t) } kt_gpu_mv_dense_expert_args;
+typedef struct { KT_WEIGH_ARGS(uint32_t) } kt_gpu_weigh_args;
 #endif
 
 #endif

@@ -15,6 +15,10 @@ const kt_gpu_kernel_info kt_gpu_kernels[KT_GPU_KERNELS] = {
     [KT_GPU_EWISE] = {"ewise", 2, KT_EWISE_THREADS},
     [KT_GPU_QMM] = {"qmm", 5, KT_QMV_THREADS},
     [KT_GPU_DROW] = {"drow", 2, KT_QROW_THREADS},
+    [KT_GPU_MOE_ROUTE] = {"moe_route", 5, KT_MOE_ROUTE_THREADS},
+    [KT_GPU_QMV_EXPERT] = {"qmv_expert", 6, KT_QMV_THREADS},
+    [KT_GPU_MV_DENSE_EXPERT] = {"mv_dense_expert", 4, KT_MV_DENSE_THREADS},
+    [KT_GPU_WEIGH] = {"weigh", 3, KT_EWISE_THREADS},
 };
 
 int kt_gpu_run(const kt_gpu_host *h, kt_gpu *g, kt_gpu_kernel kernel, const kt_gpu_buffer *const *buffers, int n_buffers,

@@ -41,15 +41,31 @@ ${CC:-cc} $flags $omp $inc -o "$OUT/gpu-kernel-tests" tests/gpu/test_gpu_kernels
 # shellcheck disable=SC2086
 ${CC:-cc} $flags $omp $inc -o "$OUT/gpu-model-tests" tests/gpu/test_gpu_model.c $objs "$LIBDIR/libkintsugi.a" \
     $(pkg-config --libs libcjson) $libs $ompl -lm
-# whole models: the trained tiny model (bf16) and its 4-bit and 8-bit conversions
+# whole models: the trained tiny model (bf16) and its 4-bit and 8-bit
+# conversions; a tiny MoE checkpoint (one tensor per expert) and its 4-bit
+# conversion (experts stacked), once with one expert group and once with
+# two (n_group 2, topk_group 1: the router's group pruning)
 BIN=${KT_BIN:-bin}
+M=build/gpu/models
+mkdir -p "$M"
 for bits in 4 8; do
-    [ -d "build/gpu/trained-$bits" ] || "$BIN/kintsugi-convert" testdata/trained/model "build/gpu/trained-$bits" --bits "$bits" --quiet
+    [ -d "$M/trained-$bits" ] || "$BIN/kintsugi-convert" testdata/trained/model "$M/trained-$bits" --bits "$bits" --quiet
 done
+if [ ! -d "$M/moe-g2-4" ]; then
+    rm -rf "$M/moe" "$M/moe-g2" "$M/moe-4"
+    "$BIN/kintsugi-testdata" --moe "$M/moe" --quiet
+    "$BIN/kintsugi-convert" "$M/moe" "$M/moe-4" --quiet
+    cp -R "$M/moe" "$M/moe-g2"
+    sed 's/"n_group": 1,/"n_group": 2,/' "$M/moe/config.json" > "$M/moe-g2/config.json"
+    grep -q '"n_group": 2,' "$M/moe-g2/config.json" || { echo "gpu.sh: no n_group in the MoE config" >&2; exit 1; }
+    "$BIN/kintsugi-convert" "$M/moe-g2" "$M/moe-g2-4" --quiet
+fi
+models="testdata/trained/model $M/trained-4 $M/trained-8 $M/moe $M/moe-4 $M/moe-g2 $M/moe-g2-4"
 # both test programs; one total at the end for tests/run.sh
 rc=0
 "$OUT/gpu-kernel-tests" "$api" > "$OUT/kernels.log" 2>&1 || rc=1
-"$OUT/gpu-model-tests" "$api" testdata/trained/model build/gpu/trained-4 build/gpu/trained-8 > "$OUT/models.log" 2>&1 || rc=1
+# shellcheck disable=SC2086
+"$OUT/gpu-model-tests" "$api" $models > "$OUT/models.log" 2>&1 || rc=1
 cat "$OUT/kernels.log" "$OUT/models.log" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
 p=0 f=0
 for log in "$OUT/kernels.log" "$OUT/models.log"; do

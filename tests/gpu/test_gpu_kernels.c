@@ -420,6 +420,145 @@ static void test_ewise(kt_gpu *dev) {
     HOST->buffer_free(dev, &Y), HOST->buffer_free(dev, &A);
 }
 
+/* The router against kt_moe_route: the same experts in the same order and
+ * the same factors up to exp()'s rounding, with and without expert groups,
+ * normalised or not; ties included (equal logits: the lowest index wins). */
+static void test_moe_route(kt_gpu *dev) {
+    static const int shapes[][5] = {/* E, K, n_group, topk_group, norm */
+                                    {4, 2, 1, 1, 1}, {8, 1, 1, 1, 0}, {64, 6, 8, 4, 1}, {128, 8, 8, 2, 1},
+                                    {16, 4, 4, 2, 0}, {6, 3, 2, 1, 1}};
+    long bad = 0;
+    for (int c = 0; c < 6; c++) {
+        for (int trial = 0; trial < 20; trial++) {
+            const int E = shapes[c][0], K = shapes[c][1], G = shapes[c][2];
+            kt_config cfg;
+            memset(&cfg, 0, sizeof cfg);
+            cfg.n_experts = E, cfg.top_k = K, cfg.n_group = G, cfg.topk_group = shapes[c][3];
+            cfg.norm_topk = shapes[c][4], cfg.routed_scale = 2.5f;
+            kt_gpu_buffer S, B, C, W, X;
+            int rc = HOST->buffer_new(dev, (size_t)E * 4, &S) | HOST->buffer_new(dev, (size_t)E * 4, &B) |
+                     HOST->buffer_new(dev, (size_t)K * 4, &C) | HOST->buffer_new(dev, (size_t)K * 4, &W) |
+                     HOST->buffer_new(dev, (size_t)(E + G + K) * 4, &X);
+            CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+            if (rc) return;
+            float *logits = S.map, *bias = B.map, score[128], weight[8], scratch[128 + 8 + 8];
+            int chosen[8];
+            for (int e = 0; e < E; e++) logits[e] = uniform() * 4, bias[e] = uniform() * 0.1f;
+            if (trial % 4 == 1) /* ties: every logit and bias equal */
+                for (int e = 0; e < E; e++) logits[e] = 0.5f, bias[e] = 0.0f;
+            memcpy(score, logits, (size_t)E * 4);
+            kt_vec bv = {.data = (const uint8_t *)bias, .dtype = KT_F32, .n = E, .f = bias};
+            kt_moe_route(&cfg, &bv, score, chosen, weight, scratch);
+            kt_gpu_moe_route_args a = {(uint32_t)E, (uint32_t)K, (uint32_t)G, (uint32_t)cfg.topk_group,
+                                       (uint32_t)cfg.norm_topk, 0};
+            memcpy(&a.routed_scale_bits, &cfg.routed_scale, 4);
+            const kt_gpu_buffer *bufs[] = {&S, &B, &C, &W, &X};
+            rc = kt_gpu_run(HOST, dev, KT_GPU_MOE_ROUTE, bufs, 5, &a, sizeof a, 1, 1);
+            CHECK_MSG(rc == 0, "moe_route: %s", kt_errmsg());
+            const uint32_t *gc = C.map;
+            const float *gw = W.map, *gs = S.map;
+            for (int k = 0; k < K && rc == 0; k++)
+                if (gc[k] != (uint32_t)chosen[k] || !(fabsf(gw[k] - weight[k]) <= 1e-6f * fabsf(weight[k]))) {
+                    if (bad < 3)
+                        fprintf(stderr, "  moe_route E%d K%d G%d trial %d slot %d: gpu %u (%.9g) cpu %d (%.9g)\n", E, K,
+                                G, trial, k, gc[k], gw[k], chosen[k], weight[k]);
+                    bad++;
+                }
+            for (int e = 0; e < E && rc == 0; e++) bad += !(fabsf(gs[e] - score[e]) <= 1e-6f);
+            kt_gpu_buffer *all[] = {&S, &B, &C, &W, &X};
+            for (int i = 0; i < 5; i++) HOST->buffer_free(dev, all[i]);
+        }
+    }
+    CHECK_MSG(bad == 0, "%ld choices or factors differ", bad);
+}
+
+/* One expert of a packed layer, picked by the device-side choice: the same
+ * rows as qmv / the dense reference on that expert alone, for every slot. */
+static void test_expert_matvec(kt_gpu *dev) {
+    const int E = 5, rows = 37, cols = 128, K = 3;
+    long bad = 0;
+    for (int quant = 0; quant < 2; quant++) {
+        const int bits = 4, gs = 32;
+        const kt_dtype t = quant ? KT_BF16 : KT_F16;
+        const size_t es = 2, groups = (size_t)rows * (cols / gs);
+        const size_t wbytes = quant ? (size_t)rows * cols * bits / 8 : (size_t)rows * cols * es;
+        kt_gpu_buffer Wb, Sb, Bb, X, Y, C;
+        int rc = HOST->buffer_new(dev, E * wbytes, &Wb) | HOST->buffer_new(dev, E * groups * es, &Sb) |
+                 HOST->buffer_new(dev, E * groups * es, &Bb) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
+                 HOST->buffer_new(dev, (size_t)rows * 4, &Y) | HOST->buffer_new(dev, (size_t)K * 4, &C);
+        CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+        if (rc) return;
+        uint8_t *w = Wb.map;
+        for (size_t i = 0; i < E * wbytes; i++) w[i] = (uint8_t)next32();
+        if (!quant) /* dense f16 values in a sane range: random halves may be Inf or NaN */
+            for (size_t i = 0; i < E * wbytes / 2; i++) {
+                float f = uniform();
+                kt_row_from_f32(KT_F16, &f, w + 2 * i, 1);
+            }
+        for (size_t g = 0; g < E * groups; g++) {
+            float sc = uniform() * 0.01f, bi = uniform() * 0.05f;
+            kt_row_from_f32(t, &sc, (uint8_t *)Sb.map + g * es, 1);
+            kt_row_from_f32(t, &bi, (uint8_t *)Bb.map + g * es, 1);
+        }
+        float *x = X.map, ref[37];
+        for (int j = 0; j < cols; j++) x[j] = uniform();
+        uint32_t *chosen = C.map;
+        chosen[0] = 3, chosen[1] = 0, chosen[2] = 4;
+        for (int k = 0; k < K; k++) {
+            const int e = (int)chosen[k];
+            kt_linear l = {.out = rows, .in = cols, .quantized = quant, .w = w + e * wbytes, .dtype = t,
+                           .scales = (uint8_t *)Sb.map + e * groups * es, .biases = (uint8_t *)Bb.map + e * groups * es,
+                           .bits = bits, .group_size = gs};
+            kt_linear_rows_ref(&l, 0, rows, x, ref);
+            if (quant) {
+                kt_gpu_qmv_expert_args a = {rows, cols, bits, gs, KT_GPU_BF16, 0, 0, 0, (uint32_t)k,
+                                            (uint32_t)(wbytes / 4), (uint32_t)groups};
+                const kt_gpu_buffer *bufs[] = {&Wb, &Sb, &Bb, &X, &Y, &C};
+                rc = kt_gpu_run(HOST, dev, KT_GPU_QMV_EXPERT, bufs, 6, &a, sizeof a, rows, 1);
+            } else {
+                kt_gpu_mv_dense_expert_args a = {rows, cols, KT_GPU_F16, 0, 0, (uint32_t)k, (uint32_t)(rows * cols)};
+                const kt_gpu_buffer *bufs[] = {&Wb, &X, &Y, &C};
+                rc = kt_gpu_run(HOST, dev, KT_GPU_MV_DENSE_EXPERT, bufs, 4, &a, sizeof a, rows, 1);
+            }
+            CHECK_MSG(rc == 0, "expert matvec: %s", kt_errmsg());
+            const float *y = Y.map;
+            for (int r = 0; r < rows && rc == 0; r++)
+                if (!(fabsf(y[r] - ref[r]) <= 1e-4f * (fabsf(ref[r]) + 1.0f))) {
+                    if (bad < 3) fprintf(stderr, "  expert %d (%s) row %d: gpu %.9g cpu %.9g\n", e, quant ? "qmv" : "dense", r, y[r], ref[r]);
+                    bad++;
+                }
+        }
+        kt_gpu_buffer *all[] = {&Wb, &Sb, &Bb, &X, &Y, &C};
+        for (int i = 0; i < 6; i++) HOST->buffer_free(dev, all[i]);
+    }
+    CHECK_MSG(bad == 0, "%ld rows out of tolerance", bad);
+}
+
+/* The weighted sum of the experts: exactly the CPU backend's operations. */
+static void test_weigh(kt_gpu *dev) {
+    const int n = 777;
+    kt_gpu_buffer Y, A, W;
+    int rc = HOST->buffer_new(dev, (size_t)n * 4, &Y) | HOST->buffer_new(dev, (size_t)n * 4, &A) |
+             HOST->buffer_new(dev, 3 * 4, &W);
+    CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+    if (rc) return;
+    float *y = Y.map, *a = A.map, *wt = W.map, want[777];
+    long bad = 0;
+    wt[0] = 0.3f, wt[1] = -1.7f, wt[2] = 0.61f;
+    for (int i = 0; i < n; i++) y[i] = NAN, want[i] = 0;
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < n; i++) a[i] = uniform() * 5;
+        for (int i = 0; i < n; i++) want[i] = k == 0 ? wt[k] * a[i] : want[i] + wt[k] * a[i];
+        kt_gpu_weigh_args args = {(uint32_t)n, (uint32_t)k, k == 0};
+        const kt_gpu_buffer *bufs[] = {&Y, &A, &W};
+        rc = kt_gpu_run(HOST, dev, KT_GPU_WEIGH, bufs, 3, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
+        CHECK_MSG(rc == 0, "weigh: %s", kt_errmsg());
+    }
+    for (int i = 0; i < n; i++) bad += memcmp(&y[i], &want[i], 4) != 0;
+    CHECK_MSG(bad == 0, "%ld values differ from the CPU's", bad);
+    HOST->buffer_free(dev, &Y), HOST->buffer_free(dev, &A), HOST->buffer_free(dev, &W);
+}
+
 /* A device that is not there is one clear error, not a crash. */
 static void test_missing_device(kt_gpu *dev) {
     (void)dev;
@@ -448,6 +587,9 @@ int main(int argc, char **argv) {
         {"test_gpu_mamba2_step_matches_cpu", test_mamba},
         {"test_gpu_attention_matches_cpu", test_attend},
         {"test_gpu_relu2_and_add_equal_cpu", test_ewise},
+        {"test_gpu_moe_route_equals_cpu", test_moe_route},
+        {"test_gpu_expert_matvec_matches_cpu", test_expert_matvec},
+        {"test_gpu_weigh_equals_cpu", test_weigh},
         {"test_gpu_missing_device_is_an_error", test_missing_device},
     };
     int passed = 0, failed = 0;

@@ -13,24 +13,6 @@ layout(push_constant) uniform Args { KT_MV_DENSE_ARGS(uint) } args;
 
 shared float partial[KT_MV_DENSE_THREADS];
 
-float weight_at(uint e) {
-    e += args.w_offset;
-    if (args.w_dtype == KT_GPU_F32) return uintBitsToFloat(w[e]);
-    uint word = w[e >> 1], h = (e & 1u) != 0u ? word >> 16 : word & 0xffffu;
-    return args.w_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-}
+#include "mv_dense.glsl"
 
-void main() {
-    uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-    uint lid = gl_LocalInvocationID.x;
-    if (row >= args.rows) return;
-    float acc = 0.0;
-    for (uint j = lid; j < args.cols; j += KT_MV_DENSE_THREADS) acc += weight_at(row * args.cols + j) * x[j];
-    partial[lid] = acc;
-    barrier();
-    for (uint stride = KT_MV_DENSE_THREADS / 2; stride > 0u; stride >>= 1) {
-        if (lid < stride) partial[lid] += partial[lid + stride];
-        barrier();
-    }
-    if (lid == 0u) y[args.y_offset + row] = partial[0];
-}
+void main() { mv_dense_row(args.w_offset); }

@@ -18,30 +18,6 @@ layout(push_constant) uniform Args { KT_QMV_ARGS(uint) } args;
 
 shared float partial[KT_QMV_THREADS];
 
-#include "affine.glsl"
+#include "qmv.glsl"
 
-void main() {
-    uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-    uint lid = gl_LocalInvocationID.x;
-    if (row >= args.rows) return; // the whole workgroup: no barrier is left waiting
-    uint groups = args.cols / args.group_size;
-    float acc = 0.0;
-    for (uint g = lid; g < groups; g += KT_QMV_THREADS) {
-        float sqx = 0.0, sx = 0.0;
-        uint base = row * args.cols + g * args.group_size;
-        for (uint j = 0u; j < args.group_size; j++) {
-            float xv = x[g * args.group_size + j];
-            sqx += float(code_at(base + j, args.bits, args.w_offset)) * xv;
-            sx += xv;
-        }
-        uint p = args.p_offset + row * groups + g, pw = param_word(p, args.param_dtype);
-        acc += param(scales[pw], p, args.param_dtype) * sqx + param(biases[pw], p, args.param_dtype) * sx;
-    }
-    partial[lid] = acc;
-    barrier();
-    for (uint stride = KT_QMV_THREADS / 2; stride > 0u; stride >>= 1) {
-        if (lid < stride) partial[lid] += partial[lid + stride];
-        barrier();
-    }
-    if (lid == 0u) y[args.y_offset + row] = partial[0];
-}
+void main() { qmv_row(args.w_offset, args.p_offset); }

@@ -195,7 +195,7 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
     }
     if (o->gpu) {
 #ifdef KT_HAVE_GPU
-        const kt_backend *be = kt_gpu_open(o->gpu, &m);
+        const kt_backend *be = kt_gpu_open(o->gpu);
         if (be) m.backend = be;
 #else
         const void *be = NULL;

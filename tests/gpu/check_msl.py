@@ -3,7 +3,7 @@ Metal host will do at build time), and the translation keeps the interface
 runtime/gpu/gpu_abi.h fixes: the entry point kt_NAME, the arguments at
 buffer KT_GPU_ARGS_INDEX, and each storage buffer at its binding number.
 
-usage: python3 tests/gpu/check_msl.py SPV_DIR   (the .spv files of tests/gpu/vulkan.sh)
+usage: python3 tests/gpu/check_msl.py SPV_DIR   (the .spv files the Makefile builds, build/release/gpu)
 Prints one line per kernel and "N passed, N failed"."""
 import os
 import re

@@ -121,24 +121,30 @@ static uint32_t fbits(float f) {
     return u;
 }
 
+/* The bytes of L's codes (or dense values), and of its scales or its
+ * biases (quantized only). */
+static size_t weight_bytes(const kt_linear *l) {
+    return (size_t)l->out * l->in * (l->quantized ? (size_t)l->bits : kt_dtype_bits(l->dtype)) / 8;
+}
+static size_t param_bytes(const kt_linear *l) {
+    return (size_t)l->out * (size_t)(l->in / l->group_size) * (kt_dtype_bits(l->dtype) / 8);
+}
+
 /* rows beyond one dispatch dimension continue in the second */
 static uint32_t gx_of(int rows) { return rows < 65535 ? (uint32_t)rows : 65535; }
 static uint32_t gy_of(int rows) { return (uint32_t)((rows + 65534) / 65535); }
 
 static void matvec(const kt_linear *l, const float *x, float *y) {
     size_t xo, yo, wo, so, bo;
-    const size_t es = kt_dtype_bits(l->dtype) / 8;
     const kt_gpu_buffer *X = source(x, (size_t)l->in * 4, &xo), *Y = dest(y, (size_t)l->out * 4, &yo);
+    const kt_gpu_buffer *W = source(l->w, weight_bytes(l), &wo);
     if (l->quantized) {
-        const size_t groups = (size_t)l->out * (size_t)(l->in / l->group_size);
-        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
-        const kt_gpu_buffer *S = source(l->scales, groups * es, &so), *B = source(l->biases, groups * es, &bo);
+        const kt_gpu_buffer *S = source(l->scales, param_bytes(l), &so), *B = source(l->biases, param_bytes(l), &bo);
         kt_gpu_qmv_args a = {(uint32_t)l->out, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
                              dtype_code(l->dtype), 0, 0, (uint32_t)(yo / 4)};
         const kt_gpu_buffer *bufs[] = {W, S, B, X, Y};
         record(KT_GPU_QMV, bufs, 5, &a, sizeof a, gx_of(l->out), gy_of(l->out));
     } else {
-        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
         kt_gpu_mv_dense_args a = {(uint32_t)l->out, (uint32_t)l->in, dtype_code(l->dtype), 0, (uint32_t)(yo / 4)};
         const kt_gpu_buffer *bufs[] = {W, X, Y};
         record(KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, gx_of(l->out), gy_of(l->out));
@@ -147,19 +153,15 @@ static void matvec(const kt_linear *l, const float *x, float *y) {
 
 static void row(const kt_linear *l, int r, float *out) {
     size_t yo, wo, so, bo;
-    const size_t es = kt_dtype_bits(l->dtype) / 8;
-    const kt_gpu_buffer *Y = dest(out, (size_t)l->in * 4, &yo);
+    const kt_gpu_buffer *Y = dest(out, (size_t)l->in * 4, &yo), *W = source(l->w, weight_bytes(l), &wo);
     const uint32_t groups = (uint32_t)(l->in + KT_QROW_THREADS - 1) / KT_QROW_THREADS;
     if (l->quantized) {
-        const size_t ng = (size_t)l->out * (size_t)(l->in / l->group_size);
-        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * l->bits / 8, &wo);
-        const kt_gpu_buffer *S = source(l->scales, ng * es, &so), *B = source(l->biases, ng * es, &bo);
+        const kt_gpu_buffer *S = source(l->scales, param_bytes(l), &so), *B = source(l->biases, param_bytes(l), &bo);
         kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
                               dtype_code(l->dtype), 0, 0};
         const kt_gpu_buffer *bufs[] = {W, S, B, Y};
         record(KT_GPU_QROW, bufs, 4, &a, sizeof a, groups, 1);
     } else {
-        const kt_gpu_buffer *W = source(l->w, (size_t)l->out * l->in * es, &wo);
         kt_gpu_drow_args a = {(uint32_t)r, (uint32_t)l->in, dtype_code(l->dtype)};
         const kt_gpu_buffer *bufs[] = {W, Y};
         record(KT_GPU_DROW, bufs, 2, &a, sizeof a, groups, 1);
@@ -263,19 +265,16 @@ static int pack(kt_gpu_buffer *out, const uint8_t *const *parts, int n, size_t e
 static const packed_experts *experts_of(const kt_linear *ex, int n) {
     for (size_t i = 0; i < n_packed; i++)
         if (packed[i].key == ex) return &packed[i];
-    const size_t es = kt_dtype_bits(ex->dtype) / 8;
-    const size_t wbytes = ex->quantized ? (size_t)ex->out * ex->in * ex->bits / 8 : (size_t)ex->out * ex->in * es;
-    const size_t pbytes = ex->quantized ? (size_t)ex->out * (size_t)(ex->in / ex->group_size) * es : 0;
     const uint8_t **parts = kt_xmalloc((size_t)n * sizeof *parts);
     packed_experts p = {ex, {0}, {0}, {0}};
     int rc = 0;
     for (int e = 0; e < n; e++) parts[e] = ex[e].w;
-    rc |= pack(&p.w, parts, n, wbytes);
+    rc |= pack(&p.w, parts, n, weight_bytes(ex));
     if (ex->quantized) {
         for (int e = 0; e < n; e++) parts[e] = ex[e].scales;
-        rc |= pack(&p.s, parts, n, pbytes);
+        rc |= pack(&p.s, parts, n, param_bytes(ex));
         for (int e = 0; e < n; e++) parts[e] = ex[e].biases;
-        rc |= pack(&p.b, parts, n, pbytes);
+        rc |= pack(&p.b, parts, n, param_bytes(ex));
     }
     free(parts);
     if (rc) {
@@ -422,39 +421,40 @@ const kt_backend *kt_gpu_backend(const kt_gpu_host *h, const char *want) {
     return &table;
 }
 
-const kt_gpu_host *kt_gpu_host_named(const char *api) {
-    const kt_gpu_host *h = NULL;
-#ifdef KT_HAVE_VULKAN
-    if (!strcmp(api, "vulkan")) h = kt_gpu_vulkan();
-#endif
+/* The hosts this build has, NULL-terminated, in --backend auto's order:
+ * Metal first (macOS), then Vulkan. */
+static const kt_gpu_host *const *built_hosts(void) {
+    static const kt_gpu_host *hosts[3];
+    int n = 0;
 #ifdef KT_HAVE_METAL
-    if (!strcmp(api, "metal")) h = kt_gpu_metal();
+    hosts[n++] = kt_gpu_metal();
 #endif
-    if (!h) kt_fail("this build has no %s host (%s)", api,
-                    !strcmp(api, "metal") ? "Metal is built on macOS only"
-                                          : "glslangValidator and the Vulkan headers were missing at build time: "
-                                            "scripts/bootstrap.sh --tests installs them");
-    return h;
+#ifdef KT_HAVE_VULKAN
+    hosts[n++] = kt_gpu_vulkan();
+#endif
+    hosts[n] = NULL;
+    return hosts;
+}
+
+const kt_gpu_host *kt_gpu_host_named(const char *api) {
+    for (const kt_gpu_host *const *h = built_hosts(); *h; h++)
+        if (!strcmp((*h)->api, api)) return *h;
+    kt_fail("this build has no %s host (%s)", api,
+            !strcmp(api, "metal") ? "Metal is built on macOS only"
+                                  : "glslangValidator and the Vulkan headers were missing at build time: "
+                                    "scripts/bootstrap.sh --tests installs them");
+    return NULL;
 }
 
 const kt_backend *kt_gpu_open(const char *api) {
     const kt_gpu_host *h = kt_gpu_host_named(api);
-    if (!h) return NULL;
-    return kt_gpu_backend(h, getenv(h->device_env));
+    return h ? kt_gpu_backend(h, getenv(h->device_env)) : NULL;
 }
 
-/* Metal first (macOS), then a Vulkan GPU; lavapipe is a CPU device, which
- * open(NULL) never picks. */
+/* lavapipe is a CPU device, which open(NULL) never picks */
 const kt_backend *kt_gpu_auto(void) {
-    for (int i = 0; i < 2; i++) {
-        const kt_gpu_host *h = NULL;
-#ifdef KT_HAVE_METAL
-        if (i == 0) h = kt_gpu_metal();
-#endif
-#ifdef KT_HAVE_VULKAN
-        if (i == 1) h = kt_gpu_vulkan();
-#endif
-        const kt_backend *be = h && h->present() ? kt_gpu_backend(h, NULL) : NULL;
+    for (const kt_gpu_host *const *h = built_hosts(); *h; h++) {
+        const kt_backend *be = (*h)->present() ? kt_gpu_backend(*h, NULL) : NULL;
         if (be) return be;
     }
     return NULL;

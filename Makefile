@@ -81,8 +81,7 @@ $(BINDIR)/kintsugi-quantize: $(call objects_of,quantize/cli) $(LIB_A)
 UNAME_S := $(shell uname -s)
 HAVE_GLSLANG := $(shell command -v glslangValidator >/dev/null 2>&1 && echo 1)
 HAVE_VULKAN := $(if $(HAVE_GLSLANG),$(shell pkg-config --exists vulkan 2>/dev/null && echo 1))
-# (metal.m is the host still to be written: until it exists, no Metal)
-HAVE_METAL := $(if $(and $(HAVE_GLSLANG),$(filter Darwin,$(UNAME_S)),$(wildcard runtime/gpu/metal.m)),$(shell command -v spirv-cross >/dev/null 2>&1 && echo 1))
+HAVE_METAL := $(if $(and $(HAVE_GLSLANG),$(filter Darwin,$(UNAME_S))),$(shell command -v spirv-cross >/dev/null 2>&1 && echo 1))
 GPU_FLAG := $(OUT)/gpu$(if $(HAVE_VULKAN),-vulkan)$(if $(HAVE_METAL),-metal).flag
 $(GPU_FLAG):
 	@mkdir -p $(dir $@)

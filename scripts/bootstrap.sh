@@ -42,7 +42,7 @@ have_test_deps() {
         command -v zstd >/dev/null 2>&1 && have_fuzzer &&
         { [ "$os" != Linux ] || command -v valgrind >/dev/null 2>&1; } &&
         { [ $cross_neon = 0 ] || { command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null 2>&1; } &&
-        { [ "$os" != Linux ] || have_gpu_test_deps; }
+        { [ "$os" != Linux ] || have_gpu_test_deps; } && { [ "$os" != Darwin ] || have_metal_deps; }
 }
 # the GPU kernels' tests on Linux: GLSL -> SPIR-V, Vulkan with Mesa's lavapipe
 # (the SPIR-V run on the CPU), SPIR-V -> MSL
@@ -50,9 +50,14 @@ have_gpu_test_deps() {
     command -v glslangValidator >/dev/null 2>&1 && command -v spirv-cross >/dev/null 2>&1 &&
         pkg-config --exists vulkan && ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1
 }
+# the Metal host on macOS: GLSL -> SPIR-V -> MSL at build time
+have_metal_deps() {
+    command -v glslangValidator >/dev/null 2>&1 && command -v spirv-cross >/dev/null 2>&1
+}
 
 missing=0
 have_build_deps || missing=1
+[ "$os" = Darwin ] && { have_metal_deps || missing=1; }
 [ $want_tests = 1 ] && { have_test_deps || missing=1; }
 [ $missing = 0 ] && exit 0
 
@@ -83,7 +88,7 @@ Darwin)
         echo "bootstrap: Homebrew is needed on macOS (https://brew.sh)" >&2
         exit 1
     fi
-    pkgs="pkg-config cjson libarchive pcre2 libomp"
+    pkgs="pkg-config cjson libarchive pcre2 libomp glslang spirv-cross"
     [ $want_tests = 1 ] && pkgs="$pkgs python@3.12 zstd llvm"
     echo "bootstrap: installing $pkgs" >&2
     brew install $pkgs >&2

@@ -4,6 +4,8 @@
 #   1. build the tools, unit tests and test tool: release and ASan+UBSan
 #   2. C unit tests, both builds (and on x86-64 Linux the quantizer's tests
 #      built for arm64 and run under qemu, for the NEON kernel)
+#      the GPU kernels and backend: on Linux through Vulkan on lavapipe, their
+#      MSL translation, the Metal host compiled; on macOS on Metal
 #   3. malformed safetensors corpus against kintsugi-verify, both builds
 #   4. oracle tests (pytest) against the pinned Python peers, in .venv, with the
 #      release tools and again with the sanitizer build (these include the
@@ -76,6 +78,14 @@ if [ "$(uname -s)" = Linux ]; then
     # KINTSUGI_VULKAN_DEVICE names another device), then the Metal translation
     suite "GPU kernels on Vulkan (${KINTSUGI_VULKAN_DEVICE:-lavapipe}) against the CPU" sh tests/gpu/gpu.sh vulkan
     suite "GPU kernels translated to Metal Shading Language (spirv-cross)" python3 tests/gpu/check_msl.py build/release/gpu
+    # no macOS SDK here: the Metal host is compiled, not linked or run
+    suite "Metal host compiled against the declared Metal API (no SDK on Linux)" \
+        sh tests/gpu/metal_syntax.sh build/release/gpu
+fi
+if [ "$(uname -s)" = Darwin ]; then
+    # the same kernels as MSL on the Mac's GPU (skipped, saying so, on a GPU
+    # the Metal host refuses: docs/GPU.md)
+    suite "GPU kernels on Metal (${KINTSUGI_METAL_DEVICE:-the system's device}) against the CPU" sh tests/gpu/gpu.sh metal
 fi
 suite "malformed safetensors" python3 tests/malformed/check_malformed.py bin/kintsugi-verify
 suite "malformed safetensors (ASan+UBSan)" python3 tests/malformed/check_malformed.py build/asan/bin/kintsugi-verify

@@ -9,8 +9,11 @@
  *   - state and scratch (the KV cache, the SSM and conv state, the pass's
  *     vectors) come from alloc(): host-visible device memory, so the host
  *     sees them too once synced;
- *   - weights and the model's float vectors are uploaded on first use (their
- *     pointers never change);
+ *   - weight matrices are imported from the mapped files without a copy
+ *     where the host can (page-rounded spans), else copied, on first use
+ *     (their pointers never change), in row chunks that each fit one
+ *     binding (a 9B model's lm_head is more than lavapipe binds at once);
+ *     the model's float vectors are copied;
  *   - a result the caller owns (the logits) goes to a staging buffer that
  *     sync() copies back (staging lasts one token: the caller may free its
  *     memory and the address come back as something else).
@@ -130,40 +133,139 @@ static size_t param_bytes(const kt_linear *l) {
     return (size_t)l->out * (size_t)(l->in / l->group_size) * (kt_dtype_bits(l->dtype) / 8);
 }
 
+/* ---- weight matrices: row chunks, imported or copied ---- */
+
+/* Rows R0 .. R0+ROWS of a matrix, each part (codes or dense values, scales,
+ * biases) in a buffer the kernels bind whole, from a byte offset in it. */
+typedef struct {
+    int r0, rows;
+    kt_gpu_buffer w, s, b;
+    uint32_t w_off, s_off, b_off;
+} chunk;
+typedef struct {
+    const void *key; /* the matrix's codes */
+    int n;
+    chunk *c;
+} matrix;
+static matrix *matrices;
+static size_t n_matrices;
+enum { MAX_WEIGHT_BUFFER = 256 << 20 };
+static kt_gpu_weight_stats stats;
+static int import_refused; /* the device refused once: copy from then on */
+
+/* N bytes at P in a buffer of their own: the pages around them imported,
+ * or a copy. *OFF: the byte where P is in it. */
+static int span(const void *p, size_t n, kt_gpu_buffer *b, uint32_t *off) {
+    const size_t A = import_refused ? 0 : host->import_alignment(dev);
+    if (A) {
+        const uintptr_t base = (uintptr_t)p / A * A, end = ((uintptr_t)p + n + A - 1) / A * A;
+        if (end - base <= host->max_binding(dev)) {
+            if (host->buffer_import(dev, (const void *)base, end - base, b) == 0) {
+                *off = (uint32_t)((uintptr_t)p - base);
+                stats.imported += n;
+                return 0;
+            }
+            import_refused = 1;
+        }
+    }
+    if (host->buffer_new(dev, n + 4, b)) return -1; /* a word past the data, as the kernels may read (gpu_abi.h) */
+    memcpy(b->map, p, n);
+    *off = 0;
+    stats.copied += n;
+    return 0;
+}
+
+/* L on the device, in as few chunks as the binding limit allows: made on
+ * first use. */
+static const matrix *matrix_of(const kt_linear *l) {
+    for (size_t i = 0; i < n_matrices; i++)
+        if (matrices[i].key == l->w) return &matrices[i];
+    const size_t A = host->import_alignment(dev), rw = weight_bytes(l) / (size_t)l->out;
+    const size_t rp = l->quantized ? param_bytes(l) / (size_t)l->out : 0, widest = rw > rp ? rw : rp;
+    /* the kernels count bits within a buffer in 32 bits: 256 MiB at most */
+    const size_t limit = host->max_binding(dev) < MAX_WEIGHT_BUFFER ? host->max_binding(dev) : MAX_WEIGHT_BUFFER;
+    const size_t room = limit > 2 * A + 4 ? limit - 2 * A - 4 : 0;
+    const int per = (int)(room / widest < (size_t)l->out ? room / widest : (size_t)l->out);
+    if (per < 1) {
+        kt_fail("a row of %zu bytes is more than %s binds at once (%zu)", widest, host->api, host->max_binding(dev));
+        fail_once();
+        return NULL;
+    }
+    matrix m = {l->w, (l->out + per - 1) / per, NULL};
+    m.c = kt_xcalloc((size_t)m.n, sizeof *m.c);
+    int rc = 0;
+    for (int i = 0; i < m.n && rc == 0; i++) {
+        chunk *c = &m.c[i];
+        c->r0 = i * per;
+        c->rows = l->out - c->r0 < per ? l->out - c->r0 : per;
+        rc = span(l->w + (size_t)c->r0 * rw, (size_t)c->rows * rw, &c->w, &c->w_off);
+        if (rc == 0 && l->quantized)
+            rc = span(l->scales + (size_t)c->r0 * rp, (size_t)c->rows * rp, &c->s, &c->s_off) ||
+                 span(l->biases + (size_t)c->r0 * rp, (size_t)c->rows * rp, &c->b, &c->b_off);
+    }
+    if (rc) {
+        for (int i = 0; i < m.n; i++) {
+            if (m.c[i].w.handle) host->buffer_free(dev, &m.c[i].w);
+            if (m.c[i].s.handle) host->buffer_free(dev, &m.c[i].s);
+            if (m.c[i].b.handle) host->buffer_free(dev, &m.c[i].b);
+        }
+        free(m.c);
+        fail_once();
+        return NULL;
+    }
+    stats.matrices++, stats.chunks += (size_t)m.n;
+    matrices = kt_xrealloc(matrices, (n_matrices + 1) * sizeof *matrices);
+    matrices[n_matrices] = m;
+    return &matrices[n_matrices++];
+}
+
+kt_gpu_weight_stats kt_gpu_weights(void) { return stats; }
+
 /* rows beyond one dispatch dimension continue in the second */
 static uint32_t gx_of(int rows) { return rows < 65535 ? (uint32_t)rows : 65535; }
 static uint32_t gy_of(int rows) { return (uint32_t)((rows + 65534) / 65535); }
 
+/* y = W x, one dispatch per chunk of W's rows */
 static void matvec(const kt_linear *l, const float *x, float *y) {
-    size_t xo, yo, wo, so, bo;
+    size_t xo, yo;
     const kt_gpu_buffer *X = source(x, (size_t)l->in * 4, &xo), *Y = dest(y, (size_t)l->out * 4, &yo);
-    const kt_gpu_buffer *W = source(l->w, weight_bytes(l), &wo);
-    if (l->quantized) {
-        const kt_gpu_buffer *S = source(l->scales, param_bytes(l), &so), *B = source(l->biases, param_bytes(l), &bo);
-        kt_gpu_qmv_args a = {(uint32_t)l->out, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
-                             dtype_code(l->dtype), 0, 0, (uint32_t)(yo / 4)};
-        const kt_gpu_buffer *bufs[] = {W, S, B, X, Y};
-        record(KT_GPU_QMV, bufs, 5, &a, sizeof a, gx_of(l->out), gy_of(l->out));
-    } else {
-        kt_gpu_mv_dense_args a = {(uint32_t)l->out, (uint32_t)l->in, dtype_code(l->dtype), 0, (uint32_t)(yo / 4)};
-        const kt_gpu_buffer *bufs[] = {W, X, Y};
-        record(KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, gx_of(l->out), gy_of(l->out));
+    const matrix *m = matrix_of(l);
+    for (int i = 0; m && i < m->n; i++) {
+        const chunk *c = &m->c[i];
+        const uint32_t y_off = (uint32_t)(yo / 4) + (uint32_t)c->r0;
+        if (l->quantized) {
+            kt_gpu_qmv_args a = {.rows = (uint32_t)c->rows, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
+                                 .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
+                                 .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off, .y_offset = y_off};
+            const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, X, Y};
+            record(KT_GPU_QMV, bufs, 5, &a, sizeof a, gx_of(c->rows), gy_of(c->rows));
+        } else {
+            kt_gpu_mv_dense_args a = {.rows = (uint32_t)c->rows, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype),
+                                      .w_offset = c->w_off, .y_offset = y_off};
+            const kt_gpu_buffer *bufs[] = {&c->w, X, Y};
+            record(KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, gx_of(c->rows), gy_of(c->rows));
+        }
     }
 }
 
+/* row R of W (the embedding lookup), from the chunk that holds it */
 static void row(const kt_linear *l, int r, float *out) {
-    size_t yo, wo, so, bo;
-    const kt_gpu_buffer *Y = dest(out, (size_t)l->in * 4, &yo), *W = source(l->w, weight_bytes(l), &wo);
-    const uint32_t groups = (uint32_t)(l->in + KT_QROW_THREADS - 1) / KT_QROW_THREADS;
+    size_t yo;
+    const kt_gpu_buffer *Y = dest(out, (size_t)l->in * 4, &yo);
+    const matrix *m = matrix_of(l);
+    if (!m) return;
+    const chunk *c = &m->c[0];
+    while (r >= c->r0 + c->rows && c < m->c + m->n - 1) c++;
+    const uint32_t groups = (uint32_t)(l->in + KT_QROW_THREADS - 1) / KT_QROW_THREADS, rr = (uint32_t)(r - c->r0);
     if (l->quantized) {
-        const kt_gpu_buffer *S = source(l->scales, param_bytes(l), &so), *B = source(l->biases, param_bytes(l), &bo);
-        kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)l->in, (uint32_t)l->bits, (uint32_t)l->group_size,
-                              dtype_code(l->dtype), 0, 0};
-        const kt_gpu_buffer *bufs[] = {W, S, B, Y};
+        kt_gpu_qrow_args a = {.row = rr, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
+                              .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
+                              .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off};
+        const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, Y};
         record(KT_GPU_QROW, bufs, 4, &a, sizeof a, groups, 1);
     } else {
-        kt_gpu_drow_args a = {(uint32_t)r, (uint32_t)l->in, dtype_code(l->dtype)};
-        const kt_gpu_buffer *bufs[] = {W, Y};
+        kt_gpu_drow_args a = {.row = rr, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype), .w_offset = c->w_off};
+        const kt_gpu_buffer *bufs[] = {&c->w, Y};
         record(KT_GPU_DROW, bufs, 2, &a, sizeof a, groups, 1);
     }
 }
@@ -257,8 +359,12 @@ static packed_experts *packed;
 static size_t n_packed;
 
 static int pack(kt_gpu_buffer *out, const uint8_t *const *parts, int n, size_t each) {
-    if (host->buffer_new(dev, (size_t)n * each, out)) return -1;
+    if ((size_t)n * each > host->max_binding(dev) || (size_t)n * each > MAX_WEIGHT_BUFFER)
+        return kt_fail("a MoE layer's %d experts take %zu bytes, more than %s binds at once (%zu)", n, (size_t)n * each,
+                       host->api, host->max_binding(dev) < MAX_WEIGHT_BUFFER ? host->max_binding(dev) : MAX_WEIGHT_BUFFER);
+    if (host->buffer_new(dev, (size_t)n * each + 4, out)) return -1;
     for (int e = 0; e < n; e++) memcpy((uint8_t *)out->map + (size_t)e * each, parts[e], each);
+    stats.copied += (size_t)n * each;
     return 0;
 }
 
@@ -310,15 +416,16 @@ static void expert(const kt_linear *ex, int n, const int *chosen, int k, const f
     const kt_gpu_buffer *C = source(chosen, (size_t)(k + 1) * 4, &co);
     if (!p) return;
     if (ex->quantized) {
-        const uint32_t groups = (uint32_t)ex->out * (uint32_t)(ex->in / ex->group_size);
-        kt_gpu_qmv_expert_args a = {(uint32_t)ex->out, (uint32_t)ex->in, (uint32_t)ex->bits, (uint32_t)ex->group_size,
-                                    dtype_code(ex->dtype), 0, 0, (uint32_t)(yo / 4), (uint32_t)k,
-                                    (uint32_t)((size_t)ex->out * ex->in * ex->bits / 32), groups};
+        kt_gpu_qmv_expert_args a = {.rows = (uint32_t)ex->out, .cols = (uint32_t)ex->in, .bits = (uint32_t)ex->bits,
+                                    .group_size = (uint32_t)ex->group_size, .param_dtype = dtype_code(ex->dtype),
+                                    .y_offset = (uint32_t)(yo / 4), .slot = (uint32_t)k,
+                                    .expert_bytes = (uint32_t)weight_bytes(ex), .expert_param_bytes = (uint32_t)param_bytes(ex)};
         const kt_gpu_buffer *bufs[] = {&p->w, &p->s, &p->b, X, Y, C};
         record(KT_GPU_QMV_EXPERT, bufs, 6, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
     } else {
-        kt_gpu_mv_dense_expert_args a = {(uint32_t)ex->out, (uint32_t)ex->in, dtype_code(ex->dtype), 0,
-                                         (uint32_t)(yo / 4), (uint32_t)k, (uint32_t)ex->out * (uint32_t)ex->in};
+        kt_gpu_mv_dense_expert_args a = {.rows = (uint32_t)ex->out, .cols = (uint32_t)ex->in,
+                                         .w_dtype = dtype_code(ex->dtype), .y_offset = (uint32_t)(yo / 4),
+                                         .slot = (uint32_t)k, .expert_bytes = (uint32_t)weight_bytes(ex)};
         const kt_gpu_buffer *bufs[] = {&p->w, X, Y, C};
         record(KT_GPU_MV_DENSE_EXPERT, bufs, 4, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
     }
@@ -356,6 +463,12 @@ static int sync_token(void) {
 
 static void *alloc(size_t bytes) {
     kt_gpu_buffer b;
+    if (bytes > host->max_binding(dev)) {
+        kt_fail("a state buffer of %zu bytes is more than %s binds at once (%zu): a shorter --context needs less",
+                bytes, host->api, host->max_binding(dev));
+        kt_fail_context("%s backend", host->api);
+        return NULL;
+    }
     if (host->buffer_new(dev, bytes ? bytes : 4, &b)) {
         kt_fail_context("%s backend", host->api);
         return NULL;
@@ -392,6 +505,15 @@ static void unload(void) {
         free(r);
     }
     n_regions = kept;
+    for (size_t i = 0; i < n_matrices; i++) {
+        for (int j = 0; j < matrices[i].n; j++) {
+            host->buffer_free(dev, &matrices[i].c[j].w);
+            if (matrices[i].c[j].s.handle) host->buffer_free(dev, &matrices[i].c[j].s), host->buffer_free(dev, &matrices[i].c[j].b);
+        }
+        free(matrices[i].c);
+    }
+    free(matrices);
+    matrices = NULL, n_matrices = 0;
     for (size_t i = 0; i < n_packed; i++) {
         host->buffer_free(dev, &packed[i].w);
         if (packed[i].s.handle) host->buffer_free(dev, &packed[i].s), host->buffer_free(dev, &packed[i].b);

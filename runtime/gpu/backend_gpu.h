@@ -25,4 +25,14 @@ const kt_backend *kt_gpu_open(const char *api);
  * (the CPU). */
 const kt_backend *kt_gpu_auto(void);
 
+/* What the backend has done with weights since the process started: bytes
+ * imported from the mapped files without a copy and bytes copied (a MoE
+ * layer's packed experts among them); matrices placed on the device and the
+ * row chunks they took (more chunks than matrices: some were larger than
+ * one binding). */
+typedef struct {
+    size_t imported, copied, matrices, chunks;
+} kt_gpu_weight_stats;
+kt_gpu_weight_stats kt_gpu_weights(void);
+
 #endif

@@ -8,6 +8,12 @@
  * Vulkan passes as push constants and the Metal translation as buffer 0.
  * Every argument is a 32-bit unsigned word: the same layout in std430 push
  * constants, in MSL and in a C struct.
+ *
+ * Offsets into weights (w_offset, s_offset, b_offset, expert_*bytes) are in
+ * BYTES: the kernels read weights where the model file holds them, and a
+ * safetensors file written by MLX aligns no tensor (affine.glsl). A weight
+ * buffer stays under 256 MiB (the backend splits larger matrices by rows),
+ * so bit positions within it fit 32 bits.
  */
 #ifndef KT_GPU_ABI_H
 #define KT_GPU_ABI_H
@@ -20,9 +26,11 @@
 #define KT_GPU_BF16 2
 
 /* ---- qmv: y = W x for an MLX affine-quantized W [rows, cols] ----
- * W: packed codes as 32-bit words (element j of row r at bit (r*cols + j) *
- * bits of the tensor, from word w_offset); scales and biases: rows x
- * cols/group_size values of param_dtype from element p_offset; x, y: float32
+ * W: packed codes (element j of row r at bit (r*cols + j) * bits of the
+ * tensor, which starts at byte w_offset); scales and biases: rows x
+ * cols/group_size values of param_dtype, the scales from byte s_offset and
+ * the biases from byte b_offset (each its own buffer, at its own place in an
+ * imported page); x, y: float32
  * (y from element y_offset: a row of the KV cache).
  * One workgroup per row (rows beyond 65535 continue in gl_WorkGroupID.y). */
 #define KT_QMV_THREADS 64
@@ -31,7 +39,7 @@
 #define KT_QMV_BIND_BIASES 3
 #define KT_QMV_BIND_X 4
 #define KT_QMV_BIND_Y 5
-#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U y_offset;
+#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset;
 
 /* ---- qmm: Y[t] = W X[t] for T tokens of the prompt, W as in qmv; X: T x
  * cols, Y: T x rows (token-major, as the CPU's batch). One workgroup per
@@ -43,10 +51,10 @@
 #define KT_QMM_BIND_BIASES 3
 #define KT_QMM_BIND_X 4
 #define KT_QMM_BIND_Y 5
-#define KT_QMM_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U tokens; U x_offset; U y_offset;
+#define KT_QMM_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U tokens; U x_offset; U y_offset;
 
 /* ---- mv_dense: y = W x for a dense W [rows, cols] of w_dtype (the bf16
- * original, the verify reference), from element w_offset; x, y float32. One
+ * original, the verify reference), from byte w_offset; x, y float32. One
  * workgroup per row, as qmv. */
 #define KT_MV_DENSE_THREADS 64
 #define KT_MV_DENSE_BIND_W 1
@@ -54,11 +62,11 @@
 #define KT_MV_DENSE_BIND_Y 3
 #define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset;
 
-/* ---- drow: row `row` of a dense W of w_dtype as float32 (the original's
+/* ---- drow: row `row` of a dense W of w_dtype from byte w_offset as float32 (the original's
  * embedding lookup). One thread per element. */
 #define KT_DROW_BIND_W 1
 #define KT_DROW_BIND_Y 2
-#define KT_DROW_ARGS(U) U row; U cols; U w_dtype;
+#define KT_DROW_ARGS(U) U row; U cols; U w_dtype; U w_offset;
 
 /* ---- qrow: row `row` of an affine-quantized W dequantized to float32 (the
  * embedding lookup): out[j] = scale * q + bias, buffers and layout as qmv.
@@ -68,7 +76,7 @@
 #define KT_QROW_BIND_SCALES 2
 #define KT_QROW_BIND_BIASES 3
 #define KT_QROW_BIND_Y 4
-#define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset;
+#define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset;
 
 /* ---- the Mamba-2 step (runtime/cpu/mamba2.c), three kernels ----
  * All float32. Sizes: I = heads * head_dim, dim = I + 2 * groups * state.
@@ -124,11 +132,11 @@
  *   scores; CHOSEN receives the top_k experts (uint), WEIGHT their factors;
  *   SCRATCH: n_experts + n_group + top_k floats. One thread.
  * qmv_expert: qmv (same buffers and layout) on expert CHOSEN[slot] of a
- *   layer's experts packed one after another: its codes from word w_offset +
- *   expert * expert_words, its scales and biases from element p_offset +
- *   expert * expert_params.
- * mv_dense_expert: mv_dense likewise, from element w_offset + expert *
- *   expert_elems.
+ *   layer's experts packed one after another: its codes from byte w_offset +
+ *   expert * expert_bytes, its scales and biases from bytes s_offset and
+ *   b_offset + expert * expert_param_bytes.
+ * mv_dense_expert: mv_dense likewise, from byte w_offset + expert *
+ *   expert_bytes.
  * weigh: Y = WEIGHT[slot] * A when first, else Y += WEIGHT[slot] * A. */
 #define KT_MOE_ROUTE_THREADS 1
 #define KT_MOE_ROUTE_BIND_SCORE 1
@@ -143,12 +151,12 @@
 #define KT_QMV_EXPERT_BIND_X 4
 #define KT_QMV_EXPERT_BIND_Y 5
 #define KT_QMV_EXPERT_BIND_CHOSEN 6
-#define KT_QMV_EXPERT_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U p_offset; U y_offset; U slot; U expert_words; U expert_params;
+#define KT_QMV_EXPERT_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset; U slot; U expert_bytes; U expert_param_bytes;
 #define KT_MV_DENSE_EXPERT_BIND_W 1
 #define KT_MV_DENSE_EXPERT_BIND_X 2
 #define KT_MV_DENSE_EXPERT_BIND_Y 3
 #define KT_MV_DENSE_EXPERT_BIND_CHOSEN 4
-#define KT_MV_DENSE_EXPERT_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U slot; U expert_elems;
+#define KT_MV_DENSE_EXPERT_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U slot; U expert_bytes;
 #define KT_WEIGH_BIND_Y 1
 #define KT_WEIGH_BIND_A 2
 #define KT_WEIGH_BIND_WEIGHT 3

@@ -55,6 +55,18 @@ typedef struct {
     uint32_t (*simd_width)(const kt_gpu *g); /* subgroup / simdgroup size: lavapipe 8, Apple 32 */
     int (*buffer_new)(kt_gpu *g, size_t size, kt_gpu_buffer *out);
     void (*buffer_free)(kt_gpu *g, kt_gpu_buffer *b);
+    /* The most bytes one buffer may have and still be bound whole: Vulkan's
+     * maxStorageBufferRange (128 MiB on lavapipe, a 9B model's lm_head is
+     * more), Metal's maxBufferLength. The backend splits a larger tensor
+     * by rows. */
+    size_t (*max_binding)(const kt_gpu *g);
+    /* The caller's memory as a buffer, without a copy (the mapped model
+     * files): SIZE bytes at P, both multiples of import_alignment(), which is
+     * 0 when the device cannot import at all. The device only reads it
+     * (map is P); the memory must outlive the buffer. -1 with kt_errmsg()
+     * when this memory cannot be imported: the caller copies it instead. */
+    size_t (*import_alignment)(const kt_gpu *g);
+    int (*buffer_import)(kt_gpu *g, const void *p, size_t size, kt_gpu_buffer *out);
     /* Record KERNEL into the open command buffer (opened if needed), ordered
      * after everything recorded before it; nothing runs until submit(),
      * which runs it all as one submission, waits, and makes every result

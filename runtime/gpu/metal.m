@@ -1,7 +1,8 @@
 /* metal.m - the Metal host of the GPU kernels (gpu_host.h), built on macOS
  * only: device choice, shared buffers, one compute pipeline per kernel from
  * the MSL that spirv-cross made of its SPIR-V at build time, dispatches
- * encoded into one command buffer per submission.
+ * encoded into one command buffer per submission; the mapped model wrapped
+ * without a copy (newBufferWithBytesNoCopy) where its pages allow.
  *
  * It is written against Metal's documented API and compiled on Linux only
  * as far as a syntax check against declarations of that API allows
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #import <Foundation/Foundation.h>
 #import <Metal/Metal.h>
@@ -207,6 +209,29 @@ static int mtl_buffer_new(kt_gpu *g, size_t size, kt_gpu_buffer *out) {
     return 0;
 }
 
+static size_t mtl_max_binding(const kt_gpu *g) { return (size_t)[g->device maxBufferLength]; }
+static size_t mtl_import_alignment(const kt_gpu *g) {
+    (void)g;
+    return (size_t)getpagesize(); /* 16 KiB on Apple silicon */
+}
+
+/* The mapped model's pages wrapped as a buffer without a copy: Metal wants
+ * a page-aligned start and a whole number of pages; nothing is freed with
+ * the buffer (the mapping belongs to the model). */
+static int mtl_buffer_import(kt_gpu *g, const void *p, size_t size, kt_gpu_buffer *out) {
+    memset(out, 0, sizeof *out);
+    const size_t page = (size_t)getpagesize();
+    if ((uintptr_t)p % page || size % page || !size || size > [g->device maxBufferLength])
+        return kt_fail("metal: %s cannot wrap %zu bytes at that address", g->name, size);
+    id<MTLBuffer> b = [g->device newBufferWithBytesNoCopy:(void *)p length:size options:MTLResourceStorageModeShared
+                                             deallocator:nil];
+    if (!b) return kt_fail("metal: %s cannot wrap %zu bytes of the model's memory", g->name, size);
+    out->map = (void *)p;
+    out->size = size;
+    out->handle = b;
+    return 0;
+}
+
 static void mtl_buffer_free(kt_gpu *g, kt_gpu_buffer *b) {
     (void)g;
     if (!b->handle) return;
@@ -269,8 +294,10 @@ static int mtl_submit(kt_gpu *g) {
     return rc;
 }
 
-static const kt_gpu_host host = {"metal", "KINTSUGI_METAL_DEVICE", mtl_present, mtl_open, mtl_close,
-                                 mtl_device_name, mtl_simd_width, mtl_buffer_new, mtl_buffer_free, mtl_record,
-                                 mtl_submit};
+static const kt_gpu_host host = {
+    .api = "metal", .device_env = "KINTSUGI_METAL_DEVICE", .present = mtl_present, .open = mtl_open,
+    .close = mtl_close, .device_name = mtl_device_name, .simd_width = mtl_simd_width, .buffer_new = mtl_buffer_new,
+    .buffer_free = mtl_buffer_free, .max_binding = mtl_max_binding, .import_alignment = mtl_import_alignment,
+    .buffer_import = mtl_buffer_import, .record = mtl_record, .submit = mtl_submit};
 
 const kt_gpu_host *kt_gpu_metal(void) { return &host; }

@@ -7,7 +7,8 @@
  * a discrete GPU's resident buffers are the next layer's business), one
  * pipeline per kernel whose descriptor set layout has a storage buffer for
  * each binding the kernel declares (gpu_abi.h), push constants for the
- * arguments.
+ * arguments. Weights may be imported from the mapped model files without a
+ * copy where the device has VK_EXT_external_memory_host (lavapipe does).
  */
 #include "gpu_host.h"
 #include "error.h"
@@ -60,11 +61,15 @@ struct kt_gpu {
     uint32_t sets;                /* descriptor sets taken from the pool by them */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     uint32_t subgroup_size;
+    size_t max_range;           /* maxStorageBufferRange */
+    size_t import_alignment;    /* minImportedHostPointerAlignment, 0: no VK_EXT_external_memory_host */
+    PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties;
 };
 
 typedef struct {
     VkBuffer buffer;
     VkDeviceMemory memory;
+    int imported; /* the caller's memory: not mapped by us */
 } buffer_state;
 
 static int vk_fail(const char *what, VkResult r) { return kt_fail("vulkan: %s failed (VkResult %d)", what, (int)r); }
@@ -107,6 +112,24 @@ static int open_device(kt_gpu *vk, const char *want) {
     vkGetPhysicalDeviceProperties2(vk->phys, &props);
     memcpy(vk->name, props.properties.deviceName, sizeof vk->name);
     vk->subgroup_size = sub.subgroupSize;
+    vk->max_range = props.properties.limits.maxStorageBufferRange;
+
+    /* importing host memory, when the device can */
+    uint32_t n_ext = 0;
+    vkEnumerateDeviceExtensionProperties(vk->phys, NULL, &n_ext, NULL);
+    VkExtensionProperties *ext = kt_xcalloc(n_ext ? n_ext : 1, sizeof *ext);
+    vkEnumerateDeviceExtensionProperties(vk->phys, NULL, &n_ext, ext);
+    int can_import = 0;
+    for (uint32_t e = 0; e < n_ext; e++) can_import |= !strcmp(ext[e].extensionName, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+    free(ext);
+    const char *enabled[] = {VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME};
+    if (can_import) {
+        VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+        VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &hp};
+        vkGetPhysicalDeviceProperties2(vk->phys, &p2);
+        vk->import_alignment = (size_t)hp.minImportedHostPointerAlignment;
+    }
 
     uint32_t nq = 0;
     vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, NULL);
@@ -121,9 +144,14 @@ static int open_device(kt_gpu *vk, const char *want) {
     VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                    .queueFamilyIndex = vk->queue_family, .queueCount = 1, .pQueuePriorities = &priority};
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
-                              .pQueueCreateInfos = &qci};
+                              .pQueueCreateInfos = &qci, .enabledExtensionCount = can_import ? 1u : 0u,
+                              .ppEnabledExtensionNames = enabled};
     if ((r = vkCreateDevice(vk->phys, &dci, NULL, &vk->device)) != VK_SUCCESS) return vk_fail("vkCreateDevice", r);
     vkGetDeviceQueue(vk->device, vk->queue_family, 0, &vk->queue);
+    if (can_import)
+        vk->host_pointer_properties = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(
+            vk->device, "vkGetMemoryHostPointerPropertiesEXT");
+    if (!vk->host_pointer_properties || !vk->import_alignment) vk->import_alignment = 0;
     return 0;
 }
 
@@ -260,11 +288,58 @@ static int vk_buffer_new(kt_gpu *vk, size_t size, kt_gpu_buffer *out) {
     return 0;
 }
 
+static size_t vk_max_binding(const kt_gpu *vk) { return vk->max_range; }
+static size_t vk_import_alignment(const kt_gpu *vk) { return vk->import_alignment; }
+
+/* The caller's memory bound to a buffer: the memory types the driver
+ * allows for this pointer, the buffer marked for host allocations. */
+static int vk_buffer_import(kt_gpu *vk, const void *p, size_t size, kt_gpu_buffer *out) {
+    memset(out, 0, sizeof *out);
+    const size_t A = vk->import_alignment;
+    if (!A || (uintptr_t)p % A || size % A || !size)
+        return kt_fail("vulkan: %s cannot import %zu bytes at that address (alignment %zu)", vk->name, size, A);
+    const VkExternalMemoryHandleTypeFlagBits type = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+    VkMemoryHostPointerPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+    VkResult r = vk->host_pointer_properties(vk->device, type, p, &hp);
+    if (r != VK_SUCCESS) return vk_fail("vkGetMemoryHostPointerPropertiesEXT", r);
+    buffer_state *st = kt_xcalloc(1, sizeof *st);
+    VkExternalMemoryBufferCreateInfo ext = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO,
+                                            .handleTypes = (VkExternalMemoryHandleTypeFlags)type};
+    VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .pNext = &ext, .size = size,
+                              .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+    if ((r = vkCreateBuffer(vk->device, &bci, NULL, &st->buffer)) != VK_SUCCESS) {
+        free(st);
+        return vk_fail("vkCreateBuffer", r);
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vk->device, st->buffer, &req);
+    const uint32_t bits = req.memoryTypeBits & hp.memoryTypeBits;
+    uint32_t t = 0;
+    while (t < 32 && !(bits & (1u << t))) t++;
+    VkImportMemoryHostPointerInfoEXT imp = {.sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+                                            .handleType = type, .pHostPointer = (void *)p};
+    VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .pNext = &imp,
+                                .allocationSize = size, .memoryTypeIndex = t};
+    r = t == 32 || req.size > size ? VK_ERROR_FEATURE_NOT_PRESENT : vkAllocateMemory(vk->device, &mai, NULL, &st->memory);
+    if (r == VK_SUCCESS) r = vkBindBufferMemory(vk->device, st->buffer, st->memory, 0);
+    if (r != VK_SUCCESS) {
+        if (st->memory) vkFreeMemory(vk->device, st->memory, NULL);
+        vkDestroyBuffer(vk->device, st->buffer, NULL);
+        free(st);
+        return kt_fail("vulkan: %s cannot import %zu bytes of host memory (VkResult %d)", vk->name, size, (int)r);
+    }
+    st->imported = 1;
+    out->map = (void *)p;
+    out->size = size;
+    out->handle = st;
+    return 0;
+}
+
 static void vk_buffer_free(kt_gpu *vk, kt_gpu_buffer *b) {
     buffer_state *st = b->handle;
     if (!st) return;
     vkDeviceWaitIdle(vk->device);
-    vkUnmapMemory(vk->device, st->memory);
+    if (!st->imported) vkUnmapMemory(vk->device, st->memory);
     vkFreeMemory(vk->device, st->memory, NULL);
     vkDestroyBuffer(vk->device, st->buffer, NULL);
     free(st);
@@ -340,7 +415,10 @@ static int vk_record(kt_gpu *vk, kt_gpu_kernel kernel, const kt_gpu_buffer *cons
     return 0;
 }
 
-static const kt_gpu_host host = {"vulkan", "KINTSUGI_VULKAN_DEVICE", vk_gpu_driver_present, vk_open, vk_close,
-                                 vk_device_name, vk_subgroup_size, vk_buffer_new, vk_buffer_free, vk_record, vk_submit};
+static const kt_gpu_host host = {
+    .api = "vulkan", .device_env = "KINTSUGI_VULKAN_DEVICE", .present = vk_gpu_driver_present, .open = vk_open,
+    .close = vk_close, .device_name = vk_device_name, .simd_width = vk_subgroup_size, .buffer_new = vk_buffer_new,
+    .buffer_free = vk_buffer_free, .max_binding = vk_max_binding, .import_alignment = vk_import_alignment,
+    .buffer_import = vk_buffer_import, .record = vk_record, .submit = vk_submit};
 
 const kt_gpu_host *kt_gpu_vulkan(void) { return &host; }

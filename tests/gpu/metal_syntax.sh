@@ -14,7 +14,7 @@ msl=$1
 out=build/gpu/metal-syntax
 mkdir -p "$out"
 cc=${KT_OBJC_CC:-clang}
-flags="-Wall -Wextra -Werror -ffp-contract=off -O2 -fno-objc-arc"
+flags="-Wall -Wextra -Werror -ffp-contract=off -O2 -fno-objc-arc -fblocks"
 p=0 f=0
 n=0
 check() { # name command...

@@ -40,31 +40,36 @@ static float uniform(void) { return (float)next32() / 4294967296.0f * 2.0f - 1.0
 
 static kt_dtype dtype_of(int gpu) { return gpu == KT_GPU_F32 ? KT_F32 : gpu == KT_GPU_F16 ? KT_F16 : KT_BF16; }
 
-/* One qmv case; returns the number of rows out of tolerance. */
+/* One qmv case, the codes from byte W_OFF of their buffer, the scales from
+ * byte P_OFF of theirs and the biases from byte P_OFF ^ 1 (a tensor of a
+ * safetensors file may start at any byte); returns the number of rows out
+ * of tolerance. */
 static long qmv_case(kt_gpu *dev, int rows, int cols, int bits, int gs, int pdt, uint32_t w_off, uint32_t p_off) {
     const kt_dtype t = dtype_of(pdt);
     const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (size_t)(cols / gs);
     const size_t wbytes = (size_t)rows * (size_t)cols * (size_t)bits / 8;
+    const uint32_t b_off = p_off ^ 1u; /* the biases elsewhere in their buffer than the scales in theirs */
     kt_gpu_buffer W, S, B, X, Y;
-    int rc = HOST->buffer_new(dev, w_off * 4 + wbytes + 4, &W) | HOST->buffer_new(dev, (p_off + groups) * es + 4, &S) |
-             HOST->buffer_new(dev, (p_off + groups) * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
+    int rc = HOST->buffer_new(dev, w_off + wbytes + 4, &W) | HOST->buffer_new(dev, p_off + groups * es + 4, &S) |
+             HOST->buffer_new(dev, b_off + groups * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
              HOST->buffer_new(dev, (size_t)rows * 4, &Y);
     CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
     if (rc) return rows;
-    uint8_t *w = (uint8_t *)W.map + w_off * 4;
+    uint8_t *w = (uint8_t *)W.map + w_off;
     for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next32();
     float *sf = malloc(groups * sizeof *sf), *bf = malloc(groups * sizeof *bf);
     for (size_t g = 0; g < groups; g++) sf[g] = uniform() * 0.01f, bf[g] = uniform() * 0.05f;
-    kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off * es, groups);
-    kt_row_from_f32(t, bf, (uint8_t *)B.map + p_off * es, groups);
+    kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off, groups);
+    kt_row_from_f32(t, bf, (uint8_t *)B.map + b_off, groups);
     float *x = X.map;
     for (int j = 0; j < cols; j++) x[j] = uniform();
     kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t,
-                   .scales = (uint8_t *)S.map + p_off * es, .biases = (uint8_t *)B.map + p_off * es,
+                   .scales = (uint8_t *)S.map + p_off, .biases = (uint8_t *)B.map + b_off,
                    .bits = bits, .group_size = gs};
     float *ref = malloc((size_t)rows * sizeof *ref), *deq = malloc((size_t)cols * sizeof *deq);
     kt_linear_rows_ref(&l, 0, rows, x, ref);
-    kt_gpu_qmv_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, w_off, p_off, 0};
+    kt_gpu_qmv_args a = {.rows = (uint32_t)rows, .cols = (uint32_t)cols, .bits = (uint32_t)bits, .group_size = (uint32_t)gs,
+                         .param_dtype = (uint32_t)pdt, .w_offset = w_off, .s_offset = p_off, .b_offset = b_off};
     const kt_gpu_buffer *bufs[] = {&W, &S, &B, &X, &Y};
     const uint32_t gx = rows < 65535 ? (uint32_t)rows : 65535, gy = (uint32_t)((rows + 65534) / 65535);
     rc = kt_gpu_run(HOST, dev, KT_GPU_QMV, bufs, 5, &a, sizeof a, gx, gy);
@@ -96,7 +101,7 @@ static void test_qmv(kt_gpu *dev) {
             for (int d = 0; d < 3; d++)
                 for (int r = 0; r < 3; r++) {
                     const int cols = gss[g] * mult[(b + r) % 3];
-                    bad += qmv_case(dev, rows[r], cols, bits[b], gss[g], d, (uint32_t)(r * 5), (uint32_t)(r * 3 + d));
+                    bad += qmv_case(dev, rows[r], cols, bits[b], gss[g], d, (uint32_t)(r * 5 + b), (uint32_t)(r * 3 + d));
                     cases++;
                 }
     /* more rows than one dispatch dimension holds, and a Nano-9B row length */
@@ -120,7 +125,7 @@ static void test_qmm(kt_gpu *dev) {
         const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (cols / gs), wbytes = (size_t)rows * cols * bits / 8;
         kt_gpu_buffer W, S, B, X, Y;
         int rc = HOST->buffer_new(dev, wbytes + 8, &W) | HOST->buffer_new(dev, groups * es + 4, &S) |
-                 HOST->buffer_new(dev, groups * es + 4, &B) | HOST->buffer_new(dev, (size_t)T * cols * 4, &X) |
+                 HOST->buffer_new(dev, groups * es + 1 + 4, &B) | HOST->buffer_new(dev, (size_t)T * cols * 4, &X) |
                  HOST->buffer_new(dev, (size_t)T * rows * 4, &Y);
         CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
         if (rc) return;
@@ -130,16 +135,17 @@ static void test_qmm(kt_gpu *dev) {
         for (size_t i = 0; i < groups; i++) tmp[i] = uniform() * 0.01f;
         kt_row_from_f32(t, tmp, S.map, groups);
         for (size_t i = 0; i < groups; i++) tmp[i] = uniform() * 0.05f;
-        kt_row_from_f32(t, tmp, B.map, groups);
+        kt_row_from_f32(t, tmp, (uint8_t *)B.map + 1, groups); /* the biases from byte 1 */
         float *x = X.map;
         for (int i = 0; i < T * cols; i++) x[i] = uniform();
-        kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t, .scales = S.map, .biases = B.map,
-                       .bits = bits, .group_size = gs};
+        kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t, .scales = S.map,
+                       .biases = (uint8_t *)B.map + 1, .bits = bits, .group_size = gs};
         const kt_gpu_buffer *bufs[] = {&W, &S, &B, &X, &Y};
         for (int t0 = 0; t0 < T && rc == 0; t0 += KT_QMM_MAX_TOKENS) {
             const int n = T - t0 < KT_QMM_MAX_TOKENS ? T - t0 : KT_QMM_MAX_TOKENS;
-            kt_gpu_qmm_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)bits, (uint32_t)gs, (uint32_t)pdt, 0, 0,
-                                 (uint32_t)n, (uint32_t)(t0 * cols), (uint32_t)(t0 * rows)};
+            kt_gpu_qmm_args a = {.rows = (uint32_t)rows, .cols = (uint32_t)cols, .bits = (uint32_t)bits,
+                                 .group_size = (uint32_t)gs, .param_dtype = (uint32_t)pdt, .b_offset = 1,
+                                 .tokens = (uint32_t)n, .x_offset = (uint32_t)(t0 * cols), .y_offset = (uint32_t)(t0 * rows)};
             rc = kt_gpu_run(HOST, dev, KT_GPU_QMM, bufs, 5, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
                            (uint32_t)((rows + 65534) / 65535));
             CHECK_MSG(rc == 0, "qmm: %s", kt_errmsg());
@@ -175,21 +181,22 @@ static void test_mv_dense(kt_gpu *dev) {
         for (int c = 0; c < 5; c++) {
             const int rows = shapes[c][0], cols = shapes[c][1];
             const kt_dtype t = dtype_of(d);
-            const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols, off = (size_t)c;
+            const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols, off = (size_t)c; /* bytes */
             kt_gpu_buffer W, X, Y;
-            int rc = HOST->buffer_new(dev, (n + off) * es + 4, &W) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
+            int rc = HOST->buffer_new(dev, n * es + off + 4, &W) | HOST->buffer_new(dev, (size_t)cols * 4, &X) |
                      HOST->buffer_new(dev, (size_t)rows * 4, &Y);
             CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
             if (rc) return;
             float *wf = malloc(n * sizeof *wf), *ref = malloc((size_t)rows * sizeof *ref);
             for (size_t i = 0; i < n; i++) wf[i] = uniform();
-            kt_row_from_f32(t, wf, (uint8_t *)W.map + off * es, n);
+            kt_row_from_f32(t, wf, (uint8_t *)W.map + off, n);
             float *x = X.map;
             for (int j = 0; j < cols; j++) x[j] = uniform();
-            kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off * es, .dtype = t};
+            kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off, .dtype = t};
             kt_linear_rows_ref(&l, 0, rows, x, ref);
-            kt_row_to_f32(t, (uint8_t *)W.map + off * es, wf, n);
-            kt_gpu_mv_dense_args a = {(uint32_t)rows, (uint32_t)cols, (uint32_t)d, (uint32_t)off, 0};
+            kt_row_to_f32(t, (uint8_t *)W.map + off, wf, n);
+            kt_gpu_mv_dense_args a = {.rows = (uint32_t)rows, .cols = (uint32_t)cols, .w_dtype = (uint32_t)d,
+                                      .w_offset = (uint32_t)off};
             const kt_gpu_buffer *bufs[] = {&W, &X, &Y};
             rc = kt_gpu_run(HOST, dev, KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
                            (uint32_t)((rows + 65534) / 65535));
@@ -221,25 +228,27 @@ static void test_qrow(kt_gpu *dev) {
                 const kt_dtype t = dtype_of(d);
                 const size_t es = kt_dtype_bits(t) / 8, groups = (size_t)rows * (cols / gs);
                 const size_t wbytes = (size_t)rows * cols * bits[b] / 8;
-                const uint32_t w_off = (uint32_t)d, p_off = (uint32_t)(b % 2);
+                const uint32_t w_off = (uint32_t)(d + b), p_off = (uint32_t)(b % 3), b_off = p_off ^ 1u; /* bytes */
                 kt_gpu_buffer W, S, B, Y;
-                int rc = HOST->buffer_new(dev, w_off * 4 + wbytes + 4, &W) | HOST->buffer_new(dev, (p_off + groups) * es + 4, &S) |
-                         HOST->buffer_new(dev, (p_off + groups) * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &Y);
+                int rc = HOST->buffer_new(dev, w_off + wbytes + 4, &W) | HOST->buffer_new(dev, p_off + groups * es + 4, &S) |
+                         HOST->buffer_new(dev, b_off + groups * es + 4, &B) | HOST->buffer_new(dev, (size_t)cols * 4, &Y);
                 CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
                 if (rc) return;
-                uint8_t *w = (uint8_t *)W.map + w_off * 4;
+                uint8_t *w = (uint8_t *)W.map + w_off;
                 for (size_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next32();
                 float *sf = malloc(groups * sizeof *sf), *ref = malloc((size_t)cols * sizeof *ref);
                 for (size_t i = 0; i < groups; i++) sf[i] = uniform() * 0.01f;
-                kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off * es, groups);
+                kt_row_from_f32(t, sf, (uint8_t *)S.map + p_off, groups);
                 for (size_t i = 0; i < groups; i++) sf[i] = uniform() * 0.05f;
-                kt_row_from_f32(t, sf, (uint8_t *)B.map + p_off * es, groups);
+                kt_row_from_f32(t, sf, (uint8_t *)B.map + b_off, groups);
                 kt_linear l = {.out = rows, .in = cols, .quantized = 1, .w = w, .dtype = t,
-                               .scales = (uint8_t *)S.map + p_off * es, .biases = (uint8_t *)B.map + p_off * es,
+                               .scales = (uint8_t *)S.map + p_off, .biases = (uint8_t *)B.map + b_off,
                                .bits = bits[b], .group_size = gs};
                 for (int r = 0; r < rows; r += 5) {
                     kt_linear_row_ref(&l, r, ref);
-                    kt_gpu_qrow_args a = {(uint32_t)r, (uint32_t)cols, (uint32_t)bits[b], (uint32_t)gs, (uint32_t)d, w_off, p_off};
+                    kt_gpu_qrow_args a = {.row = (uint32_t)r, .cols = (uint32_t)cols, .bits = (uint32_t)bits[b],
+                                          .group_size = (uint32_t)gs, .param_dtype = (uint32_t)d, .w_offset = w_off,
+                                          .s_offset = p_off, .b_offset = b_off};
                     const kt_gpu_buffer *bufs[] = {&W, &S, &B, &Y};
                     rc = kt_gpu_run(HOST, dev, KT_GPU_QROW, bufs, 4, &a, sizeof a, (uint32_t)(cols + KT_QROW_THREADS - 1) / KT_QROW_THREADS, 1);
                     CHECK_MSG(rc == 0, "qrow: %s", kt_errmsg());
@@ -248,6 +257,37 @@ static void test_qrow(kt_gpu *dev) {
                 free(sf), free(ref);
                 HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &S), HOST->buffer_free(dev, &B), HOST->buffer_free(dev, &Y);
             }
+    CHECK_MSG(bad == 0, "%ld rows differ from the CPU's", bad);
+}
+
+/* The original's embedding lookup: a dense row of f32, f16 or bf16 widened
+ * to float32 equals the CPU's bit for bit, the matrix from any byte. */
+static void test_drow(kt_gpu *dev) {
+    long bad = 0;
+    for (int d = 0; d < 3; d++)
+        for (uint32_t off = 0; off < 4; off++) {
+            const int rows = 6, cols = 77 + (int)off;
+            const kt_dtype t = dtype_of(d);
+            const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols;
+            kt_gpu_buffer W, Y;
+            int rc = HOST->buffer_new(dev, off + n * es + 4, &W) | HOST->buffer_new(dev, (size_t)cols * 4, &Y);
+            CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+            if (rc) return;
+            float *wf = malloc(n * sizeof *wf), *ref = malloc((size_t)cols * sizeof *ref);
+            for (size_t i = 0; i < n; i++) wf[i] = uniform() * 100.0f;
+            kt_row_from_f32(t, wf, (uint8_t *)W.map + off, n);
+            kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off, .dtype = t};
+            for (int r = 0; r < rows; r++) {
+                kt_linear_row_ref(&l, r, ref);
+                kt_gpu_drow_args a = {.row = (uint32_t)r, .cols = (uint32_t)cols, .w_dtype = (uint32_t)d, .w_offset = off};
+                const kt_gpu_buffer *bufs[] = {&W, &Y};
+                rc = kt_gpu_run(HOST, dev, KT_GPU_DROW, bufs, 2, &a, sizeof a, (uint32_t)(cols + KT_QROW_THREADS - 1) / KT_QROW_THREADS, 1);
+                CHECK_MSG(rc == 0, "drow: %s", kt_errmsg());
+                bad += rc != 0 || memcmp(Y.map, ref, (size_t)cols * 4) != 0;
+            }
+            free(wf), free(ref);
+            HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &Y);
+        }
     CHECK_MSG(bad == 0, "%ld rows differ from the CPU's", bad);
 }
 
@@ -511,12 +551,14 @@ static void test_expert_matvec(kt_gpu *dev) {
                            .bits = bits, .group_size = gs};
             kt_linear_rows_ref(&l, 0, rows, x, ref);
             if (quant) {
-                kt_gpu_qmv_expert_args a = {rows, cols, bits, gs, KT_GPU_BF16, 0, 0, 0, (uint32_t)k,
-                                            (uint32_t)(wbytes / 4), (uint32_t)groups};
+                kt_gpu_qmv_expert_args a = {.rows = rows, .cols = cols, .bits = bits, .group_size = gs,
+                                            .param_dtype = KT_GPU_BF16, .slot = (uint32_t)k,
+                                            .expert_bytes = (uint32_t)wbytes, .expert_param_bytes = (uint32_t)(groups * es)};
                 const kt_gpu_buffer *bufs[] = {&Wb, &Sb, &Bb, &X, &Y, &C};
                 rc = kt_gpu_run(HOST, dev, KT_GPU_QMV_EXPERT, bufs, 6, &a, sizeof a, rows, 1);
             } else {
-                kt_gpu_mv_dense_expert_args a = {rows, cols, KT_GPU_F16, 0, 0, (uint32_t)k, (uint32_t)(rows * cols)};
+                kt_gpu_mv_dense_expert_args a = {.rows = rows, .cols = cols, .w_dtype = KT_GPU_F16, .slot = (uint32_t)k,
+                                                 .expert_bytes = (uint32_t)wbytes};
                 const kt_gpu_buffer *bufs[] = {&Wb, &X, &Y, &C};
                 rc = kt_gpu_run(HOST, dev, KT_GPU_MV_DENSE_EXPERT, bufs, 4, &a, sizeof a, rows, 1);
             }
@@ -583,6 +625,7 @@ int main(int argc, char **argv) {
         {"test_gpu_qmm_matches_cpu", test_qmm},
         {"test_gpu_mv_dense_matches_cpu", test_mv_dense},
         {"test_gpu_qrow_equals_cpu", test_qrow},
+        {"test_gpu_drow_equals_cpu", test_drow},
         {"test_gpu_rmsnorm_matches_cpu", test_rmsnorm},
         {"test_gpu_mamba2_step_matches_cpu", test_mamba},
         {"test_gpu_attention_matches_cpu", test_attend},

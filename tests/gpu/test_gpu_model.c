@@ -2,8 +2,14 @@
  * backend: a 64-token prompt and 32 greedy tokens, token by token, the
  * logits of every position compared and the greedy tokens equal.
  *
- * usage: gpu-model-tests vulkan|metal MODEL_DIR...  (the device: the host's
- * variable, KINTSUGI_VULKAN_DEVICE or KINTSUGI_METAL_DEVICE)
+ * usage: gpu-model-tests vulkan|metal [--max-binding BYTES] [--copy] MODEL_DIR...
+ * (the device: the host's variable, KINTSUGI_VULKAN_DEVICE or
+ * KINTSUGI_METAL_DEVICE). --max-binding makes the host report a smaller
+ * binding limit, so that every weight matrix is split into row chunks as a
+ * 9B model's largest are on lavapipe; --copy makes it report no import, so
+ * that the weights are copied rather than imported. Each model's line says
+ * how many weight bytes were imported and copied; with import on a device
+ * that has it, a model whose weights were all copied fails.
  * Prints one line per model and "N passed, N failed". The CPU runs the exact
  * path (float32 activations), the reference the oracle tests hold to mlx-lm.
  */
@@ -35,7 +41,11 @@ static int run(kt_model *m, const int32_t *tokens, float *logits) {
     return rc;
 }
 
+static size_t max_binding_limit; /* --max-binding, 0: the host's own */
+static size_t seen_alignment; /* what the device said of importing (0: it cannot, or --copy) */
+
 static int check_model(const char *dir, const kt_backend *gpu) {
+    const kt_gpu_weight_stats before = kt_gpu_weights();
     kt_model m;
     if (kt_model_load(&m, dir)) {
         printf("FAIL %s: %s\n", dir, kt_errmsg());
@@ -70,24 +80,57 @@ static int check_model(const char *dir, const kt_backend *gpu) {
     }
     /* float32 sums in another order through every layer: a few 1e-6 of the
      * largest logit (measured: see docs/GPU.md) */
-    const int pass = ok && same && worst <= 1e-4;
-    printf("%s %s: %d positions, largest logit difference %.2e of the largest logit, greedy tokens %s (%s)\n",
-           pass ? "ok  " : "FAIL", dir, N, worst, same ? "equal" : "differ", ok ? gpu->name : kt_errmsg());
+    const kt_gpu_weight_stats after = kt_gpu_weights();
+    const size_t imported = after.imported - before.imported, copied = after.copied - before.copied;
+    const size_t matrices = after.matrices - before.matrices, chunks = after.chunks - before.chunks;
+    const int pass = ok && same && worst <= 1e-4 && (seen_alignment ? imported > 0 : imported == 0) &&
+                     (max_binding_limit ? chunks > matrices : chunks == matrices);
+    printf("%s %s: %d positions, largest logit difference %.2e of the largest logit, greedy tokens %s; weights: %zu "
+           "bytes imported, %zu copied, %zu matrices in %zu chunks (%s)\n",
+           pass ? "ok  " : "FAIL", dir, N, worst, same ? "equal" : "differ", imported, copied, matrices, chunks,
+           ok ? gpu->name : kt_errmsg());
     free(cpu), free(dev);
     kt_model_free(&m);
     return pass;
 }
 
+/* the host as built, but for what the options change */
+static const kt_gpu_host *real;
+static size_t small_binding(const kt_gpu *g) {
+    const size_t r = real->max_binding(g);
+    return r < max_binding_limit ? r : max_binding_limit;
+}
+static size_t no_import(const kt_gpu *g) {
+    (void)g;
+    return seen_alignment = 0;
+}
+static size_t import_alignment(const kt_gpu *g) { return seen_alignment = real->import_alignment(g); }
+
 int main(int argc, char **argv) {
     const char *api = argc > 1 ? argv[1] : "vulkan";
-    const kt_gpu_host *h = kt_gpu_host_named(api);
-    const kt_backend *gpu = h ? kt_gpu_backend(h, getenv(h->device_env)) : NULL;
+    int first = 2, copy = 0;
+    for (; first < argc && !strncmp(argv[first], "--", 2); first++) {
+        if (!strcmp(argv[first], "--max-binding") && first + 1 < argc) max_binding_limit = strtoull(argv[++first], NULL, 10);
+        else if (!strcmp(argv[first], "--copy")) copy = 1;
+        else {
+            printf("FAIL unknown option %s\n0 passed, 1 failed\n", argv[first]);
+            return 1;
+        }
+    }
+    real = kt_gpu_host_named(api);
+    static kt_gpu_host variant;
+    if (real) {
+        variant = *real;
+        if (max_binding_limit) variant.max_binding = small_binding;
+        variant.import_alignment = copy ? no_import : import_alignment;
+    }
+    const kt_backend *gpu = real ? kt_gpu_backend(&variant, getenv(real->device_env)) : NULL;
     if (!gpu) {
         printf("FAIL opening the %s device: %s\n0 passed, 1 failed\n", api, kt_errmsg());
         return 1;
     }
     int passed = 0, failed = 0;
-    for (int i = 2; i < argc; i++) check_model(argv[i], gpu) ? passed++ : failed++;
+    for (int i = first; i < argc; i++) check_model(argv[i], gpu) ? passed++ : failed++;
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

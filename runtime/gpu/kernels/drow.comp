@@ -9,14 +9,10 @@ layout(std430, binding = KT_DROW_BIND_W) readonly buffer W { uint w[]; };
 layout(std430, binding = KT_DROW_BIND_Y) writeonly buffer Y { float y[]; };
 layout(push_constant) uniform Args { KT_DROW_ARGS(uint) } args;
 
+#include "affine.glsl"
+
 void main() {
     uint j = gl_GlobalInvocationID.x;
     if (j >= args.cols) return;
-    uint e = args.row * args.cols + j;
-    if (args.w_dtype == KT_GPU_F32) {
-        y[j] = uintBitsToFloat(w[e]);
-    } else {
-        uint word = w[e >> 1], h = (e & 1u) != 0u ? word >> 16 : word & 0xffffu;
-        y[j] = args.w_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-    }
+    y[j] = value_of(KT_WORD_AT(w, args.w_offset + (args.row * args.cols + j) * dtype_bytes(args.w_dtype)), args.w_dtype);
 }

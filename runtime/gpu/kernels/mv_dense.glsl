@@ -1,15 +1,12 @@
 // mv_dense.glsl - the body of mv_dense.comp and mv_dense_expert.comp: the
-// workgroup's row of y = W x for a dense W of f32, f16 or bf16 from element
-// W_OFF. Threads take elements in turn and meet in a shared-memory sum.
+// workgroup's row of y = W x for a dense W of f32, f16 or bf16 from byte
+// W_OFF (affine.glsl's reading at any byte). Threads take elements in turn and meet in a shared-memory sum.
 // Included after the buffers, `args` (rows, cols, w_dtype, y_offset) and
 // `partial`.
 
-float weight_at(uint e, uint w_off) {
-    e += w_off;
-    if (args.w_dtype == KT_GPU_F32) return uintBitsToFloat(w[e]);
-    uint word = w[e >> 1], h = (e & 1u) != 0u ? word >> 16 : word & 0xffffu;
-    return args.w_dtype == KT_GPU_BF16 ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-}
+#include "affine.glsl"
+
+float weight_at(uint e, uint w_off) { return value_of(KT_WORD_AT(w, w_off + e * dtype_bytes(args.w_dtype)), args.w_dtype); }
 
 void mv_dense_row(uint w_off) {
     uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;

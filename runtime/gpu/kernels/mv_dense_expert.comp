@@ -16,4 +16,4 @@ shared float partial[KT_MV_DENSE_THREADS];
 
 #include "mv_dense.glsl"
 
-void main() { mv_dense_row(args.w_offset + chosen[args.slot] * args.expert_elems); }
+void main() { mv_dense_row(args.w_offset + chosen[args.slot] * args.expert_bytes); }

@@ -20,4 +20,4 @@ shared float partial[KT_QMV_THREADS];
 
 #include "qmv.glsl"
 
-void main() { qmv_row(args.w_offset, args.p_offset); }
+void main() { qmv_row(args.w_offset, args.s_offset, args.b_offset); }

@@ -1,13 +1,13 @@
 // qmv.glsl - the body of qmv.comp and qmv_expert.comp: the workgroup's row
 // of y = W x, per group scale * sum(q * x) + bias * sum(x), for codes from
-// word W_OFF and scales and biases from element P_OFF. Threads of the
+// byte W_OFF, scales from byte S_OFF and biases from byte B_OFF. Threads of the
 // workgroup take groups in turn and meet in a shared-memory sum, which does
 // not depend on the subgroup size. Included after the buffers, `args`
 // (rows, cols, bits, group_size, param_dtype, y_offset) and `partial`.
 
 #include "affine.glsl"
 
-void qmv_row(uint w_off, uint p_off) {
+void qmv_row(uint w_off, uint s_off, uint b_off) {
     uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
     uint lid = gl_LocalInvocationID.x;
     if (row >= args.rows) return; // the whole workgroup: no barrier is left waiting
@@ -21,8 +21,9 @@ void qmv_row(uint w_off, uint p_off) {
             sqx += float(code_at(base + j, args.bits, w_off)) * xv;
             sx += xv;
         }
-        uint p = p_off + row * groups + g, pw = param_word(p, args.param_dtype);
-        acc += param(scales[pw], p, args.param_dtype) * sqx + param(biases[pw], p, args.param_dtype) * sx;
+        uint p = (row * groups + g) * dtype_bytes(args.param_dtype);
+        acc += value_of(KT_WORD_AT(scales, s_off + p), args.param_dtype) * sqx +
+               value_of(KT_WORD_AT(biases, b_off + p), args.param_dtype) * sx;
     }
     partial[lid] = acc;
     barrier();

@@ -22,5 +22,6 @@ shared float partial[KT_QMV_THREADS];
 
 void main() {
     uint expert = chosen[args.slot];
-    qmv_row(args.w_offset + expert * args.expert_words, args.p_offset + expert * args.expert_params);
+    qmv_row(args.w_offset + expert * args.expert_bytes, args.s_offset + expert * args.expert_param_bytes,
+            args.b_offset + expert * args.expert_param_bytes);
 }

@@ -19,9 +19,8 @@ void main() {
     uint j = gl_GlobalInvocationID.x;
     if (j >= args.cols) return;
     uint q = code_at(args.row * args.cols + j, args.bits, args.w_offset);
-    uint p = args.p_offset + args.row * (args.cols / args.group_size) + j / args.group_size;
-    uint pw = param_word(p, args.param_dtype);
-    precise float prod = param(scales[pw], p, args.param_dtype) * float(q);
-    precise float out_value = prod + param(biases[pw], p, args.param_dtype);
+    uint p = (args.row * (args.cols / args.group_size) + j / args.group_size) * dtype_bytes(args.param_dtype);
+    precise float prod = value_of(KT_WORD_AT(scales, args.s_offset + p), args.param_dtype) * float(q);
+    precise float out_value = prod + value_of(KT_WORD_AT(biases, args.b_offset + p), args.param_dtype);
     y[j] = out_value;
 }

@@ -246,7 +246,27 @@ static void check_values(vr_report *r, const kt_model_files *m) {
     sb_free(&sb);
 }
 
+/* kintsugi-convert writes into DST.kintsugi-tmp-PID and renames it to DST
+ * last: a directory of that name is a run that never finished, however
+ * whole its files look (a kill between the last file and the rename leaves
+ * every file complete). It is not an output; the next run removes it. */
+static void check_unfinished(vr_report *r, const char *dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    const char *tag = ".kintsugi-tmp-";
+    for (size_t i = b; i + strlen(tag) <= n; i++)
+        if (!strncmp(dir + i, tag, strlen(tag))) {
+            vr_add(r, G, "unfinished-output", VR_FAIL, "run the conversion again (it removes this directory)", NULL,
+                   "%.*s is the temporary directory of a kintsugi run that did not finish, not an output", (int)(n - b),
+                   dir + b);
+            return;
+        }
+}
+
 int vr_check_structure(vr_report *r, const vr_options *o) {
+    check_unfinished(r, o->dir);
     int config = check_config(r, o->dir);
     if (config == -2) return 0; /* no config.json to check anything against */
     kt_model_files m;

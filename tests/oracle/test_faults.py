@@ -110,6 +110,21 @@ def test_sigkill_at_random_points_of_convert(big, tmp_path):
     assert outcomes["absent"] >= 3, outcomes  # most kills must land inside the run
 
 
+def test_an_unfinished_output_is_never_accepted(big, tmp_path):
+    """A run killed after its last file but before the final rename leaves
+    a temporary directory whose every file is whole: verify still fails it,
+    by name, and points to the re-run."""
+    src, _ = big
+    dst = tmp_path / "out"
+    run([CONVERT, src, str(dst), "--quiet"])
+    tmp = tmp_path / "out.kintsugi-tmp-4242"
+    shutil.copytree(dst, tmp)
+    r = run([VERIFY, str(tmp) + "/", "--quiet"], check=False)
+    assert r.returncode == 1 and "out.kintsugi-tmp-4242 is the temporary directory" in r.stderr, r.stderr
+    assert "run the conversion again" in r.stderr
+    assert run([VERIFY, str(dst), "--quiet"], check=False).returncode == 0
+
+
 def test_shard_truncated_mid_stream(big, tmp_path):
     """The last shard is read last: cut it while the first ones are converted."""
     src0, _ = big

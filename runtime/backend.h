@@ -58,10 +58,13 @@ struct kt_backend {
      * result visible to the host (NULL: every call is done when it returns).
      * alloc()/release() give the state and scratch buffers the device can
      * reach, zeroed (NULL: calloc/free). matmul NULL: the prompt goes token
-     * by token. */
+     * by token. max_buffer: the largest buffer the device binds whole, in
+     * bytes (0: no limit); a prompt runs in blocks of tokens whose matrices
+     * of activations fit it. */
     int (*sync)(void);
     void *(*alloc)(size_t bytes);
     void (*release)(void *p);
+    size_t max_buffer;
     /* The model is freed: drop every copy made of its weights (NULL: none). */
     void (*unload)(void);
 };

@@ -243,7 +243,10 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
  * work over all N tokens (each weight row is read and dequantized once per
  * prompt, not once per token); only the recurrences (conv, SSM, attention
  * over the cache) go token by token. Same results as N calls of kt_forward
- * up to the order of float additions. */
+ * up to the order of float additions. The prompt's matrices of activations
+ * come from the backend (a device backend keeps them on the device), and a
+ * call on one token names its row; a device runs the whole prompt as one
+ * submission. */
 static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits, int every) {
     const kt_config *c = &m->cfg;
     const kt_backend *be = m->backend;
@@ -251,6 +254,15 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
     const int H = c->hidden;
     if (n <= 0) return kt_fail("no tokens");
     if (s->pos + n > s->max_pos) return kt_fail("context full (%d tokens)", s->max_pos);
+    const size_t widest = (size_t)max3(max3(H, proj_size(c), c->m_heads * c->m_head_dim),
+                                       max3(c->heads * c->head_dim, c->intermediate, every ? c->vocab : 0), 1) * sizeof(float);
+    if (be->matmul && be->max_buffer && (size_t)n * widest > be->max_buffer) { /* in blocks that fit the device */
+        const int block = be->max_buffer / widest > 0 ? (int)(be->max_buffer / widest) : 1;
+        for (int t = 0; t < n; t += block)
+            if (forward_tokens(m, s, tokens + t, n - t < block ? n - t : block, every ? logits + (size_t)t * c->vocab : logits, every))
+                return -1;
+        return 0;
+    }
     if (!be->matmul) { /* a backend without the prompt's products: token by token */
         for (int t = 0; t < n; t++)
             if (kt_forward(m, s, tokens[t], every || t == n - 1 ? logits + (every ? (size_t)t * c->vocab : 0) : w->spare))
@@ -259,26 +271,31 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
     }
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= c->vocab) return kt_fail("token id %d is outside the vocabulary (%d)", tokens[t], c->vocab);
-    float *x = kt_xmalloc((size_t)n * H * sizeof *x), *h = kt_xmalloc((size_t)n * H * sizeof *h);
-    float *o = kt_xmalloc((size_t)n * H * sizeof *o);
+    const int P = proj_size(c), I = c->m_heads * c->m_head_dim, Q = c->heads * c->head_dim;
+    const size_t N = (size_t)n;
+    float *x = buffer(be, N * H * sizeof *x), *h = buffer(be, N * H * sizeof *h), *o = buffer(be, N * H * sizeof *o);
+    float *proj = buffer(be, N * P * sizeof *proj), *y = buffer(be, N * I * sizeof *y);
+    float *q = buffer(be, N * Q * sizeof *q), *a = buffer(be, N * Q * sizeof *a);
+    float *u = buffer(be, N * (c->intermediate > 0 ? c->intermediate : 1) * sizeof *u);
+    if (!x || !h || !o || !proj || !y || !q || !a || !u) {
+        void *bufs[] = {x, h, o, proj, y, q, a, u};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+            if (bufs[i]) release(be, bufs[i]);
+        return -1;
+    }
     for (int t = 0; t < n; t++) be->row(&m->embed, tokens[t], x + (size_t)t * H);
     for (int i = 0; i < c->n_layers; i++) {
         const kt_layer *L = &m->layers[i];
         for (int t = 0; t < n; t++) be->rmsnorm(h + (size_t)t * H, x + (size_t)t * H, &L->norm, H, c->eps);
         if (L->kind == 'M') {
-            const int P = proj_size(c), I = c->m_heads * c->m_head_dim;
-            float *proj = kt_xmalloc((size_t)n * P * sizeof *proj), *y = kt_xmalloc((size_t)n * I * sizeof *y);
             binput(m, w, h, n, H);
             bapply(m, w, &L->in_proj, h, n, proj);
             for (int t = 0; t < n; t++)
                 be->mamba_step(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I, s->work->tmp);
             binput(m, w, y, n, I);
             bapply(m, w, &L->out_proj, y, n, o);
-            free(proj);
-            free(y);
         } else if (L->kind == '*') {
-            const int Q = c->heads * c->head_dim, KVD = c->kv_heads * c->head_dim;
-            float *q = kt_xmalloc((size_t)n * Q * sizeof *q), *a = kt_xmalloc((size_t)n * Q * sizeof *a);
+            const int KVD = c->kv_heads * c->head_dim;
             binput(m, w, h, n, H);
             bapply(m, w, &L->q, h, n, q);
             bapply(m, w, &L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
@@ -287,16 +304,12 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
                 be->attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q, s->work->tmp);
             binput(m, w, a, n, Q);
             bapply(m, w, &L->o, a, n, o);
-            free(q);
-            free(a);
         } else if (L->kind == '-') {
-            float *u = kt_xmalloc((size_t)n * c->intermediate * sizeof *u);
             binput(m, w, h, n, H);
             bapply(m, w, &L->up, h, n, u);
             be->relu2(u, n * c->intermediate);
             binput(m, w, u, n, c->intermediate);
             bapply(m, w, &L->down, u, n, o);
-            free(u);
         } else {
             for (int t = 0; t < n; t++) moe(m, s->work, L, h + (size_t)t * H, o + (size_t)t * H);
         }
@@ -311,11 +324,11 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
         input(m, w, h, H);
         apply(m, w, &m->lm_head, h, logits);
     }
-    s->pos += n;
-    free(x);
-    free(h);
-    free(o);
-    return 0;
+    const int rc = be->sync && be->sync() ? -1 : 0;
+    void *bufs[] = {x, h, o, proj, y, q, a, u};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) release(be, bufs[i]);
+    if (rc == 0) s->pos += n;
+    return rc;
 }
 
 int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {

@@ -19,8 +19,8 @@
  *     memory and the address come back as something else).
  * A MoE layer stays on the device too: the router writes its choice into a
  * device buffer and the expert kernels read it there (route, expert,
- * weigh), so the host never waits for it. The prompt goes token by token
- * (no matmul yet).
+ * weigh), so the host never waits for it. A prompt runs as matrix-matrix
+ * work too (matmul: qmm), one submission for all its tokens.
  */
 #include "backend_gpu.h"
 #include "error.h"
@@ -236,15 +236,42 @@ static void matvec(const kt_linear *l, const float *x, float *y) {
         if (l->quantized) {
             kt_gpu_qmv_args a = {.rows = (uint32_t)c->rows, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
                                  .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
-                                 .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off, .y_offset = y_off};
+                                 .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off, .y_offset = y_off,
+                                 .x_offset = (uint32_t)(xo / 4)};
             const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, X, Y};
             record(KT_GPU_QMV, bufs, 5, &a, sizeof a, gx_of(c->rows), gy_of(c->rows));
         } else {
             kt_gpu_mv_dense_args a = {.rows = (uint32_t)c->rows, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype),
-                                      .w_offset = c->w_off, .y_offset = y_off};
+                                      .w_offset = c->w_off, .y_offset = y_off, .x_offset = (uint32_t)(xo / 4)};
             const kt_gpu_buffer *bufs[] = {&c->w, X, Y};
             record(KT_GPU_MV_DENSE, bufs, 3, &a, sizeof a, gx_of(c->rows), gy_of(c->rows));
         }
+    }
+}
+
+/* Y[t] = W X[t] for the T tokens of a prompt: qmm over blocks of
+ * KT_QMM_MAX_TOKENS tokens, each code read once per block, where W is
+ * quantized and in one chunk; else (the dense original, or a matrix split
+ * into chunks, whose rows qmm cannot stride) one matvec per token. */
+static void matmul(const kt_linear *l, const float *x, int t, float *y) {
+    size_t xo, yo;
+    const kt_gpu_buffer *X = source(x, (size_t)t * l->in * 4, &xo), *Y = dest(y, (size_t)t * l->out * 4, &yo);
+    const matrix *m = matrix_of(l);
+    if (!m) return;
+    if (!l->quantized || m->n > 1) { /* the whole of X and Y are regions now: each row is found in them */
+        for (int i = 0; i < t; i++) matvec(l, x + (size_t)i * l->in, y + (size_t)i * l->out);
+        return;
+    }
+    const chunk *c = &m->c[0];
+    const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, X, Y};
+    for (int t0 = 0; t0 < t; t0 += KT_QMM_MAX_TOKENS) {
+        const int n = t - t0 < KT_QMM_MAX_TOKENS ? t - t0 : KT_QMM_MAX_TOKENS;
+        kt_gpu_qmm_args a = {.rows = (uint32_t)l->out, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
+                             .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
+                             .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off, .tokens = (uint32_t)n,
+                             .x_offset = (uint32_t)(xo / 4 + (size_t)t0 * l->in),
+                             .y_offset = (uint32_t)(yo / 4 + (size_t)t0 * l->out)};
+        record(KT_GPU_QMM, bufs, 5, &a, sizeof a, gx_of(l->out), gy_of(l->out));
     }
 }
 
@@ -260,11 +287,13 @@ static void row(const kt_linear *l, int r, float *out) {
     if (l->quantized) {
         kt_gpu_qrow_args a = {.row = rr, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
                               .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
-                              .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off};
+                              .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off,
+                              .y_offset = (uint32_t)(yo / 4)};
         const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, Y};
         record(KT_GPU_QROW, bufs, 4, &a, sizeof a, groups, 1);
     } else {
-        kt_gpu_drow_args a = {.row = rr, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype), .w_offset = c->w_off};
+        kt_gpu_drow_args a = {.row = rr, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype), .w_offset = c->w_off,
+                              .y_offset = (uint32_t)(yo / 4)};
         const kt_gpu_buffer *bufs[] = {&c->w, Y};
         record(KT_GPU_DROW, bufs, 2, &a, sizeof a, groups, 1);
     }
@@ -279,7 +308,8 @@ static void rmsnorm(float *out, const float *x, const kt_vec *w, int n, float ep
         fail_once();
         return;
     }
-    kt_gpu_rmsnorm_args a = {(uint32_t)n, fbits(eps)};
+    kt_gpu_rmsnorm_args a = {.n = (uint32_t)n, .eps_bits = fbits(eps), .x_offset = (uint32_t)(o1 / 4),
+                             .y_offset = (uint32_t)(o3 / 4)};
     const kt_gpu_buffer *bufs[] = {X, W, Y};
     record(KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
 }
@@ -304,15 +334,16 @@ static const kt_gpu_buffer *mamba_params(const kt_layer *L, int heads) {
 static void mamba_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
                        float *tmp) {
     const int I = c->m_heads * c->m_head_dim, dim = kt_config_conv_dim(c), K = c->conv;
-    size_t o;
-    const kt_gpu_buffer *P = source(proj, (size_t)(I + dim + c->m_heads) * 4, &o);
+    size_t o, po, yo;
+    const kt_gpu_buffer *P = source(proj, (size_t)(I + dim + c->m_heads) * 4, &po);
     const kt_gpu_buffer *Win = dest(conv, (size_t)(K - 1) * dim * 4, &o);
     const kt_gpu_buffer *Cw = source(L->conv_w.f, (size_t)dim * K * 4, &o), *Cb = source(L->conv_b.f, (size_t)dim * 4, &o);
     const kt_gpu_buffer *Xbc = dest(tmp, (size_t)dim * 4, &o), *St = dest(ssm, (size_t)I * c->state * 4, &o);
-    const kt_gpu_buffer *Par = mamba_params(L, c->m_heads), *Y = dest(y, (size_t)I * 4, &o);
+    const kt_gpu_buffer *Par = mamba_params(L, c->m_heads), *Y = dest(y, (size_t)I * 4, &yo);
     const kt_gpu_buffer *Gn = source(L->gnorm.f, (size_t)I * 4, &o);
     kt_gpu_mamba_args a = {(uint32_t)c->m_heads, (uint32_t)c->m_head_dim, (uint32_t)c->n_groups, (uint32_t)c->state,
-                           (uint32_t)K, fbits(c->dt_min), fbits(c->dt_max), fbits(c->eps)};
+                           (uint32_t)K, fbits(c->dt_min), fbits(c->dt_max), fbits(c->eps), (uint32_t)(po / 4),
+                           (uint32_t)(yo / 4)};
     const kt_gpu_buffer *conv_bufs[] = {P, Win, Cw, Cb, Xbc}, *ssm_bufs[] = {P, Xbc, St, Par, Y}, *gate_bufs[] = {P, Gn, Y};
     record(KT_GPU_MAMBA_CONV, conv_bufs, 5, &a, sizeof a, (uint32_t)(dim + KT_MAMBA_THREADS - 1) / KT_MAMBA_THREADS, 1);
     record(KT_GPU_MAMBA_SSM, ssm_bufs, 5, &a, sizeof a, (uint32_t)(I + KT_MAMBA_THREADS - 1) / KT_MAMBA_THREADS, 1);
@@ -327,19 +358,20 @@ static void attend(const kt_config *c, const float *kc, const float *vc, int pos
         if (scores.handle) host->buffer_free(dev, &scores);
         if (host->buffer_new(dev, need < 65536 ? 65536 : 2 * need, &scores)) fail_once();
     }
-    size_t off;
-    const kt_gpu_buffer *Q = source(q, (size_t)c->heads * c->head_dim * 4, &off);
+    size_t off, qo, oo;
+    const kt_gpu_buffer *Q = source(q, (size_t)c->heads * c->head_dim * 4, &qo);
     const kt_gpu_buffer *K = source(kc, (size_t)(pos + 1) * kvd * 4, &off), *V = source(vc, (size_t)(pos + 1) * kvd * 4, &off);
-    const kt_gpu_buffer *O = dest(o, (size_t)c->heads * c->head_dim * 4, &off);
-    kt_gpu_attend_args a = {(uint32_t)c->heads, (uint32_t)c->kv_heads, (uint32_t)c->head_dim, (uint32_t)pos};
+    const kt_gpu_buffer *O = dest(o, (size_t)c->heads * c->head_dim * 4, &oo);
+    kt_gpu_attend_args a = {(uint32_t)c->heads, (uint32_t)c->kv_heads, (uint32_t)c->head_dim, (uint32_t)pos,
+                            (uint32_t)(qo / 4), (uint32_t)(oo / 4)};
     const kt_gpu_buffer *bufs[] = {Q, K, V, scores.handle ? &scores : NULL, O};
     record(KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)c->heads, 1);
 }
 
 static void ewise(uint32_t op, float *y, const float *a, int n) {
-    size_t o;
-    const kt_gpu_buffer *Y = dest(y, (size_t)n * 4, &o), *A = a ? source(a, (size_t)n * 4, &o) : Y;
-    kt_gpu_ewise_args args = {(uint32_t)n, op};
+    size_t yo, ao = 0;
+    const kt_gpu_buffer *Y = dest(y, (size_t)n * 4, &yo), *A = a ? source(a, (size_t)n * 4, &ao) : Y;
+    kt_gpu_ewise_args args = {(uint32_t)n, op, (uint32_t)(yo / 4), (uint32_t)(ao / 4)};
     const kt_gpu_buffer *bufs[] = {Y, A};
     record(KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + KT_EWISE_THREADS - 1) / KT_EWISE_THREADS, 1);
 }
@@ -419,23 +451,25 @@ static void expert(const kt_linear *ex, int n, const int *chosen, int k, const f
         kt_gpu_qmv_expert_args a = {.rows = (uint32_t)ex->out, .cols = (uint32_t)ex->in, .bits = (uint32_t)ex->bits,
                                     .group_size = (uint32_t)ex->group_size, .param_dtype = dtype_code(ex->dtype),
                                     .y_offset = (uint32_t)(yo / 4), .slot = (uint32_t)k,
-                                    .expert_bytes = (uint32_t)weight_bytes(ex), .expert_param_bytes = (uint32_t)param_bytes(ex)};
+                                    .expert_bytes = (uint32_t)weight_bytes(ex), .expert_param_bytes = (uint32_t)param_bytes(ex),
+                                    .x_offset = (uint32_t)(xo / 4)};
         const kt_gpu_buffer *bufs[] = {&p->w, &p->s, &p->b, X, Y, C};
         record(KT_GPU_QMV_EXPERT, bufs, 6, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
     } else {
         kt_gpu_mv_dense_expert_args a = {.rows = (uint32_t)ex->out, .cols = (uint32_t)ex->in,
                                          .w_dtype = dtype_code(ex->dtype), .y_offset = (uint32_t)(yo / 4),
-                                         .slot = (uint32_t)k, .expert_bytes = (uint32_t)weight_bytes(ex)};
+                                         .slot = (uint32_t)k, .expert_bytes = (uint32_t)weight_bytes(ex),
+                                         .x_offset = (uint32_t)(xo / 4)};
         const kt_gpu_buffer *bufs[] = {&p->w, X, Y, C};
         record(KT_GPU_MV_DENSE_EXPERT, bufs, 4, &a, sizeof a, gx_of(ex->out), gy_of(ex->out));
     }
 }
 
 static void weigh(float *x, const float *weight, int k, const float *y, int n, int first) {
-    size_t o;
-    const kt_gpu_buffer *X = dest(x, (size_t)n * 4, &o), *Y = source(y, (size_t)n * 4, &o);
+    size_t o, xo, yo;
+    const kt_gpu_buffer *X = dest(x, (size_t)n * 4, &xo), *Y = source(y, (size_t)n * 4, &yo);
     const kt_gpu_buffer *W = source(weight, (size_t)(k + 1) * 4, &o);
-    kt_gpu_weigh_args a = {(uint32_t)n, (uint32_t)k, (uint32_t)first};
+    kt_gpu_weigh_args a = {(uint32_t)n, (uint32_t)k, (uint32_t)first, (uint32_t)(xo / 4), (uint32_t)(yo / 4)};
     const kt_gpu_buffer *bufs[] = {X, Y, W};
     record(KT_GPU_WEIGH, bufs, 3, &a, sizeof a, (uint32_t)(n + KT_EWISE_THREADS - 1) / KT_EWISE_THREADS, 1);
 }
@@ -523,10 +557,10 @@ static void unload(void) {
 }
 
 static kt_backend table = {
-    .name = "gpu", .matvec = matvec, .row = row, .rmsnorm = rmsnorm, .mamba_step = mamba_step, .attend = attend,
+    .name = "gpu", .matvec = matvec, .matmul = matmul, .row = row, .rmsnorm = rmsnorm, .mamba_step = mamba_step, .attend = attend,
     .int8_ok = int8_ok, .relu2 = relu2, .add = add, .route = route, .expert = expert, .weigh = weigh,
     .sync = sync_token, .alloc = alloc, .release = release, .unload = unload,
-    /* matmul NULL: the prompt goes token by token; no integer activations */
+    /* no integer activations */
 };
 static char name[320];
 
@@ -540,6 +574,7 @@ const kt_backend *kt_gpu_backend(const kt_gpu_host *h, const char *want) {
     host = h;
     snprintf(name, sizeof name, "%s (%s)", h->api, h->device_name(dev));
     table.name = name;
+    table.max_buffer = h->max_binding(dev);
     return &table;
 }
 

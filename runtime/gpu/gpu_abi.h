@@ -9,7 +9,10 @@
  * Every argument is a 32-bit unsigned word: the same layout in std430 push
  * constants, in MSL and in a C struct.
  *
- * Offsets into weights (w_offset, s_offset, b_offset, expert_*bytes) are in
+ * Offsets into float vectors (x_offset, y_offset, proj_offset, ...) are in
+ * floats: a call on one token of a prompt held as a matrix (forward.c's
+ * batch) names its row. Offsets into weights (w_offset, s_offset, b_offset,
+ * expert_*bytes) are in
  * BYTES: the kernels read weights where the model file holds them, and a
  * safetensors file written by MLX aligns no tensor (affine.glsl). A weight
  * buffer stays under 256 MiB (the backend splits larger matrices by rows),
@@ -39,7 +42,7 @@
 #define KT_QMV_BIND_BIASES 3
 #define KT_QMV_BIND_X 4
 #define KT_QMV_BIND_Y 5
-#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset;
+#define KT_QMV_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset; U x_offset;
 
 /* ---- qmm: Y[t] = W X[t] for T tokens of the prompt, W as in qmv; X: T x
  * cols, Y: T x rows (token-major, as the CPU's batch). One workgroup per
@@ -60,13 +63,13 @@
 #define KT_MV_DENSE_BIND_W 1
 #define KT_MV_DENSE_BIND_X 2
 #define KT_MV_DENSE_BIND_Y 3
-#define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset;
+#define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U x_offset;
 
 /* ---- drow: row `row` of a dense W of w_dtype from byte w_offset as float32 (the original's
  * embedding lookup). One thread per element. */
 #define KT_DROW_BIND_W 1
 #define KT_DROW_BIND_Y 2
-#define KT_DROW_ARGS(U) U row; U cols; U w_dtype; U w_offset;
+#define KT_DROW_ARGS(U) U row; U cols; U w_dtype; U w_offset; U y_offset;
 
 /* ---- qrow: row `row` of an affine-quantized W dequantized to float32 (the
  * embedding lookup): out[j] = scale * q + bias, buffers and layout as qmv.
@@ -76,7 +79,7 @@
 #define KT_QROW_BIND_SCALES 2
 #define KT_QROW_BIND_BIASES 3
 #define KT_QROW_BIND_Y 4
-#define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset;
+#define KT_QROW_ARGS(U) U row; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset;
 
 /* ---- the Mamba-2 step (runtime/cpu/mamba2.c), three kernels ----
  * All float32. Sizes: I = heads * head_dim, dim = I + 2 * groups * state.
@@ -103,7 +106,7 @@
 #define KT_MAMBA_GATE_BIND_PROJ 1
 #define KT_MAMBA_GATE_BIND_WEIGHT 2
 #define KT_MAMBA_GATE_BIND_Y 3
-#define KT_MAMBA_ARGS(U) U heads; U head_dim; U groups; U state; U conv; U dt_min_bits; U dt_max_bits; U eps_bits;
+#define KT_MAMBA_ARGS(U) U heads; U head_dim; U groups; U state; U conv; U dt_min_bits; U dt_max_bits; U eps_bits; U proj_offset; U y_offset;
 
 /* ---- attend: attention of one token's queries over the KV cache at
  * positions 0..pos (runtime/cpu/attention.c): per head h (kv head h /
@@ -116,7 +119,7 @@
 #define KT_ATTEND_BIND_V 3
 #define KT_ATTEND_BIND_SCORES 4
 #define KT_ATTEND_BIND_O 5
-#define KT_ATTEND_ARGS(U) U heads; U kv_heads; U head_dim; U pos;
+#define KT_ATTEND_ARGS(U) U heads; U kv_heads; U head_dim; U pos; U q_offset; U o_offset;
 
 /* ---- ewise: element-wise steps between the matrices, in place on Y:
  * op RELU2: y = max(y, 0)^2 (the MLP); op ADD: y = y + a (the residual). */
@@ -125,7 +128,7 @@
 #define KT_EWISE_ADD 1
 #define KT_EWISE_BIND_Y 1
 #define KT_EWISE_BIND_A 2
-#define KT_EWISE_ARGS(U) U n; U op;
+#define KT_EWISE_ARGS(U) U n; U op; U y_offset; U a_offset;
 
 /* ---- a MoE layer on the device (runtime/cpu/moe_route.c, forward.c's moe()) ----
  * moe_route: SCORE (the gate's n_experts logits) becomes the sigmoid
@@ -151,16 +154,16 @@
 #define KT_QMV_EXPERT_BIND_X 4
 #define KT_QMV_EXPERT_BIND_Y 5
 #define KT_QMV_EXPERT_BIND_CHOSEN 6
-#define KT_QMV_EXPERT_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset; U slot; U expert_bytes; U expert_param_bytes;
+#define KT_QMV_EXPERT_ARGS(U) U rows; U cols; U bits; U group_size; U param_dtype; U w_offset; U s_offset; U b_offset; U y_offset; U slot; U expert_bytes; U expert_param_bytes; U x_offset;
 #define KT_MV_DENSE_EXPERT_BIND_W 1
 #define KT_MV_DENSE_EXPERT_BIND_X 2
 #define KT_MV_DENSE_EXPERT_BIND_Y 3
 #define KT_MV_DENSE_EXPERT_BIND_CHOSEN 4
-#define KT_MV_DENSE_EXPERT_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U slot; U expert_bytes;
+#define KT_MV_DENSE_EXPERT_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U slot; U expert_bytes; U x_offset;
 #define KT_WEIGH_BIND_Y 1
 #define KT_WEIGH_BIND_A 2
 #define KT_WEIGH_BIND_WEIGHT 3
-#define KT_WEIGH_ARGS(U) U n; U slot; U first;
+#define KT_WEIGH_ARGS(U) U n; U slot; U first; U y_offset; U a_offset;
 
 /* ---- rmsnorm: y = x / sqrt(mean(x^2) + eps) * weight, one vector ----
  * x, weight, y: float32 [n]; eps as the bits of a float32. */
@@ -168,7 +171,7 @@
 #define KT_RMSNORM_BIND_X 1
 #define KT_RMSNORM_BIND_WEIGHT 2
 #define KT_RMSNORM_BIND_Y 3
-#define KT_RMSNORM_ARGS(U) U n; U eps_bits;
+#define KT_RMSNORM_ARGS(U) U n; U eps_bits; U x_offset; U y_offset;
 
 #ifndef GL_core_profile
 #include <stdint.h>

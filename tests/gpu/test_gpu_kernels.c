@@ -295,24 +295,24 @@ static void test_rmsnorm(kt_gpu *dev) {
     static const int ns[] = {1, 7, 100, 257, 4480};
     long bad = 0;
     for (int c = 0; c < 5; c++) {
-        const int n = ns[c];
+        const int n = ns[c], xo = c, yo = 2 * c + 1; /* one token's row of a prompt's matrix */
         kt_gpu_buffer X, Wt, Y;
-        int rc = HOST->buffer_new(dev, (size_t)n * 4, &X) | HOST->buffer_new(dev, (size_t)n * 4, &Wt) |
-                 HOST->buffer_new(dev, (size_t)n * 4, &Y);
+        int rc = HOST->buffer_new(dev, (size_t)(n + xo) * 4, &X) | HOST->buffer_new(dev, (size_t)n * 4, &Wt) |
+                 HOST->buffer_new(dev, (size_t)(n + yo) * 4, &Y);
         CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
         if (rc) return;
-        float *x = X.map, *w = Wt.map, *ref = malloc((size_t)n * sizeof *ref);
+        float *x = (float *)X.map + xo, *w = Wt.map, *ref = malloc((size_t)n * sizeof *ref);
         for (int i = 0; i < n; i++) x[i] = uniform() * 3, w[i] = 1 + uniform() * 0.1f;
         const float eps = 1e-5f;
         kt_vec v = {.data = (const uint8_t *)w, .dtype = KT_F32, .n = n, .f = w};
         kt_rmsnorm(ref, x, &v, n, eps);
         uint32_t eps_bits;
         memcpy(&eps_bits, &eps, 4);
-        kt_gpu_rmsnorm_args a = {(uint32_t)n, eps_bits};
+        kt_gpu_rmsnorm_args a = {.n = (uint32_t)n, .eps_bits = eps_bits, .x_offset = (uint32_t)xo, .y_offset = (uint32_t)yo};
         const kt_gpu_buffer *bufs[] = {&X, &Wt, &Y};
         rc = kt_gpu_run(HOST, dev, KT_GPU_RMSNORM, bufs, 3, &a, sizeof a, 1, 1);
         CHECK_MSG(rc == 0, "rmsnorm: %s", kt_errmsg());
-        const float *y = Y.map;
+        const float *y = (const float *)Y.map + yo;
         for (int i = 0; i < n && rc == 0; i++)
             if (!(fabsf(y[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-6f)) {
                 if (bad < 3) fprintf(stderr, "  rmsnorm n %d [%d]: gpu %.9g cpu %.9g\n", n, i, y[i], ref[i]);
@@ -362,7 +362,8 @@ static void mamba_case(kt_gpu *dev, int heads, int P, int G, int N, int K, int s
     memset(Win.map, 0, Win.size), memset(St.map, 0, St.size);
     uint32_t dmin, dmax, eps;
     memcpy(&dmin, &c.dt_min, 4), memcpy(&dmax, &c.dt_max, 4), memcpy(&eps, &c.eps, 4);
-    kt_gpu_mamba_args a = {(uint32_t)heads, (uint32_t)P, (uint32_t)G, (uint32_t)N, (uint32_t)K, dmin, dmax, eps};
+    kt_gpu_mamba_args a = {.heads = (uint32_t)heads, .head_dim = (uint32_t)P, .groups = (uint32_t)G, .state = (uint32_t)N,
+                           .conv = (uint32_t)K, .dt_min_bits = dmin, .dt_max_bits = dmax, .eps_bits = eps};
     for (int t = 0; t < steps && rc == 0; t++) {
         for (int i = 0; i < nproj; i++) proj[i] = uniform() * 2;
         kt_mamba2_step(&c, &L, win, st, proj, y, tmp);
@@ -420,7 +421,7 @@ static void test_attend(kt_gpu *dev) {
         for (int i = 0; i < H * hd; i++) q[i] = uniform();
         for (int i = 0; i < n * KV * hd; i++) k[i] = uniform(), v[i] = uniform();
         kt_attend(&cfg, k, v, pos, q, ref, tmp);
-        kt_gpu_attend_args a = {(uint32_t)H, (uint32_t)KV, (uint32_t)hd, (uint32_t)pos};
+        kt_gpu_attend_args a = {.heads = (uint32_t)H, .kv_heads = (uint32_t)KV, .head_dim = (uint32_t)hd, .pos = (uint32_t)pos};
         const kt_gpu_buffer *bufs[] = {&Q, &K, &V, &S, &O};
         rc = kt_gpu_run(HOST, dev, KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)H, 1);
         CHECK_MSG(rc == 0, "attend: %s", kt_errmsg());
@@ -439,18 +440,18 @@ static void test_attend(kt_gpu *dev) {
 
 /* ReLU^2 and the residual add: exactly the CPU's float operations. */
 static void test_ewise(kt_gpu *dev) {
-    const int n = 1000;
+    const int n = 1000, yo = 7, ao = 2; /* rows of a prompt's matrices */
     kt_gpu_buffer Y, A;
-    int rc = HOST->buffer_new(dev, (size_t)n * 4, &Y) | HOST->buffer_new(dev, (size_t)n * 4, &A);
+    int rc = HOST->buffer_new(dev, (size_t)(n + yo) * 4, &Y) | HOST->buffer_new(dev, (size_t)(n + ao) * 4, &A);
     CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
     if (rc) return;
-    float *y = Y.map, *a = A.map, want[1000];
+    float *y = (float *)Y.map + yo, *a = (float *)A.map + ao, want[1000];
     long bad = 0;
     for (int op = 0; op < 2; op++) {
         for (int i = 0; i < n; i++) y[i] = uniform() * 3, a[i] = uniform();
         y[0] = -0.0f, y[1] = NAN, y[2] = 0.0f;
         for (int i = 0; i < n; i++) want[i] = op == KT_EWISE_RELU2 ? (y[i] > 0 ? y[i] * y[i] : 0) : y[i] + a[i];
-        kt_gpu_ewise_args args = {(uint32_t)n, (uint32_t)op};
+        kt_gpu_ewise_args args = {.n = (uint32_t)n, .op = (uint32_t)op, .y_offset = yo, .a_offset = ao};
         const kt_gpu_buffer *bufs[] = {&Y, &A};
         rc = kt_gpu_run(HOST, dev, KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
         CHECK_MSG(rc == 0, "ewise: %s", kt_errmsg());
@@ -591,7 +592,7 @@ static void test_weigh(kt_gpu *dev) {
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < n; i++) a[i] = uniform() * 5;
         for (int i = 0; i < n; i++) want[i] = k == 0 ? wt[k] * a[i] : want[i] + wt[k] * a[i];
-        kt_gpu_weigh_args args = {(uint32_t)n, (uint32_t)k, k == 0};
+        kt_gpu_weigh_args args = {.n = (uint32_t)n, .slot = (uint32_t)k, .first = k == 0};
         const kt_gpu_buffer *bufs[] = {&Y, &A, &W};
         rc = kt_gpu_run(HOST, dev, KT_GPU_WEIGH, bufs, 3, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
         CHECK_MSG(rc == 0, "weigh: %s", kt_errmsg());

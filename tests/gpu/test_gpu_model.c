@@ -1,6 +1,8 @@
 /* test_gpu_model.c - whole models on a GPU backend against the CPU
- * backend: a 64-token prompt and 32 greedy tokens, token by token, the
- * logits of every position compared and the greedy tokens equal.
+ * backend: a 64-token prompt and 32 greedy tokens, token by token and again
+ * with the prompt as one batch (the device's matrix-matrix path), the logits
+ * of every position compared with the CPU's token by token and the greedy
+ * tokens equal.
  *
  * usage: gpu-model-tests vulkan|metal [--max-binding BYTES] [--copy] MODEL_DIR...
  * (the device: the host's variable, KINTSUGI_VULKAN_DEVICE or
@@ -31,14 +33,35 @@ static int argmax(const float *v, int n) {
     return b;
 }
 
-/* The logits of every position of TOKENS on M's current backend. */
-static int run(kt_model *m, const int32_t *tokens, float *logits) {
+/* The logits of every position of TOKENS on M's current backend: token
+ * by token, or (BATCHED) the prompt as one batch of matrix-matrix work
+ * (kt_forward_every) and then token by token. */
+static int run(kt_model *m, const int32_t *tokens, float *logits, int batched) {
     kt_state s;
     if (kt_state_init(&s, m, N + 1)) return -1;
-    int rc = 0;
-    for (int t = 0; t < N && rc == 0; t++) rc = kt_forward(m, &s, tokens[t], logits + (size_t)t * m->cfg.vocab);
+    int rc = batched ? kt_forward_every(m, &s, tokens, PROMPT, logits) : 0;
+    for (int t = batched ? PROMPT : 0; t < N && rc == 0; t++) rc = kt_forward(m, &s, tokens[t], logits + (size_t)t * m->cfg.vocab);
     kt_state_free(&s, m);
     return rc;
+}
+
+/* The largest difference of DEV's logits from CPU's over the N positions,
+ * relative to each position's largest logit; *SAME: DEV's greedy choices
+ * are the tokens that followed. */
+static double worst_of(const float *cpu, const float *dev, const int32_t *tokens, int V, int *same) {
+    double worst = 0;
+    *same = 1;
+    for (int t = 0; t < N; t++) {
+        const float *a = cpu + (size_t)t * V, *b = dev + (size_t)t * V;
+        double scale = 0, d = 0;
+        for (int i = 0; i < V; i++) {
+            scale = fmax(scale, fabs(a[i]));
+            d = fmax(d, fabs((double)a[i] - b[i]));
+        }
+        worst = fmax(worst, d / (scale > 0 ? scale : 1));
+        if (t + 1 < N && t + 1 >= PROMPT) *same &= argmax(b, V) == tokens[t + 1];
+    }
+    return worst;
 }
 
 static size_t max_binding_limit; /* --max-binding, 0: the host's own */
@@ -56,6 +79,7 @@ static int check_model(const char *dir, const kt_backend *gpu) {
     int32_t tokens[N];
     for (int t = 0; t < PROMPT; t++) tokens[t] = (int32_t)((t * 7919 + 11) % V);
     float *cpu = malloc((size_t)N * V * sizeof *cpu), *dev = malloc((size_t)N * V * sizeof *dev);
+    float *bat = malloc((size_t)N * V * sizeof *bat);
     /* the CPU's greedy continuation, one token at a time */
     kt_state s;
     int ok = kt_state_init(&s, &m, N + 1) == 0;
@@ -65,31 +89,23 @@ static int check_model(const char *dir, const kt_backend *gpu) {
     }
     kt_state_free(&s, &m);
     m.backend = gpu;
-    ok = ok && run(&m, tokens, dev) == 0;
-    double worst = 0;
-    int same = 1;
-    for (int t = 0; t < N && ok; t++) {
-        const float *a = cpu + (size_t)t * V, *b = dev + (size_t)t * V;
-        double scale = 0, d = 0;
-        for (int i = 0; i < V; i++) {
-            scale = fmax(scale, fabs(a[i]));
-            d = fmax(d, fabs((double)a[i] - b[i]));
-        }
-        worst = fmax(worst, d / (scale > 0 ? scale : 1));
-        if (t + 1 < N && t + 1 >= PROMPT) same &= argmax(b, V) == tokens[t + 1];
-    }
+    ok = ok && run(&m, tokens, dev, 0) == 0 && run(&m, tokens, bat, 1) == 0;
+    int same = 0, same_b = 0;
+    const double worst = ok ? worst_of(cpu, dev, tokens, V, &same) : 1, worst_b = ok ? worst_of(cpu, bat, tokens, V, &same_b) : 1;
     /* float32 sums in another order through every layer: a few 1e-6 of the
      * largest logit (measured: see docs/GPU.md) */
     const kt_gpu_weight_stats after = kt_gpu_weights();
     const size_t imported = after.imported - before.imported, copied = after.copied - before.copied;
     const size_t matrices = after.matrices - before.matrices, chunks = after.chunks - before.chunks;
-    const int pass = ok && same && worst <= 1e-4 && (seen_alignment ? imported > 0 : imported == 0) &&
+    const int pass = ok && same && same_b && worst <= 1e-4 && worst_b <= 1e-4 &&
+                     (seen_alignment ? imported > 0 : imported == 0) &&
                      (max_binding_limit ? chunks > matrices : chunks == matrices);
-    printf("%s %s: %d positions, largest logit difference %.2e of the largest logit, greedy tokens %s; weights: %zu "
-           "bytes imported, %zu copied, %zu matrices in %zu chunks (%s)\n",
-           pass ? "ok  " : "FAIL", dir, N, worst, same ? "equal" : "differ", imported, copied, matrices, chunks,
-           ok ? gpu->name : kt_errmsg());
-    free(cpu), free(dev);
+    printf("%s %s: %d positions, largest logit difference %.2e of the largest logit token by token, %.2e with the "
+           "prompt as one batch, greedy tokens %s; weights: %zu bytes imported, %zu copied, %zu matrices in %zu chunks "
+           "(%s)\n",
+           pass ? "ok  " : "FAIL", dir, N, worst, worst_b, same && same_b ? "equal" : "differ", imported, copied,
+           matrices, chunks, ok ? gpu->name : kt_errmsg());
+    free(cpu), free(dev), free(bat);
     kt_model_free(&m);
     return pass;
 }

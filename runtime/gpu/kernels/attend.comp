@@ -25,7 +25,7 @@ void main() {
     for (uint t = lid; t < n; t += KT_ATTEND_THREADS) {
         uint k0 = (t * args.kv_heads + kvh) * hd;
         float s = 0.0;
-        for (uint i = 0u; i < hd; i++) s += q[h * hd + i] * kc[k0 + i];
+        for (uint i = 0u; i < hd; i++) s += q[args.q_offset + h * hd + i] * kc[k0 + i];
         s *= scale;
         sc[base + t] = s;
         mx = max(mx, s);
@@ -55,6 +55,6 @@ void main() {
     for (uint i = lid; i < hd; i += KT_ATTEND_THREADS) {
         float acc = 0.0;
         for (uint t = 0u; t < n; t++) acc += sc[base + t] / sum * vc[(t * args.kv_heads + kvh) * hd + i];
-        o[h * hd + i] = acc;
+        o[args.o_offset + h * hd + i] = acc;
     }
 }

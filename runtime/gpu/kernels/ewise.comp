@@ -13,12 +13,13 @@ layout(push_constant) uniform Args { KT_EWISE_ARGS(uint) } args;
 void main() {
     uint i = gl_GlobalInvocationID.x;
     if (i >= args.n) return;
+    uint yi = args.y_offset + i;
     if (args.op == KT_EWISE_RELU2) {
-        float r = y[i] > 0.0 ? y[i] : 0.0;
+        float r = y[yi] > 0.0 ? y[yi] : 0.0;
         precise float sq = r * r;
-        y[i] = sq;
+        y[yi] = sq;
     } else {
-        precise float s = y[i] + a[i];
-        y[i] = s;
+        precise float s = y[yi] + a[args.a_offset + i];
+        y[yi] = s;
     }
 }

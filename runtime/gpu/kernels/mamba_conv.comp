@@ -17,7 +17,7 @@ void main() {
     uint inner = args.heads * args.head_dim, dim = inner + 2u * args.groups * args.state, K = args.conv;
     uint ch = gl_GlobalInvocationID.x;
     if (ch >= dim) return;
-    float in_value = proj[inner + ch];
+    float in_value = proj[args.proj_offset + inner + ch];
     float acc = conv_b[ch];
     for (uint k = 0u; k + 1u < K; k++) acc += conv_w[ch * K + k] * window[k * dim + ch];
     acc += conv_w[ch * K + K - 1u] * in_value;

@@ -15,12 +15,13 @@ shared float partial[KT_MAMBA_THREADS];
 
 void main() {
     uint inner = args.heads * args.head_dim, per = inner / args.groups, base = gl_WorkGroupID.x * per;
+    uint yb = args.y_offset + base;
     uint lid = gl_LocalInvocationID.x;
     float ss = 0.0;
     for (uint i = lid; i < per; i += KT_MAMBA_THREADS) {
-        float z = proj[base + i];
-        float v = y[base + i] * (z / (1.0 + exp(-z)));
-        y[base + i] = v;
+        float z = proj[args.proj_offset + base + i];
+        float v = y[yb + i] * (z / (1.0 + exp(-z)));
+        y[yb + i] = v;
         ss += v * v;
     }
     partial[lid] = ss;
@@ -30,5 +31,5 @@ void main() {
         barrier();
     }
     float inv = 1.0 / sqrt(partial[0] / float(per) + uintBitsToFloat(args.eps_bits));
-    for (uint i = lid; i < per; i += KT_MAMBA_THREADS) y[base + i] = y[base + i] * inv * gnorm[base + i];
+    for (uint i = lid; i < per; i += KT_MAMBA_THREADS) y[yb + i] = y[yb + i] * inv * gnorm[base + i];
 }

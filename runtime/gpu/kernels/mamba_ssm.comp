@@ -20,7 +20,7 @@ void main() {
     uint row = gl_GlobalInvocationID.x;
     if (row >= inner) return;
     uint h = row / P, g = h / (H / args.groups);
-    float d = softplus(proj[inner + dim + h] + params[h]);
+    float d = softplus(proj[args.proj_offset + inner + dim + h] + params[h]);
     d = clamp(d, uintBitsToFloat(args.dt_min_bits), uintBitsToFloat(args.dt_max_bits));
     float dA = exp(d * -exp(params[H + h])), Dh = params[2u * H + h];
     float xv = xbc[row], dx = d * xv;
@@ -31,5 +31,5 @@ void main() {
         st[row * N + n] = s;
         acc += s * xbc[c0 + n];
     }
-    y[row] = acc + Dh * xv;
+    y[args.y_offset + row] = acc + Dh * xv;
 }

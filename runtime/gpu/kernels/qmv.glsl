@@ -3,7 +3,7 @@
 // byte W_OFF, scales from byte S_OFF and biases from byte B_OFF. Threads of the
 // workgroup take groups in turn and meet in a shared-memory sum, which does
 // not depend on the subgroup size. Included after the buffers, `args`
-// (rows, cols, bits, group_size, param_dtype, y_offset) and `partial`.
+// (rows, cols, bits, group_size, param_dtype, x_offset, y_offset) and `partial`.
 
 #include "affine.glsl"
 
@@ -17,7 +17,7 @@ void qmv_row(uint w_off, uint s_off, uint b_off) {
         float sqx = 0.0, sx = 0.0;
         uint base = row * args.cols + g * args.group_size;
         for (uint j = 0u; j < args.group_size; j++) {
-            float xv = x[g * args.group_size + j];
+            float xv = x[args.x_offset + g * args.group_size + j];
             sqx += float(code_at(base + j, args.bits, w_off)) * xv;
             sx += xv;
         }

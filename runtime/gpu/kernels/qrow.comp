@@ -22,5 +22,5 @@ void main() {
     uint p = (args.row * (args.cols / args.group_size) + j / args.group_size) * dtype_bytes(args.param_dtype);
     precise float prod = value_of(KT_WORD_AT(scales, args.s_offset + p), args.param_dtype) * float(q);
     precise float out_value = prod + value_of(KT_WORD_AT(biases, args.b_offset + p), args.param_dtype);
-    y[j] = out_value;
+    y[args.y_offset + j] = out_value;
 }

@@ -15,7 +15,7 @@ shared float partial[KT_RMSNORM_THREADS];
 void main() {
     uint lid = gl_LocalInvocationID.x;
     float ss = 0.0;
-    for (uint i = lid; i < args.n; i += KT_RMSNORM_THREADS) ss += x[i] * x[i];
+    for (uint i = lid; i < args.n; i += KT_RMSNORM_THREADS) ss += x[args.x_offset + i] * x[args.x_offset + i];
     partial[lid] = ss;
     barrier();
     for (uint stride = KT_RMSNORM_THREADS / 2; stride > 0u; stride >>= 1) {
@@ -23,5 +23,5 @@ void main() {
         barrier();
     }
     float inv = inversesqrt(partial[0] / float(args.n) + uintBitsToFloat(args.eps_bits));
-    for (uint i = lid; i < args.n; i += KT_RMSNORM_THREADS) y[i] = x[i] * inv * weight[i];
+    for (uint i = lid; i < args.n; i += KT_RMSNORM_THREADS) y[args.y_offset + i] = x[args.x_offset + i] * inv * weight[i];
 }

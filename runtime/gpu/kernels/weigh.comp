@@ -16,11 +16,12 @@ layout(push_constant) uniform Args { KT_WEIGH_ARGS(uint) } args;
 void main() {
     uint i = gl_GlobalInvocationID.x;
     if (i >= args.n) return;
-    precise float p = weight[args.slot] * a[i];
+    uint yi = args.y_offset + i;
+    precise float p = weight[args.slot] * a[args.a_offset + i];
     if (args.first != 0u) {
-        y[i] = p;
+        y[yi] = p;
     } else {
-        precise float s = y[i] + p;
-        y[i] = s;
+        precise float s = y[yi] + p;
+        y[yi] = s;
     }
 }

@@ -14,6 +14,15 @@
     ((((A) & 3u) == 0u) ? B[(A) >> 2] \
                         : ((B[(A) >> 2] >> (((A) & 3u) * 8u)) | (B[((A) >> 2) + 1u] << (32u - ((A) & 3u) * 8u))))
 
+// The 16 bits from byte A of B in the low half: a second word only when
+// they straddle (A at the last byte of a word), so an aligned half costs one
+// load as before.
+#define KT_HALF_AT(B, A) \
+    ((((A) & 3u) == 3u) ? ((B[(A) >> 2] >> 24) | (B[((A) >> 2) + 1u] << 8)) : (B[(A) >> 2] >> (((A) & 3u) * 8u)))
+
+// the bits of the DTYPE value from byte A of B (value_of reads them)
+#define KT_VALUE_AT(B, A, DTYPE) ((DTYPE) == KT_GPU_F32 ? KT_WORD_AT(B, A) : KT_HALF_AT(B, A))
+
 // bytes per value of DTYPE
 uint dtype_bytes(uint dtype) { return dtype == KT_GPU_F32 ? 4u : 2u; }
 

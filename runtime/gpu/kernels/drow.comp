@@ -14,5 +14,5 @@ layout(push_constant) uniform Args { KT_DROW_ARGS(uint) } args;
 void main() {
     uint j = gl_GlobalInvocationID.x;
     if (j >= args.cols) return;
-    y[args.y_offset + j] = value_of(KT_WORD_AT(w, args.w_offset + (args.row * args.cols + j) * dtype_bytes(args.w_dtype)), args.w_dtype);
+    y[args.y_offset + j] = value_of(KT_VALUE_AT(w, args.w_offset + (args.row * args.cols + j) * dtype_bytes(args.w_dtype), args.w_dtype), args.w_dtype);
 }

@@ -6,7 +6,7 @@
 
 #include "affine.glsl"
 
-float weight_at(uint e, uint w_off) { return value_of(KT_WORD_AT(w, w_off + e * dtype_bytes(args.w_dtype)), args.w_dtype); }
+float weight_at(uint e, uint w_off) { return value_of(KT_VALUE_AT(w, w_off + e * dtype_bytes(args.w_dtype), args.w_dtype), args.w_dtype); }
 
 void mv_dense_row(uint w_off) {
     uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;

@@ -38,8 +38,8 @@ void main() {
             }
         }
         uint p = (row * groups + g) * dtype_bytes(args.param_dtype);
-        float s = value_of(KT_WORD_AT(scales, args.s_offset + p), args.param_dtype);
-        float b = value_of(KT_WORD_AT(biases, args.b_offset + p), args.param_dtype);
+        float s = value_of(KT_VALUE_AT(scales, args.s_offset + p, args.param_dtype), args.param_dtype);
+        float b = value_of(KT_VALUE_AT(biases, args.b_offset + p, args.param_dtype), args.param_dtype);
         for (uint t = 0u; t < T; t++) acc[t] += s * sqx[t] + b * sx[t];
     }
     for (uint t = 0u; t < T; t++) partial[t][lid] = acc[t];

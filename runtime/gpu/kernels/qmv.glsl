@@ -22,8 +22,8 @@ void qmv_row(uint w_off, uint s_off, uint b_off) {
             sx += xv;
         }
         uint p = (row * groups + g) * dtype_bytes(args.param_dtype);
-        acc += value_of(KT_WORD_AT(scales, s_off + p), args.param_dtype) * sqx +
-               value_of(KT_WORD_AT(biases, b_off + p), args.param_dtype) * sx;
+        acc += value_of(KT_VALUE_AT(scales, s_off + p, args.param_dtype), args.param_dtype) * sqx +
+               value_of(KT_VALUE_AT(biases, b_off + p, args.param_dtype), args.param_dtype) * sx;
     }
     partial[lid] = acc;
     barrier();

@@ -20,7 +20,7 @@ void main() {
     if (j >= args.cols) return;
     uint q = code_at(args.row * args.cols + j, args.bits, args.w_offset);
     uint p = (args.row * (args.cols / args.group_size) + j / args.group_size) * dtype_bytes(args.param_dtype);
-    precise float prod = value_of(KT_WORD_AT(scales, args.s_offset + p), args.param_dtype) * float(q);
-    precise float out_value = prod + value_of(KT_WORD_AT(biases, args.b_offset + p), args.param_dtype);
+    precise float prod = value_of(KT_VALUE_AT(scales, args.s_offset + p, args.param_dtype), args.param_dtype) * float(q);
+    precise float out_value = prod + value_of(KT_VALUE_AT(biases, args.b_offset + p, args.param_dtype), args.param_dtype);
     y[args.y_offset + j] = out_value;
 }

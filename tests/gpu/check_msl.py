@@ -1,8 +1,9 @@
 """Every GPU kernel translates to Metal Shading Language (spirv-cross, as the
 Metal host will do at build time), and the translation keeps the interface
 runtime/gpu/gpu_abi.h fixes: the entry point kt_NAME, the arguments at
-buffer KT_GPU_ARGS_INDEX, each storage buffer at its binding number, and the
-workgroup size the hosts dispatch (gpu_kernels.c); and both hosts list the
+buffer KT_GPU_ARGS_INDEX, each storage buffer at its binding number (1 up to
+the number of buffers gpu_kernels.c gives the kernel, as both hosts bind
+them), and the workgroup size the hosts dispatch (gpu_kernels.c); and both hosts list the
 kernels in the order of gpu_host.h's kt_gpu_kernel.
 
 usage: python3 tests/gpu/check_msl.py SPV_DIR   (the .spv files the Makefile builds, build/release/gpu)
@@ -21,6 +22,7 @@ kernels = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "runtime", "gpu",
 # which a Metal dispatch names and the MSL leaves to it
 table = open(os.path.join(ROOT, "runtime", "gpu", "gpu_kernels.c")).read()
 threads = {name: int(defines.get(t, t)) for name, t in re.findall(r'\{"(\w+)", \d+, (\w+)\}', table)}
+n_buffers = {name: int(n) for name, n in re.findall(r'\{"(\w+)", (\d+), \w+\}', table)}
 passed = failed = 0
 for k in kernels:
     entry = f"kt_{k}"
@@ -43,6 +45,10 @@ for k in kernels:
             args = re.search(r"constant Args& \w+ \[\[buffer\((\d+)\)\]\]", params)
             if not want:
                 problems.append(f"gpu_abi.h defines no KT_{k.upper()}_BIND_*")
+            # both hosts bind a call's buffers in order from 1 up (vulkan.c,
+            # metal.m): the kernel's bindings must be exactly those
+            if want != set(range(1, n_buffers.get(k, 0) + 1)):
+                problems.append(f"bindings {sorted(want)}, gpu_kernels.c binds 1..{n_buffers.get(k)}")
             if got != want | {int(defines["KT_GPU_ARGS_INDEX"])}:
                 problems.append(f"buffer indices {sorted(got)}, gpu_abi.h says {sorted(want)} and the arguments")
             if not args or int(args.group(1)) != int(defines["KT_GPU_ARGS_INDEX"]):

@@ -249,28 +249,35 @@ static void matvec(const kt_linear *l, const float *x, float *y) {
     }
 }
 
-/* Y[t] = W X[t] for the T tokens of a prompt: qmm over blocks of
- * KT_QMM_MAX_TOKENS tokens, each code read once per block, where W is
- * quantized and in one chunk; else (the dense original, or a matrix split
- * into chunks, whose rows qmm cannot stride) one matvec per token. */
+/* Y[t] = W X[t] for the T tokens of a prompt: qmm (quantized W) or
+ * mm_dense (the dense original) over blocks of KT_QMM_MAX_TOKENS tokens,
+ * each weight read once per block, where W is in one chunk; else (a matrix
+ * split into chunks, whose rows those kernels cannot stride) one matvec per
+ * token. */
 static void matmul(const kt_linear *l, const float *x, int t, float *y) {
     size_t xo, yo;
     const kt_gpu_buffer *X = source(x, (size_t)t * l->in * 4, &xo), *Y = dest(y, (size_t)t * l->out * 4, &yo);
     const matrix *m = matrix_of(l);
     if (!m) return;
-    if (!l->quantized || m->n > 1) { /* the whole of X and Y are regions now: each row is found in them */
+    if (m->n > 1) { /* the whole of X and Y are regions now: each row is found in them */
         for (int i = 0; i < t; i++) matvec(l, x + (size_t)i * l->in, y + (size_t)i * l->out);
         return;
     }
     const chunk *c = &m->c[0];
-    const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, X, Y};
+    const kt_gpu_buffer *bufs[] = {&c->w, &c->s, &c->b, X, Y}, *dense[] = {&c->w, X, Y};
     for (int t0 = 0; t0 < t; t0 += KT_QMM_MAX_TOKENS) {
         const int n = t - t0 < KT_QMM_MAX_TOKENS ? t - t0 : KT_QMM_MAX_TOKENS;
+        const uint32_t x_off = (uint32_t)(xo / 4 + (size_t)t0 * l->in), y_off = (uint32_t)(yo / 4 + (size_t)t0 * l->out);
+        if (!l->quantized) {
+            kt_gpu_mm_dense_args a = {.rows = (uint32_t)l->out, .cols = (uint32_t)l->in, .w_dtype = dtype_code(l->dtype),
+                                      .w_offset = c->w_off, .tokens = (uint32_t)n, .x_offset = x_off, .y_offset = y_off};
+            record(KT_GPU_MM_DENSE, dense, 3, &a, sizeof a, gx_of(l->out), gy_of(l->out));
+            continue;
+        }
         kt_gpu_qmm_args a = {.rows = (uint32_t)l->out, .cols = (uint32_t)l->in, .bits = (uint32_t)l->bits,
                              .group_size = (uint32_t)l->group_size, .param_dtype = dtype_code(l->dtype),
                              .w_offset = c->w_off, .s_offset = c->s_off, .b_offset = c->b_off, .tokens = (uint32_t)n,
-                             .x_offset = (uint32_t)(xo / 4 + (size_t)t0 * l->in),
-                             .y_offset = (uint32_t)(yo / 4 + (size_t)t0 * l->out)};
+                             .x_offset = x_off, .y_offset = y_off};
         record(KT_GPU_QMM, bufs, 5, &a, sizeof a, gx_of(l->out), gy_of(l->out));
     }
 }

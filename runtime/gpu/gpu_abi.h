@@ -65,6 +65,13 @@
 #define KT_MV_DENSE_BIND_Y 3
 #define KT_MV_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U y_offset; U x_offset;
 
+/* ---- mm_dense: Y[t] = W X[t] for T tokens of the prompt, W dense as in
+ * mv_dense, X and Y as in qmm. Each row's sums in mv_dense's order. */
+#define KT_MM_DENSE_BIND_W 1
+#define KT_MM_DENSE_BIND_X 2
+#define KT_MM_DENSE_BIND_Y 3
+#define KT_MM_DENSE_ARGS(U) U rows; U cols; U w_dtype; U w_offset; U tokens; U x_offset; U y_offset;
+
 /* ---- drow: row `row` of a dense W of w_dtype from byte w_offset as float32 (the original's
  * embedding lookup). One thread per element. */
 #define KT_DROW_BIND_W 1
@@ -179,6 +186,7 @@ typedef struct { KT_QMV_ARGS(uint32_t) } kt_gpu_qmv_args;
 typedef struct { KT_RMSNORM_ARGS(uint32_t) } kt_gpu_rmsnorm_args;
 typedef struct { KT_MV_DENSE_ARGS(uint32_t) } kt_gpu_mv_dense_args;
 typedef struct { KT_QMM_ARGS(uint32_t) } kt_gpu_qmm_args;
+typedef struct { KT_MM_DENSE_ARGS(uint32_t) } kt_gpu_mm_dense_args;
 typedef struct { KT_QROW_ARGS(uint32_t) } kt_gpu_qrow_args;
 typedef struct { KT_DROW_ARGS(uint32_t) } kt_gpu_drow_args;
 typedef struct { KT_MAMBA_ARGS(uint32_t) } kt_gpu_mamba_args;

@@ -19,6 +19,7 @@ const kt_gpu_kernel_info kt_gpu_kernels[KT_GPU_KERNELS] = {
     [KT_GPU_QMV_EXPERT] = {"qmv_expert", 6, KT_QMV_THREADS},
     [KT_GPU_MV_DENSE_EXPERT] = {"mv_dense_expert", 4, KT_MV_DENSE_THREADS},
     [KT_GPU_WEIGH] = {"weigh", 3, KT_EWISE_THREADS},
+    [KT_GPU_MM_DENSE] = {"mm_dense", 3, KT_MV_DENSE_THREADS},
 };
 
 int kt_gpu_run(const kt_gpu_host *h, kt_gpu *g, kt_gpu_kernel kernel, const kt_gpu_buffer *const *buffers, int n_buffers,

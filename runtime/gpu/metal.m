@@ -31,13 +31,14 @@
 /* the MSL of each kernel, embedded at build time (build/.../gpu/kernels_msl.c) */
 extern const unsigned char kt_msl_qmv[], kt_msl_mv_dense[], kt_msl_qrow[], kt_msl_rmsnorm[], kt_msl_mamba_conv[],
     kt_msl_mamba_ssm[], kt_msl_mamba_gate[], kt_msl_attend[], kt_msl_ewise[], kt_msl_qmm[], kt_msl_drow[],
-    kt_msl_moe_route[], kt_msl_qmv_expert[], kt_msl_mv_dense_expert[], kt_msl_weigh[];
+    kt_msl_moe_route[], kt_msl_qmv_expert[], kt_msl_mv_dense_expert[], kt_msl_weigh[], kt_msl_mm_dense[];
 
 /* in kt_gpu_kernel's order */
 static const unsigned char *const MSL[KT_GPU_KERNELS] = {
     kt_msl_qmv,        kt_msl_mv_dense,   kt_msl_qrow,         kt_msl_rmsnorm,          kt_msl_mamba_conv,
     kt_msl_mamba_ssm,  kt_msl_mamba_gate, kt_msl_attend,       kt_msl_ewise,            kt_msl_qmm,
     kt_msl_drow,       kt_msl_moe_route,  kt_msl_qmv_expert,   kt_msl_mv_dense_expert,  kt_msl_weigh,
+    kt_msl_mm_dense,
 };
 
 /* Arguments are passed as Vulkan passes push constants: a block of this

@@ -23,10 +23,10 @@
 /* the SPIR-V of each kernel, embedded at build time (build/gpu/kernels_spv.c) */
 extern const uint32_t kt_spv_qmv[], kt_spv_mv_dense[], kt_spv_qrow[], kt_spv_rmsnorm[], kt_spv_mamba_conv[],
     kt_spv_mamba_ssm[], kt_spv_mamba_gate[], kt_spv_attend[], kt_spv_ewise[], kt_spv_qmm[], kt_spv_drow[],
-    kt_spv_moe_route[], kt_spv_qmv_expert[], kt_spv_mv_dense_expert[], kt_spv_weigh[];
+    kt_spv_moe_route[], kt_spv_qmv_expert[], kt_spv_mv_dense_expert[], kt_spv_weigh[], kt_spv_mm_dense[];
 extern const size_t kt_spv_qmv_size, kt_spv_mv_dense_size, kt_spv_qrow_size, kt_spv_rmsnorm_size,
     kt_spv_mamba_conv_size, kt_spv_mamba_ssm_size, kt_spv_mamba_gate_size, kt_spv_attend_size, kt_spv_ewise_size, kt_spv_qmm_size, kt_spv_drow_size,
-    kt_spv_moe_route_size, kt_spv_qmv_expert_size, kt_spv_mv_dense_expert_size, kt_spv_weigh_size;
+    kt_spv_moe_route_size, kt_spv_qmv_expert_size, kt_spv_mv_dense_expert_size, kt_spv_weigh_size, kt_spv_mm_dense_size;
 
 /* in kt_gpu_kernel's order */
 static const struct {
@@ -40,7 +40,7 @@ static const struct {
     {kt_spv_ewise, &kt_spv_ewise_size},       {kt_spv_qmm, &kt_spv_qmm_size},
     {kt_spv_drow, &kt_spv_drow_size},         {kt_spv_moe_route, &kt_spv_moe_route_size},
     {kt_spv_qmv_expert, &kt_spv_qmv_expert_size}, {kt_spv_mv_dense_expert, &kt_spv_mv_dense_expert_size},
-    {kt_spv_weigh, &kt_spv_weigh_size},
+    {kt_spv_weigh, &kt_spv_weigh_size},       {kt_spv_mm_dense, &kt_spv_mm_dense_size},
 };
 
 enum { MAX_BUFFERS = 8, MAX_ARGS = 128, MAX_SETS = 4096 };

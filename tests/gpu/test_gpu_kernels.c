@@ -173,6 +173,58 @@ static void test_qmm(kt_gpu *dev) {
     CHECK_MSG(bad == 0, "%ld outputs out of tolerance", bad);
 }
 
+/* The original's prompt product: 13 tokens as a block of 8 and one of 5,
+ * every dtype, the matrix from an unaligned byte, and 70,001 rows; each
+ * token's row within the dense matvec's tolerance of the CPU's. */
+static void test_mm_dense(kt_gpu *dev) {
+    static const int shapes[][2] = {{7, 33}, {67, 200}, {70001, 3}};
+    long bad = 0;
+    for (int d = 0; d < 3; d++)
+        for (int c = 0; c < 3; c++) {
+            const int rows = shapes[c][0], cols = shapes[c][1], T = 13;
+            const kt_dtype t = dtype_of(d);
+            const size_t es = kt_dtype_bits(t) / 8, n = (size_t)rows * cols, off = (size_t)(d + c + 1); /* bytes */
+            kt_gpu_buffer W, X, Y;
+            int rc = HOST->buffer_new(dev, n * es + off + 4, &W) | HOST->buffer_new(dev, (size_t)T * cols * 4, &X) |
+                     HOST->buffer_new(dev, (size_t)T * rows * 4, &Y);
+            CHECK_MSG(rc == 0, "buffers: %s", kt_errmsg());
+            if (rc) return;
+            float *wf = malloc(n * sizeof *wf), *ref = malloc((size_t)rows * sizeof *ref);
+            for (size_t i = 0; i < n; i++) wf[i] = uniform();
+            kt_row_from_f32(t, wf, (uint8_t *)W.map + off, n);
+            kt_row_to_f32(t, (uint8_t *)W.map + off, wf, n);
+            float *x = X.map;
+            for (int i = 0; i < T * cols; i++) x[i] = uniform();
+            kt_linear l = {.out = rows, .in = cols, .w = (uint8_t *)W.map + off, .dtype = t};
+            const kt_gpu_buffer *bufs[] = {&W, &X, &Y};
+            for (int t0 = 0; t0 < T && rc == 0; t0 += KT_QMM_MAX_TOKENS) {
+                const int k = T - t0 < KT_QMM_MAX_TOKENS ? T - t0 : KT_QMM_MAX_TOKENS;
+                kt_gpu_mm_dense_args a = {.rows = (uint32_t)rows, .cols = (uint32_t)cols, .w_dtype = (uint32_t)d,
+                                          .w_offset = (uint32_t)off, .tokens = (uint32_t)k,
+                                          .x_offset = (uint32_t)(t0 * cols), .y_offset = (uint32_t)(t0 * rows)};
+                rc = kt_gpu_run(HOST, dev, KT_GPU_MM_DENSE, bufs, 3, &a, sizeof a, rows < 65535 ? (uint32_t)rows : 65535,
+                               (uint32_t)((rows + 65534) / 65535));
+                CHECK_MSG(rc == 0, "mm_dense: %s", kt_errmsg());
+            }
+            const float *y = Y.map;
+            for (int tk = 0; tk < T && rc == 0; tk++) {
+                kt_linear_rows_ref(&l, 0, rows, x + (size_t)tk * cols, ref);
+                for (int r = 0; r < rows; r++) {
+                    double mag = 0;
+                    for (int j = 0; j < cols; j++) mag += fabs((double)wf[(size_t)r * cols + j] * x[(size_t)tk * cols + j]);
+                    const float got = y[(size_t)tk * rows + r];
+                    if (!(fabs((double)got - ref[r]) <= 1e-5 * mag + 1e-30)) {
+                        if (bad < 3) fprintf(stderr, "  mm_dense %dx%d dtype %d token %d row %d: gpu %.9g cpu %.9g\n", rows, cols, d, tk, r, got, ref[r]);
+                        bad++;
+                    }
+                }
+            }
+            free(wf), free(ref);
+            HOST->buffer_free(dev, &W), HOST->buffer_free(dev, &X), HOST->buffer_free(dev, &Y);
+        }
+    CHECK_MSG(bad == 0, "%ld outputs out of tolerance", bad);
+}
+
 /* The dense matvec of the original (bf16, f16, f32 weights). */
 static void test_mv_dense(kt_gpu *dev) {
     static const int shapes[][2] = {{1, 1}, {7, 33}, {67, 200}, {70001, 3}, {5, 4480}};
@@ -625,6 +677,7 @@ int main(int argc, char **argv) {
         {"test_gpu_qmv_matches_cpu", test_qmv},
         {"test_gpu_qmm_matches_cpu", test_qmm},
         {"test_gpu_mv_dense_matches_cpu", test_mv_dense},
+        {"test_gpu_mm_dense_matches_cpu", test_mm_dense},
         {"test_gpu_qrow_equals_cpu", test_qrow},
         {"test_gpu_drow_equals_cpu", test_drow},
         {"test_gpu_rmsnorm_matches_cpu", test_rmsnorm},

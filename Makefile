@@ -94,10 +94,10 @@ $(OUT)/gpu/%.spv: runtime/gpu/kernels/%.comp runtime/gpu/gpu_abi.h $(wildcard ru
 # MSL with the buffer indices of gpu_abi.h (tests/gpu/check_msl.py checks them)
 $(OUT)/gpu/%.metal: $(OUT)/gpu/%.spv
 	@spirv-cross --msl --msl-version 30100 --msl-decoration-binding --rename-entry-point main kt_$* comp $< --output $@
-$(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed_spirv.sh
-	@sh scripts/embed_spirv.sh $@ $(foreach f,$(GPU_SPV),$(basename $(notdir $(f)))=$(f))
-$(OUT)/gpu/kernels_msl.c: $(GPU_SPV:.spv=.metal) scripts/embed_msl.sh
-	@sh scripts/embed_msl.sh $@ $(foreach f,$(GPU_SPV:.spv=.metal),$(basename $(notdir $(f)))=$(f))
+$(OUT)/gpu/kernels_spv.c: $(GPU_SPV) scripts/embed.sh
+	@sh scripts/embed.sh spirv $@ $(foreach f,$(GPU_SPV),$(basename $(notdir $(f)))=$(f))
+$(OUT)/gpu/kernels_msl.c: $(GPU_SPV:.spv=.metal) scripts/embed.sh
+	@sh scripts/embed.sh msl $@ $(foreach f,$(GPU_SPV:.spv=.metal),$(basename $(notdir $(f)))=$(f))
 $(OUT)/gpu/%.o: $(OUT)/gpu/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
 GPU_OBJ := $(if $(HAVE_VULKAN)$(HAVE_METAL),$(OUT)/runtime/gpu/gpu_kernels.o $(OUT)/runtime/gpu/backend_gpu.o)

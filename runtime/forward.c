@@ -277,9 +277,12 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
     float *proj = buffer(be, N * P * sizeof *proj), *y = buffer(be, N * I * sizeof *y);
     float *q = buffer(be, N * Q * sizeof *q), *a = buffer(be, N * Q * sizeof *a);
     float *u = buffer(be, N * (c->intermediate > 0 ? c->intermediate : 1) * sizeof *u);
-    if (!x || !h || !o || !proj || !y || !q || !a || !u) {
-        void *bufs[] = {x, h, o, proj, y, q, a, u};
-        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    void *bufs[] = {x, h, o, proj, y, q, a, u};
+    const size_t n_bufs = sizeof bufs / sizeof *bufs;
+    int rc = 0;
+    for (size_t i = 0; i < n_bufs; i++) rc |= !bufs[i];
+    if (rc) {
+        for (size_t i = 0; i < n_bufs; i++)
             if (bufs[i]) release(be, bufs[i]);
         return -1;
     }
@@ -324,9 +327,8 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
         input(m, w, h, H);
         apply(m, w, &m->lm_head, h, logits);
     }
-    const int rc = be->sync && be->sync() ? -1 : 0;
-    void *bufs[] = {x, h, o, proj, y, q, a, u};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) release(be, bufs[i]);
+    rc = be->sync && be->sync() ? -1 : 0;
+    for (size_t i = 0; i < n_bufs; i++) release(be, bufs[i]);
     if (rc == 0) s->pos += n;
     return rc;
 }

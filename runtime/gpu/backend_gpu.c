@@ -153,6 +153,21 @@ enum { MAX_WEIGHT_BUFFER = 256 << 20 };
 static kt_gpu_weight_stats stats;
 static int import_refused; /* the device refused once: copy from then on */
 
+/* The most bytes one weight buffer may have: what the device binds at once,
+ * and 256 MiB, since the kernels count bits within a buffer in 32 bits. */
+static size_t weight_limit(void) {
+    return host->max_binding(dev) < MAX_WEIGHT_BUFFER ? host->max_binding(dev) : MAX_WEIGHT_BUFFER;
+}
+
+static void free_matrix(matrix *m) {
+    for (int i = 0; i < m->n; i++) {
+        if (m->c[i].w.handle) host->buffer_free(dev, &m->c[i].w);
+        if (m->c[i].s.handle) host->buffer_free(dev, &m->c[i].s);
+        if (m->c[i].b.handle) host->buffer_free(dev, &m->c[i].b);
+    }
+    free(m->c);
+}
+
 /* N bytes at P in a buffer of their own: the pages around them imported,
  * or a copy. *OFF: the byte where P is in it. */
 static int span(const void *p, size_t n, kt_gpu_buffer *b, uint32_t *off) {
@@ -182,9 +197,7 @@ static const matrix *matrix_of(const kt_linear *l) {
         if (matrices[i].key == l->w) return &matrices[i];
     const size_t A = host->import_alignment(dev), rw = weight_bytes(l) / (size_t)l->out;
     const size_t rp = l->quantized ? param_bytes(l) / (size_t)l->out : 0, widest = rw > rp ? rw : rp;
-    /* the kernels count bits within a buffer in 32 bits: 256 MiB at most */
-    const size_t limit = host->max_binding(dev) < MAX_WEIGHT_BUFFER ? host->max_binding(dev) : MAX_WEIGHT_BUFFER;
-    const size_t room = limit > 2 * A + 4 ? limit - 2 * A - 4 : 0;
+    const size_t limit = weight_limit(), room = limit > 2 * A + 4 ? limit - 2 * A - 4 : 0;
     const int per = (int)(room / widest < (size_t)l->out ? room / widest : (size_t)l->out);
     if (per < 1) {
         kt_fail("a row of %zu bytes is more than %s binds at once (%zu)", widest, host->api, host->max_binding(dev));
@@ -204,12 +217,7 @@ static const matrix *matrix_of(const kt_linear *l) {
                  span(l->biases + (size_t)c->r0 * rp, (size_t)c->rows * rp, &c->b, &c->b_off);
     }
     if (rc) {
-        for (int i = 0; i < m.n; i++) {
-            if (m.c[i].w.handle) host->buffer_free(dev, &m.c[i].w);
-            if (m.c[i].s.handle) host->buffer_free(dev, &m.c[i].s);
-            if (m.c[i].b.handle) host->buffer_free(dev, &m.c[i].b);
-        }
-        free(m.c);
+        free_matrix(&m);
         fail_once();
         return NULL;
     }
@@ -398,9 +406,9 @@ static packed_experts *packed;
 static size_t n_packed;
 
 static int pack(kt_gpu_buffer *out, const uint8_t *const *parts, int n, size_t each) {
-    if ((size_t)n * each > host->max_binding(dev) || (size_t)n * each > MAX_WEIGHT_BUFFER)
+    if ((size_t)n * each > weight_limit())
         return kt_fail("a MoE layer's %d experts take %zu bytes, more than %s binds at once (%zu)", n, (size_t)n * each,
-                       host->api, host->max_binding(dev) < MAX_WEIGHT_BUFFER ? host->max_binding(dev) : MAX_WEIGHT_BUFFER);
+                       host->api, weight_limit());
     if (host->buffer_new(dev, (size_t)n * each + 4, out)) return -1;
     for (int e = 0; e < n; e++) memcpy((uint8_t *)out->map + (size_t)e * each, parts[e], each);
     stats.copied += (size_t)n * each;
@@ -546,13 +554,7 @@ static void unload(void) {
         free(r);
     }
     n_regions = kept;
-    for (size_t i = 0; i < n_matrices; i++) {
-        for (int j = 0; j < matrices[i].n; j++) {
-            host->buffer_free(dev, &matrices[i].c[j].w);
-            if (matrices[i].c[j].s.handle) host->buffer_free(dev, &matrices[i].c[j].s), host->buffer_free(dev, &matrices[i].c[j].b);
-        }
-        free(matrices[i].c);
-    }
+    for (size_t i = 0; i < n_matrices; i++) free_matrix(&matrices[i]);
     free(matrices);
     matrices = NULL, n_matrices = 0;
     for (size_t i = 0; i < n_packed; i++) {

@@ -6,7 +6,7 @@
 # the Metal and Foundation API it uses (tests/gpu/metal_api/, written from
 # Apple's documentation), with the project's warnings as errors: its
 # syntax, types and every message it sends are checked, availability and
-# behaviour are not. Then the kernels' MSL embedded as scripts/embed_msl.sh
+# behaviour are not. Then the kernels' MSL embedded as scripts/embed.sh
 # does for the Metal build, compiled, and checked to be the files' text.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -35,7 +35,7 @@ check "metal.m takes the MSL of every kernel and no other" \
 pairs=""
 for k in $kernels; do pairs="$pairs $k=$msl/$k.metal"; done
 # shellcheck disable=SC2086
-sh scripts/embed_msl.sh "$out/kernels_msl.c" $pairs
+sh scripts/embed.sh msl "$out/kernels_msl.c" $pairs
 {
     echo '#include <stdio.h>'
     echo '#include <string.h>'
@@ -51,7 +51,7 @@ sh scripts/embed_msl.sh "$out/kernels_msl.c" $pairs
     for k in $kernels; do echo "    ok &= same(kt_msl_$k, \"$msl/$k.metal\");"; done
     echo '    return !ok; }'
 } > "$out/embedded.c"
-check "scripts/embed_msl.sh embeds each kernel's MSL as it is" \
+check "scripts/embed.sh embeds each kernel's MSL as it is" \
     sh -c "${CC:-cc} -std=c11 -Wall -Wextra -Werror -o '$out/embedded' '$out/embedded.c' '$out/kernels_msl.c' && '$out/embedded'"
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]

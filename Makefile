@@ -141,6 +141,8 @@ $(OUT)/bench/matvec-bench: $(OUT)/bench/matvec_bench.o $(LIB_A)
 	$(LINK)
 $(OUT)/bench/ppl-bench: $(OUT)/bench/ppl_bench.o $(LIB_A)
 	$(LINK)
+$(OUT)/bench/gemm-bench: $(OUT)/bench/gemm_bench.o $(LIB_A)
+	$(LINK)
 
 tests-build: $(TOOL_BINS) $(UNIT_BIN) $(TESTTOOL)
 

@@ -23,14 +23,19 @@ struct kt_backend {
     void (*row)(const kt_linear *w, int r, float *out);
     /* out = x / rms(x) * w; w NULL means no weight */
     void (*rmsnorm)(float *out, const float *x, const kt_vec *w, int n, float eps);
-    /* One Mamba-2 step from PROJ = in_proj(x) = [z | xBC | dt]: the conv
-     * window and the SSM state advance; Y receives the gated, group-normalised
-     * output that goes into out_proj. TMP: conv_dim floats of scratch. */
-    void (*mamba_step)(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
-                       float *tmp);
-    /* O = attention of query Q (all heads) over cached K, V at 0..POS;
-     * TMP: POS + 1 floats of scratch. */
-    void (*attend)(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o, float *tmp);
+    /* N Mamba-2 steps, one per token, from PROJ = in_proj(x) (N rows of
+     * [z | xBC | dt]): the conv window and the SSM state advance; row t of
+     * Y receives token t's gated, group-normalised output that goes into
+     * out_proj. TMP: conv_dim floats of scratch. One call for a prompt's N
+     * tokens lets a backend keep each head's state in cache through all of
+     * them. */
+    void (*mamba_steps)(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, int n,
+                        float *y, float *tmp);
+    /* Row t of O = attention of query row t of Q (all heads) over cached K,
+     * V at 0..POS + t, for N tokens whose keys and values the cache already
+     * holds; TMP: POS + N floats of scratch. */
+    void (*attend)(const kt_config *c, const float *k, const float *v, int pos, int n, const float *q, float *o,
+                   float *tmp);
     /* Integer activations (model.h, KT_ACT_INT8): X quantized once, then
      * y = W X from it for every W with int8_ok(W) (the others take X as
      * floats through matvec). */

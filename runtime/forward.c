@@ -2,7 +2,7 @@
  *
  * Per layer: x += mixer(rmsnorm(x)), the mixer chosen by the layer's letter
  * in hybrid_override_pattern:
- *   M  Mamba-2: in_proj -> one recurrent step (backend mamba_step, the
+ *   M  Mamba-2: in_proj -> one recurrent step (backend mamba_steps, the
  *      equations in runtime/cpu/mamba2.c) -> out_proj;
  *   *  attention: q, k, v projections, k and v appended to the cache,
  *      attention over it (no positional encoding), o_proj;
@@ -150,7 +150,7 @@ static void mamba(const kt_model *m, kt_work *w, const kt_layer *L, float *conv_
     const kt_config *c = &m->cfg;
     input(m, w, x, c->hidden);
     apply(m, w, &L->in_proj, x, w->proj);
-    m->backend->mamba_step(c, L, conv_state, ssm, w->proj, w->y, w->tmp);
+    m->backend->mamba_steps(c, L, conv_state, ssm, w->proj, 1, w->y, w->tmp);
     input(m, w, w->y, L->out_proj.in);
     apply(m, w, &L->out_proj, w->y, out);
 }
@@ -162,7 +162,7 @@ static void attention(const kt_model *m, kt_work *w, const kt_layer *L, float *k
     apply(m, w, &L->q, x, w->q);
     apply(m, w, &L->k, x, kc + (size_t)pos * KVD);
     apply(m, w, &L->v, x, vc + (size_t)pos * KVD);
-    m->backend->attend(c, kc, vc, pos, w->q, w->att, w->tmp);
+    m->backend->attend(c, kc, vc, pos, 1, w->q, w->att, w->tmp);
     input(m, w, w->att, L->o.in);
     apply(m, w, &L->o, w->att, out);
 }
@@ -293,8 +293,7 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
         if (L->kind == 'M') {
             binput(m, w, h, n, H);
             bapply(m, w, &L->in_proj, h, n, proj);
-            for (int t = 0; t < n; t++)
-                be->mamba_step(c, L, s->conv[i], s->ssm[i], proj + (size_t)t * P, y + (size_t)t * I, s->work->tmp);
+            be->mamba_steps(c, L, s->conv[i], s->ssm[i], proj, n, y, s->work->tmp);
             binput(m, w, y, n, I);
             bapply(m, w, &L->out_proj, y, n, o);
         } else if (L->kind == '*') {
@@ -303,8 +302,7 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
             bapply(m, w, &L->q, h, n, q);
             bapply(m, w, &L->k, h, n, s->k[i] + (size_t)s->pos * KVD);
             bapply(m, w, &L->v, h, n, s->v[i] + (size_t)s->pos * KVD);
-            for (int t = 0; t < n; t++)
-                be->attend(c, s->k[i], s->v[i], s->pos + t, q + (size_t)t * Q, a + (size_t)t * Q, s->work->tmp);
+            be->attend(c, s->k[i], s->v[i], s->pos, n, q, a, s->work->tmp);
             binput(m, w, a, n, Q);
             bapply(m, w, &L->o, a, n, o);
         } else if (L->kind == '-') {

@@ -19,7 +19,7 @@ static void weigh(float *x, const float *weight, int k, const float *y, int n, i
 const kt_backend *kt_cpu_backend(void) {
     static const kt_backend cpu = {
         .name = "cpu", .matvec = kt_linear_apply, .matmul = kt_linear_apply_batch, .row = kt_linear_row,
-        .rmsnorm = kt_rmsnorm, .mamba_step = kt_mamba2_step, .attend = kt_attend, .quantize = kt_qact_quantize,
+        .rmsnorm = kt_rmsnorm, .mamba_steps = kt_mamba2_steps, .attend = kt_attend_tokens, .quantize = kt_qact_quantize,
         .matvec_q = kt_linear_apply_q, .matmul_q = kt_linear_apply_batch_q, .int8_ok = kt_linear_int8_ok,
         .relu2 = relu2, .add = add, .route = kt_moe_route, .weigh = weigh,
         /* sync, alloc, release, unload, expert: NULL, see backend.h */

@@ -36,7 +36,15 @@ const char *kt_matvec_kernels(void);
 void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);
 void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
                     float *tmp);
+/* N Mamba-2 steps for N consecutive tokens (PROJ: N rows of in_proj's
+ * output, Y: N rows of I), the same to the bit as N calls of the step. */
+void kt_mamba2_steps(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, int n,
+                     float *y, float *tmp);
 void kt_attend(const kt_config *c, const float *k, const float *v, int pos, const float *q, float *o, float *tmp);
+/* N queries (rows of Q) at positions POS..POS + N - 1 into rows of O, the
+ * same to the bit as N calls of kt_attend. */
+void kt_attend_tokens(const kt_config *c, const float *k, const float *v, int pos, int n, const float *q, float *o,
+                      float *tmp);
 /* MoE routing (moe_route.c): SCORE, the gate's E logits, becomes the sigmoid
  * scores; CHOSEN and WEIGHT receive the top_k experts and their factors;
  * SCRATCH: E + n_group floats. */

@@ -33,11 +33,21 @@ typedef struct {
      * A (one after another, l->in values each), 4-bit W; each weight block
      * loaded once serves every vector. NULL where the table has none. */
     void (*q4_i8_gemm)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
-    /* The same for any T and R1 - R0 <= 16, the rows repacked first so that
-     * each register lane is one row (see matvec_avx512.c). NULL where the
-     * table has none, and for matrices it declines (returns 0). */
-    int (*q4_i8_gemm16)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
+    /* The same for any T and R1 - R0 <= KT_PACK_ROWS, the rows repacked
+     * first into SCRATCH (kt_packed_scratch_bytes(L) bytes) so that each
+     * register lane is one row (see matvec_avx512.c). NULL where the table
+     * has none; returns 0 for matrices it declines. */
+    int (*q4_i8_packed)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch);
 } kt_matvec_kernels_t;
+
+/* The repacked prompt kernels' rows per call and their scratch: the packed
+ * codes (one byte per element), the rows' scales and biases as floats, four
+ * tokens' group sums, and room to align to 64 bytes. */
+enum { KT_PACK_ROWS = 32 };
+static inline size_t kt_packed_scratch_bytes(const kt_linear *l) {
+    const size_t groups = (size_t)(l->in / l->group_size);
+    return (size_t)l->in * KT_PACK_ROWS + groups * (2 * KT_PACK_ROWS + 4) * sizeof(float) + 64;
+}
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,
  * the bf16 case (MLX stores them in the model's dtype, usually bf16) is two

@@ -312,108 +312,139 @@ Q4_I8_GEMM4(q4_i8_gemm4_bw, "", dot2_bw)
 Q4_I8_GEMM4(q4_i8_gemm4_vnni, ",avx512vnni", dot2_vnni)
 
 /* ---- the prompt, rows repacked: one lane per row ----
- * For a long prompt the weights of 16 rows are rearranged once so that
- * register lane i holds row i: step s is [row 0 bytes 4s..4s+3 | row 1 ... |
- * row 15], 8 elements of each row, split into low nibbles (its even
- * elements) and high nibbles (its odd ones). A token's activations for the
- * step are one broadcast dword each (4 even, 4 odd values in the paired
- * layout), so vpdpbusd adds 8 products per lane and the int32 lanes sum a
- * whole block of 32 before anything becomes float: one conversion and one
- * FMA by the block's d per 16 rows x 32 elements, one FMA by the group's
- * scales (a vector of the 16 rows' scales) per group. The float work per
- * weight is a quarter of the four-row kernels', and each repacked row block
- * serves every token of the prompt. */
+ * For a prompt the weights of up to 32 rows are rearranged once so that
+ * register lane i of a 16-row block holds row i: step s is [row 0 bytes
+ * 4s..4s+3 | row 1 ... | row 15], 8 elements of each row, split into low
+ * nibbles (its even elements) and high nibbles (its odd ones). A token's
+ * activations for the step are one broadcast dword each (4 even, 4 odd
+ * values in the paired layout), so vpdpbusd adds 8 products per lane and
+ * the int32 lanes sum a whole block of 32 before anything becomes float:
+ * one conversion and one FMA by the block's d per 16 rows x 32 elements,
+ * two FMAs per group (its 16 scales times the group's sum, its 16 biases
+ * times the group's float sum of x).
+ *
+ * The register tile is 2 row blocks x 4 tokens: per step 4 weight
+ * registers serve 16 dot products, and each token's broadcast serves both
+ * row blocks. 8 int32 chains (latency 5) keep the dot-product unit busy;
+ * 8 group sums and 8 row sums live in registers across the row, 24 of the
+ * 32 vector registers. The packed rows (70 KiB per block of 16 at the 9B
+ * shape's 4480 inputs) stay in the core's L2 cache for every pass of 4
+ * tokens; SCRATCH (kt_packed_scratch_bytes) holds them, so nothing is
+ * allocated per call. */
 enum { PACK_ROWS = 16 };
 
-#define Q4_I8_GEMM16(NAME, EXTRA, DOT4)                                                                     \
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static int NAME(                    \
-        const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {                 \
+#define Q4_I8_PACKED(NAME, EXTRA, DOT4, RB)                                                                   \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx2,fma" EXTRA))) static void NAME(                    \
+        const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {  \
         const int gs = l->group_size, groups = l->in / gs, steps = l->in / 8, per = gs / KT_QBLOCK;         \
         const int nb = l->in / KT_QBLOCK, rows = r1 - r0;                                                   \
         const size_t stride = (size_t)l->in / 2;                                                            \
-        void *mem = kt_xmalloc((size_t)steps * 2 * sizeof(__m512i) + 63); /* __m512i wants 64-byte alignment */ \
-        __m512i *lo = (__m512i *)(((uintptr_t)mem + 63) & ~(uintptr_t)63), *hi = lo + steps;               \
-        float *sc = kt_xmalloc((size_t)groups * 2 * PACK_ROWS * sizeof *sc), *bi = sc + (size_t)groups * PACK_ROWS; \
+        __m512i *lo = (__m512i *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), *hi = lo + (size_t)RB * steps; \
+        float *sc = (float *)(hi + (size_t)RB * steps), *bi = sc + (size_t)groups * RB * PACK_ROWS;         \
+        float *xs = bi + (size_t)groups * RB * PACK_ROWS;                                                   \
         const __m512i nib = _mm512_set1_epi8(15);                                                           \
-        /* lane i reads row r0 + i; missing rows repeat the first and are not stored */                    \
-        int32_t off[PACK_ROWS];                                                                             \
-        for (int i = 0; i < PACK_ROWS; i++) off[i] = (int32_t)((i < rows ? i : 0) * (stride / 4));           \
-        const __m512i vidx = _mm512_loadu_si512(off);                                                       \
-        const int *base = (const int *)(l->w + (size_t)r0 * stride);                                        \
-        for (int s = 0; s < steps; s++) {                                                                   \
-            const __m512i v = _mm512_i32gather_epi32(vidx, base + s, 4);                                    \
-            lo[s] = _mm512_and_si512(v, nib);                                                               \
-            hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);                                         \
-        }                                                                                                   \
-        for (int g = 0; g < groups; g++)                                                                    \
+        /* lane i of block rb reads row r0 + 16 rb + i; missing rows repeat row r0 and are not stored */   \
+        for (int rb = 0; rb < RB; rb++) {                                                                   \
+            int32_t off[PACK_ROWS];                                                                         \
             for (int i = 0; i < PACK_ROWS; i++) {                                                           \
-                const size_t gi = (size_t)(r0 + (i < rows ? i : 0)) * groups + g;                           \
-                sc[g * PACK_ROWS + i] = kt_scale_at(l->dtype, l->scales, gi);                               \
-                bi[g * PACK_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);                               \
+                const int r = rb * PACK_ROWS + i;                                                           \
+                off[i] = (int32_t)((r < rows ? r : 0) * (stride / 4));                                      \
             }                                                                                               \
-        const __mmask16 keep = (__mmask16)((1u << rows) - 1);                                               \
+            const __m512i vidx = _mm512_loadu_si512(off);                                                   \
+            const int *base = (const int *)(l->w + (size_t)r0 * stride);                                    \
+            for (int s = 0; s < steps; s++) {                                                               \
+                const __m512i v = _mm512_i32gather_epi32(vidx, base + s, 4);                                \
+                lo[(size_t)s * RB + rb] = _mm512_and_si512(v, nib);                                         \
+                hi[(size_t)s * RB + rb] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);                   \
+            }                                                                                               \
+            for (int g = 0; g < groups; g++)                                                                \
+                for (int i = 0; i < PACK_ROWS; i++) {                                                       \
+                    const int r = rb * PACK_ROWS + i;                                                       \
+                    const size_t gi = (size_t)(r0 + (r < rows ? r : 0)) * groups + g;                       \
+                    sc[((size_t)g * RB + rb) * PACK_ROWS + i] = kt_scale_at(l->dtype, l->scales, gi);       \
+                    bi[((size_t)g * RB + rb) * PACK_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);       \
+                }                                                                                           \
+        }                                                                                                   \
         for (int j0 = 0; j0 < t; j0 += 4) {                                                                 \
-            /* four tokens per pass (the last pass repeats its last token); per token two independent \
-             * chains (low and high nibbles) so the dot products overlap */                                 \
-            int jj[4];                                                                                      \
-            for (int u = 0; u < 4; u++) jj[u] = j0 + u < t ? j0 + u : t - 1;                                \
-            __m512 acc[4], bacc[4];                                                                         \
-            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) acc[u] = bacc[u] = _mm512_setzero_ps();     \
+            /* four tokens per pass (the last pass repeats its last token) */                               \
+            const int8_t *q[4];                                                                             \
+            const float *d[4];                                                                              \
+            for (int u = 0; u < 4; u++) {                                                                   \
+                const int j = j0 + u < t ? j0 + u : t - 1;                                                  \
+                q[u] = a->qp + (size_t)j * l->in, d[u] = a->d + (size_t)j * nb;                             \
+                kt_group_sums(a->sum + (size_t)j * nb, gs, groups, xs + (size_t)u * groups);                \
+            }                                                                                               \
+            __m512 acc[RB][4];                                                                              \
+            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                         \
+                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) acc[rb][u] = _mm512_setzero_ps();       \
             for (int g = 0; g < groups; g++) {                                                              \
-                __m512 gv[4];                                                                               \
-                float xs[4] = {0, 0, 0, 0};                                                                 \
-                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) gv[u] = _mm512_setzero_ps();            \
+                __m512 gv[RB][4];                                                                           \
+                _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                     \
+                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) gv[rb][u] = _mm512_setzero_ps();    \
                 for (int b = g * per; b < (g + 1) * per; b++) {                                             \
-                    __m512i il[4], ih[4];                                                                   \
-                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) il[u] = ih[u] = _mm512_setzero_si512(); \
+                    __m512i iv[RB][4];                                                                      \
+                    _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                 \
+                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) iv[rb][u] = _mm512_setzero_si512(); \
                     _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                   \
-                        const __m512i wl = lo[b * 4 + k], wh = hi[b * 4 + k];                               \
+                        const size_t st = ((size_t)b * 4 + k) * RB;                                         \
                         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                               \
-                            const int8_t *q = a->qp + (size_t)jj[u] * l->in + (size_t)b * KT_QBLOCK + 4 * k; \
                             int32_t e, o;                                                                   \
-                            memcpy(&e, q, 4);                                                               \
-                            memcpy(&o, q + 16, 4);                                                          \
-                            il[u] = DOT4(il[u], wl, _mm512_set1_epi32(e));                                  \
-                            ih[u] = DOT4(ih[u], wh, _mm512_set1_epi32(o));                                  \
+                            memcpy(&e, q[u] + (size_t)b * KT_QBLOCK + 4 * k, 4);                            \
+                            memcpy(&o, q[u] + (size_t)b * KT_QBLOCK + 16 + 4 * k, 4);                       \
+                            const __m512i ev = _mm512_set1_epi32(e), ov = _mm512_set1_epi32(o);             \
+                            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                       \
+                                iv[rb][u] = DOT4(iv[rb][u], lo[st + rb], ev);                               \
+                                iv[rb][u] = DOT4(iv[rb][u], hi[st + rb], ov);                               \
+                            }                                                                               \
                         }                                                                                   \
                     }                                                                                       \
                     _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                   \
-                        const size_t kb = (size_t)jj[u] * nb + b;                                           \
-                        gv[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(il[u], ih[u])),          \
-                                                _mm512_set1_ps(a->d[kb]), gv[u]);                           \
-                        xs[u] += a->sum[kb];                                                                \
+                        const __m512 dv = _mm512_set1_ps(d[u][b]);                                          \
+                        _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                             \
+                            gv[rb][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iv[rb][u]), dv, gv[rb][u]);      \
                     }                                                                                       \
                 }                                                                                           \
-                const __m512 sv = _mm512_loadu_ps(sc + (size_t)g * PACK_ROWS);                              \
-                const __m512 bv = _mm512_loadu_ps(bi + (size_t)g * PACK_ROWS);                              \
-                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                       \
-                    acc[u] = _mm512_fmadd_ps(gv[u], sv, acc[u]);                                            \
-                    bacc[u] = _mm512_fmadd_ps(bv, _mm512_set1_ps(xs[u]), bacc[u]);                          \
+                _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                                   \
+                    const __m512 sv = _mm512_load_ps(sc + ((size_t)g * RB + rb) * PACK_ROWS);               \
+                    const __m512 bv = _mm512_load_ps(bi + ((size_t)g * RB + rb) * PACK_ROWS);               \
+                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                   \
+                        acc[rb][u] = _mm512_fmadd_ps(gv[rb][u], sv, acc[rb][u]);                            \
+                        acc[rb][u] = _mm512_fmadd_ps(bv, _mm512_set1_ps(xs[(size_t)u * groups + g]), acc[rb][u]); \
+                    }                                                                                       \
                 }                                                                                           \
             }                                                                                               \
-            for (int u = 0; u < 4 && j0 + u < t; u++)                                                       \
-                _mm512_mask_storeu_ps(y + (size_t)(j0 + u) * ldy + r0, keep, _mm512_add_ps(acc[u], bacc[u])); \
+            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                                       \
+                const int left = rows - rb * PACK_ROWS;                                                     \
+                const __mmask16 keep = (__mmask16)(left >= PACK_ROWS ? 0xffff : (1u << left) - 1);          \
+                for (int u = 0; u < 4 && j0 + u < t; u++)                                                   \
+                    _mm512_mask_storeu_ps(y + (size_t)(j0 + u) * ldy + r0 + rb * PACK_ROWS, keep, acc[rb][u]); \
+            }                                                                                               \
         }                                                                                                   \
-        free(mem);                                                                                          \
-        free(sc);                                                                                           \
-        return 1;                                                                                           \
     }
 
 AVX512I("") __m512i dot4_bw(__m512i acc, __m512i c, __m512i x) {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1)));
 }
 AVX512I(",avx512vnni") __m512i dot4_vnni(__m512i acc, __m512i c, __m512i x) { return _mm512_dpbusd_epi32(acc, c, x); }
-Q4_I8_GEMM16(q4_i8_gemm16_bw_k, "", dot4_bw)
-Q4_I8_GEMM16(q4_i8_gemm16_vnni_k, ",avx512vnni", dot4_vnni)
-
+Q4_I8_PACKED(q4_i8_packed16_bw, "", dot4_bw, 1)
+Q4_I8_PACKED(q4_i8_packed32_bw, "", dot4_bw, 2)
+Q4_I8_PACKED(q4_i8_packed16_vnni, ",avx512vnni", dot4_vnni, 1)
+Q4_I8_PACKED(q4_i8_packed32_vnni, ",avx512vnni", dot4_vnni, 2)
 
 /* The repacked prompt kernel takes what the four-row kernels take, rows of
- * whole 4-byte steps (every width here: in % 32 == 0), and at most 16 rows. */
-static int q4_i8_gemm16_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    return kt_rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_bw_k(l, r0, r1, a, t, y, ldy) : 0;
+ * whole 4-byte steps (every width here: in % 32 == 0), and at most 32 rows;
+ * 16 or fewer go through the one-block tile. */
+static int q4_i8_packed_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
+    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (r1 - r0 > PACK_ROWS) q4_i8_packed32_bw(l, r0, r1, a, t, y, ldy, scratch);
+    else q4_i8_packed16_bw(l, r0, r1, a, t, y, ldy, scratch);
+    return 1;
 }
-static int q4_i8_gemm16_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy) {
-    return kt_rows4_ok(l) && r1 - r0 <= PACK_ROWS && r1 > r0 ? q4_i8_gemm16_vnni_k(l, r0, r1, a, t, y, ldy) : 0;
+static int q4_i8_packed_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
+    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (r1 - r0 > PACK_ROWS) q4_i8_packed32_vnni(l, r0, r1, a, t, y, ldy, scratch);
+    else q4_i8_packed16_vnni(l, r0, r1, a, t, y, ldy, scratch);
+    return 1;
 }
 
 /* 8 bits: 64 bytes are two blocks in x's own order. Without VNNI the codes
@@ -526,7 +557,7 @@ static void q4_i8_gemm_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a
 /* AVX-512F with BW and DQ (the integer kernels need both). */
 const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
     static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_bw, q8_i8_rows_bw,
-                                        q4_i8_gemm_base, q4_i8_gemm16_bw};
+                                        q4_i8_gemm_base, q4_i8_packed_bw};
     const kt_matvec_kernels_t *avx2 = kt_kernels_avx2_base();
     if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512dq"))
@@ -539,7 +570,7 @@ const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
 /* The same with AVX-512 VNNI's vpdpbusd, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_avx512(void) {
     static kt_matvec_kernels_t table = {"avx512-vnni", q4_rows, bf16_rows, NULL, NULL, q4_i8_rows_vnni,
-                                        q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_gemm16_vnni};
+                                        q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni};
     const kt_matvec_kernels_t *base = kt_kernels_avx512_base();
     if (!base || !__builtin_cpu_supports("avx512vnni")) return base;
     table.q4_row = base->q4_row;

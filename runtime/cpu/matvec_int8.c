@@ -32,6 +32,9 @@ void kt_qact_quantize(kt_qact *a, const float *x, int n) {
         a->cap = n;
     }
     a->n = n;
+    /* blocks are independent: a prompt's inputs (millions of values) are
+     * shared among the threads, with the same bytes as one thread */
+#pragma omp parallel for schedule(static) if (n >= 65536)
     for (int k = 0; k < n / KT_QBLOCK; k++) {
         const float *v = x + (size_t)k * KT_QBLOCK;
         float amax = 0, sum = 0;
@@ -109,18 +112,34 @@ int kt_linear_int8_ok(const kt_linear *l) {
 
 enum { ROW_BLOCK = 16, PACKED_FROM = 8 };
 
-/* The prompt with integer activations: A holds T vectors. Rows go in
- * blocks, tokens in fours, so a weight block read from memory serves four
- * tokens (4-bit: the gemm kernel; other widths: one vector at a time). */
+/* The prompt with integer activations: A holds T vectors. From PACKED_FROM
+ * tokens on (repacking a block of rows costs about what 4 tokens' products
+ * do), 4-bit rows go to the table's repacked kernel in blocks of
+ * KT_PACK_ROWS, each thread with its own scratch for the packed rows.
+ * Otherwise rows go in blocks of 16 and tokens in fours, so a weight block
+ * read from memory serves four tokens (4-bit: the gemm kernel; other
+ * widths: one vector at a time). */
 void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
-    const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK, per = l->in / KT_QBLOCK;
-    /* repacking 16 rows costs about what 4 tokens' products do: from 8 on */
-    const int packed = k && l->bits == 4 && k->q4_i8_gemm16 && t >= PACKED_FROM;
+    const int per = l->in / KT_QBLOCK;
+    if (k && l->bits == 4 && k->q4_i8_packed && t >= PACKED_FROM && kt_rows4_ok(l)) {
+        const int blocks = (l->out + KT_PACK_ROWS - 1) / KT_PACK_ROWS;
+#pragma omp parallel if (l->out >= 64)
+        {
+            void *scratch = kt_xmalloc(kt_packed_scratch_bytes(l));
+#pragma omp for schedule(static)
+            for (int b = 0; b < blocks; b++) {
+                const int r0 = b * KT_PACK_ROWS, r1 = r0 + KT_PACK_ROWS < l->out ? r0 + KT_PACK_ROWS : l->out;
+                k->q4_i8_packed(l, r0, r1, a, t, y, (size_t)l->out, scratch);
+            }
+            free(scratch);
+        }
+        return;
+    }
+    const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel for schedule(static) if (l->out >= 64)
     for (int b = 0; b < blocks; b++) {
         const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < l->out ? r0 + ROW_BLOCK : l->out;
-        if (packed && k->q4_i8_gemm16(l, r0, r1, a, t, y, (size_t)l->out)) continue;
         for (int t0 = 0; t0 < t; t0 += 4) {
             const int nt = t - t0 < 4 ? t - t0 : 4;
             kt_qact view = {l->in * nt, 0, a->q + (size_t)t0 * l->in, a->qp + (size_t)t0 * l->in, a->d + (size_t)t0 * per,

@@ -365,8 +365,7 @@ static void mamba_step(const kt_config *c, const kt_layer *L, float *conv, float
     record(KT_GPU_MAMBA_GATE, gate_bufs, 3, &a, sizeof a, (uint32_t)c->n_groups, 1);
 }
 
-static void attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o, float *tmp) {
-    (void)tmp;
+static void attend_one(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o) {
     const size_t kvd = (size_t)c->kv_heads * c->head_dim, need = (size_t)c->heads * (pos + 1) * 4;
     if (scores.size < need) { /* earlier dispatches of this token may hold the old one: run them first */
         if (scores.handle && host->submit(dev)) fail_once();
@@ -381,6 +380,21 @@ static void attend(const kt_config *c, const float *kc, const float *vc, int pos
                             (uint32_t)(qo / 4), (uint32_t)(oo / 4)};
     const kt_gpu_buffer *bufs[] = {Q, K, V, scores.handle ? &scores : NULL, O};
     record(KT_GPU_ATTEND, bufs, 5, &a, sizeof a, (uint32_t)c->heads, 1);
+}
+
+/* A prompt's tokens are recorded one after another into the submission:
+ * the device runs them in order, each step's kernels over all heads. */
+static void mamba_steps(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, int n,
+                        float *y, float *tmp) {
+    const size_t I = (size_t)c->m_heads * c->m_head_dim, row = I + kt_config_conv_dim(c) + c->m_heads;
+    for (int t = 0; t < n; t++) mamba_step(c, L, conv, ssm, proj + t * row, y + t * I, tmp);
+}
+
+static void attend(const kt_config *c, const float *kc, const float *vc, int pos, int n, const float *q, float *o,
+                   float *tmp) {
+    (void)tmp;
+    const size_t Q = (size_t)c->heads * c->head_dim;
+    for (int t = 0; t < n; t++) attend_one(c, kc, vc, pos + t, q + t * Q, o + t * Q);
 }
 
 static void ewise(uint32_t op, float *y, const float *a, int n) {
@@ -566,7 +580,7 @@ static void unload(void) {
 }
 
 static kt_backend table = {
-    .name = "gpu", .matvec = matvec, .matmul = matmul, .row = row, .rmsnorm = rmsnorm, .mamba_step = mamba_step, .attend = attend,
+    .name = "gpu", .matvec = matvec, .matmul = matmul, .row = row, .rmsnorm = rmsnorm, .mamba_steps = mamba_steps, .attend = attend,
     .int8_ok = int8_ok, .relu2 = relu2, .add = add, .route = route, .expert = expert, .weigh = weigh,
     .sync = sync_token, .alloc = alloc, .release = release, .unload = unload,
     /* no integer activations */

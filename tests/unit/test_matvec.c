@@ -329,7 +329,7 @@ void test_int8_kernels_match_reference(void) {
 
 /* The repacked prompt kernel (one lane per row) against the integer
  * reference: every table that has it, every group size and scale type,
- * widths with whole and partial 128-element chunks, 16 rows and a short
+ * widths with whole and partial 128-element chunks, blocks of 32 and 16 rows and a short
  * last block, token counts odd and even; and the batched dispatch, which
  * takes it from 8 tokens on, against one vector at a time. */
 void test_int8_packed_gemm_matches_reference(void) {
@@ -337,7 +337,7 @@ void test_int8_packed_gemm_matches_reference(void) {
     const int nt = tables(tab);
     const int in_list[] = {768, 960, 2240}, gs_list[] = {32, 64, 128}, t_list[] = {1, 2, 3, 9};
     const kt_dtype sd_list[] = {KT_BF16, KT_F16, KT_F32};
-    enum { OUT = 37, T = 9 };
+    enum { OUT = 53, T = 9 };
     uint64_t st = 29;
     float *xs = malloc((size_t)T * 2240 * sizeof *xs), *ys = malloc((size_t)T * OUT * sizeof *ys);
     float *yr = malloc((size_t)T * OUT * sizeof *yr), *y1 = malloc(OUT * sizeof *y1);
@@ -351,15 +351,18 @@ void test_int8_packed_gemm_matches_reference(void) {
             for (int d = 0; d < 3; d++) {
                 if (in % gs_list[g]) continue;
                 qmatrix q = make_q(OUT, in, 4, gs_list[g], sd_list[d], &st);
+                void *scratch = malloc(kt_packed_scratch_bytes(&q.l));
                 for (int ti = 0; ti < 4; ti++) {
                     const int t = t_list[ti];
                     kt_linear_gemm_qref(&q.l, 0, OUT, &a, t, yr, OUT);
                     for (int k = 0; k < nt; k++) {
-                        if (!tab[k]->q4_i8_gemm16) continue;
+                        if (!tab[k]->q4_i8_packed) continue;
                         memset(ys, 0, (size_t)T * OUT * sizeof *ys);
                         int took = 1;
-                        for (int r0 = 0; r0 < OUT; r0 += 16)
-                            took &= tab[k]->q4_i8_gemm16(&q.l, r0, r0 + 16 < OUT ? r0 + 16 : OUT, &a, t, ys, OUT);
+                        /* blocks of 32 rows, of 16 and a short one (5) */
+                        for (int r0 = 0; r0 < OUT; r0 += r0 == 0 ? KT_PACK_ROWS : 16)
+                            took &= tab[k]->q4_i8_packed(&q.l, r0, r0 + (r0 == 0 ? KT_PACK_ROWS : 16) < OUT ? r0 + (r0 == 0 ? KT_PACK_ROWS : 16) : OUT,
+                                                         &a, t, ys, OUT, scratch);
                         CHECK_MSG(took, "%s declined gs %d", tab[k]->name, gs_list[g]);
                         for (int i = 0; i < t * OUT; i++)
                             CHECK_MSG(fabs(ys[i] - yr[i]) <= 1e-5 * (fabs(yr[i]) + 1), "%s packed gemm in %d gs %d %s t %d at %d: %g vs %g",
@@ -378,11 +381,12 @@ void test_int8_packed_gemm_matches_reference(void) {
                         kt_qact_free(&one);
                     }
                 }
+                free(scratch);
                 free_q(&q);
             }
         kt_qact_free(&a);
     }
     /* where the CPU has AVX-512, the kernel must have run */
-    for (int k = 0; k < nt; k++) CHECK(!tab[k]->q4_i8_gemm16 || ran > 0);
+    for (int k = 0; k < nt; k++) CHECK(!tab[k]->q4_i8_packed || ran > 0);
     free(xs), free(ys), free(yr), free(y1);
 }

@@ -1,0 +1,187 @@
+/* gemm_bench.c - the prompt's 4-bit matrix product with integer activations
+ * (kt_linear_apply_batch_q) against this machine's integer dot-product peak,
+ * in the same run.
+ *
+ *   gemm-bench [--rows 15680] [--cols 4480] [--group-size 64] [--tokens 64]
+ *
+ * A prompt of T tokens reads each weight once and multiplies it with T
+ * activations, so from a few tokens on the product is bound by arithmetic,
+ * not memory. The bound is measured as the fastest code reaches it: the
+ * widest integer dot-product instruction the CPU has (AVX-512 VNNI
+ * vpdpbusd, AVX-VNNI, else vpmaddubsw + vpmaddwd + vpaddd; arm64 sdot),
+ * register operands, 16 independent accumulators, on every thread, median
+ * of 9 passes. Figures: multiply-adds per second (rows x cols x tokens per
+ * product), all threads and one thread.
+ */
+#include "bench_util.h"
+#include "cpu.h"
+#include "strbuf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum { PEAK_ITERS = 1 << 22 };
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* 16 chains of the instruction, each operand a register: ITERS x 16
+ * instructions, returned so nothing is optimised away. */
+#define PEAK_LOOP(VEC, ZERO, STEP, LANES)                                                                         \
+    VEC a[16];                                                                                                     \
+    for (int i = 0; i < 16; i++) a[i] = ZERO;                                                                      \
+    VEC c = seed_c, x = seed_x;                                                                                    \
+    for (long it = 0; it < iters; it++) {                                                                          \
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) a[i] = STEP(a[i], c, x);                           \
+        __asm__ volatile("" : "+v"(c), "+v"(x));                                                                 \
+    }                                                                                                              \
+    VEC s = a[0];                                                                                                  \
+    for (int i = 1; i < 16; i++) s = ADD(s, a[i]);                                                                 \
+    *macs = (double)iters * 16 * (LANES);                                                                          \
+    return (uint32_t)EXTRACT(s);
+
+#define ADD _mm512_add_epi32
+#define EXTRACT(v) _mm_cvtsi128_si32(_mm512_castsi512_si128(v))
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t peak_avx512vnni(long iters, double *macs) {
+    const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
+    PEAK_LOOP(__m512i, _mm512_setzero_si512(), _mm512_dpbusd_epi32, 64)
+}
+static inline __attribute__((target("avx512f,avx512bw"))) __m512i bw_step(__m512i a, __m512i c, __m512i x) {
+    return _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1)));
+}
+__attribute__((target("avx512f,avx512bw"))) static uint32_t peak_avx512bw(long iters, double *macs) {
+    const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
+    PEAK_LOOP(__m512i, _mm512_setzero_si512(), bw_step, 64)
+}
+#undef ADD
+#undef EXTRACT
+#define ADD _mm256_add_epi32
+#define EXTRACT(v) _mm_cvtsi128_si32(_mm256_castsi256_si128(v))
+__attribute__((target("avx2,avxvnni"))) static uint32_t peak_avxvnni(long iters, double *macs) {
+    const __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
+    PEAK_LOOP(__m256i, _mm256_setzero_si256(), _mm256_dpbusd_avx_epi32, 32)
+}
+static inline __attribute__((target("avx2"))) __m256i avx2_step(__m256i a, __m256i c, __m256i x) {
+    return _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(c, x), _mm256_set1_epi16(1)));
+}
+__attribute__((target("avx2"))) static uint32_t peak_avx2(long iters, double *macs) {
+    const __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
+    PEAK_LOOP(__m256i, _mm256_setzero_si256(), avx2_step, 32)
+}
+static uint32_t peak(long iters, double *macs, const char **name) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni")) return *name = "avx512-vnni vpdpbusd", peak_avx512vnni(iters, macs);
+    if (__builtin_cpu_supports("avx512bw")) return *name = "avx512bw vpmaddubsw", peak_avx512bw(iters, macs);
+    if (__builtin_cpu_supports("avxvnni")) return *name = "avx-vnni vpdpbusd", peak_avxvnni(iters, macs);
+    if (__builtin_cpu_supports("avx2")) return *name = "avx2 vpmaddubsw", peak_avx2(iters, macs);
+    *name = "none";
+    *macs = 0;
+    return 0;
+}
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+static uint32_t peak(long iters, double *macs, const char **name) {
+    int32x4_t a[16];
+    for (int i = 0; i < 16; i++) a[i] = vdupq_n_s32(0);
+    int8x16_t c = vdupq_n_s8(3), x = vdupq_n_s8(-2);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 16; i++) a[i] = vdotq_s32(a[i], c, x);
+        __asm__ volatile("" : "+w"(c), "+w"(x));
+    }
+    int32x4_t s = a[0];
+    for (int i = 1; i < 16; i++) s = vaddq_s32(s, a[i]);
+    *name = "neon sdot";
+    *macs = (double)iters * 16 * 16;
+    return (uint32_t)vgetq_lane_s32(s, 0);
+}
+#else
+static uint32_t peak(long iters, double *macs, const char **name) {
+    (void)iters;
+    *name = "none";
+    *macs = 0;
+    return 0;
+}
+#endif
+
+/* Multiply-adds per second of the peak loop on NT threads (median of 9). */
+static double peak_rate(int nt, const char **name) {
+    double t[9], macs = 0;
+    volatile uint32_t sink = 0;
+    for (int r = 0; r < 9; r++) {
+        double m = 0, t0 = bench_now();
+#pragma omp parallel num_threads(nt) reduction(+ : m)
+        {
+            double mine;
+            sink ^= peak(PEAK_ITERS / 16, &mine, name);
+            m += mine;
+        }
+        t[r] = bench_now() - t0;
+        macs = m;
+    }
+    return macs / bench_median(t, 9);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+int main(int argc, char **argv) {
+    int rows = 15680, cols = 4480, gs = 64, tokens = 64;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--rows")) rows = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cols")) cols = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--group-size")) gs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tokens")) tokens = atoi(argv[i + 1]);
+    }
+    if (rows <= 0 || cols <= 0 || gs <= 0 || cols % gs || gs % 32 || tokens <= 0) {
+        fprintf(stderr, "gemm-bench: bad shape\n");
+        return 2;
+    }
+    const size_t codes = (size_t)rows * cols / 2, sb = (size_t)rows * (cols / gs) * 2;
+    uint8_t *w = kt_xmalloc(codes + 2 * sb);
+    for (size_t i = 0; i < codes; i++) w[i] = (uint8_t)next();
+    uint16_t *s = (uint16_t *)(w + codes);
+    for (size_t i = 0; i < sb; i++) s[i] = 0x3c00 | (uint16_t)(next() & 0x7f);
+    const kt_linear l = {rows, cols, 1, w, KT_BF16, w + codes, w + codes + sb, 4, gs};
+    float *x = kt_xmalloc((size_t)tokens * cols * sizeof *x), *y = kt_xmalloc((size_t)tokens * rows * sizeof *y);
+    for (size_t i = 0; i < (size_t)tokens * cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
+    kt_qact qa = {0};
+    kt_qact_quantize(&qa, x, tokens * cols);
+
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    const char *name = "none";
+    const double macs = (double)rows * cols * tokens;
+    double t[9], rate[2], bound[2];
+    for (int pass = 0; pass < 2; pass++) { /* all threads, then one */
+        const int nt = pass ? 1 : threads;
+#ifdef _OPENMP
+        omp_set_num_threads(nt);
+#endif
+        bound[pass] = peak_rate(nt, &name);
+        kt_linear_apply_batch_q(&l, &qa, tokens, y); /* warm: the weights in the page cache, code paged in */
+        for (int r = 0; r < 9; r++) {
+            double t0 = bench_now();
+            kt_linear_apply_batch_q(&l, &qa, tokens, y);
+            t[r] = bench_now() - t0;
+        }
+        rate[pass] = macs / bench_median(t, 9);
+    }
+    printf("{\n  \"shape\": [%d, %d], \"group_size\": %d, \"tokens\": %d, \"threads\": %d, \"kernels\": \"%s\",\n", rows,
+           cols, gs, tokens, threads, kt_matvec_kernels());
+    printf("  \"peak_instruction\": \"%s\", \"peak_GMACps\": %.1f, \"peak_GMACps_1t\": %.1f,\n", name, bound[0] / 1e9,
+           bound[1] / 1e9);
+    printf("  \"gemm_GMACps\": %.1f, \"gemm_GMACps_1t\": %.1f,\n", rate[0] / 1e9, rate[1] / 1e9);
+    printf("  \"share_of_peak\": %.3f, \"share_of_peak_1t\": %.3f\n}\n", bound[0] > 0 ? rate[0] / bound[0] : 0,
+           bound[1] > 0 ? rate[1] / bound[1] : 0);
+    kt_qact_free(&qa);
+    free(w), free(x), free(y);
+    return 0;
+}

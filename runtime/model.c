@@ -10,8 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-float kt_vec_at(const kt_vec *v, int i) {
-    if (v->f) return v->f[i];
+float kt_vec_at_slow(const kt_vec *v, int i) {
     float f;
     kt_row_to_f32(v->dtype, v->data + (size_t)i * (kt_dtype_bits(v->dtype) / 8), &f, 1);
     return f;

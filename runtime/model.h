@@ -104,7 +104,9 @@ int kt_forward_every(const kt_model *m, kt_state *s, const int32_t *tokens, int 
  * a context evaluated once and continued several ways. */
 int kt_state_copy(kt_state *dst, const kt_state *src, const kt_model *m);
 
-/* Element I of a vector parameter as float. */
-float kt_vec_at(const kt_vec *v, int i);
+/* Element I of a vector parameter as float: inline, since the recurrences
+ * read them per element per token (the float copy exists once loaded). */
+float kt_vec_at_slow(const kt_vec *v, int i);
+static inline float kt_vec_at(const kt_vec *v, int i) { return v->f ? v->f[i] : kt_vec_at_slow(v, i); }
 
 #endif

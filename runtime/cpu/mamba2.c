@@ -12,6 +12,7 @@
  * token by token it is this recurrence.
  */
 #include "cpu.h"
+#include "kernels.h"
 #include "strbuf.h"
 
 #include <math.h>
@@ -36,9 +37,33 @@ static void causal_conv(const kt_config *c, const kt_layer *L, float *conv, cons
     memcpy(conv + (size_t)(K - 2) * dim, in, (size_t)dim * sizeof *in);
 }
 
+/* The conv over N tokens (row t of IN, ROW floats apart, into row t of
+ * OUT): each channel on its own, so the channels are shared among the
+ * threads; per output the same sum in the same order as causal_conv. */
+static void conv_tokens(const kt_config *c, const kt_layer *L, float *conv, const float *in, size_t row, int n,
+                        float *out) {
+    const int K = c->conv, dim = c->m_heads * c->m_head_dim + 2 * c->n_groups * c->state;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < dim; ch++) {
+        float win[64]; /* the last K - 1 inputs, oldest first (conv_kernel <= 64: lib/nemotron_config.c) */
+        const float *w = L->conv_w.f + (size_t)ch * K, b = kt_vec_at(&L->conv_b, ch);
+        for (int k = 0; k < K - 1; k++) win[k] = conv[k * dim + ch];
+        for (int t = 0; t < n; t++) {
+            const float x = in[t * row + ch];
+            float acc = b;
+            for (int k = 0; k < K - 1; k++) acc += w[k] * win[k];
+            acc += w[K - 1] * x;
+            out[(size_t)t * dim + ch] = silu(acc);
+            for (int k = 0; k + 1 < K - 1; k++) win[k] = win[k + 1];
+            if (K > 1) win[K - 2] = x;
+        }
+        for (int k = 0; k < K - 1; k++) conv[k * dim + ch] = win[k];
+    }
+}
+
 /* One head H of one token: the state advances, Y receives y_h. DT: the
  * token's dt inputs; XS, B, C: its conv output. */
-static void ssm_head(const kt_config *c, const kt_layer *L, int h, float *ssm, const float *dt, const float *xs,
+static inline __attribute__((always_inline)) void ssm_head_body(const kt_config *c, const kt_layer *L, int h, float *ssm, const float *dt, const float *xs,
                      const float *B, const float *C, float *y) {
     const int G = c->n_groups, N = c->state, P = c->m_head_dim, g = h / (c->m_heads / G);
     float d = softplus(dt[h] + kt_vec_at(&L->dt_bias, h));
@@ -69,6 +94,35 @@ static void ssm_head(const kt_config *c, const kt_layer *L, int h, float *ssm, c
     }
 }
 
+/* The same C compiled for wider vectors, chosen at run time: a layer's
+ * state update is most of a prompt's work outside the matrices, and the
+ * build's baseline (SSE2 on x86-64) gives it 4 lanes of 16. Every clone
+ * does the same IEEE operations in the same order (no contraction into
+ * FMA, -ffp-contract=off), so all of them give the reference's bits
+ * (tests/unit/test_recurrence.c); kt_matvec_force_scalar selects the
+ * reference. */
+typedef void ssm_head_fn(const kt_config *, const kt_layer *, int, float *, const float *, const float *, const float *,
+                         const float *, float *);
+#define SSM_HEAD(NAME, ATTR)                                                                                        \
+    ATTR static void NAME(const kt_config *c, const kt_layer *L, int h, float *ssm, const float *dt, const float *xs, \
+                          const float *B, const float *C, float *y) {                                              \
+        ssm_head_body(c, L, h, ssm, dt, xs, B, C, y);                                                               \
+    }
+SSM_HEAD(ssm_head_ref, )
+#if defined(__x86_64__) && defined(__GNUC__)
+SSM_HEAD(ssm_head_avx2, __attribute__((target("avx2"))))
+SSM_HEAD(ssm_head_avx512, __attribute__((target("avx512f"))))
+#endif
+
+static ssm_head_fn *ssm_head_kernel(void) {
+    if (!kt_kernels_active()) return ssm_head_ref;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) return ssm_head_avx512;
+    if (__builtin_cpu_supports("avx2")) return ssm_head_avx2;
+#endif
+    return ssm_head_ref;
+}
+
 /* y = rmsnorm per group (y * silu(z)) * norm.weight */
 static void gate(const kt_config *c, const kt_layer *L, const float *z, float *y) {
     const int I = c->m_heads * c->m_head_dim, G = c->n_groups, per = I / G;
@@ -83,6 +137,7 @@ void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *s
     causal_conv(c, L, conv, proj + I, xbc);
     /* heads are independent: the 9B shape's 128 heads x 80 x 128 state
      * values are a fifth of a token's arithmetic outside the matrices */
+    ssm_head_fn *ssm_head = ssm_head_kernel();
 #pragma omp parallel for schedule(static) if ((long)I * c->state >= 65536)
     for (int h = 0; h < c->m_heads; h++) ssm_head(c, L, h, ssm, proj + I + dim, xbc, xbc + I, xbc + I + GN, y);
     gate(c, L, proj, y);
@@ -103,7 +158,8 @@ void kt_mamba2_steps(const kt_config *c, const kt_layer *L, float *conv, float *
     const int I = c->m_heads * c->m_head_dim, GN = c->n_groups * c->state, dim = I + 2 * GN;
     const size_t row = (size_t)I + dim + c->m_heads; /* one token's proj */
     float *xbc = kt_xmalloc((size_t)n * dim * sizeof *xbc);
-    for (int t = 0; t < n; t++) causal_conv(c, L, conv, proj + t * row + I, xbc + (size_t)t * dim);
+    conv_tokens(c, L, conv, proj + I, row, n, xbc);
+    ssm_head_fn *ssm_head = ssm_head_kernel();
 #pragma omp parallel for schedule(static)
     for (int h = 0; h < c->m_heads; h++)
         for (int t = 0; t < n; t++) {

@@ -19,6 +19,81 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* One block of KT_QBLOCK values into Q (x's order) and QP (even elements,
+ * then odd); returns d, sets *SUM and *QSUM. Written so that every loop
+ * vectorizes: max|x| is exact in any order, the float sum of x runs in 16
+ * fixed partial sums, and q = roundf(x * inv) (ties away from zero) is
+ * computed without a call as trunc(y) plus a step where |y - trunc(y)| >=
+ * 1/2, both exact for |y| < 2^31. */
+static inline __attribute__((always_inline)) float quantize_block_body(const float *v, int8_t *q, int8_t *qp, float *sum,
+                                                                       int32_t *qsum) {
+    enum { P = 16 };
+    float mx[P], part[P];
+    uint32_t bad = 0;
+    for (int j = 0; j < P; j++) mx[j] = 0, part[j] = 0;
+    for (int j0 = 0; j0 < KT_QBLOCK; j0 += P)
+        for (int j = 0; j < P; j++) {
+            const float m = fabsf(v[j0 + j]);
+            uint32_t bits;
+            memcpy(&bits, &m, 4);
+            bad |= bits >= 0x7f800000u; /* infinity or NaN */
+            mx[j] = m > mx[j] ? m : mx[j];
+            part[j] += v[j0 + j];
+        }
+    float amax = 0, s = 0;
+    for (int j = 0; j < P; j++) amax = mx[j] > amax ? mx[j] : amax, s += part[j];
+    *sum = s;
+    int32_t r[KT_QBLOCK], qs = 0;
+    if (bad) { /* NaN reaches every output this block meets */
+        memset(q, 0, KT_QBLOCK), memset(qp, 0, KT_QBLOCK);
+        *qsum = 0;
+        return NAN;
+    }
+    const float d = amax / 127.0f, inv = d > 0 ? 127.0f / amax : 0.0f;
+    for (int j = 0; j < KT_QBLOCK; j++) {
+        /* |f| >= 1/2 read off f's bits: integer compares, which vectorize
+         * where float ones (which may trap) would not */
+        const float y = v[j] * inv, f = y - (float)(int32_t)y;
+        uint32_t fb;
+        memcpy(&fb, &f, 4);
+        const int32_t up = (fb & 0x7fffffffu) >= 0x3f000000u, neg = (int32_t)(fb >> 31);
+        int32_t z = (int32_t)y + up * (1 - 2 * neg);
+        z = z > 127 ? 127 : z;
+        r[j] = z < -127 ? -127 : z;
+    }
+    for (int j = 0; j < KT_QBLOCK; j++) q[j] = (int8_t)r[j], qs += r[j];
+    for (int j = 0; j < KT_QBLOCK / 2; j++) qp[j] = (int8_t)r[2 * j], qp[KT_QBLOCK / 2 + j] = (int8_t)r[2 * j + 1];
+    *qsum = qs;
+    return d;
+}
+
+/* The same C for wider vectors, chosen at run time (as mamba2.c does): the
+ * same bytes from every clone; kt_matvec_force_scalar selects the baseline. */
+typedef void quantize_fn(kt_qact *a, const float *x, int k0, int k1);
+#define QUANTIZE(NAME, ATTR)                                                                                       \
+    ATTR static void NAME(kt_qact *a, const float *x, int k0, int k1) {                                            \
+        for (int k = k0; k < k1; k++)                                                                              \
+            a->d[k] = quantize_block_body(x + (size_t)k * KT_QBLOCK, a->q + (size_t)k * KT_QBLOCK,                 \
+                                          a->qp + (size_t)k * KT_QBLOCK, &a->sum[k], &a->qsum[k]);                 \
+    }
+QUANTIZE(quantize_ref, )
+#if defined(__x86_64__) && defined(__GNUC__)
+QUANTIZE(quantize_avx2, __attribute__((target("avx2"))))
+QUANTIZE(quantize_avx512, __attribute__((target("avx512f,avx512bw"))))
+#endif
+
+static quantize_fn *quantize_kernel(void) {
+    if (!kt_kernels_active()) return quantize_ref;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return quantize_avx512;
+    if (__builtin_cpu_supports("avx2")) return quantize_avx2;
+#endif
+    return quantize_ref;
+}
 
 void kt_qact_quantize(kt_qact *a, const float *x, int n) {
     if (n > a->cap) {
@@ -32,31 +107,21 @@ void kt_qact_quantize(kt_qact *a, const float *x, int n) {
         a->cap = n;
     }
     a->n = n;
+    quantize_fn *run = quantize_kernel();
+    const int blocks = n / KT_QBLOCK;
+    if (n < 65536) {
+        run(a, x, 0, blocks);
+        return;
+    }
     /* blocks are independent: a prompt's inputs (millions of values) are
      * shared among the threads, with the same bytes as one thread */
-#pragma omp parallel for schedule(static) if (n >= 65536)
-    for (int k = 0; k < n / KT_QBLOCK; k++) {
-        const float *v = x + (size_t)k * KT_QBLOCK;
-        float amax = 0, sum = 0;
-        int finite = 1;
-        for (int j = 0; j < KT_QBLOCK; j++) {
-            const float m = fabsf(v[j]);
-            finite &= isfinite(v[j]) != 0;
-            if (m > amax) amax = m;
-            sum += v[j];
-        }
-        const float d = !finite ? NAN : amax / 127.0f, inv = d > 0 ? 127.0f / amax : 0.0f;
-        int8_t *q = a->q + (size_t)k * KT_QBLOCK, *qp = a->qp + (size_t)k * KT_QBLOCK;
-        int32_t qs = 0;
-        for (int j = 0; j < KT_QBLOCK; j++) {
-            const float t = finite ? roundf(v[j] * inv) : 0.0f;
-            q[j] = (int8_t)(t > 127 ? 127 : t < -127 ? -127 : t);
-            qs += q[j];
-        }
-        for (int j = 0; j < KT_QBLOCK / 2; j++) qp[j] = q[2 * j], qp[KT_QBLOCK / 2 + j] = q[2 * j + 1];
-        a->d[k] = d;
-        a->sum[k] = sum;
-        a->qsum[k] = qs;
+#pragma omp parallel
+    {
+        int id = 0, nt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        run(a, x, (int)((long)blocks * id / nt), (int)((long)blocks * (id + 1) / nt));
     }
 }
 

@@ -219,7 +219,39 @@ void test_qact_quantize(void) {
         CHECK(a.qsum[k] == qs);
     }
     CHECK(a.d[2] == 0 && a.q[70] == 0);
+    /* q is exactly roundf(x * 127 / max|x|), ties away from zero: a block
+     * whose max is 127 (the factor is 1) holds ties, values next to them
+     * and random ones */
+    float t[2 * KT_QBLOCK];
+    const float ties[] = {0.5f, -0.5f, 2.5f, -3.5f, 126.5f, -126.5f, 0.49999997f, -0.49999997f, 0.50000006f, 1.4999999f};
+    for (int k = 0; k < 2; k++) {
+        t[k * KT_QBLOCK] = k ? -127.0f : 127.0f;
+        for (int j = 1; j < KT_QBLOCK; j++)
+            t[k * KT_QBLOCK + j] = j <= 10 ? ties[j - 1] : frand(&st) * (k ? 90.0f : 127.0f);
+    }
+    kt_qact_quantize(&a, t, 2 * KT_QBLOCK);
+    for (int i = 0; i < 2 * KT_QBLOCK; i++) {
+        const float amax = 127.0f;
+        CHECK_MSG(a.q[i] == (int8_t)roundf(t[i] * (127.0f / amax)), "element %d (%.9g): q %d, roundf %g", i, t[i], a.q[i],
+                  roundf(t[i]));
+    }
     kt_qact_free(&a);
+    /* the vector clones and the threads give the baseline code's bytes */
+    enum { BIG = 1 << 17 };
+    float *big = malloc(BIG * sizeof *big);
+    for (int i = 0; i < BIG; i++) big[i] = frand(&st) * (i % 97 == 0 ? 300.0f : 3.0f);
+    big[BIG / 2] = INFINITY;
+    kt_qact r = {0}, v = {0};
+    kt_matvec_force_scalar(1);
+    kt_qact_quantize(&r, big, BIG);
+    kt_matvec_force_scalar(0);
+    kt_qact_quantize(&v, big, BIG);
+    const size_t nb = BIG / KT_QBLOCK;
+    CHECK(memcmp(r.q, v.q, BIG) == 0 && memcmp(r.qp, v.qp, BIG) == 0 && memcmp(r.qsum, v.qsum, nb * 4) == 0);
+    CHECK(memcmp(r.d, v.d, nb * 4) == 0 && memcmp(r.sum, v.sum, nb * 4) == 0);
+    CHECK(isnan(v.d[BIG / 2 / KT_QBLOCK]));
+    kt_qact_free(&r), kt_qact_free(&v);
+    free(big);
 }
 
 /* Every table's integer kernels against the integer reference (the same

@@ -1,6 +1,7 @@
 /* test_recurrence.c - the prompt's recurrences over N tokens at once (the
- * Mamba-2 steps, attention of N queries) against N one-token calls: the
- * same arithmetic in another loop order, so the results must be equal to
+ * Mamba-2 steps, attention of N queries) against N one-token calls of the
+ * scalar reference (the build's baseline code): the same arithmetic in
+ * another loop order and wider vectors, so the results must be equal to
  * the bit, state included. */
 #include "cpu.h"
 #include "harness.h"
@@ -45,7 +46,9 @@ static void mamba_case(int heads, int P, int G, int N, int K, int T, uint64_t *s
     float *proj = malloc((size_t)T * row * 4), *y1 = malloc((size_t)T * I * 4), *y2 = malloc((size_t)T * I * 4);
     float *tmp = malloc((size_t)dim * 4);
     for (int i = 0; i < T * row; i++) proj[i] = urand(st) * 2;
+    kt_matvec_force_scalar(1);
     for (int t = 0; t < T; t++) kt_mamba2_step(&c, &L, w1, s1, proj + (size_t)t * row, y1 + (size_t)t * I, tmp);
+    kt_matvec_force_scalar(0);
     kt_mamba2_steps(&c, &L, w2, s2, proj, T, y2, tmp);
     CHECK_MSG(memcmp(y1, y2, (size_t)T * I * 4) == 0, "mamba h%d P%d G%d N%d K%d T%d: outputs differ", heads, P, G, N, K, T);
     CHECK_MSG(memcmp(s1, s2, sn * 4) == 0, "mamba T%d: states differ", T);
@@ -76,7 +79,9 @@ void test_attend_tokens_equal_token_attend(void) {
         for (size_t i = 0; i < kvn; i++) k[i] = urand(&st) * 3, v[i] = urand(&st);
         for (size_t i = 0; i < qn; i++) q[i] = urand(&st) * 3;
         memset(o2, 0x7f, qn * 4); /* every output must be written */
+        kt_matvec_force_scalar(1);
         for (int t = 0; t < n; t++) kt_attend(&c, k, v, pos + t, q + (size_t)t * H * hd, o1 + (size_t)t * H * hd, tmp);
+        kt_matvec_force_scalar(0);
         kt_attend_tokens(&c, k, v, pos, n, q, o2, tmp);
         CHECK_MSG(memcmp(o1, o2, qn * 4) == 0, "attend H%d KV%d hd%d pos %d n %d: outputs differ", H, KV, hd, pos, n);
         free(k), free(v), free(q), free(o1), free(o2), free(tmp);

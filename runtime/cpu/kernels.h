@@ -34,19 +34,20 @@ typedef struct {
      * loaded once serves every vector. NULL where the table has none. */
     void (*q4_i8_gemm)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy);
     /* The same for any T and R1 - R0 <= KT_PACK_ROWS, the rows repacked
-     * first into SCRATCH (kt_packed_scratch_bytes(L) bytes) so that each
+     * first into SCRATCH (kt_packed_scratch_bytes(L, T) bytes) so that each
      * register lane is one row (see matvec_avx512.c). NULL where the table
      * has none; returns 0 for matrices it declines. */
     int (*q4_i8_packed)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch);
 } kt_matvec_kernels_t;
 
-/* The repacked prompt kernels' rows per call and their scratch: the packed
- * codes (one byte per element), the rows' scales and biases as floats, four
- * tokens' group sums, and room to align to 64 bytes. */
+/* The repacked prompt kernels' rows per call and their scratch for T
+ * tokens: the packed codes (one byte per element), the rows' scales and
+ * biases as floats, the row sums and the group sums of x of every token
+ * (T rounded up to 4), and room to align to 64 bytes. */
 enum { KT_PACK_ROWS = 32 };
-static inline size_t kt_packed_scratch_bytes(const kt_linear *l) {
-    const size_t groups = (size_t)(l->in / l->group_size);
-    return (size_t)l->in * KT_PACK_ROWS + groups * (2 * KT_PACK_ROWS + 4) * sizeof(float) + 64;
+static inline size_t kt_packed_scratch_bytes(const kt_linear *l, int t) {
+    const size_t groups = (size_t)(l->in / l->group_size), tokens = ((size_t)t + 3) / 4 * 4;
+    return (size_t)l->in * KT_PACK_ROWS + ((groups * 2 + tokens) * KT_PACK_ROWS + tokens * groups) * sizeof(float) + 64;
 }
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,

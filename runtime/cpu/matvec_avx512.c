@@ -311,6 +311,52 @@ Q4_I8_ROWS4(q4_i8_rows4_vnni, ",avx512vnni", dot2_vnni)
 Q4_I8_GEMM4(q4_i8_gemm4_bw, "", dot2_bw)
 Q4_I8_GEMM4(q4_i8_gemm4_vnni, ",avx512vnni", dot2_vnni)
 
+/* The 16 x 16 dwords of X transposed in registers: four stages, each
+ * swapping the off-diagonal blocks of 8, 4, 2 and 1 dwords between pairs
+ * of registers (two vpermt2d per pair). */
+static const int32_t transpose_idx[4][2][16] = {
+    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+     {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}}, /* blocks of 8 */
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+     {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}}, /* blocks of 4 */
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+     {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}}, /* blocks of 2 */
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+     {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}}, /* blocks of 1 */
+};
+
+AVX512I("") void transpose16(__m512i x[16]) {
+    _Pragma("GCC unroll 4") for (int st = 0; st < 4; st++) {
+        const int b = 8 >> st;
+        const __m512i i1 = _mm512_loadu_si512(transpose_idx[st][0]), i2 = _mm512_loadu_si512(transpose_idx[st][1]);
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
+            if (i & b) continue;
+            const __m512i a = x[i], c = x[i + b];
+            x[i] = _mm512_permutex2var_epi32(a, i1, c);
+            x[i + b] = _mm512_permutex2var_epi32(a, i2, c);
+        }
+    }
+}
+
+/* STEPS 4-byte steps of 16 rows ROW[i] into one register per step, lane i
+ * row i, split into low and high nibbles: LO[s * PITCH], HI[s * PITCH].
+ * Each row is read front to back, 64 bytes at a time (a gather per step
+ * touched 16 rows at once and waited on memory for each). */
+AVX512I("") void pack_rows16(const uint8_t *const *row, int steps, __m512i *lo, __m512i *hi, size_t pitch) {
+    const __m512i nib = _mm512_set1_epi8(15);
+    for (int s0 = 0; s0 < steps; s0 += 16) {
+        const int n = steps - s0 < 16 ? steps - s0 : 16;
+        const __mmask16 m = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+        __m512i x[16];
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) x[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)s0 * 4);
+        transpose16(x);
+        for (int s = 0; s < n; s++) {
+            lo[(size_t)(s0 + s) * pitch] = _mm512_and_si512(x[s], nib);
+            hi[(size_t)(s0 + s) * pitch] = _mm512_and_si512(_mm512_srli_epi16(x[s], 4), nib);
+        }
+    }
+}
+
 /* ---- the prompt, rows repacked: one lane per row ----
  * For a prompt the weights of up to 32 rows are rearranged once so that
  * register lane i of a 16-row block holds row i: step s is [row 0 bytes
@@ -325,12 +371,15 @@ Q4_I8_GEMM4(q4_i8_gemm4_vnni, ",avx512vnni", dot2_vnni)
  *
  * The register tile is 2 row blocks x 4 tokens: per step 4 weight
  * registers serve 16 dot products, and each token's broadcast serves both
- * row blocks. 8 int32 chains (latency 5) keep the dot-product unit busy;
- * 8 group sums and 8 row sums live in registers across the row, 24 of the
- * 32 vector registers. The packed rows (70 KiB per block of 16 at the 9B
- * shape's 4480 inputs) stay in the core's L2 cache for every pass of 4
- * tokens; SCRATCH (kt_packed_scratch_bytes) holds them, so nothing is
- * allocated per call. */
+ * row blocks. 8 int32 chains (latency 5) keep the dot-product units busy;
+ * 8 group sums and 8 row sums live in registers, 24 of the 32 vector
+ * registers. The packed rows of 32 (140 KiB at the 9B shape's 4480 inputs)
+ * would have to come from L2 again for every 4 tokens, at about the rate
+ * the dot products consume them (vpdpbusd issues twice per cycle on recent
+ * Xeons); so the columns go in chunks of about 256 elements (16 KiB of
+ * packed rows, held in L1 while every token passes over them) and the row
+ * sums wait in memory between chunks. SCRATCH (kt_packed_scratch_bytes)
+ * holds the packed rows and the sums, so nothing is allocated per call. */
 enum { PACK_ROWS = 16 };
 
 #define Q4_I8_PACKED(NAME, EXTRA, DOT4, RB)                                                                   \
@@ -342,21 +391,14 @@ enum { PACK_ROWS = 16 };
         __m512i *lo = (__m512i *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63), *hi = lo + (size_t)RB * steps; \
         float *sc = (float *)(hi + (size_t)RB * steps), *bi = sc + (size_t)groups * RB * PACK_ROWS;         \
         float *xs = bi + (size_t)groups * RB * PACK_ROWS;                                                   \
-        const __m512i nib = _mm512_set1_epi8(15);                                                           \
         /* lane i of block rb reads row r0 + 16 rb + i; missing rows repeat row r0 and are not stored */   \
         for (int rb = 0; rb < RB; rb++) {                                                                   \
-            int32_t off[PACK_ROWS];                                                                         \
+            const uint8_t *row[PACK_ROWS];                                                                  \
             for (int i = 0; i < PACK_ROWS; i++) {                                                           \
                 const int r = rb * PACK_ROWS + i;                                                           \
-                off[i] = (int32_t)((r < rows ? r : 0) * (stride / 4));                                      \
+                row[i] = l->w + (size_t)(r0 + (r < rows ? r : 0)) * stride;                                 \
             }                                                                                               \
-            const __m512i vidx = _mm512_loadu_si512(off);                                                   \
-            const int *base = (const int *)(l->w + (size_t)r0 * stride);                                    \
-            for (int s = 0; s < steps; s++) {                                                               \
-                const __m512i v = _mm512_i32gather_epi32(vidx, base + s, 4);                                \
-                lo[(size_t)s * RB + rb] = _mm512_and_si512(v, nib);                                         \
-                hi[(size_t)s * RB + rb] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);                   \
-            }                                                                                               \
+            pack_rows16(row, steps, lo + rb, hi + rb, RB);                                                  \
             for (int g = 0; g < groups; g++)                                                                \
                 for (int i = 0; i < PACK_ROWS; i++) {                                                       \
                     const int r = rb * PACK_ROWS + i;                                                       \
@@ -365,60 +407,72 @@ enum { PACK_ROWS = 16 };
                     bi[((size_t)g * RB + rb) * PACK_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);       \
                 }                                                                                           \
         }                                                                                                   \
-        for (int j0 = 0; j0 < t; j0 += 4) {                                                                 \
-            /* four tokens per pass (the last pass repeats its last token) */                               \
-            const int8_t *q[4];                                                                             \
-            const float *d[4];                                                                              \
-            for (int u = 0; u < 4; u++) {                                                                   \
-                const int j = j0 + u < t ? j0 + u : t - 1;                                                  \
-                q[u] = a->qp + (size_t)j * l->in, d[u] = a->d + (size_t)j * nb;                             \
-                kt_group_sums(a->sum + (size_t)j * nb, gs, groups, xs + (size_t)u * groups);                \
-            }                                                                                               \
-            __m512 acc[RB][4];                                                                              \
-            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                         \
-                _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) acc[rb][u] = _mm512_setzero_ps();       \
-            for (int g = 0; g < groups; g++) {                                                              \
-                __m512 gv[RB][4];                                                                           \
-                _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                     \
-                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) gv[rb][u] = _mm512_setzero_ps();    \
-                for (int b = g * per; b < (g + 1) * per; b++) {                                             \
-                    __m512i iv[RB][4];                                                                      \
+        /* Columns in chunks of CHUNK groups (about 256 elements: 16 KiB of                                  \
+         * packed rows, which stay in L1 while every token passes over                                       \
+         * them); the row sums of every token wait in ACCB between chunks.                                   \
+         * Each sum still adds its groups in order, as in one pass. */                                       \
+        const int chunk = gs >= 256 ? 1 : 256 / gs;                                                          \
+        float *accb = xs, *gs_all = accb + ((size_t)t + 3) / 4 * 4 * RB * PACK_ROWS; /* every token's group sums */ \
+        for (int j = 0; j < t; j++) kt_group_sums(a->sum + (size_t)j * nb, gs, groups, gs_all + (size_t)j * groups); \
+        for (int g0 = 0; g0 < groups; g0 += chunk) {                                                        \
+            const int g1 = g0 + chunk < groups ? g0 + chunk : groups;                                       \
+            for (int j0 = 0; j0 < t; j0 += 4) {                                                             \
+                /* four tokens per pass (the last pass repeats its last token) */                           \
+                const int8_t *q[4];                                                                         \
+                const float *d[4], *gsum[4];                                                                \
+                for (int u = 0; u < 4; u++) {                                                               \
+                    const int j = j0 + u < t ? j0 + u : t - 1;                                              \
+                    q[u] = a->qp + (size_t)j * l->in, d[u] = a->d + (size_t)j * nb, gsum[u] = gs_all + (size_t)j * groups; \
+                }                                                                                           \
+                float *ab = accb + (size_t)j0 * RB * PACK_ROWS;                                             \
+                if (g0 == 0)                                                                                \
+                    for (int i = 0; i < 4 * RB; i++) _mm512_store_ps(ab + (size_t)i * PACK_ROWS, _mm512_setzero_ps()); \
+                for (int g = g0; g < g1; g++) {                                                             \
+                    __m512 gv[RB][4];                                                                       \
                     _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                                 \
-                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) iv[rb][u] = _mm512_setzero_si512(); \
-                    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                   \
-                        const size_t st = ((size_t)b * 4 + k) * RB;                                         \
-                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                               \
-                            int32_t e, o;                                                                   \
-                            memcpy(&e, q[u] + (size_t)b * KT_QBLOCK + 4 * k, 4);                            \
-                            memcpy(&o, q[u] + (size_t)b * KT_QBLOCK + 16 + 4 * k, 4);                       \
-                            const __m512i ev = _mm512_set1_epi32(e), ov = _mm512_set1_epi32(o);             \
-                            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                       \
-                                iv[rb][u] = DOT4(iv[rb][u], lo[st + rb], ev);                               \
-                                iv[rb][u] = DOT4(iv[rb][u], hi[st + rb], ov);                               \
+                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) gv[rb][u] = _mm512_setzero_ps(); \
+                    for (int b = g * per; b < (g + 1) * per; b++) {                                         \
+                        __m512i ivl[RB][4], ivh[RB][4];                                                     \
+                        _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                             \
+                            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)                             \
+                                ivl[rb][u] = ivh[rb][u] = _mm512_setzero_si512();                           \
+                        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                               \
+                            const size_t st = ((size_t)b * 4 + k) * RB;                                     \
+                            _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                           \
+                                int32_t e, o;                                                               \
+                                memcpy(&e, q[u] + (size_t)b * KT_QBLOCK + 4 * k, 4);                        \
+                                memcpy(&o, q[u] + (size_t)b * KT_QBLOCK + 16 + 4 * k, 4);                   \
+                                const __m512i ev = _mm512_set1_epi32(e), ov = _mm512_set1_epi32(o);         \
+                                _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                   \
+                                    ivl[rb][u] = DOT4(ivl[rb][u], lo[st + rb], ev);                         \
+                                    ivh[rb][u] = DOT4(ivh[rb][u], hi[st + rb], ov);                         \
+                                }                                                                           \
                             }                                                                               \
                         }                                                                                   \
+                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                               \
+                            const __m512 dv = _mm512_set1_ps(d[u][b]);                                      \
+                            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                         \
+                                gv[rb][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ivl[rb][u], ivh[rb][u])), dv, gv[rb][u]); \
+                        }                                                                                   \
                     }                                                                                       \
-                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                   \
-                        const __m512 dv = _mm512_set1_ps(d[u][b]);                                          \
-                        _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++)                             \
-                            gv[rb][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iv[rb][u]), dv, gv[rb][u]);      \
-                    }                                                                                       \
-                }                                                                                           \
-                _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                                   \
-                    const __m512 sv = _mm512_load_ps(sc + ((size_t)g * RB + rb) * PACK_ROWS);               \
-                    const __m512 bv = _mm512_load_ps(bi + ((size_t)g * RB + rb) * PACK_ROWS);               \
-                    _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                                   \
-                        acc[rb][u] = _mm512_fmadd_ps(gv[rb][u], sv, acc[rb][u]);                            \
-                        acc[rb][u] = _mm512_fmadd_ps(bv, _mm512_set1_ps(xs[(size_t)u * groups + g]), acc[rb][u]); \
+                    _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                               \
+                        const __m512 sv = _mm512_load_ps(sc + ((size_t)g * RB + rb) * PACK_ROWS);           \
+                        const __m512 bv = _mm512_load_ps(bi + ((size_t)g * RB + rb) * PACK_ROWS);           \
+                        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++) {                               \
+                            float *to = ab + ((size_t)u * RB + rb) * PACK_ROWS;                             \
+                            __m512 acc = _mm512_fmadd_ps(gv[rb][u], sv, _mm512_load_ps(to));                \
+                            _mm512_store_ps(to, _mm512_fmadd_ps(bv, _mm512_set1_ps(gsum[u][g]), acc));         \
+                        }                                                                                   \
                     }                                                                                       \
                 }                                                                                           \
             }                                                                                               \
-            _Pragma("GCC unroll 2") for (int rb = 0; rb < RB; rb++) {                                       \
-                const int left = rows - rb * PACK_ROWS;                                                     \
-                const __mmask16 keep = (__mmask16)(left >= PACK_ROWS ? 0xffff : (1u << left) - 1);          \
-                for (int u = 0; u < 4 && j0 + u < t; u++)                                                   \
-                    _mm512_mask_storeu_ps(y + (size_t)(j0 + u) * ldy + r0 + rb * PACK_ROWS, keep, acc[rb][u]); \
-            }                                                                                               \
+        }                                                                                                   \
+        for (int rb = 0; rb < RB; rb++) {                                                                   \
+            const int left = rows - rb * PACK_ROWS;                                                         \
+            const __mmask16 keep = (__mmask16)(left >= PACK_ROWS ? 0xffff : (1u << left) - 1);              \
+            for (int j = 0; j < t; j++)                                                                     \
+                _mm512_mask_storeu_ps(y + (size_t)j * ldy + r0 + rb * PACK_ROWS, keep,                      \
+                                      _mm512_load_ps(accb + ((size_t)j * RB + rb) * PACK_ROWS));            \
         }                                                                                                   \
     }
 

@@ -191,7 +191,7 @@ void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float 
         const int blocks = (l->out + KT_PACK_ROWS - 1) / KT_PACK_ROWS;
 #pragma omp parallel if (l->out >= 64)
         {
-            void *scratch = kt_xmalloc(kt_packed_scratch_bytes(l));
+            void *scratch = kt_xmalloc(kt_packed_scratch_bytes(l, t));
 #pragma omp for schedule(static)
             for (int b = 0; b < blocks; b++) {
                 const int r0 = b * KT_PACK_ROWS, r1 = r0 + KT_PACK_ROWS < l->out ? r0 + KT_PACK_ROWS : l->out;

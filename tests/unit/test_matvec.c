@@ -383,7 +383,7 @@ void test_int8_packed_gemm_matches_reference(void) {
             for (int d = 0; d < 3; d++) {
                 if (in % gs_list[g]) continue;
                 qmatrix q = make_q(OUT, in, 4, gs_list[g], sd_list[d], &st);
-                void *scratch = malloc(kt_packed_scratch_bytes(&q.l));
+                void *scratch = malloc(kt_packed_scratch_bytes(&q.l, T));
                 for (int ti = 0; ti < 4; ti++) {
                     const int t = t_list[ti];
                     kt_linear_gemm_qref(&q.l, 0, OUT, &a, t, yr, OUT);

@@ -60,12 +60,12 @@ ATTEND_HEAD(attend_head_avx512, __attribute__((target("avx512f"))))
 #endif
 
 static attend_head_fn *attend_head_kernel(void) {
-    if (!kt_kernels_active()) return attend_head_ref;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) return attend_head_avx512;
-    if (__builtin_cpu_supports("avx2")) return attend_head_avx2;
-#endif
+    attend_head_fn *const by_level[] = {attend_head_ref, attend_head_avx2, attend_head_avx512};
+    return by_level[kt_clone_level()];
+#else
     return attend_head_ref;
+#endif
 }
 
 void kt_attend(const kt_config *c, const float *kc, const float *vc, int pos, const float *q, float *o, float *sc) {

@@ -103,6 +103,11 @@ const kt_matvec_kernels_t *kt_kernels_avx2(void);
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void);
 const kt_matvec_kernels_t *kt_kernels_neon(void);
 const kt_matvec_kernels_t *kt_kernels_neon_base(void);
+/* Which build of the plain-C functions compiled several ways (the SSM head
+ * step, the attention head, the activation quantizer) runs: 0 the build's
+ * baseline (also when kt_matvec_force_scalar is on), 1 AVX2, 2 AVX-512F+BW.
+ * Every build gives the same bits; only the vector width differs. */
+int kt_clone_level(void);
 /* The table in use (NULL: scalar only). */
 const kt_matvec_kernels_t *kt_kernels_active(void);
 

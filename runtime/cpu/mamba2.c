@@ -115,12 +115,12 @@ SSM_HEAD(ssm_head_avx512, __attribute__((target("avx512f"))))
 #endif
 
 static ssm_head_fn *ssm_head_kernel(void) {
-    if (!kt_kernels_active()) return ssm_head_ref;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) return ssm_head_avx512;
-    if (__builtin_cpu_supports("avx2")) return ssm_head_avx2;
-#endif
+    ssm_head_fn *const by_level[] = {ssm_head_ref, ssm_head_avx2, ssm_head_avx512};
+    return by_level[kt_clone_level()];
+#else
     return ssm_head_ref;
+#endif
 }
 
 /* y = rmsnorm per group (y * silu(z)) * norm.weight */

@@ -105,6 +105,15 @@ const kt_matvec_kernels_t *kt_kernels_active(void) {
     return best;
 }
 
+int kt_clone_level(void) {
+    if (!kt_kernels_active()) return 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+}
+
 const char *kt_matvec_kernels(void) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
     return k ? k->name : "scalar";

@@ -87,12 +87,12 @@ QUANTIZE(quantize_avx512, __attribute__((target("avx512f,avx512bw"))))
 #endif
 
 static quantize_fn *quantize_kernel(void) {
-    if (!kt_kernels_active()) return quantize_ref;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return quantize_avx512;
-    if (__builtin_cpu_supports("avx2")) return quantize_avx2;
-#endif
+    quantize_fn *const by_level[] = {quantize_ref, quantize_avx2, quantize_avx512};
+    return by_level[kt_clone_level()];
+#else
     return quantize_ref;
+#endif
 }
 
 void kt_qact_quantize(kt_qact *a, const float *x, int n) {

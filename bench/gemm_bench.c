@@ -2,13 +2,19 @@
  * (kt_linear_apply_batch_q) against this machine's integer dot-product peak,
  * in the same run.
  *
- *   gemm-bench [--rows 15680] [--cols 4480] [--group-size 64] [--tokens 64]
+ *   gemm-bench [--rows 15680] [--cols 4480] [--group-size 64] [--tokens 64] [--exact | --dense]
+ *
+ * --exact: the float32-activation product instead (kt_linear_apply_batch,
+ * the measuring path of --perplexity and --kld-against), 4-bit weights;
+ * --dense: the same with bf16 weights (the original model). Both against
+ * the FMA peak: vfmadd231ps (AVX-512 or AVX2) or fmla, 16 chains.
  *
  * A prompt of T tokens reads each weight once and multiplies it with T
  * activations, so from a few tokens on the product is bound by arithmetic,
  * not memory. The bound is measured as the fastest code reaches it: the
  * widest integer dot-product instruction the CPU has (AVX-512 VNNI
- * vpdpbusd, AVX-VNNI, else vpmaddubsw + vpmaddwd + vpaddd; arm64 sdot),
+ * vpdpbusd, AVX-VNNI, else vpmaddubsw with 16-bit sums (vpaddw), as the
+ * AVX2 prompt kernel sums a block; arm64 sdot),
  * register operands, 16 independent accumulators, on every thread, median
  * of 9 passes. Figures: multiply-adds per second (rows x cols x tokens per
  * product), all threads and one thread.
@@ -49,8 +55,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t peak_avx5
     const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
     PEAK_LOOP(__m512i, _mm512_setzero_si512(), _mm512_dpbusd_epi32, 64)
 }
+/* Without VNNI the fastest code widens a block's sums once, not every
+ * product: one vpmaddubsw and one 16-bit add per LANES products
+ * (the sums wrap here; only the rate counts). */
 static inline __attribute__((target("avx512f,avx512bw"))) __m512i bw_step(__m512i a, __m512i c, __m512i x) {
-    return _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1)));
+    return _mm512_add_epi16(a, _mm512_maddubs_epi16(c, x));
 }
 __attribute__((target("avx512f,avx512bw"))) static uint32_t peak_avx512bw(long iters, double *macs) {
     const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
@@ -65,11 +74,35 @@ __attribute__((target("avx2,avxvnni"))) static uint32_t peak_avxvnni(long iters,
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), _mm256_dpbusd_avx_epi32, 32)
 }
 static inline __attribute__((target("avx2"))) __m256i avx2_step(__m256i a, __m256i c, __m256i x) {
-    return _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(c, x), _mm256_set1_epi16(1)));
+    return _mm256_add_epi16(a, _mm256_maddubs_epi16(c, x));
 }
 __attribute__((target("avx2"))) static uint32_t peak_avx2(long iters, double *macs) {
     const __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), avx2_step, 32)
+}
+#undef ADD
+#undef EXTRACT
+#define ADD _mm512_add_ps
+#define EXTRACT(v) (uint32_t)_mm_cvtss_f32(_mm512_castps512_ps128(v))
+__attribute__((target("avx512f"))) static uint32_t peak_fma512(long iters, double *macs) {
+    const __m512 seed_c = _mm512_set1_ps(1.0f), seed_x = _mm512_set1_ps(0.0f);
+    PEAK_LOOP(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, 16)
+}
+#undef ADD
+#undef EXTRACT
+#define ADD _mm256_add_ps
+#define EXTRACT(v) (uint32_t)_mm_cvtss_f32(_mm256_castps256_ps128(v))
+__attribute__((target("avx2,fma"))) static uint32_t peak_fma256(long iters, double *macs) {
+    const __m256 seed_c = _mm256_set1_ps(1.0f), seed_x = _mm256_set1_ps(0.0f);
+    PEAK_LOOP(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, 8)
+}
+static uint32_t peak_fma(long iters, double *macs, const char **name) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return *name = "avx512 vfmadd231ps", peak_fma512(iters, macs);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return *name = "avx2 vfmadd231ps", peak_fma256(iters, macs);
+    *name = "none";
+    *macs = 0;
+    return 0;
 }
 static uint32_t peak(long iters, double *macs, const char **name) {
     __builtin_cpu_init();
@@ -97,6 +130,20 @@ static uint32_t peak(long iters, double *macs, const char **name) {
     *macs = (double)iters * 16 * 16;
     return (uint32_t)vgetq_lane_s32(s, 0);
 }
+static uint32_t peak_fma(long iters, double *macs, const char **name) {
+    float32x4_t a[16];
+    for (int i = 0; i < 16; i++) a[i] = vdupq_n_f32(0);
+    float32x4_t c = vdupq_n_f32(1), x = vdupq_n_f32(0);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 16; i++) a[i] = vfmaq_f32(a[i], c, x);
+        __asm__ volatile("" : "+w"(c), "+w"(x));
+    }
+    float32x4_t s = a[0];
+    for (int i = 1; i < 16; i++) s = vaddq_f32(s, a[i]);
+    *name = "neon fmla";
+    *macs = (double)iters * 16 * 4;
+    return (uint32_t)vgetq_lane_f32(s, 0);
+}
 #else
 static uint32_t peak(long iters, double *macs, const char **name) {
     (void)iters;
@@ -104,10 +151,12 @@ static uint32_t peak(long iters, double *macs, const char **name) {
     *macs = 0;
     return 0;
 }
+#define peak_fma peak
 #endif
 
-/* Multiply-adds per second of the peak loop on NT threads (median of 9). */
-static double peak_rate(int nt, const char **name) {
+/* Multiply-adds per second of the peak loop (integer, or FMA with FLOAT)
+ * on NT threads (median of 9). */
+static double peak_rate(int nt, int fl, const char **name) {
     double t[9], macs = 0;
     volatile uint32_t sink = 0;
     for (int r = 0; r < 9; r++) {
@@ -115,7 +164,7 @@ static double peak_rate(int nt, const char **name) {
 #pragma omp parallel num_threads(nt) reduction(+ : m)
         {
             double mine;
-            sink ^= peak(PEAK_ITERS / 16, &mine, name);
+            sink ^= fl ? peak_fma(PEAK_ITERS / 16, &mine, name) : peak(PEAK_ITERS / 16, &mine, name);
             m += mine;
         }
         t[r] = bench_now() - t0;
@@ -131,12 +180,15 @@ static uint32_t next(void) {
 }
 
 int main(int argc, char **argv) {
-    int rows = 15680, cols = 4480, gs = 64, tokens = 64;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--rows")) rows = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--cols")) cols = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--group-size")) gs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--tokens")) tokens = atoi(argv[i + 1]);
+    int rows = 15680, cols = 4480, gs = 64, tokens = 64, exact = 0, dense = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--exact")) exact = 1;
+        else if (!strcmp(argv[i], "--dense")) exact = dense = 1;
+        else if (i + 1 == argc) break;
+        else if (!strcmp(argv[i], "--rows")) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols")) cols = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--group-size")) gs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tokens")) tokens = atoi(argv[++i]);
     }
     if (rows <= 0 || cols <= 0 || gs <= 0 || cols % gs || gs % 32 || tokens <= 0) {
         fprintf(stderr, "gemm-bench: bad shape\n");
@@ -147,7 +199,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < codes; i++) w[i] = (uint8_t)next();
     uint16_t *s = (uint16_t *)(w + codes);
     for (size_t i = 0; i < sb; i++) s[i] = 0x3c00 | (uint16_t)(next() & 0x7f);
-    const kt_linear l = {rows, cols, 1, w, KT_BF16, w + codes, w + codes + sb, 4, gs};
+    kt_linear l = {rows, cols, 1, w, KT_BF16, w + codes, w + codes + sb, 4, gs};
+    uint16_t *wd = NULL;
+    if (dense) { /* bf16 values in [-2, 2) */
+        wd = kt_xmalloc((size_t)rows * cols * sizeof *wd);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) wd[i] = (uint16_t)(0x3f00 | (next() & 0x80ff));
+        l = (kt_linear){rows, cols, 0, (const uint8_t *)wd, KT_BF16, NULL, NULL, 0, 0};
+    }
     float *x = kt_xmalloc((size_t)tokens * cols * sizeof *x), *y = kt_xmalloc((size_t)tokens * rows * sizeof *y);
     for (size_t i = 0; i < (size_t)tokens * cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
     kt_qact qa = {0};
@@ -165,23 +223,25 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
         omp_set_num_threads(nt);
 #endif
-        bound[pass] = peak_rate(nt, &name);
-        kt_linear_apply_batch_q(&l, &qa, tokens, y); /* warm: the weights in the page cache, code paged in */
-        for (int r = 0; r < 9; r++) {
+        bound[pass] = peak_rate(nt, exact, &name);
+        for (int r = -1; r < 9; r++) { /* -1 warms: the weights in the page cache, code paged in */
             double t0 = bench_now();
-            kt_linear_apply_batch_q(&l, &qa, tokens, y);
+            if (exact) kt_linear_apply_batch(&l, x, tokens, y);
+            else kt_linear_apply_batch_q(&l, &qa, tokens, y);
+            if (r < 0) continue;
             t[r] = bench_now() - t0;
         }
         rate[pass] = macs / bench_median(t, 9);
     }
-    printf("{\n  \"shape\": [%d, %d], \"group_size\": %d, \"tokens\": %d, \"threads\": %d, \"kernels\": \"%s\",\n", rows,
-           cols, gs, tokens, threads, kt_matvec_kernels());
+    printf("{\n  \"shape\": [%d, %d], \"weights\": \"%s\", \"activations\": \"%s\", \"group_size\": %d, \"tokens\": %d,\n",
+           rows, cols, dense ? "bf16" : "4-bit", exact ? "f32" : "int8", gs, tokens);
+    printf("  \"threads\": %d, \"kernels\": \"%s\",\n", threads, kt_matvec_kernels());
     printf("  \"peak_instruction\": \"%s\", \"peak_GMACps\": %.1f, \"peak_GMACps_1t\": %.1f,\n", name, bound[0] / 1e9,
            bound[1] / 1e9);
     printf("  \"gemm_GMACps\": %.1f, \"gemm_GMACps_1t\": %.1f,\n", rate[0] / 1e9, rate[1] / 1e9);
     printf("  \"share_of_peak\": %.3f, \"share_of_peak_1t\": %.3f\n}\n", bound[0] > 0 ? rate[0] / bound[0] : 0,
            bound[1] > 0 ? rate[1] / bound[1] : 0);
     kt_qact_free(&qa);
-    free(w), free(x), free(y);
+    free(w), free(wd), free(x), free(y);
     return 0;
 }

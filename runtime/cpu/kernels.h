@@ -38,6 +38,11 @@ typedef struct {
      * register lane is one row (see matvec_avx512.c). NULL where the table
      * has none; returns 0 for matrices it declines. */
     int (*q4_i8_packed)(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch);
+    /* The float prompt's register tile: OUT[k * LDO + r] = W_r . X_k over
+     * N floats for the 2 rows W_r = W + r * LDW and the 4 vectors
+     * X_k = X + k * LDX; each loaded value serves 4 (row) or 2 (vector)
+     * products, where dots' loads serve at most 4 of 1 row. */
+    void (*dots_2x4)(const float *w, size_t ldw, const float *x, size_t ldx, int n, float *out, size_t ldo);
 } kt_matvec_kernels_t;
 
 /* The repacked prompt kernels' rows per call and their scratch for T

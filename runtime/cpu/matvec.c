@@ -165,11 +165,34 @@ float kt_dot(const float *a, const float *b, int n) {
 }
 
 /* The prompt: each row of W is expanded to floats once (kt_linear_row) and
- * multiplied with every token's vector. Rows go in blocks of BATCH_ROWS and
- * tokens in blocks of BATCH_TOKENS, so that the expanded rows and the token
- * vectors they meet stay in the core's cache (about 200 KiB for the 9B shape)
- * instead of every row streaming all the tokens' vectors again. */
-enum { BATCH_ROWS = 8, BATCH_TOKENS = 4 };
+ * multiplied with every token's vector. Rows go in blocks of BATCH_ROWS,
+ * columns in chunks of BATCH_COLS and tokens in blocks of BATCH_TOKENS: a
+ * chunk of the expanded rows (16 KiB) and of four tokens' vectors (8 KiB)
+ * stay in L1 while the register tile (dots_2x4, two rows by four tokens)
+ * passes over them, where whole rows of the 9B shape (140 KiB for 8) would
+ * stream from L2 for every four tokens. Each output sums its chunks'
+ * partial dot products in order. */
+enum { BATCH_ROWS = 8, BATCH_TOKENS = 4, BATCH_COLS = 512 };
+
+/* Y[T0 + j][R0 + r] += the block's rows R times the tokens' vectors over
+ * the columns [C0, C0 + NC). */
+static void batch_chunk(const kt_matvec_kernels_t *k, const float *rows, int nr, const kt_linear *l, const float *x,
+                        int t0, int nt, int c0, int nc, int r0, float *y) {
+    const float *xt = x + (size_t)t0 * l->in + c0;
+    float dot[BATCH_TOKENS * 2];
+    int r = 0;
+    if (k && k->dots_2x4 && nt == BATCH_TOKENS)
+        for (; r + 2 <= nr; r += 2) {
+            k->dots_2x4(rows + (size_t)r * l->in + c0, (size_t)l->in, xt, (size_t)l->in, nc, dot, 2);
+            for (int j = 0; j < BATCH_TOKENS; j++)
+                for (int i = 0; i < 2; i++) y[(size_t)(t0 + j) * l->out + r0 + r + i] += dot[j * 2 + i];
+        }
+    for (; r < nr; r++) {
+        if (k) k->dots(rows + (size_t)r * l->in + c0, xt, (size_t)l->in, nt, nc, dot);
+        else kt_dots_ref(rows + (size_t)r * l->in + c0, xt, (size_t)l->in, nt, nc, dot);
+        for (int j = 0; j < nt; j++) y[(size_t)(t0 + j) * l->out + r0 + r] += dot[j];
+    }
+}
 
 void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y) {
     if (t == 1) {
@@ -180,19 +203,16 @@ void kt_linear_apply_batch(const kt_linear *l, const float *x, int t, float *y) 
     const int blocks = (l->out + BATCH_ROWS - 1) / BATCH_ROWS;
 #pragma omp parallel
     {
-        float *rows = kt_xmalloc((size_t)BATCH_ROWS * l->in * sizeof *rows), dot[BATCH_TOKENS];
+        float *rows = kt_xmalloc((size_t)BATCH_ROWS * l->in * sizeof *rows);
 #pragma omp for schedule(static)
         for (int b = 0; b < blocks; b++) {
             const int r0 = b * BATCH_ROWS, nr = l->out - r0 < BATCH_ROWS ? l->out - r0 : BATCH_ROWS;
             for (int r = 0; r < nr; r++) kt_linear_row(l, r0 + r, rows + (size_t)r * l->in);
-            for (int t0 = 0; t0 < t; t0 += BATCH_TOKENS) {
-                const int nt = t - t0 < BATCH_TOKENS ? t - t0 : BATCH_TOKENS;
-                const float *xt = x + (size_t)t0 * l->in;
-                for (int r = 0; r < nr; r++) {
-                    if (k) k->dots(rows + (size_t)r * l->in, xt, (size_t)l->in, nt, l->in, dot);
-                    else kt_dots_ref(rows + (size_t)r * l->in, xt, (size_t)l->in, nt, l->in, dot);
-                    for (int j = 0; j < nt; j++) y[(size_t)(t0 + j) * l->out + r0 + r] = dot[j];
-                }
+            for (int j = 0; j < t; j++) memset(y + (size_t)j * l->out + r0, 0, (size_t)nr * sizeof *y);
+            for (int c0 = 0; c0 < l->in; c0 += BATCH_COLS) {
+                const int nc = l->in - c0 < BATCH_COLS ? l->in - c0 : BATCH_COLS;
+                for (int t0 = 0; t0 < t; t0 += BATCH_TOKENS)
+                    batch_chunk(k, rows, nr, l, x, t0, t - t0 < BATCH_TOKENS ? t - t0 : BATCH_TOKENS, c0, nc, r0, y);
             }
         }
         free(rows);

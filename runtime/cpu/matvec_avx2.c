@@ -172,6 +172,28 @@ AVX2 static void dots(const float *w, const float *x, size_t ldx, int t, int n, 
     }
 }
 
+/* Two rows by four vectors: 8 accumulators, as many as the two FMA units
+ * need to hide their latency, and 6 loads per 8 FMAs (dots: 5 per 4). */
+AVX2 static void dots_2x4(const float *w, size_t ldw, const float *x, size_t ldx, int n, float *out, size_t ldo) {
+    const float *w0 = w, *w1 = w + ldw, *xk[4] = {x, x + ldx, x + 2 * ldx, x + 3 * ldx};
+    __m256 a0[4], a1[4];
+    for (int k = 0; k < 4; k++) a0[k] = a1[k] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const __m256 xv = _mm256_loadu_ps(xk[k] + i);
+            a0[k] = _mm256_fmadd_ps(v0, xv, a0[k]);
+            a1[k] = _mm256_fmadd_ps(v1, xv, a1[k]);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        float s0 = hsum8(a0[k]), s1 = hsum8(a1[k]);
+        for (int j = i; j < n; j++) s0 += w0[j] * xk[k][j], s1 += w1[j] * xk[k][j];
+        out[(size_t)k * ldo] = s0, out[(size_t)k * ldo + 1] = s1;
+    }
+}
+
 /* ---- integer kernels: codes (u8) times the quantized activations (s8) ----
  *
  * Per block of 32: the 16 bytes of a 4-bit row hold the block's even
@@ -403,6 +425,166 @@ __attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i
 Q8_I8_ROWS(q8_i8_rows, "avx2,fma", dot8_widen)
 Q8_I8_ROWS(q8_i8_rows_vnni, "avx2,fma,avxvnni", dot8_vnni)
 
+/* ---- the prompt, rows repacked: one lane per row (as matvec_avx512.c) ----
+ * Up to 32 rows go in halves of 16, each two blocks of 8: register lane i
+ * of a block holds row i, step s being bytes 4s..4s+3 of each row (8
+ * elements: 4 even in the low nibbles, 4 odd in the high ones). A token's
+ * activations for a step are two broadcast dwords (4 even, 4 odd values in
+ * the paired layout).
+ *
+ * Without VNNI the products of a block of 32 stay in 16-bit lanes: each
+ * vpmaddubsw adds two u8 x s8 products (at most 2 * 15 * 128 = 3840), and
+ * the 8 of a block (4 steps, low and high nibbles) sum to at most 30720, so
+ * they add with vpaddw and widen once per block (vpmaddwd by ones): one
+ * multiply and one add per 32 multiply-adds, the instruction's throughput,
+ * where widening every product costs three instructions. AVX-VNNI's
+ * vpdpbusd accumulates into 32 bits directly.
+ *
+ * The register tile is 2 row blocks x 2 tokens: per step 4 weight registers
+ * serve 8 products, 2 broadcasts each serve both blocks; 4 integer sums, 4
+ * float group sums, the weights, the broadcasts and the constant fill the
+ * 16 registers. The packed half (70 KiB at 4480 inputs) exceeds L1, so the
+ * columns go in chunks of 512 elements (8 KiB of packed rows, held while
+ * every token passes over them) and the row sums wait in memory between
+ * chunks; SCRATCH (kt_packed_scratch_bytes) holds all of it. */
+enum { HALF_ROWS = 16, CHUNK_ELEMS = 512 };
+
+/* Steps s0..s0+7 of 8 rows: 8 registers of 8 dwords, row i in register i,
+ * transposed so that register s holds step s0+s of every row. */
+__attribute__((target("avx2"), always_inline)) static inline void transpose8(__m256i x[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(x[i], x[i + 1]);     /* steps 0,1 | 4,5 of rows i, i+1 */
+        t[i + 1] = _mm256_unpackhi_epi32(x[i], x[i + 1]); /* steps 2,3 | 6,7 */
+    }
+    for (int h = 0; h < 8; h += 4) {
+        u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);     /* step 0 | 4 of four rows */
+        u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]); /* step 1 | 5 */
+        u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);
+        u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);
+    }
+    for (int s = 0; s < 4; s++) {
+        x[s] = _mm256_permute2x128_si256(u[s], u[s + 4], 0x20);
+        x[s + 4] = _mm256_permute2x128_si256(u[s], u[s + 4], 0x31);
+    }
+}
+
+/* STEPS steps (a multiple of 4) of the 8 rows ROW[i] into P: step s of
+ * block RB at P[(s * 2 + RB) * 2] (low nibbles) and the next (high). */
+__attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row, int steps, int rb, __m256i *p) {
+    const __m256i nib = _mm256_set1_epi8(15);
+    for (int s0 = 0; s0 < steps; s0 += 8) {
+        const int n = steps - s0 < 8 ? steps - s0 : 8;
+        __m256i x[8];
+        for (int i = 0; i < 8; i++)
+            x[i] = n == 8 ? _mm256_loadu_si256((const __m256i *)(row[i] + (size_t)s0 * 4))
+                          : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row[i] + (size_t)s0 * 4)));
+        transpose8(x);
+        for (int s = 0; s < n; s++) {
+            __m256i *to = p + ((size_t)(s0 + s) * 2 + rb) * 2;
+            to[0] = _mm256_and_si256(x[s], nib);
+            to[1] = _mm256_and_si256(_mm256_srli_epi16(x[s], 4), nib);
+        }
+    }
+}
+
+/* The two ways to sum a block: 16-bit partial sums widened at its end, or
+ * VNNI's 32-bit ones. */
+#define ACC_MADDUBS(acc, c, x) _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, x))
+#define END_MADDUBS(acc) _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+#define ACC_VNNI(acc, c, x) _mm256_dpbusd_avx_epi32(acc, c, x)
+#define END_VNNI(acc) (acc)
+
+#define Q4_I8_PACKED(NAME, TARGET, ACC, END)                                                               \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int r0, int r1, const kt_qact *a, \
+                                                     int t, float *y, size_t ldy, void *scratch) {         \
+        const int gs = l->group_size, groups = l->in / gs, steps = l->in / 8, per = gs / KT_QBLOCK;        \
+        const int nb = l->in / KT_QBLOCK, chunk = gs >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / gs;                \
+        const size_t stride = (size_t)l->in / 2;                                                           \
+        __m256i *p = (__m256i *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);                              \
+        float *sc = (float *)(p + (size_t)steps * 4), *bi = sc + (size_t)groups * HALF_ROWS;               \
+        float *accb = bi + (size_t)groups * HALF_ROWS, *gs_all = accb + ((size_t)t + 1) / 2 * 2 * HALF_ROWS; \
+        for (int j = 0; j < t; j++) kt_group_sums(a->sum + (size_t)j * nb, gs, groups, gs_all + (size_t)j * groups); \
+        for (int h0 = r0; h0 < r1; h0 += HALF_ROWS) {                                                      \
+            const int rows = r1 - h0 < HALF_ROWS ? r1 - h0 : HALF_ROWS;                                    \
+            /* lane i of block rb reads row h0 + 8 rb + i; missing rows repeat row h0, never stored */     \
+            for (int rb = 0; rb < 2; rb++) {                                                               \
+                const uint8_t *row[8];                                                                     \
+                for (int i = 0; i < 8; i++) row[i] = l->w + (size_t)(h0 + (rb * 8 + i < rows ? rb * 8 + i : 0)) * stride; \
+                pack_rows8(row, steps, rb, p);                                                             \
+            }                                                                                              \
+            for (int g = 0; g < groups; g++)                                                               \
+                for (int i = 0; i < HALF_ROWS; i++) {                                                      \
+                    const size_t gi = (size_t)(h0 + (i < rows ? i : 0)) * groups + g;                      \
+                    sc[(size_t)g * HALF_ROWS + i] = kt_scale_at(l->dtype, l->scales, gi);                  \
+                    bi[(size_t)g * HALF_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);                  \
+                }                                                                                          \
+            for (int g0 = 0; g0 < groups; g0 += chunk) {                                                   \
+                const int g1 = g0 + chunk < groups ? g0 + chunk : groups;                                  \
+                for (int j0 = 0; j0 < t; j0 += 2) {                                                        \
+                    /* two tokens per pass (a last odd one goes twice) */                                  \
+                    const int j1 = j0 + 1 < t ? j0 + 1 : j0;                                               \
+                    const int8_t *q0 = a->qp + (size_t)j0 * l->in, *q1 = a->qp + (size_t)j1 * l->in;       \
+                    const float *d0 = a->d + (size_t)j0 * nb, *d1 = a->d + (size_t)j1 * nb;                \
+                    float *ab = accb + (size_t)j0 * HALF_ROWS; /* token u, block rb: ab + (2u + rb) * 8 */ \
+                    if (g0 == 0)                                                                           \
+                        for (int i = 0; i < 4; i++) _mm256_store_ps(ab + i * 8, _mm256_setzero_ps());      \
+                    for (int g = g0; g < g1; g++) {                                                        \
+                        __m256 f00 = _mm256_setzero_ps(), f01 = f00, f10 = f00, f11 = f00; /* f[rb][u] */  \
+                        for (int b = g * per; b < (g + 1) * per; b++) {                                    \
+                            __m256i i00 = _mm256_setzero_si256(), i01 = i00, i10 = i00, i11 = i00;         \
+                            const __m256i *ps = p + (size_t)b * 16;                                        \
+                            _Pragma("GCC unroll 1") for (int k = 0; k < 4; k++) {                          \
+                                const __m256i lo0 = _mm256_load_si256(ps + k * 4), hi0 = _mm256_load_si256(ps + k * 4 + 1); \
+                                const __m256i lo1 = _mm256_load_si256(ps + k * 4 + 2), hi1 = _mm256_load_si256(ps + k * 4 + 3); \
+                                int32_t e, o;                                                              \
+                                memcpy(&e, q0 + (size_t)b * KT_QBLOCK + 4 * k, 4);                         \
+                                memcpy(&o, q0 + (size_t)b * KT_QBLOCK + 16 + 4 * k, 4);                    \
+                                __m256i ev = _mm256_set1_epi32(e), ov = _mm256_set1_epi32(o);              \
+                                i00 = ACC(ACC(i00, lo0, ev), hi0, ov);                                     \
+                                i10 = ACC(ACC(i10, lo1, ev), hi1, ov);                                     \
+                                memcpy(&e, q1 + (size_t)b * KT_QBLOCK + 4 * k, 4);                         \
+                                memcpy(&o, q1 + (size_t)b * KT_QBLOCK + 16 + 4 * k, 4);                    \
+                                ev = _mm256_set1_epi32(e), ov = _mm256_set1_epi32(o);                      \
+                                i01 = ACC(ACC(i01, lo0, ev), hi0, ov);                                     \
+                                i11 = ACC(ACC(i11, lo1, ev), hi1, ov);                                     \
+                            }                                                                              \
+                            const __m256 dv0 = _mm256_set1_ps(d0[b]), dv1 = _mm256_set1_ps(d1[b]);         \
+                            f00 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i00)), dv0, f00);                 \
+                            f10 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i10)), dv0, f10);                 \
+                            f01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i01)), dv1, f01);                 \
+                            f11 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i11)), dv1, f11);                 \
+                        }                                                                                  \
+                        const __m256 s0 = _mm256_load_ps(sc + (size_t)g * HALF_ROWS), s1 = _mm256_load_ps(sc + (size_t)g * HALF_ROWS + 8); \
+                        const __m256 b0 = _mm256_load_ps(bi + (size_t)g * HALF_ROWS), b1 = _mm256_load_ps(bi + (size_t)g * HALF_ROWS + 8); \
+                        const __m256 x0 = _mm256_set1_ps(gs_all[(size_t)j0 * groups + g]);                 \
+                        const __m256 x1 = _mm256_set1_ps(gs_all[(size_t)j1 * groups + g]);                 \
+                        _mm256_store_ps(ab, _mm256_fmadd_ps(b0, x0, _mm256_fmadd_ps(f00, s0, _mm256_load_ps(ab)))); \
+                        _mm256_store_ps(ab + 8, _mm256_fmadd_ps(b1, x0, _mm256_fmadd_ps(f10, s1, _mm256_load_ps(ab + 8)))); \
+                        _mm256_store_ps(ab + 16, _mm256_fmadd_ps(b0, x1, _mm256_fmadd_ps(f01, s0, _mm256_load_ps(ab + 16)))); \
+                        _mm256_store_ps(ab + 24, _mm256_fmadd_ps(b1, x1, _mm256_fmadd_ps(f11, s1, _mm256_load_ps(ab + 24)))); \
+                    }                                                                                      \
+                }                                                                                          \
+            }                                                                                              \
+            for (int j = 0; j < t; j++) memcpy(y + (size_t)j * ldy + h0, accb + (size_t)j * HALF_ROWS, (size_t)rows * sizeof *y); \
+        }                                                                                                  \
+    }
+Q4_I8_PACKED(q4_i8_packed_run, "avx2,fma", ACC_MADDUBS, END_MADDUBS)
+Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
+
+/* What the repacked kernel takes: what the four-row kernels take (rows of
+ * whole 4-byte steps: in % 32 == 0), at most KT_PACK_ROWS rows. */
+static int q4_i8_packed(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
+    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    q4_i8_packed_run(l, r0, r1, a, t, y, ldy, scratch);
+    return 1;
+}
+static int q4_i8_packed_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
+    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    q4_i8_packed_run_vnni(l, r0, r1, a, t, y, ldy, scratch);
+    return 1;
+}
+
 static int avx2_here(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -417,14 +599,15 @@ static int avx_vnni_here(void) {
 }
 
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
-    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm, NULL};
+    static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm,
+                                              q4_i8_packed, dots_2x4};
     return avx2_here() ? &table : NULL;
 }
 
 /* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
 const kt_matvec_kernels_t *kt_kernels_avx2(void) {
     static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any_vnni,
-                                              q8_i8_rows_vnni, q4_i8_gemm_vnni, NULL};
+                                              q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni, dots_2x4};
     if (!avx2_here()) return NULL;
     return avx_vnni_here() ? &table : kt_kernels_avx2_base();
 }

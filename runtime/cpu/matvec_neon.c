@@ -85,6 +85,27 @@ static void q4_row(const kt_linear *l, int r, float *out) {
     }
 }
 
+/* Two rows by four vectors (kernels.h): 8 accumulators, 6 loads per 8 FMAs. */
+static void dots_2x4(const float *w, size_t ldw, const float *x, size_t ldx, int n, float *out, size_t ldo) {
+    const float *w0 = w, *w1 = w + ldw, *xk[4] = {x, x + ldx, x + 2 * ldx, x + 3 * ldx};
+    float32x4_t a0[4], a1[4];
+    for (int k = 0; k < 4; k++) a0[k] = a1[k] = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v0 = vld1q_f32(w0 + i), v1 = vld1q_f32(w1 + i);
+        for (int k = 0; k < 4; k++) {
+            const float32x4_t xv = vld1q_f32(xk[k] + i);
+            a0[k] = vfmaq_f32(a0[k], v0, xv);
+            a1[k] = vfmaq_f32(a1[k], v1, xv);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        float s0 = vaddvq_f32(a0[k]), s1 = vaddvq_f32(a1[k]);
+        for (int j = i; j < n; j++) s0 += w0[j] * xk[k][j], s1 += w1[j] * xk[k][j];
+        out[(size_t)k * ldo] = s0, out[(size_t)k * ldo + 1] = s1;
+    }
+}
+
 static void dots(const float *w, const float *x, size_t ldx, int t, int n, float *out) {
     int k = 0;
     for (; k + 4 <= t; k += 4) {
@@ -226,7 +247,8 @@ Q4_I8_GEMM(q4_i8_gemm, , dot16_plain)
 Q4_I8_GEMM(q4_i8_gemm_sdot, DOTPROD, dot16_sdot)
 
 const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
-    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm, NULL};
+    static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm, NULL,
+                                              dots_2x4};
     return &table;
 }
 
@@ -245,7 +267,7 @@ static int have_dotprod(void) {
 /* The same with the dotprod extension's sdot, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_neon(void) {
     static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
-                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, NULL};
+                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, NULL, dots_2x4};
     return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 

@@ -152,7 +152,7 @@ void test_dot_and_batch_match_reference(void) {
     const kt_matvec_kernels_t *tab[6];
     const int nt = tables(tab);
     uint64_t st = 9;
-    enum { N = 1000, T = 9, OUT = 40, IN = 256 };
+    enum { N = 1000, T = 9, OUT = 41, IN = 1088 }; /* IN: two column chunks of the batch and a part */
     float *a = malloc(T * N * sizeof *a), *b = malloc(N * sizeof *b), r[T], f[T];
     for (int i = 0; i < T * N; i++) a[i] = frand(&st);
     for (int i = 0; i < N; i++) b[i] = frand(&st);
@@ -168,6 +168,23 @@ void test_dot_and_batch_match_reference(void) {
                 }
             }
         }
+    /* the 2 x 4 tile: rows b and b + 1 (stride 1), vectors a + k * N */
+    for (int n = 0; n <= N - 1; n += 37) {
+        float r2[8], f2[8];
+        kt_dots_ref(b, a, N, 4, n, r2);
+        kt_dots_ref(b + 1, a, N, 4, n, r2 + 4);
+        for (int k = 0; k < nt; k++) {
+            if (!tab[k]->dots_2x4) continue;
+            tab[k]->dots_2x4(b, 1, a, N, n, f2, 2);
+            for (int j = 0; j < 4; j++)
+                for (int i = 0; i < 2; i++) {
+                    double mag = 0;
+                    for (int e = 0; e < n; e++) mag += fabs((double)a[j * N + e] * b[i + e]);
+                    CHECK_MSG(fabs(r2[i * 4 + j] - f2[j * 2 + i]) <= 1e-5 * mag + 1e-7, "%s 2x4 n %d row %d vec %d: %g vs %g",
+                              tab[k]->name, n, i, j, f2[j * 2 + i], r2[i * 4 + j]);
+                }
+        }
+    }
     free(a), free(b);
     /* batched products equal one-at-a-time ones, dense and 4-bit */
     float *x = malloc((size_t)T * IN * sizeof *x), *w = malloc((size_t)OUT * IN * sizeof *w);

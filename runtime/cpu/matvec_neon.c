@@ -246,6 +246,124 @@ Q8_I8_ROWS(q8_i8_rows_sdot, DOTPROD, dot16_sdot)
 Q4_I8_GEMM(q4_i8_gemm, , dot16_plain)
 Q4_I8_GEMM(q4_i8_gemm_sdot, DOTPROD, dot16_sdot)
 
+/* ---- the prompt, rows repacked: one lane per row (as matvec_avx2.c) ----
+ * Up to 32 rows go in halves of 16, each four blocks of 4 rows: lane i of
+ * a block's register holds row i, step s being bytes 4s..4s+3 of each row
+ * (4 even elements in the low nibbles, 4 odd in the high ones). sdot by
+ * lane (vdotq_laneq_s32) takes the step's 4 activation bytes from one lane
+ * of the block's even or odd half, loaded once per block for its 4 steps,
+ * so nothing is broadcast. The tile is 4 row blocks x 2 tokens: 8 integer
+ * sums, 8 float group sums, 4 activation registers and the step's 2 weight
+ * registers of 32. Columns in chunks of 512 elements, as on AVX2; the
+ * scratch is laid out as there (kt_packed_scratch_bytes). */
+enum { HALF_ROWS = 16, CHUNK_ELEMS = 512 };
+
+/* 4 steps of the 4 rows ROW[i] from byte S0 * 4 on, transposed: register
+ * s holds step s0 + s of every row; low and high nibbles into P at
+ * P[((s0 + s) * 4 + RB) * 2] and the next. */
+static void pack_rows4(const uint8_t *const *row, int steps, int rb, int8x16_t *p) {
+    const uint8x16_t nib = vdupq_n_u8(15);
+    for (int s0 = 0; s0 < steps; s0 += 4) {
+        const int32x4x2_t a = vtrnq_s32(vreinterpretq_s32_u8(vld1q_u8(row[0] + (size_t)s0 * 4)),
+                                        vreinterpretq_s32_u8(vld1q_u8(row[1] + (size_t)s0 * 4)));
+        const int32x4x2_t b = vtrnq_s32(vreinterpretq_s32_u8(vld1q_u8(row[2] + (size_t)s0 * 4)),
+                                        vreinterpretq_s32_u8(vld1q_u8(row[3] + (size_t)s0 * 4)));
+        const int32x4_t x[4] = {vcombine_s32(vget_low_s32(a.val[0]), vget_low_s32(b.val[0])),
+                                vcombine_s32(vget_low_s32(a.val[1]), vget_low_s32(b.val[1])),
+                                vcombine_s32(vget_high_s32(a.val[0]), vget_high_s32(b.val[0])),
+                                vcombine_s32(vget_high_s32(a.val[1]), vget_high_s32(b.val[1]))};
+        for (int s = 0; s < 4; s++) {
+            const uint8x16_t v = vreinterpretq_u8_s32(x[s]);
+            int8x16_t *to = p + ((size_t)(s0 + s) * 4 + rb) * 2;
+            to[0] = vreinterpretq_s8_u8(vandq_u8(v, nib));
+            to[1] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+        }
+    }
+}
+
+/* Step K of block B for the 4 row blocks and both tokens (K a constant:
+ * the lane of the activations). */
+#define PACKED_STEP(K)                                                                                     \
+    _Pragma("GCC unroll 4") for (int rb = 0; rb < 4; rb++) {                                               \
+        const int8x16_t lo = ps[((K) * 4 + rb) * 2], hi = ps[((K) * 4 + rb) * 2 + 1];                      \
+        i0[rb] = vdotq_laneq_s32(vdotq_laneq_s32(i0[rb], lo, e0, K), hi, o0, K);                          \
+        i1[rb] = vdotq_laneq_s32(vdotq_laneq_s32(i1[rb], lo, e1, K), hi, o1, K);                          \
+    }
+
+DOTPROD static void q4_i8_packed_run(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y,
+                                     size_t ldy, void *scratch) {
+    const int gs = l->group_size, groups = l->in / gs, steps = l->in / 8, per = gs / KT_QBLOCK;
+    const int nb = l->in / KT_QBLOCK, chunk = gs >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / gs;
+    const size_t stride = (size_t)l->in / 2;
+    int8x16_t *p = (int8x16_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *sc = (float *)(p + (size_t)steps * 8), *bi = sc + (size_t)groups * HALF_ROWS;
+    float *accb = bi + (size_t)groups * HALF_ROWS, *gs_all = accb + ((size_t)t + 1) / 2 * 2 * HALF_ROWS;
+    for (int j = 0; j < t; j++) kt_group_sums(a->sum + (size_t)j * nb, gs, groups, gs_all + (size_t)j * groups);
+    for (int h0 = r0; h0 < r1; h0 += HALF_ROWS) {
+        const int rows = r1 - h0 < HALF_ROWS ? r1 - h0 : HALF_ROWS;
+        /* lane i of block rb reads row h0 + 4 rb + i; missing rows repeat row h0, never stored */
+        for (int rb = 0; rb < 4; rb++) {
+            const uint8_t *row[4];
+            for (int i = 0; i < 4; i++) row[i] = l->w + (size_t)(h0 + (rb * 4 + i < rows ? rb * 4 + i : 0)) * stride;
+            pack_rows4(row, steps, rb, p);
+        }
+        for (int g = 0; g < groups; g++)
+            for (int i = 0; i < HALF_ROWS; i++) {
+                const size_t gi = (size_t)(h0 + (i < rows ? i : 0)) * groups + g;
+                sc[(size_t)g * HALF_ROWS + i] = kt_scale_at(l->dtype, l->scales, gi);
+                bi[(size_t)g * HALF_ROWS + i] = kt_scale_at(l->dtype, l->biases, gi);
+            }
+        for (int g0 = 0; g0 < groups; g0 += chunk) {
+            const int g1 = g0 + chunk < groups ? g0 + chunk : groups;
+            for (int j0 = 0; j0 < t; j0 += 2) {
+                /* two tokens per pass (a last odd one goes twice) */
+                const int j1 = j0 + 1 < t ? j0 + 1 : j0;
+                const int8_t *q0 = a->qp + (size_t)j0 * l->in, *q1 = a->qp + (size_t)j1 * l->in;
+                const float *d0 = a->d + (size_t)j0 * nb, *d1 = a->d + (size_t)j1 * nb;
+                float *ab = accb + (size_t)j0 * HALF_ROWS; /* token u, block rb: ab + (4u + rb) * 4 */
+                if (g0 == 0) memset(ab, 0, 2 * HALF_ROWS * sizeof *ab);
+                for (int g = g0; g < g1; g++) {
+                    float32x4_t f0[4], f1[4];
+                    for (int rb = 0; rb < 4; rb++) f0[rb] = f1[rb] = vdupq_n_f32(0);
+                    for (int b = g * per; b < (g + 1) * per; b++) {
+                        int32x4_t i0[4], i1[4];
+                        for (int rb = 0; rb < 4; rb++) i0[rb] = i1[rb] = vdupq_n_s32(0);
+                        const int8x16_t *ps = p + (size_t)b * 32;
+                        const int8x16_t e0 = vld1q_s8(q0 + (size_t)b * KT_QBLOCK), o0 = vld1q_s8(q0 + (size_t)b * KT_QBLOCK + 16);
+                        const int8x16_t e1 = vld1q_s8(q1 + (size_t)b * KT_QBLOCK), o1 = vld1q_s8(q1 + (size_t)b * KT_QBLOCK + 16);
+                        PACKED_STEP(0)
+                        PACKED_STEP(1)
+                        PACKED_STEP(2)
+                        PACKED_STEP(3)
+                        for (int rb = 0; rb < 4; rb++) {
+                            f0[rb] = vfmaq_n_f32(f0[rb], vcvtq_f32_s32(i0[rb]), d0[b]);
+                            f1[rb] = vfmaq_n_f32(f1[rb], vcvtq_f32_s32(i1[rb]), d1[b]);
+                        }
+                    }
+                    const float x0 = gs_all[(size_t)j0 * groups + g], x1 = gs_all[(size_t)j1 * groups + g];
+                    for (int rb = 0; rb < 4; rb++) {
+                        const float32x4_t sv = vld1q_f32(sc + (size_t)g * HALF_ROWS + rb * 4);
+                        const float32x4_t bv = vld1q_f32(bi + (size_t)g * HALF_ROWS + rb * 4);
+                        float *a0 = ab + rb * 4, *a1 = ab + HALF_ROWS + rb * 4;
+                        vst1q_f32(a0, vfmaq_n_f32(vfmaq_f32(vld1q_f32(a0), f0[rb], sv), bv, x0));
+                        vst1q_f32(a1, vfmaq_n_f32(vfmaq_f32(vld1q_f32(a1), f1[rb], sv), bv, x1));
+                    }
+                }
+            }
+        }
+        for (int j = 0; j < t; j++) memcpy(y + (size_t)j * ldy + h0, accb + (size_t)j * HALF_ROWS, (size_t)rows * sizeof *y);
+    }
+}
+
+/* What the repacked kernel takes: what the x86 four-row kernels take (rows
+ * of whole 4-byte steps, in % 32 == 0), at most KT_PACK_ROWS rows. */
+static int q4_i8_packed_sdot(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy,
+                             void *scratch) {
+    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    q4_i8_packed_run(l, r0, r1, a, t, y, ldy, scratch);
+    return 1;
+}
+
 const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
     static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm, NULL,
                                               dots_2x4};
@@ -267,7 +385,7 @@ static int have_dotprod(void) {
 /* The same with the dotprod extension's sdot, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_neon(void) {
     static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
-                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, NULL, dots_2x4};
+                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, q4_i8_packed_sdot, dots_2x4};
     return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 

@@ -32,28 +32,29 @@
 
 enum { PEAK_ITERS = 1 << 22 };
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-/* 16 chains of the instruction, each operand a register: ITERS x 16
- * instructions, returned so nothing is optimised away. */
-#define PEAK_LOOP(VEC, ZERO, STEP, LANES)                                                                         \
+/* 16 chains of the instruction, each operand a register (constraint REG):
+ * ITERS x 16 instructions, returned so nothing is optimised away. The
+ * operands C and X start as SEED_C and SEED_X (not const), of their own type. */
+#define PEAK_LOOP(VEC, ZERO, STEP, LANES, REG)                                                                    \
     VEC a[16];                                                                                                     \
     for (int i = 0; i < 16; i++) a[i] = ZERO;                                                                      \
-    VEC c = seed_c, x = seed_x;                                                                                    \
+    __typeof__(seed_c) c = seed_c, x = seed_x;                                                                     \
     for (long it = 0; it < iters; it++) {                                                                          \
         _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) a[i] = STEP(a[i], c, x);                           \
-        __asm__ volatile("" : "+v"(c), "+v"(x));                                                                 \
+        __asm__ volatile("" : "+" REG(c), "+" REG(x));                                                           \
     }                                                                                                              \
     VEC s = a[0];                                                                                                  \
     for (int i = 1; i < 16; i++) s = ADD(s, a[i]);                                                                 \
     *macs = (double)iters * 16 * (LANES);                                                                          \
     return (uint32_t)EXTRACT(s);
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define ADD _mm512_add_epi32
 #define EXTRACT(v) _mm_cvtsi128_si32(_mm512_castsi512_si128(v))
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t peak_avx512vnni(long iters, double *macs) {
-    const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
-    PEAK_LOOP(__m512i, _mm512_setzero_si512(), _mm512_dpbusd_epi32, 64)
+    __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
+    PEAK_LOOP(__m512i, _mm512_setzero_si512(), _mm512_dpbusd_epi32, 64, "v")
 }
 /* Without VNNI the fastest code widens a block's sums once, not every
  * product: one vpmaddubsw and one 16-bit add per LANES products
@@ -62,39 +63,39 @@ static inline __attribute__((target("avx512f,avx512bw"))) __m512i bw_step(__m512
     return _mm512_add_epi16(a, _mm512_maddubs_epi16(c, x));
 }
 __attribute__((target("avx512f,avx512bw"))) static uint32_t peak_avx512bw(long iters, double *macs) {
-    const __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
-    PEAK_LOOP(__m512i, _mm512_setzero_si512(), bw_step, 64)
+    __m512i seed_c = _mm512_set1_epi8(3), seed_x = _mm512_set1_epi8(-2);
+    PEAK_LOOP(__m512i, _mm512_setzero_si512(), bw_step, 64, "v")
 }
 #undef ADD
 #undef EXTRACT
 #define ADD _mm256_add_epi32
 #define EXTRACT(v) _mm_cvtsi128_si32(_mm256_castsi256_si128(v))
 __attribute__((target("avx2,avxvnni"))) static uint32_t peak_avxvnni(long iters, double *macs) {
-    const __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
-    PEAK_LOOP(__m256i, _mm256_setzero_si256(), _mm256_dpbusd_avx_epi32, 32)
+    __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
+    PEAK_LOOP(__m256i, _mm256_setzero_si256(), _mm256_dpbusd_avx_epi32, 32, "v")
 }
 static inline __attribute__((target("avx2"))) __m256i avx2_step(__m256i a, __m256i c, __m256i x) {
     return _mm256_add_epi16(a, _mm256_maddubs_epi16(c, x));
 }
 __attribute__((target("avx2"))) static uint32_t peak_avx2(long iters, double *macs) {
-    const __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
-    PEAK_LOOP(__m256i, _mm256_setzero_si256(), avx2_step, 32)
+    __m256i seed_c = _mm256_set1_epi8(3), seed_x = _mm256_set1_epi8(-2);
+    PEAK_LOOP(__m256i, _mm256_setzero_si256(), avx2_step, 32, "v")
 }
 #undef ADD
 #undef EXTRACT
 #define ADD _mm512_add_ps
 #define EXTRACT(v) (uint32_t)_mm_cvtss_f32(_mm512_castps512_ps128(v))
 __attribute__((target("avx512f"))) static uint32_t peak_fma512(long iters, double *macs) {
-    const __m512 seed_c = _mm512_set1_ps(1.0f), seed_x = _mm512_set1_ps(0.0f);
-    PEAK_LOOP(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, 16)
+    __m512 seed_c = _mm512_set1_ps(1.0f), seed_x = _mm512_set1_ps(0.0f);
+    PEAK_LOOP(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, 16, "v")
 }
 #undef ADD
 #undef EXTRACT
 #define ADD _mm256_add_ps
 #define EXTRACT(v) (uint32_t)_mm_cvtss_f32(_mm256_castps256_ps128(v))
 __attribute__((target("avx2,fma"))) static uint32_t peak_fma256(long iters, double *macs) {
-    const __m256 seed_c = _mm256_set1_ps(1.0f), seed_x = _mm256_set1_ps(0.0f);
-    PEAK_LOOP(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, 8)
+    __m256 seed_c = _mm256_set1_ps(1.0f), seed_x = _mm256_set1_ps(0.0f);
+    PEAK_LOOP(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, 8, "v")
 }
 static uint32_t peak_fma(long iters, double *macs, const char **name) {
     __builtin_cpu_init();
@@ -116,33 +117,21 @@ static uint32_t peak(long iters, double *macs, const char **name) {
 }
 #elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
+#define ADD vaddq_s32
+#define EXTRACT(v) vgetq_lane_s32(v, 0)
 static uint32_t peak(long iters, double *macs, const char **name) {
-    int32x4_t a[16];
-    for (int i = 0; i < 16; i++) a[i] = vdupq_n_s32(0);
-    int8x16_t c = vdupq_n_s8(3), x = vdupq_n_s8(-2);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 16; i++) a[i] = vdotq_s32(a[i], c, x);
-        __asm__ volatile("" : "+w"(c), "+w"(x));
-    }
-    int32x4_t s = a[0];
-    for (int i = 1; i < 16; i++) s = vaddq_s32(s, a[i]);
+    int8x16_t seed_c = vdupq_n_s8(3), seed_x = vdupq_n_s8(-2);
     *name = "neon sdot";
-    *macs = (double)iters * 16 * 16;
-    return (uint32_t)vgetq_lane_s32(s, 0);
+    PEAK_LOOP(int32x4_t, vdupq_n_s32(0), vdotq_s32, 16, "w")
 }
+#undef ADD
+#undef EXTRACT
+#define ADD vaddq_f32
+#define EXTRACT(v) vgetq_lane_f32(v, 0)
 static uint32_t peak_fma(long iters, double *macs, const char **name) {
-    float32x4_t a[16];
-    for (int i = 0; i < 16; i++) a[i] = vdupq_n_f32(0);
-    float32x4_t c = vdupq_n_f32(1), x = vdupq_n_f32(0);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 16; i++) a[i] = vfmaq_f32(a[i], c, x);
-        __asm__ volatile("" : "+w"(c), "+w"(x));
-    }
-    float32x4_t s = a[0];
-    for (int i = 1; i < 16; i++) s = vaddq_f32(s, a[i]);
+    float32x4_t seed_c = vdupq_n_f32(1), seed_x = vdupq_n_f32(0);
     *name = "neon fmla";
-    *macs = (double)iters * 16 * 4;
-    return (uint32_t)vgetq_lane_f32(s, 0);
+    PEAK_LOOP(float32x4_t, vdupq_n_f32(0), vfmaq_f32, 4, "w")
 }
 #else
 static uint32_t peak(long iters, double *macs, const char **name) {

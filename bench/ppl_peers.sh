@@ -46,11 +46,17 @@ tok = Tokenizer.from_file(f"{model}/tokenizer.json")
 base = ("日本の首都は東京です。富士山は日本で一番高い山で、標高は三千七百七十六メートルです。"
         "The quick brown fox jumps over the lazy dog, and the river runs to the sea. ")
 ids = tok.encode(base * (n // 10 + 10), add_special_tokens=False).ids
-for cut in range(n + 16, 0, -1):
+count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
+# a cut at a token boundary can re-encode to another count (merges across
+# the cut, in either direction): then characters come off the end, one at a
+# time, until the count is exact
+for cut in range(n + 16, n - 16, -1):
     text = tok.decode(ids[:cut])
-    if len(tok.encode(text, add_special_tokens=False).ids) == n:
-        open(out, "w", encoding="utf-8").write(text)
-        sys.exit()
+    for _ in range(64):
+        if count(text) == n:
+            open(out, "w", encoding="utf-8").write(text)
+            sys.exit()
+        text = text[:-1]
 sys.exit(f"no text of {n} tokens")
 PY
 

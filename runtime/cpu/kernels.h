@@ -55,6 +55,14 @@ static inline size_t kt_packed_scratch_bytes(const kt_linear *l, int t) {
     return (size_t)l->in * KT_PACK_ROWS + ((groups * 2 + tokens) * KT_PACK_ROWS + tokens * groups) * sizeof(float) + 64;
 }
 
+/* What every repacked prompt kernel takes: what the four-row kernels take
+ * (kt_rows4_ok below: rows of whole 4-byte steps) and 1 to KT_PACK_ROWS
+ * rows. */
+static inline int kt_rows4_ok(const kt_linear *l);
+static inline int kt_packed_ok(const kt_linear *l, int r0, int r1) {
+    return kt_rows4_ok(l) && r1 > r0 && r1 - r0 <= KT_PACK_ROWS;
+}
+
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,
  * the bf16 case (MLX stores them in the model's dtype, usually bf16) is two
  * instructions. */

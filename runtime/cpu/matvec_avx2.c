@@ -572,15 +572,14 @@ __attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row
 Q4_I8_PACKED(q4_i8_packed_run, "avx2,fma", ACC_MADDUBS, END_MADDUBS)
 Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
 
-/* What the repacked kernel takes: what the four-row kernels take (rows of
- * whole 4-byte steps: in % 32 == 0), at most KT_PACK_ROWS rows. */
+/* The matrices kt_packed_ok accepts (kernels.h), else 0. */
 static int q4_i8_packed(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
-    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (!kt_packed_ok(l, r0, r1)) return 0;
     q4_i8_packed_run(l, r0, r1, a, t, y, ldy, scratch);
     return 1;
 }
 static int q4_i8_packed_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
-    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (!kt_packed_ok(l, r0, r1)) return 0;
     q4_i8_packed_run_vnni(l, r0, r1, a, t, y, ldy, scratch);
     return 1;
 }

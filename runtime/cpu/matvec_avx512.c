@@ -489,13 +489,13 @@ Q4_I8_PACKED(q4_i8_packed32_vnni, ",avx512vnni", dot4_vnni, 2)
  * whole 4-byte steps (every width here: in % 32 == 0), and at most 32 rows;
  * 16 or fewer go through the one-block tile. */
 static int q4_i8_packed_bw(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
-    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (!kt_packed_ok(l, r0, r1)) return 0;
     if (r1 - r0 > PACK_ROWS) q4_i8_packed32_bw(l, r0, r1, a, t, y, ldy, scratch);
     else q4_i8_packed16_bw(l, r0, r1, a, t, y, ldy, scratch);
     return 1;
 }
 static int q4_i8_packed_vnni(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
-    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (!kt_packed_ok(l, r0, r1)) return 0;
     if (r1 - r0 > PACK_ROWS) q4_i8_packed32_vnni(l, r0, r1, a, t, y, ldy, scratch);
     else q4_i8_packed16_vnni(l, r0, r1, a, t, y, ldy, scratch);
     return 1;

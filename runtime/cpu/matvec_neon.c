@@ -355,11 +355,10 @@ DOTPROD static void q4_i8_packed_run(const kt_linear *l, int r0, int r1, const k
     }
 }
 
-/* What the repacked kernel takes: what the x86 four-row kernels take (rows
- * of whole 4-byte steps, in % 32 == 0), at most KT_PACK_ROWS rows. */
+/* The matrices kt_packed_ok accepts (kernels.h), else 0. */
 static int q4_i8_packed_sdot(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy,
                              void *scratch) {
-    if (!kt_rows4_ok(l) || r1 <= r0 || r1 - r0 > KT_PACK_ROWS) return 0;
+    if (!kt_packed_ok(l, r0, r1)) return 0;
     q4_i8_packed_run(l, r0, r1, a, t, y, ldy, scratch);
     return 1;
 }

@@ -188,12 +188,12 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < codes; i++) w[i] = (uint8_t)next();
     uint16_t *s = (uint16_t *)(w + codes);
     for (size_t i = 0; i < sb; i++) s[i] = 0x3c00 | (uint16_t)(next() & 0x7f);
-    kt_linear l = {rows, cols, 1, w, KT_BF16, w + codes, w + codes + sb, 4, gs};
+    kt_linear l = {rows, cols, 1, w, KT_BF16, w + codes, w + codes + sb, 4, gs, NULL};
     uint16_t *wd = NULL;
     if (dense) { /* bf16 values in [-2, 2) */
         wd = kt_xmalloc((size_t)rows * cols * sizeof *wd);
         for (size_t i = 0; i < (size_t)rows * cols; i++) wd[i] = (uint16_t)(0x3f00 | (next() & 0x80ff));
-        l = (kt_linear){rows, cols, 0, (const uint8_t *)wd, KT_BF16, NULL, NULL, 0, 0};
+        l = (kt_linear){rows, cols, 0, (const uint8_t *)wd, KT_BF16, NULL, NULL, 0, 0, NULL};
     }
     float *x = kt_xmalloc((size_t)tokens * cols * sizeof *x), *y = kt_xmalloc((size_t)tokens * rows * sizeof *y);
     for (size_t i = 0; i < (size_t)tokens * cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;

@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
         uint8_t *base = buf + one * (size_t)c;
         uint16_t *s = (uint16_t *)(base + codes);
         for (size_t i = 0; i < 2 * sb / 2; i++) s[i] = 0x3c00 | (uint16_t)(next() & 0x7f); /* bf16 ~ 0.0078.. */
-        l[c] = (kt_linear){rows, cols, 1, base, KT_BF16, base + codes, base + codes + sb, 4, gs};
+        l[c] = (kt_linear){rows, cols, 1, base, KT_BF16, base + codes, base + codes + sb, 4, gs, NULL};
     }
     float *x = kt_xmalloc((size_t)cols * sizeof *x), *y = kt_xmalloc((size_t)rows * sizeof *y);
     for (int i = 0; i < cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;

@@ -72,6 +72,10 @@ struct kt_backend {
     size_t max_buffer;
     /* The model is freed: drop every copy made of its weights (NULL: none). */
     void (*unload)(void);
+    /* The model's activations are chosen (kt_model_set_activations): make
+     * the backend's own layout of the weights for them, owned by
+     * M->backend_weights (NULL: the file's layout serves). */
+    int (*prepare)(kt_model *m);
 };
 
 const kt_backend *kt_cpu_backend(void);

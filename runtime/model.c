@@ -294,6 +294,12 @@ void kt_model_free(kt_model *m) {
     if (m->backend && m->backend->unload) m->backend->unload(); /* its copies of the weights go too */
     if (m->files.n_shards || m->files.dir) kt_model_close(&m->files);
     free_layers(m);
+    free(m->backend_weights);
     kt_config_free(&m->cfg);
     memset(m, 0, sizeof *m);
+}
+
+int kt_model_set_activations(kt_model *m, kt_activations a) {
+    m->activations = a;
+    return m->backend->prepare ? m->backend->prepare(m) : 0;
 }

@@ -24,6 +24,8 @@ typedef struct {
     kt_dtype dtype;                /* dense dtype, or the scales' dtype */
     const uint8_t *scales, *biases;
     int bits, group_size;
+    const uint8_t *rows8;          /* the CPU's copy interleaved by 8 rows (runtime/cpu/interleave.c),
+                                    * made for integer activations; NULL: none */
 } kt_linear;
 
 typedef struct {                   /* a vector parameter (norm weight, bias, A_log...) */
@@ -70,6 +72,7 @@ typedef struct {
     kt_layer *layers;
     unsigned char *used;           /* per tensor of files: read by the loader */
     int headers_only;              /* bound for checking: names, shapes, dtypes; no data read */
+    void *backend_weights;         /* the backend's own layout of weights (prepare()), freed with the model */
 } kt_model;
 
 typedef struct kt_work kt_work;    /* forward.c: the pass's scratch buffers */
@@ -89,6 +92,10 @@ int kt_model_load(kt_model *m, const char *dir);
  * with IGNORE_PREFIX (may be NULL), or NULL; malloc'd. 0 or -1. */
 int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const char *ignore_prefix, char **unused);
 void kt_model_free(kt_model *m);
+/* Set how activations meet quantized weights, and let the backend prepare
+ * its layout of the weights for that (backend.h, prepare). Call it once,
+ * after the backend is chosen. */
+int kt_model_set_activations(kt_model *m, kt_activations a);
 int kt_state_init(kt_state *s, const kt_model *m, int max_pos);
 void kt_state_free(kt_state *s, const kt_model *m);
 

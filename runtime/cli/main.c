@@ -690,8 +690,10 @@ static int run(options *o) {
         } else if (choose_backend(o, &m)) {
             rc = 1;
             kt_model_free(&m);
+        } else if (kt_model_set_activations(&m, act)) {
+            rc = 1;
+            kt_model_free(&m);
         } else {
-            m.activations = act;
             rc = o->perplexity ? perplexity(o, &m, tok)
                  : o->choices  ? choices(o, &m, tok, &set)
                  : o->chat     ? chat(o, &m, tok)

@@ -25,7 +25,7 @@ const kt_backend *kt_cpu_backend(void) {
         .name = "cpu", .matvec = kt_linear_apply, .matmul = kt_linear_apply_batch, .row = kt_linear_row,
         .rmsnorm = kt_rmsnorm, .mamba_steps = kt_mamba2_steps, .attend = kt_attend_tokens, .quantize = kt_qact_quantize,
         .matvec_q = kt_linear_apply_q, .matmul_q = kt_linear_apply_batch_q, .int8_ok = kt_linear_int8_ok,
-        .relu2 = relu2, .add = add, .route = kt_moe_route, .weigh = weigh,
+        .relu2 = relu2, .add = add, .route = kt_moe_route, .weigh = weigh, .prepare = kt_cpu_prepare,
         /* sync, alloc, release, unload, expert: NULL, see backend.h */
     };
     return &cpu;

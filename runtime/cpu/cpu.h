@@ -33,6 +33,17 @@ void kt_matvec_force_scalar(int on);
 /* The name of the kernel set in use: "avx512", "avx2", "neon" or "scalar". */
 const char *kt_matvec_kernels(void);
 
+/* The 4-bit matrices interleaved by 8 rows (interleave.c): which matrices
+ * take the layout, its bytes in all (per block: kernels.h), the copy, and
+ * the scalar reference on it for rows [8 B0, 8 B1). kt_cpu_prepare makes
+ * the copy of every such matrix of M when the table has a kernel for it
+ * and M runs with integer activations (KT_INTERLEAVE=0: never). */
+int kt_rows8_ok(const kt_linear *l);
+size_t kt_rows8_bytes(const kt_linear *l);
+void kt_rows8_pack(const kt_linear *l, uint8_t *dst);
+void kt_rows8_ref(const kt_linear *l, const uint8_t *rows8, int b0, int b1, const kt_qact *a, float *y);
+int kt_cpu_prepare(kt_model *m);
+
 void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);
 void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
                     float *tmp);

@@ -43,6 +43,11 @@ typedef struct {
      * X_k = X + k * LDX; each loaded value serves 4 (row) or 2 (vector)
      * products, where dots' loads serve at most 4 of 1 row. */
     void (*dots_2x4)(const float *w, size_t ldw, const float *x, size_t ldx, int n, float *out, size_t ldo);
+    /* Rows [8 B0, 8 B1) of y = W x from the copy interleaved by 8 rows
+     * (L->rows8, interleave.c), x quantized: the decode kernel where the
+     * file's layout costs more instructions than memory reads. NULL where
+     * the table has none (then no copy is made). */
+    void (*q4_i8_rows8)(const kt_linear *l, int b0, int b1, const kt_qact *a, float *y);
 } kt_matvec_kernels_t;
 
 /* The repacked prompt kernels' rows per call and their scratch for T
@@ -61,6 +66,14 @@ static inline size_t kt_packed_scratch_bytes(const kt_linear *l, int t) {
 static inline int kt_rows4_ok(const kt_linear *l);
 static inline int kt_packed_ok(const kt_linear *l, int r0, int r1) {
     return kt_rows4_ok(l) && r1 > r0 && r1 - r0 <= KT_PACK_ROWS;
+}
+
+/* The bytes of one block of 8 rows in the interleaved copy (interleave.c):
+ * the codes (4 bytes per row per 8 elements), then the 8 rows' scales and
+ * biases per group in their own dtype. */
+static inline size_t kt_rows8_block_bytes(const kt_linear *l) {
+    const size_t groups = (size_t)(l->in / l->group_size), es = kt_dtype_bits(l->dtype) / 8;
+    return (size_t)l->in * 4 + 2 * 8 * groups * es;
 }
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,

@@ -488,6 +488,18 @@ __attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row
     }
 }
 
+/* The same from the copy interleaved by 8 rows (interleave.c), where step
+ * s of the 8 rows is already one register at SRC + 32 s. */
+__attribute__((target("avx2"))) static void pack_interleaved(const uint8_t *src, int steps, int rb, __m256i *p) {
+    const __m256i nib = _mm256_set1_epi8(15);
+    for (int s = 0; s < steps; s++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(src + (size_t)s * 32));
+        __m256i *to = p + ((size_t)s * 2 + rb) * 2;
+        to[0] = _mm256_and_si256(x, nib);
+        to[1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
+    }
+}
+
 /* The two ways to sum a block: 16-bit partial sums widened at its end, or
  * VNNI's 32-bit ones. */
 #define ACC_MADDUBS(acc, c, x) _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, x))
@@ -509,6 +521,11 @@ __attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row
             const int rows = r1 - h0 < HALF_ROWS ? r1 - h0 : HALF_ROWS;                                    \
             /* lane i of block rb reads row h0 + 8 rb + i; missing rows repeat row h0, never stored */     \
             for (int rb = 0; rb < 2; rb++) {                                                               \
+                const int first = h0 + rb * 8;                                                             \
+                if (l->rows8 && first % 8 == 0 && first + 8 <= l->out / 8 * 8 && rb * 8 < rows) {          \
+                    pack_interleaved(l->rows8 + (size_t)(first / 8) * kt_rows8_block_bytes(l), steps, rb, p); \
+                    continue;                                                                              \
+                }                                                                                          \
                 const uint8_t *row[8];                                                                     \
                 for (int i = 0; i < 8; i++) row[i] = l->w + (size_t)(h0 + (rb * 8 + i < rows ? rb * 8 + i : 0)) * stride; \
                 pack_rows8(row, steps, rb, p);                                                             \
@@ -572,6 +589,65 @@ __attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row
 Q4_I8_PACKED(q4_i8_packed_run, "avx2,fma", ACC_MADDUBS, END_MADDUBS)
 Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
 
+/* ---- decode from the copy interleaved by 8 rows (interleave.c) ----
+ * A step's 32 bytes are 8 elements of each of 8 rows, lane i row i: its
+ * low nibbles meet the token's 4 even activations of the step, its high
+ * nibbles the 4 odd ones, each a broadcast dword of the paired layout (qp),
+ * exactly as in the repacked prompt kernel above, whose 16-bit block sums
+ * this shares. Two blocks of 8 rows share every broadcast. Lane i of the
+ * sums is row i's, so the rows leave as one store each: no reduction
+ * across lanes, no gather of scales (they are interleaved too). Per step
+ * and block: a load, three instructions for the nibbles, two multiplies
+ * and two adds; the four-row kernel needs about 13 per 64 elements of a
+ * row, this about 10. */
+#define Q4_I8_ROWS8(NAME, TARGET, ACC, END)                                                                \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int b0, int b1, const kt_qact *a, \
+                                                     float *y) {                                           \
+        const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
+        const size_t bb = kt_rows8_block_bytes(l), pb = (size_t)groups * 8 * (kt_dtype_bits(l->dtype) / 8); \
+        float gsum[KT_GSUM_MAX];                                                                           \
+        kt_group_sums(a->sum, gs, groups, gsum);                                                           \
+        const __m256i nib = _mm256_set1_epi8(15);                                                          \
+        for (int b = b0; b < b1; b += 2) {                                                                 \
+            const int two = b + 1 < b1;                                                                    \
+            const uint8_t *w0 = l->rows8 + (size_t)b * bb, *w1 = two ? w0 + bb : w0;                       \
+            const uint8_t *s0 = w0 + (size_t)l->in * 4, *s1 = w1 + (size_t)l->in * 4;                      \
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
+            for (int g = 0; g < groups; g++) {                                                             \
+                __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();                                 \
+                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                    const int8_t *q = a->qp + (size_t)k * KT_QBLOCK;                                       \
+                    const uint8_t *p0 = w0 + (size_t)k * 128, *p1 = w1 + (size_t)k * 128;                  \
+                    _mm_prefetch((const char *)(p0 + ROWS4_PREFETCH), _MM_HINT_T0);                        \
+                    _mm_prefetch((const char *)(p1 + ROWS4_PREFETCH), _MM_HINT_T0);                        \
+                    __m256i i0 = _mm256_setzero_si256(), i1 = i0;                                          \
+                    _Pragma("GCC unroll 4") for (int st = 0; st < 4; st++) {                               \
+                        int32_t e, o;                                                                      \
+                        memcpy(&e, q + 4 * st, 4);                                                         \
+                        memcpy(&o, q + 16 + 4 * st, 4);                                                    \
+                        const __m256i ev = _mm256_set1_epi32(e), ov = _mm256_set1_epi32(o);                \
+                        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(p0 + st * 32));            \
+                        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(p1 + st * 32));            \
+                        i0 = ACC(ACC(i0, _mm256_and_si256(r0, nib), ev), _mm256_and_si256(_mm256_srli_epi16(r0, 4), nib), ov); \
+                        i1 = ACC(ACC(i1, _mm256_and_si256(r1, nib), ev), _mm256_and_si256(_mm256_srli_epi16(r1, 4), nib), ov); \
+                    }                                                                                      \
+                    const __m256 dv = _mm256_set1_ps(a->d[k]);                                             \
+                    f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i0)), dv, f0);                             \
+                    f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i1)), dv, f1);                             \
+                }                                                                                          \
+                const __m256 xs = _mm256_set1_ps(gsum[g]);                                                 \
+                acc0 = _mm256_fmadd_ps(f0, params8(l->dtype, s0, (size_t)g * 8, 8), acc0);                 \
+                acc1 = _mm256_fmadd_ps(f1, params8(l->dtype, s1, (size_t)g * 8, 8), acc1);                 \
+                acc0 = _mm256_fmadd_ps(params8(l->dtype, s0 + pb, (size_t)g * 8, 8), xs, acc0);            \
+                acc1 = _mm256_fmadd_ps(params8(l->dtype, s1 + pb, (size_t)g * 8, 8), xs, acc1);            \
+            }                                                                                              \
+            _mm256_storeu_ps(y + (size_t)b * 8, acc0);                                                     \
+            if (two) _mm256_storeu_ps(y + (size_t)b * 8 + 8, acc1);                                        \
+        }                                                                                                  \
+    }
+Q4_I8_ROWS8(q4_i8_rows8, "avx2,fma,f16c", ACC_MADDUBS, END_MADDUBS)
+Q4_I8_ROWS8(q4_i8_rows8_vnni, "avx2,fma,f16c,avxvnni", ACC_VNNI, END_VNNI)
+
 /* The matrices kt_packed_ok accepts (kernels.h), else 0. */
 static int q4_i8_packed(const kt_linear *l, int r0, int r1, const kt_qact *a, int t, float *y, size_t ldy, void *scratch) {
     if (!kt_packed_ok(l, r0, r1)) return 0;
@@ -599,14 +675,15 @@ static int avx_vnni_here(void) {
 
 const kt_matvec_kernels_t *kt_kernels_avx2_base(void) {
     static const kt_matvec_kernels_t table = {"avx2", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any, q8_i8_rows, q4_i8_gemm,
-                                              q4_i8_packed, dots_2x4};
+                                              q4_i8_packed, dots_2x4, q4_i8_rows8};
     return avx2_here() ? &table : NULL;
 }
 
 /* The same table with AVX-VNNI's integer dot products, where the CPU has them. */
 const kt_matvec_kernels_t *kt_kernels_avx2(void) {
     static const kt_matvec_kernels_t table = {"avx2-vnni", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_any_vnni,
-                                              q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni, dots_2x4};
+                                              q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni, dots_2x4,
+                                              q4_i8_rows8_vnni};
     if (!avx2_here()) return NULL;
     return avx_vnni_here() ? &table : kt_kernels_avx2_base();
 }

@@ -647,7 +647,7 @@ AVX512 static void dots(const float *w, const float *x, size_t ldx, int t, int n
 /* AVX-512F with BW and DQ (the integer kernels need both). */
 const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
     static kt_matvec_kernels_t table = {"avx512", q4_rows, bf16_rows, NULL, dots, q4_i8_rows_bw, q8_i8_rows_bw,
-                                        q4_i8_gemm_base, q4_i8_packed_bw, NULL};
+                                        q4_i8_gemm_base, q4_i8_packed_bw, NULL, NULL};
     const kt_matvec_kernels_t *avx2 = kt_kernels_avx2_base();
     if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512dq"))
@@ -660,7 +660,7 @@ const kt_matvec_kernels_t *kt_kernels_avx512_base(void) {
 /* The same with AVX-512 VNNI's vpdpbusd, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_avx512(void) {
     static kt_matvec_kernels_t table = {"avx512-vnni", q4_rows, bf16_rows, NULL, dots, q4_i8_rows_vnni,
-                                        q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni, NULL};
+                                        q8_i8_rows_vnni, q4_i8_gemm_vnni, q4_i8_packed_vnni, NULL, NULL};
     const kt_matvec_kernels_t *base = kt_kernels_avx512_base();
     if (!base || !__builtin_cpu_supports("avx512vnni")) return base;
     table.q4_row = base->q4_row;

@@ -175,7 +175,7 @@ int kt_linear_int8_ok(const kt_linear *l) {
     return l->quantized && l->group_size % KT_QBLOCK == 0 && l->in % KT_QBLOCK == 0 && (l->bits * KT_QBLOCK) % 8 == 0;
 }
 
-enum { ROW_BLOCK = 16, PACKED_FROM = 8 };
+enum { ROW_BLOCK = 16, PACKED_FROM = 8, PACKED_FROM_ROWS8 = 2 };
 
 /* The prompt with integer activations: A holds T vectors. From PACKED_FROM
  * tokens on (repacking a block of rows costs about what 4 tokens' products
@@ -187,7 +187,14 @@ enum { ROW_BLOCK = 16, PACKED_FROM = 8 };
 void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
     const int per = l->in / KT_QBLOCK;
-    if (k && l->bits == 4 && k->q4_i8_packed && t >= PACKED_FROM && kt_rows4_ok(l)) {
+    if (t == 1) {
+        kt_linear_apply_q(l, a, y);
+        return;
+    }
+    /* with the interleaved copy, repacking is two instructions per 32
+     * bytes: worth it from 2 tokens on */
+    const int packed_from = l->rows8 ? PACKED_FROM_ROWS8 : PACKED_FROM;
+    if (k && l->bits == 4 && k->q4_i8_packed && t >= packed_from && kt_rows4_ok(l)) {
         const int blocks = (l->out + KT_PACK_ROWS - 1) / KT_PACK_ROWS;
 #pragma omp parallel if (l->out >= 64)
         {
@@ -224,8 +231,30 @@ void kt_linear_apply_batch_q(const kt_linear *l, const kt_qact *a, int t, float 
     }
 }
 
+/* Decode from the interleaved copy: each thread one contiguous run of
+ * blocks of 8 rows (an even count, so the kernel's pairs stay whole), the
+ * rows past the last whole block from the file. */
+static void apply_rows8(const kt_matvec_kernels_t *k, const kt_linear *l, const kt_qact *a, float *y) {
+    const int blocks = l->out / 8;
+#pragma omp parallel if (l->out >= 64)
+    {
+        int id = 0, nt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        const int pairs = (blocks + 1) / 2, p0 = (int)((long)pairs * id / nt), p1 = (int)((long)pairs * (id + 1) / nt);
+        const int b1 = 2 * p1 < blocks ? 2 * p1 : blocks;
+        if (2 * p0 < b1) k->q4_i8_rows8(l, 2 * p0, b1, a, y);
+    }
+    if (blocks * 8 < l->out) int8_rows(k, l)(l, blocks * 8, l->out, a, y);
+}
+
 void kt_linear_apply_q(const kt_linear *l, const kt_qact *a, float *y) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
+    if (l->rows8 && k && k->q4_i8_rows8) {
+        apply_rows8(k, l, a, y);
+        return;
+    }
     const int8_rows_fn rows = int8_rows(k, l);
     const int blocks = (l->out + ROW_BLOCK - 1) / ROW_BLOCK;
 #pragma omp parallel for schedule(static) if (l->out >= 64)

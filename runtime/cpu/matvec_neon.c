@@ -365,7 +365,7 @@ static int q4_i8_packed_sdot(const kt_linear *l, int r0, int r1, const kt_qact *
 
 const kt_matvec_kernels_t *kt_kernels_neon_base(void) {
     static const kt_matvec_kernels_t table = {"neon", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows, q8_i8_rows, q4_i8_gemm, NULL,
-                                              dots_2x4};
+                                              dots_2x4, NULL};
     return &table;
 }
 
@@ -384,7 +384,7 @@ static int have_dotprod(void) {
 /* The same with the dotprod extension's sdot, where the CPU has it. */
 const kt_matvec_kernels_t *kt_kernels_neon(void) {
     static const kt_matvec_kernels_t table = {"neon-dotprod", q4_rows, bf16_rows, q4_row, dots, q4_i8_rows_sdot,
-                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, q4_i8_packed_sdot, dots_2x4};
+                                              q8_i8_rows_sdot, q4_i8_gemm_sdot, q4_i8_packed_sdot, dots_2x4, NULL};
     return have_dotprod() ? &table : kt_kernels_neon_base();
 }
 

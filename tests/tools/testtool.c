@@ -113,7 +113,7 @@ static int forward(int argc, char **argv, int batch) {
         return 1;
     }
     const char *act = getenv("KT_ACTIVATIONS"); /* as kintsugi-run reads it */
-    if (act && !strcmp(act, "int8")) m.activations = KT_ACT_INT8;
+    if (act && !strcmp(act, "int8")) kt_model_set_activations(&m, KT_ACT_INT8);
     kt_state st;
     kt_state_init(&st, &m, argc);
     int n = argc - 3, rc = 0;

@@ -54,7 +54,7 @@ static qmatrix make_q(int out, int in, int bits, int gs, kt_dtype sd, uint64_t *
     q.sc = malloc(n / gs * es), q.bi = malloc(n / gs * es);
     uint64_t bad;
     CHECK(kt_quantize_tensor(&p, sd, q.src, out, in, q.packed, q.sc, q.bi, 1, &bad) == 0);
-    q.l = (kt_linear){out, in, 1, q.packed, sd, q.sc, q.bi, bits, gs};
+    q.l = (kt_linear){out, in, 1, q.packed, sd, q.sc, q.bi, bits, gs, NULL};
     free(w);
     return q;
 }
@@ -110,7 +110,7 @@ void test_matvec_kernels_match_reference(void) {
     const int din = 509;
     uint16_t *wb = malloc((size_t)out * din * 2);
     for (int i = 0; i < out * din; i++) wb[i] = kt_f32_to_bf16(frand(&st) * 0.05f);
-    kt_linear dl = {out, din, 0, (const uint8_t *)wb, KT_BF16, NULL, NULL, 0, 0};
+    kt_linear dl = {out, din, 0, (const uint8_t *)wb, KT_BF16, NULL, NULL, 0, 0, NULL};
     kt_linear_rows_ref(&dl, 0, out, x, y1);
     for (int t = 0; t < nt; t++) {
         tab[t]->bf16_rows(&dl, 0, out, x, y2);
@@ -191,7 +191,7 @@ void test_dot_and_batch_match_reference(void) {
     float *y1 = malloc((size_t)T * OUT * sizeof *y1), *y2 = malloc((size_t)OUT * sizeof *y2);
     for (int i = 0; i < OUT * IN; i++) w[i] = frand(&st);
     for (int i = 0; i < T * IN; i++) x[i] = frand(&st);
-    kt_linear dense = {OUT, IN, 0, (const uint8_t *)w, KT_F32, NULL, NULL, 0, 0};
+    kt_linear dense = {OUT, IN, 0, (const uint8_t *)w, KT_F32, NULL, NULL, 0, 0, NULL};
     qmatrix q = make_q(OUT, IN, 4, 64, KT_BF16, &st);
     const kt_linear *ls[] = {&dense, &q.l};
     for (int m = 0; m < 2; m++) {
@@ -438,4 +438,119 @@ void test_int8_packed_gemm_matches_reference(void) {
     /* where the CPU has AVX-512, the kernel must have run */
     for (int k = 0; k < nt; k++) CHECK(!tab[k]->q4_i8_packed || ran > 0);
     free(xs), free(ys), free(yr), free(y1);
+}
+
+/* The copy interleaved by 8 rows (interleave.c): every byte where the
+ * layout says; the reference on it equal to the bit to the reference on
+ * the file (the same sums in the same order); every table's kernel against
+ * that reference, for whole runs of blocks and odd ones; and the dispatch
+ * (threads, the rows past the last whole block, the prompt repacked from
+ * the copy) against the file's reference. */
+void test_int8_rows8_matches_reference(void) {
+    const kt_matvec_kernels_t *tab[6];
+    const int nt = tables(tab);
+    const int in_list[] = {768, 960, 2240}, gs_list[] = {32, 64, 128}, t_list[] = {2, 3, 9};
+    const kt_dtype sd_list[] = {KT_BF16, KT_F16, KT_F32};
+    enum { OUT = 53, T = 9, BLOCKS = OUT / 8 };
+    uint64_t st = 41;
+    float *xs = malloc((size_t)T * 2240 * sizeof *xs), *ys = malloc((size_t)T * OUT * sizeof *ys);
+    float *yr = malloc((size_t)T * OUT * sizeof *yr), *y1 = malloc(OUT * sizeof *y1), *y2 = malloc(OUT * sizeof *y2);
+    int kernels_ran = 0;
+    for (int n = 0; n < 3; n++) {
+        const int in = in_list[n];
+        for (int i = 0; i < T * in; i++) xs[i] = frand(&st) * (i % 83 == 0 ? 16.0f : 1.0f);
+        kt_qact one = {0}, all = {0};
+        kt_qact_quantize(&one, xs, in);
+        kt_qact_quantize(&all, xs, T * in);
+        for (int g = 0; g < 3; g++)
+            for (int d = 0; d < 3; d++) {
+                if (in % gs_list[g]) continue;
+                qmatrix q = make_q(OUT, in, 4, gs_list[g], sd_list[d], &st);
+                CHECK(kt_rows8_ok(&q.l));
+                const size_t es = kt_dtype_bits(sd_list[d]) / 8, groups = (size_t)(in / gs_list[g]);
+                const size_t bb = kt_rows8_block_bytes(&q.l);
+                CHECK(kt_rows8_bytes(&q.l) == BLOCKS * bb && bb == (size_t)in * 4 + 16 * groups * es);
+                uint8_t *copy = malloc(kt_rows8_bytes(&q.l));
+                kt_rows8_pack(&q.l, copy);
+                int misplaced = 0;
+                for (int r = 0; r < BLOCKS * 8; r++) {
+                    const uint8_t *blk = copy + (size_t)(r / 8) * bb;
+                    for (int byte = 0; byte < in / 2; byte++)
+                        misplaced += blk[(size_t)(byte / 4) * 32 + (r % 8) * 4 + byte % 4] != q.packed[(size_t)r * in / 2 + byte];
+                    for (size_t gi = 0; gi < groups; gi++) {
+                        const size_t at = (size_t)in * 4 + (gi * 8 + (size_t)(r % 8)) * es, from = ((size_t)r * groups + gi) * es;
+                        misplaced += memcmp(blk + at, (const uint8_t *)q.sc + from, es) != 0;
+                        misplaced += memcmp(blk + at + 8 * groups * es, (const uint8_t *)q.bi + from, es) != 0;
+                    }
+                }
+                CHECK_MSG(misplaced == 0, "rows8 layout in %d gs %d %s: %d values misplaced", in, gs_list[g],
+                          kt_dtype_name(sd_list[d]), misplaced);
+                kt_linear_rows_qref(&q.l, 0, OUT, &one, y1);
+                kt_rows8_ref(&q.l, copy, 0, BLOCKS, &one, y2);
+                for (int o = 0; o < BLOCKS * 8; o++)
+                    CHECK_MSG(y2[o] == y1[o], "rows8 reference in %d gs %d row %d: %.9g vs %.9g", in, gs_list[g], o, y2[o], y1[o]);
+                q.l.rows8 = copy;
+                for (int k = 0; k < nt; k++) {
+                    if (!tab[k]->q4_i8_rows8) continue;
+                    /* all blocks; then 1..3 and 4..5 (odd runs, a pair and a single) */
+                    const int runs[3][2] = {{0, BLOCKS}, {1, 4}, {4, 6}};
+                    for (int r = 0; r < 3; r++) {
+                        for (int o = 0; o < OUT; o++) y2[o] = -7.0f;
+                        tab[k]->q4_i8_rows8(&q.l, runs[r][0], runs[r][1], &one, y2);
+                        for (int o = 0; o < OUT; o++) {
+                            const int inside = o >= 8 * runs[r][0] && o < 8 * runs[r][1];
+                            if (!inside) {
+                                CHECK_MSG(y2[o] == -7.0f, "%s rows8 wrote row %d outside blocks %d..%d", tab[k]->name, o,
+                                          runs[r][0], runs[r][1]);
+                                continue;
+                            }
+                            CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * (fabs(y1[o]) + 1), "%s rows8 in %d gs %d %s row %d: %g vs %g",
+                                      tab[k]->name, in, gs_list[g], kt_dtype_name(sd_list[d]), o, y2[o], y1[o]);
+                        }
+                    }
+                    kernels_ran++;
+                }
+                /* the dispatch, tail rows included; the prompt from the copy */
+                kt_linear_apply_q(&q.l, &one, y2);
+                for (int o = 0; o < OUT; o++)
+                    CHECK_MSG(fabs(y2[o] - y1[o]) <= 1e-5 * (fabs(y1[o]) + 1), "apply_q with rows8, row %d: %g vs %g", o, y2[o], y1[o]);
+                for (int ti = 0; ti < 3; ti++) {
+                    const int t = t_list[ti];
+                    kt_linear_gemm_qref(&q.l, 0, OUT, &all, t, yr, OUT);
+                    kt_qact view = all;
+                    view.n = t * in;
+                    memset(ys, 0, (size_t)T * OUT * sizeof *ys);
+                    kt_linear_apply_batch_q(&q.l, &view, t, ys);
+                    for (int i = 0; i < t * OUT; i++)
+                        CHECK_MSG(fabs(ys[i] - yr[i]) <= 1e-5 * (fabs(yr[i]) + 1), "apply_batch_q with rows8 in %d gs %d t %d at %d: %g vs %g",
+                                  in, gs_list[g], t, i, ys[i], yr[i]);
+                }
+                free(copy);
+                free_q(&q);
+            }
+        kt_qact_free(&one);
+        kt_qact_free(&all);
+    }
+    { /* enough rows for every thread (25 blocks, an odd count, and 3 rows past them) */
+        qmatrix q = make_q(203, 768, 4, 64, KT_BF16, &st);
+        uint8_t *copy = malloc(kt_rows8_bytes(&q.l));
+        float *z1 = malloc(203 * sizeof *z1), *z2 = malloc(203 * sizeof *z2);
+        kt_qact one = {0};
+        kt_qact_quantize(&one, xs, 768);
+        kt_rows8_pack(&q.l, copy);
+        q.l.rows8 = copy;
+        kt_linear_rows_qref(&q.l, 0, 203, &one, z1);
+        kt_linear_apply_q(&q.l, &one, z2);
+        for (int o = 0; o < 203; o++)
+            CHECK_MSG(fabs(z2[o] - z1[o]) <= 1e-5 * (fabs(z1[o]) + 1), "apply_q with rows8, 203 rows, row %d: %g vs %g", o, z2[o], z1[o]);
+        kt_qact_free(&one);
+        free(copy), free(z1), free(z2);
+        free_q(&q);
+    }
+#if defined(__x86_64__)
+    /* every x86-64 CPU with AVX2 has the kernel: it must have run */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) CHECK(kernels_ran > 0);
+#endif
+    free(xs), free(ys), free(yr), free(y1), free(y2);
 }

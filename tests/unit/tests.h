@@ -38,6 +38,7 @@
     X(test_qact_quantize)                         \
     X(test_int8_kernels_match_reference)          \
     X(test_int8_packed_gemm_matches_reference)    \
+    X(test_int8_rows8_matches_reference)          \
     X(test_mamba_steps_equal_token_steps)         \
     X(test_attend_tokens_equal_token_attend)      \
     X(test_cli_grammar)                           \

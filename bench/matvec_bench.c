@@ -18,6 +18,7 @@
  */
 #include "bench_util.h"
 #include "cpu.h"
+#include "kernels.h"
 #include "strbuf.h"
 
 #include <stdio.h>
@@ -114,6 +115,19 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < 2 * sb / 2; i++) s[i] = 0x3c00 | (uint16_t)(next() & 0x7f); /* bf16 ~ 0.0078.. */
         l[c] = (kt_linear){rows, cols, 1, base, KT_BF16, base + codes, base + codes + sb, 4, gs, NULL};
     }
+    /* the same matrices interleaved by 8 rows (runtime/cpu/interleave.c),
+     * as kintsugi-run decodes them where the kernel table has a kernel for
+     * that layout */
+    kt_linear *l8 = kt_xcalloc((size_t)copies, sizeof *l8);
+    const kt_matvec_kernels_t *kt = kt_kernels_active();
+    const int have8 = kt && kt->q4_i8_rows8 && kt_rows8_ok(&l[0]);
+    uint8_t *buf8 = have8 ? aligned_alloc(64, (kt_rows8_bytes(&l[0]) * (size_t)copies + 63) / 64 * 64) : NULL;
+    for (int c = 0; c < copies; c++) {
+        l8[c] = l[c];
+        if (!have8) continue;
+        kt_rows8_pack(&l[c], buf8 + kt_rows8_bytes(&l[0]) * (size_t)c);
+        l8[c].rows8 = buf8 + kt_rows8_bytes(&l[0]) * (size_t)c;
+    }
     float *x = kt_xmalloc((size_t)cols * sizeof *x), *y = kt_xmalloc((size_t)rows * sizeof *y);
     for (int i = 0; i < cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
 
@@ -121,7 +135,7 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    double t[15], bw[2], f32[2], i8[2];
+    double t[15], t8[9], bw[2], f32[2], i8[2], i8x[2] = {0, 0};
     volatile uint64_t sink = 0;
     kt_qact qa = {0};
     for (int pass = 0; pass < 2; pass++) { /* all threads, then one */
@@ -145,15 +159,22 @@ int main(int argc, char **argv) {
             t[r] = bench_now() - t0;
         }
         f32[pass] = (double)total / bench_median(t, 9) / 1e9;
-        for (int r = 0; r < 9; r++) {
+        for (int r = 0; r < 9; r++) { /* the file's layout and the interleaved one, alternating */
             double t0 = bench_now();
             for (int c = 0; c < copies; c++) {
                 kt_qact_quantize(&qa, x, cols); /* per matrix: the cost a token pays */
                 kt_linear_apply_q(&l[c], &qa, y);
             }
             t[r] = bench_now() - t0;
+            t0 = bench_now();
+            for (int c = 0; have8 && c < copies; c++) {
+                kt_qact_quantize(&qa, x, cols);
+                kt_linear_apply_q(&l8[c], &qa, y);
+            }
+            t8[r] = bench_now() - t0;
         }
         i8[pass] = (double)total / bench_median(t, 9) / 1e9;
+        if (have8) i8x[pass] = (double)total / bench_median(t8, 9) / 1e9;
     }
 #ifdef _OPENMP
     omp_set_num_threads(threads);
@@ -171,10 +192,13 @@ int main(int argc, char **argv) {
     printf("  \"memory_read_GBps\": %.2f, \"memory_read_GBps_1t\": %.2f,\n", bw[0], bw[1]);
     printf("  \"matvec_f32_GBps\": %.2f, \"matvec_f32_GBps_1t\": %.2f,\n", f32[0], f32[1]);
     printf("  \"matvec_int8_GBps\": %.2f, \"matvec_int8_GBps_1t\": %.2f,\n", i8[0], i8[1]);
+    if (have8)
+        printf("  \"matvec_int8_interleaved_GBps\": %.2f, \"matvec_int8_interleaved_GBps_1t\": %.2f, "
+               "\"share_of_bandwidth_int8_interleaved\": %.2f,\n", i8x[0], i8x[1], i8x[0] / bw[0]);
     printf("  \"scalar_reference_GBps\": %.2f,\n", ref);
     printf("  \"share_of_bandwidth_f32\": %.2f, \"share_of_bandwidth_int8\": %.2f, \"share_of_bandwidth_int8_1t\": %.2f\n}\n",
            f32[0] / bw[0], i8[0] / bw[0], i8[1] / bw[1]);
     kt_qact_free(&qa);
-    free(buf), free(l), free(x), free(y);
+    free(buf), free(buf8), free(l), free(l8), free(x), free(y);
     return (int)(sink & 0);
 }

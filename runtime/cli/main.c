@@ -690,8 +690,8 @@ static int run(options *o) {
         } else if (choose_backend(o, &m)) {
             rc = 1;
             kt_model_free(&m);
-        } else if (kt_model_set_activations(&m, act)) {
-            rc = 1;
+        } else if (kt_model_set_activations(&m, act)) { /* a bad KT_INTERLEAVE */
+            rc = 2;
             kt_model_free(&m);
         } else {
             rc = o->perplexity ? perplexity(o, &m, tok)

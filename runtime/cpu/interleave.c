@@ -20,6 +20,7 @@
  * Rows past the last whole block (out % 8) stay in the file only.
  */
 #include "cpu.h"
+#include "error.h"
 #include "kernels.h"
 #include "strbuf.h"
 
@@ -145,6 +146,7 @@ static uint8_t *copy_alloc(size_t bytes) {
 int kt_cpu_prepare(kt_model *m) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
     const char *env = getenv("KT_INTERLEAVE");
+    if (env && *env && strcmp(env, "0") && strcmp(env, "1")) return kt_fail("KT_INTERLEAVE is '%s', not 0 or 1", env);
     if (!k || !k->q4_i8_rows8 || m->activations != KT_ACT_INT8 || m->headers_only || (env && !strcmp(env, "0")))
         return 0;
     const size_t n = each_linear(m, NULL, 0);

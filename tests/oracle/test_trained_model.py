@@ -11,7 +11,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import INT8, ROOT, SANITIZED, one_line_error, run, tool
+from conftest import INT8, ROOT, SANITIZED, TESTTOOL, one_line_error, run, tool
 
 MODEL = os.path.join(ROOT, "testdata", "trained", "model")
 DATA = os.path.join(ROOT, "testdata", "trained", "data")
@@ -119,6 +119,28 @@ def test_integer_activations_stay_close_to_float(quantized, bits):
     r = json.loads(run([RUN, quantized[bits], "--perplexity", prose, "--kld-against", quantized[bits], "--json", "-q"],
                        env=INT8).stdout)
     assert r["kld_mean"] <= INT8_MAX_KLD and r["top1_agreement"] >= INT8_MIN_TOP1, r
+
+
+def test_interleaved_copy_gives_the_file_layouts_logits(quantized):
+    """Integer activations decode the 4-bit model from the copy interleaved
+    by 8 rows (runtime/cpu/interleave.c) where the CPU has a kernel for it;
+    the first position's logits must equal those from the file's layout
+    to rounding (the same integer sums, float sums in another order).
+    Later positions carry state, where a last-bit difference can move an
+    activation across an 8-bit rounding step of the next layer: measured
+    0.5% of the largest logit at most, the same top token everywhere. A
+    bad KT_INTERLEAVE is one line and exit 2."""
+    ids = ["1", "300", "17", "2048", "5", "99", "1200", "7"]
+    def logits(flag):
+        return np.array(json.loads(run([TESTTOOL, "logits", quantized[4], *ids], env=dict(INT8, KT_INTERLEAVE=flag)).stdout))
+    copy, file = logits("1"), logits("0")
+    assert copy.shape == file.shape and np.isfinite(copy).all()
+    scale = np.abs(file).max(axis=1)
+    assert np.abs(copy[0] - file[0]).max() <= 1e-5 * scale[0], np.abs(copy[0] - file[0]).max()
+    assert (np.abs(copy - file).max(axis=1) <= 0.02 * scale).all(), np.abs(copy - file).max(axis=1) / scale
+    assert (copy.argmax(axis=1) == file.argmax(axis=1)).all()
+    r = run([RUN, quantized[4], "--prompt", "hi", "--max-tokens", "1"], check=False, env=dict(INT8, KT_INTERLEAVE="yes"))
+    assert "KT_INTERLEAVE" in one_line_error(r, "kintsugi-run", 2)
 
 
 @pytest.mark.parametrize("which", ["bf16", 4])

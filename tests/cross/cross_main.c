@@ -23,6 +23,7 @@ void test_dot_and_batch_match_reference(void);
 void test_qact_quantize(void);
 void test_int8_kernels_match_reference(void);
 void test_int8_packed_gemm_matches_reference(void);
+void test_int8_rows8_matches_reference(void);
 void test_fit_simd_matches_scalar(void);
 void test_fit_properties(void);
 void test_fit_tensor_matches_groups(void);
@@ -41,6 +42,7 @@ static const test_case TESTS[] = {
     {"test_qact_quantize", test_qact_quantize},
     {"test_int8_kernels_match_reference", test_int8_kernels_match_reference},
     {"test_int8_packed_gemm_matches_reference", test_int8_packed_gemm_matches_reference},
+    {"test_int8_rows8_matches_reference", test_int8_rows8_matches_reference},
     {"test_fit_simd_matches_scalar", test_fit_simd_matches_scalar},
     {"test_fit_properties", test_fit_properties},
     {"test_fit_tensor_matches_groups", test_fit_tensor_matches_groups},

@@ -14,7 +14,7 @@ aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -ffp-contract=off -O2 -D_DE
     -Ilib -Iquantize -Iruntime -Iruntime/cpu -Itests/unit $CJSON_INC -static -o "$OUT/kernel-tests" \
     tests/cross/cross_main.c tests/unit/test_quantize.c tests/unit/test_matvec.c tests/unit/test_fit.c \
     quantize/affine_ref.c quantize/affine_simd.c quantize/affine_tensor.c quantize/fit_ref.c quantize/fit_simd.c \
-    quantize/fit_tensor.c runtime/cpu/matvec*.c lib/dtype.c lib/dtype_simd.c lib/error.c \
+    quantize/fit_tensor.c runtime/cpu/matvec*.c runtime/cpu/interleave.c lib/dtype.c lib/dtype_simd.c lib/error.c \
     lib/strbuf.c -lm 2>"$OUT/link.log" ||
     { cat "$OUT/link.log" >&2; exit 1; }
 # -cpu max: every extension qemu emulates, dotprod among them, so both the

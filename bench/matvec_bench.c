@@ -121,12 +121,13 @@ int main(int argc, char **argv) {
     kt_linear *l8 = kt_xcalloc((size_t)copies, sizeof *l8);
     const kt_matvec_kernels_t *kt = kt_kernels_active();
     const int have8 = kt && kt->q4_i8_rows8 && kt_rows8_ok(&l[0]);
-    uint8_t *buf8 = have8 ? aligned_alloc(64, (kt_rows8_bytes(&l[0]) * (size_t)copies + 63) / 64 * 64) : NULL;
+    const size_t one8 = have8 ? kt_rows8_bytes(&l[0]) : 0;
+    uint8_t *buf8 = have8 ? aligned_alloc(64, (one8 * (size_t)copies + 63) / 64 * 64) : NULL;
     for (int c = 0; c < copies; c++) {
         l8[c] = l[c];
         if (!have8) continue;
-        kt_rows8_pack(&l[c], buf8 + kt_rows8_bytes(&l[0]) * (size_t)c);
-        l8[c].rows8 = buf8 + kt_rows8_bytes(&l[0]) * (size_t)c;
+        kt_rows8_pack(&l[c], buf8 + one8 * (size_t)c);
+        l8[c].rows8 = buf8 + one8 * (size_t)c;
     }
     float *x = kt_xmalloc((size_t)cols * sizeof *x), *y = kt_xmalloc((size_t)rows * sizeof *y);
     for (int i = 0; i < cols; i++) x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;

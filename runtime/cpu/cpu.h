@@ -41,7 +41,7 @@ const char *kt_matvec_kernels(void);
 int kt_rows8_ok(const kt_linear *l);
 size_t kt_rows8_bytes(const kt_linear *l);
 void kt_rows8_pack(const kt_linear *l, uint8_t *dst);
-void kt_rows8_ref(const kt_linear *l, const uint8_t *rows8, int b0, int b1, const kt_qact *a, float *y);
+void kt_rows8_ref(const kt_linear *l, int b0, int b1, const kt_qact *a, float *y);
 int kt_cpu_prepare(kt_model *m);
 
 void kt_rmsnorm(float *out, const float *x, const kt_vec *w, int n, float eps);

@@ -10,7 +10,7 @@
  * rows, lane i being row i, and the nibbles stay packed: the bytes read per
  * token do not change.
  *
- * Layout (kernels.h, KT_ROWS8): block b holds rows 8b..8b+7 of W in
+ * Layout (kernels.h, kt_rows8_*): block b holds rows 8b..8b+7 of W in
  * kt_rows8_block_bytes(l) bytes:
  *   codes:  step s (elements 8s..8s+7 of a row, its bytes 4s..4s+3) at
  *           32 * s, row i's 4 bytes at 32 * s + 4 * i;
@@ -43,7 +43,7 @@ void kt_rows8_pack(const kt_linear *l, uint8_t *dst) {
     const int blocks = l->out / 8, steps = l->in / 8;
 #pragma omp parallel for schedule(static) if (blocks >= 64)
     for (int b = 0; b < blocks; b++) {
-        uint8_t *o = dst + (size_t)b * bb, *sc = o + (size_t)l->in * 4, *bi = sc + 8 * groups * es;
+        uint8_t *o = dst + (size_t)b * bb, *sc = o + kt_rows8_scales_at(l), *bi = o + kt_rows8_biases_at(l);
         for (int s = 0; s < steps; s++)
             for (int i = 0; i < 8; i++) memcpy(o + (size_t)s * 32 + i * 4, l->w + (size_t)(8 * b + i) * stride + (size_t)s * 4, 4);
         for (size_t g = 0; g < groups; g++)
@@ -56,15 +56,15 @@ void kt_rows8_pack(const kt_linear *l, uint8_t *dst) {
 }
 
 /* The scalar reference on this layout: rows [8 B0, 8 B1) of y = W x for
- * the quantized vector A, read from ROWS8 the way the reference of
+ * the quantized vector A, read from L->rows8 the way the reference of
  * matvec_int8.c reads the file (exact integer dot products, the rest in
  * double). Agreeing with that reference proves the layout; agreeing with
  * this one, the kernels. */
-void kt_rows8_ref(const kt_linear *l, const uint8_t *rows8, int b0, int b1, const kt_qact *a, float *y) {
+void kt_rows8_ref(const kt_linear *l, int b0, int b1, const kt_qact *a, float *y) {
     const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;
     const size_t es = kt_dtype_bits(l->dtype) / 8, bb = kt_rows8_block_bytes(l);
     for (int b = b0; b < b1; b++) {
-        const uint8_t *blk = rows8 + (size_t)b * bb, *sc = blk + (size_t)l->in * 4, *bi = sc + 8 * (size_t)groups * es;
+        const uint8_t *blk = l->rows8 + (size_t)b * bb, *sc = blk + kt_rows8_scales_at(l), *bi = blk + kt_rows8_biases_at(l);
         for (int i = 0; i < 8; i++) {
             double acc = 0;
             for (int g = 0; g < groups; g++) {
@@ -89,23 +89,26 @@ void kt_rows8_ref(const kt_linear *l, const uint8_t *rows8, int b0, int b1, cons
     }
 }
 
-/* Every 4-bit matrix of a layer that the table's interleaved kernel takes. */
-static size_t each_linear(kt_model *m, kt_linear **out, size_t cap) {
+static void take(kt_linear *l, kt_linear **out, size_t *n) {
+    if (kt_rows8_ok(l) && l->w) out[(*n)++] = l;
+}
+
+/* Every matrix of M the interleaved kernel takes, into OUT (room for all
+ * of M's matrices: kt_cpu_prepare); returns their count. */
+static size_t takers(kt_model *m, kt_linear **out) {
     const kt_config *c = &m->cfg;
     size_t n = 0;
-#define TAKE(L) do { if (n < cap) out[n] = (L); n++; } while (0)
-    TAKE(&m->lm_head);
+    take(&m->lm_head, out, &n);
     for (int i = 0; i < c->n_layers; i++) {
         kt_layer *L = &m->layers[i];
         kt_linear *own[] = {&L->in_proj, &L->out_proj, &L->q, &L->k, &L->v, &L->o, &L->up, &L->down,
                             &L->gate, &L->sh_up, &L->sh_down};
-        for (size_t j = 0; j < sizeof own / sizeof *own; j++) TAKE(own[j]);
+        for (size_t j = 0; j < sizeof own / sizeof *own; j++) take(own[j], out, &n);
         for (int e = 0; L->kind == 'E' && L->fc1 && e < c->n_experts; e++) {
-            TAKE(&L->fc1[e]);
-            TAKE(&L->fc2[e]);
+            take(&L->fc1[e], out, &n);
+            take(&L->fc2[e], out, &n);
         }
     }
-#undef TAKE
     return n;
 }
 
@@ -147,27 +150,23 @@ int kt_cpu_prepare(kt_model *m) {
     const kt_matvec_kernels_t *k = kt_kernels_active();
     const char *env = getenv("KT_INTERLEAVE");
     if (env && *env && strcmp(env, "0") && strcmp(env, "1")) return kt_fail("KT_INTERLEAVE is '%s', not 0 or 1", env);
-    if (!k || !k->q4_i8_rows8 || m->activations != KT_ACT_INT8 || m->headers_only || (env && !strcmp(env, "0")))
-        return 0;
-    const size_t n = each_linear(m, NULL, 0);
-    kt_linear **all = kt_xmalloc((n + 1) * sizeof *all);
-    each_linear(m, all, n);
+    if (!k || !k->q4_i8_rows8 || m->activations != KT_ACT_INT8 || m->headers_only || m->backend_weights ||
+        (env && !strcmp(env, "0")))
+        return 0; /* backend_weights: the copy exists already */
+    const size_t most = 1 + (size_t)m->cfg.n_layers * (11 + 2 * (size_t)(m->cfg.n_experts > 0 ? m->cfg.n_experts : 0));
+    kt_linear **all = kt_xmalloc(most * sizeof *all);
+    const size_t n = takers(m, all);
     size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        if (kt_rows8_ok(all[i]) && all[i]->w) total += (kt_rows8_bytes(all[i]) + 63) / 64 * 64;
+    for (size_t i = 0; i < n; i++) total += (kt_rows8_bytes(all[i]) + 63) / 64 * 64;
     uint8_t *copy = total ? copy_alloc(total) : NULL;
     if (total && !copy) { /* not fatal: the file's layout serves, only slower */
         free(all);
         return 0;
     }
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        kt_linear *l = all[i];
-        if (!kt_rows8_ok(l) || !l->w) continue;
-        kt_rows8_pack(l, copy + at);
-        l->rows8 = copy + at;
-        drop_codes(m, l);
-        at += (kt_rows8_bytes(l) + 63) / 64 * 64;
+    for (size_t i = 0, at = 0; i < n; at += (kt_rows8_bytes(all[i]) + 63) / 64 * 64, i++) {
+        kt_rows8_pack(all[i], copy + at);
+        all[i]->rows8 = copy + at;
+        drop_codes(m, all[i]);
     }
     free(all);
     m->backend_weights = copy;

@@ -68,12 +68,16 @@ static inline int kt_packed_ok(const kt_linear *l, int r0, int r1) {
     return kt_rows4_ok(l) && r1 > r0 && r1 - r0 <= KT_PACK_ROWS;
 }
 
-/* The bytes of one block of 8 rows in the interleaved copy (interleave.c):
- * the codes (4 bytes per row per 8 elements), then the 8 rows' scales and
- * biases per group in their own dtype. */
+/* One block of 8 rows in the interleaved copy (interleave.c): the codes
+ * (4 bytes per row per 8 elements), then the 8 rows' scales per group in
+ * their own dtype from kt_rows8_scales_at, then the biases likewise; its
+ * bytes in all. */
+static inline size_t kt_rows8_scales_at(const kt_linear *l) { return (size_t)l->in * 4; }
+static inline size_t kt_rows8_biases_at(const kt_linear *l) {
+    return kt_rows8_scales_at(l) + 8 * (size_t)(l->in / l->group_size) * (kt_dtype_bits(l->dtype) / 8);
+}
 static inline size_t kt_rows8_block_bytes(const kt_linear *l) {
-    const size_t groups = (size_t)(l->in / l->group_size), es = kt_dtype_bits(l->dtype) / 8;
-    return (size_t)l->in * 4 + 2 * 8 * groups * es;
+    return 2 * kt_rows8_biases_at(l) - kt_rows8_scales_at(l);
 }
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,

@@ -604,14 +604,13 @@ Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
     __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int b0, int b1, const kt_qact *a, \
                                                      float *y) {                                           \
         const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
-        const size_t bb = kt_rows8_block_bytes(l), pb = (size_t)groups * 8 * (kt_dtype_bits(l->dtype) / 8); \
+        const size_t bb = kt_rows8_block_bytes(l), sa = kt_rows8_scales_at(l), ba = kt_rows8_biases_at(l);  \
         float gsum[KT_GSUM_MAX];                                                                           \
         kt_group_sums(a->sum, gs, groups, gsum);                                                           \
         const __m256i nib = _mm256_set1_epi8(15);                                                          \
         for (int b = b0; b < b1; b += 2) {                                                                 \
             const int two = b + 1 < b1;                                                                    \
             const uint8_t *w0 = l->rows8 + (size_t)b * bb, *w1 = two ? w0 + bb : w0;                       \
-            const uint8_t *s0 = w0 + (size_t)l->in * 4, *s1 = w1 + (size_t)l->in * 4;                      \
             __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
             for (int g = 0; g < groups; g++) {                                                             \
                 __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();                                 \
@@ -639,10 +638,10 @@ Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
                     f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i1)), dv, f1);                             \
                 }                                                                                          \
                 const __m256 xs = _mm256_set1_ps(gsum[g]);                                                 \
-                acc0 = _mm256_fmadd_ps(f0, params8(l->dtype, s0, (size_t)g * 8, 8), acc0);                 \
-                acc1 = _mm256_fmadd_ps(f1, params8(l->dtype, s1, (size_t)g * 8, 8), acc1);                 \
-                acc0 = _mm256_fmadd_ps(params8(l->dtype, s0 + pb, (size_t)g * 8, 8), xs, acc0);            \
-                acc1 = _mm256_fmadd_ps(params8(l->dtype, s1 + pb, (size_t)g * 8, 8), xs, acc1);            \
+                acc0 = _mm256_fmadd_ps(f0, params8(l->dtype, w0 + sa, (size_t)g * 8, 8), acc0);            \
+                acc1 = _mm256_fmadd_ps(f1, params8(l->dtype, w1 + sa, (size_t)g * 8, 8), acc1);            \
+                acc0 = _mm256_fmadd_ps(params8(l->dtype, w0 + ba, (size_t)g * 8, 8), xs, acc0);            \
+                acc1 = _mm256_fmadd_ps(params8(l->dtype, w1 + ba, (size_t)g * 8, 8), xs, acc1);            \
             }                                                                                              \
             _mm256_storeu_ps(y + (size_t)b * 8, acc0);                                                     \
             if (two) _mm256_storeu_ps(y + (size_t)b * 8 + 8, acc1);                                        \

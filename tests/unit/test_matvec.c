@@ -486,10 +486,10 @@ void test_int8_rows8_matches_reference(void) {
                 CHECK_MSG(misplaced == 0, "rows8 layout in %d gs %d %s: %d values misplaced", in, gs_list[g],
                           kt_dtype_name(sd_list[d]), misplaced);
                 kt_linear_rows_qref(&q.l, 0, OUT, &one, y1);
-                kt_rows8_ref(&q.l, copy, 0, BLOCKS, &one, y2);
+                q.l.rows8 = copy;
+                kt_rows8_ref(&q.l, 0, BLOCKS, &one, y2);
                 for (int o = 0; o < BLOCKS * 8; o++)
                     CHECK_MSG(y2[o] == y1[o], "rows8 reference in %d gs %d row %d: %.9g vs %.9g", in, gs_list[g], o, y2[o], y1[o]);
-                q.l.rows8 = copy;
                 for (int k = 0; k < nt; k++) {
                     if (!tab[k]->q4_i8_rows8) continue;
                     /* all blocks; then 1..3 and 4..5 (odd runs, a pair and a single) */

@@ -3,11 +3,30 @@
 #include "backend.h"
 #include "cpu.h"
 
+#include <stdint.h>
+#include <string.h>
+
+/* relu(x)^2 of one value without a branch: x is kept where its bits, read
+ * as an unsigned integer, lie in 1..0x7f800000 (positive, +inf included,
+ * no NaN), else it becomes +0. That is x > 0 ? x * x : 0 for every input,
+ * NaN included. As a comparison of floats the compiler keeps a branch
+ * (it may not turn a float compare into a select while traps are on), and
+ * a layer's activations are positive or not at random: mispredicted, the
+ * branch made this loop cost about 40 us per layer at the 9B shape. As
+ * integer masks it vectorizes. */
+static inline float relu2_one(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    b &= 0u - (uint32_t)(b - 1u < 0x7f800000u);
+    memcpy(&x, &b, sizeof x);
+    return x * x;
+}
+
 /* Element-wise, so a prompt's millions of values are shared among the
  * threads with the same results. */
 static void relu2(float *u, int n) {
-#pragma omp parallel for schedule(static) if (n >= 65536)
-    for (int i = 0; i < n; i++) u[i] = u[i] > 0 ? u[i] * u[i] : 0;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+    for (int i = 0; i < n; i++) u[i] = relu2_one(u[i]);
 }
 
 static void add(float *x, const float *y, int n) {

@@ -11,12 +11,18 @@
  * token do not change.
  *
  * Layout (kernels.h, kt_rows8_*): block b holds rows 8b..8b+7 of W in
- * kt_rows8_block_bytes(l) bytes:
- *   codes:  step s (elements 8s..8s+7 of a row, its bytes 4s..4s+3) at
- *           32 * s, row i's 4 bytes at 32 * s + 4 * i;
- *   scales: at 4 * in, group g's 8 values (the file's dtype) at g * 8 * es,
- *           row i's at g * 8 * es + i * es;
- *   biases: the same, after the scales.
+ * kt_rows8_block_bytes(l) bytes, one group of gs elements after another,
+ * kt_rows8_group_bytes(l) = 4 gs + 16 es bytes each (es: the bytes of the
+ * file's scale dtype):
+ *   codes:  step s of the group (elements 8s..8s+7 of it in a row, the
+ *           row's bytes 4s..4s+3 of the group) at 32 * s, row i's 4
+ *           bytes at 32 * s + 4 * i;
+ *   scales: at 4 * gs, row i's at 4 * gs + i * es;
+ *   biases: at 4 * gs + 8 * es, likewise.
+ * A group's scales and biases sit right after its codes, so a block is one
+ * stream read front to back. (They were once at the end of the block, in
+ * streams of their own that the hardware prefetcher did not follow: the
+ * kernel then waited on their loads every few groups.)
  * Rows past the last whole block (out % 8) stay in the file only.
  */
 #include "cpu.h"
@@ -38,21 +44,21 @@ int kt_rows8_ok(const kt_linear *l) {
 size_t kt_rows8_bytes(const kt_linear *l) { return (size_t)(l->out / 8) * kt_rows8_block_bytes(l); }
 
 void kt_rows8_pack(const kt_linear *l, uint8_t *dst) {
-    const size_t stride = (size_t)l->in / 2, groups = (size_t)(l->in / l->group_size);
-    const size_t es = kt_dtype_bits(l->dtype) / 8, bb = kt_rows8_block_bytes(l);
-    const int blocks = l->out / 8, steps = l->in / 8;
+    const size_t stride = (size_t)l->in / 2, gs = (size_t)l->group_size, groups = (size_t)l->in / gs;
+    const size_t es = kt_dtype_bits(l->dtype) / 8, bb = kt_rows8_block_bytes(l), gb = kt_rows8_group_bytes(l);
+    const int blocks = l->out / 8;
 #pragma omp parallel for schedule(static) if (blocks >= 64)
-    for (int b = 0; b < blocks; b++) {
-        uint8_t *o = dst + (size_t)b * bb, *sc = o + kt_rows8_scales_at(l), *bi = o + kt_rows8_biases_at(l);
-        for (int s = 0; s < steps; s++)
-            for (int i = 0; i < 8; i++) memcpy(o + (size_t)s * 32 + i * 4, l->w + (size_t)(8 * b + i) * stride + (size_t)s * 4, 4);
-        for (size_t g = 0; g < groups; g++)
+    for (int b = 0; b < blocks; b++)
+        for (size_t g = 0; g < groups; g++) {
+            uint8_t *o = dst + (size_t)b * bb + g * gb;
             for (size_t i = 0; i < 8; i++) {
-                const size_t from = ((size_t)(8 * b) + i) * groups + g;
-                memcpy(sc + (g * 8 + i) * es, l->scales + from * es, es);
-                memcpy(bi + (g * 8 + i) * es, l->biases + from * es, es);
+                const size_t r = (size_t)(8 * b) + i;
+                const uint8_t *codes = l->w + r * stride + g * gs / 2;
+                for (size_t s = 0; s < gs / 8; s++) memcpy(o + s * 32 + i * 4, codes + s * 4, 4);
+                memcpy(o + kt_rows8_scales_at(l, 0) + i * es, l->scales + (r * groups + g) * es, es);
+                memcpy(o + kt_rows8_biases_at(l, 0) + i * es, l->biases + (r * groups + g) * es, es);
             }
-    }
+        }
 }
 
 /* The scalar reference on this layout: rows [8 B0, 8 B1) of y = W x for
@@ -64,19 +70,19 @@ void kt_rows8_ref(const kt_linear *l, int b0, int b1, const kt_qact *a, float *y
     const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;
     const size_t es = kt_dtype_bits(l->dtype) / 8, bb = kt_rows8_block_bytes(l);
     for (int b = b0; b < b1; b++) {
-        const uint8_t *blk = l->rows8 + (size_t)b * bb, *sc = blk + kt_rows8_scales_at(l), *bi = blk + kt_rows8_biases_at(l);
+        const uint8_t *blk = l->rows8 + (size_t)b * bb;
         for (int i = 0; i < 8; i++) {
             double acc = 0;
             for (int g = 0; g < groups; g++) {
                 float s, bias;
-                kt_row_to_f32(l->dtype, sc + ((size_t)g * 8 + i) * es, &s, 1);
-                kt_row_to_f32(l->dtype, bi + ((size_t)g * 8 + i) * es, &bias, 1);
+                kt_row_to_f32(l->dtype, blk + kt_rows8_scales_at(l, g) + (size_t)i * es, &s, 1);
+                kt_row_to_f32(l->dtype, blk + kt_rows8_biases_at(l, g) + (size_t)i * es, &bias, 1);
                 double dot = 0, xsum = 0;
                 for (int k = g * per; k < (g + 1) * per; k++) {
                     int32_t isum = 0;
                     for (int j = 0; j < KT_QBLOCK / 2; j++) { /* byte j: elements 2j (low), 2j+1 (high) */
                         const int step = k * 4 + j / 4;
-                        const uint8_t byte = blk[(size_t)step * 32 + i * 4 + j % 4];
+                        const uint8_t byte = blk[kt_rows8_step_at(l, step) + (size_t)i * 4 + j % 4];
                         isum += (byte & 15) * a->q[(size_t)k * KT_QBLOCK + 2 * j] + (byte >> 4) * a->q[(size_t)k * KT_QBLOCK + 2 * j + 1];
                     }
                     dot += (double)a->d[k] * isum;

@@ -68,16 +68,25 @@ static inline int kt_packed_ok(const kt_linear *l, int r0, int r1) {
     return kt_rows4_ok(l) && r1 > r0 && r1 - r0 <= KT_PACK_ROWS;
 }
 
-/* One block of 8 rows in the interleaved copy (interleave.c): the codes
- * (4 bytes per row per 8 elements), then the 8 rows' scales per group in
- * their own dtype from kt_rows8_scales_at, then the biases likewise; its
- * bytes in all. */
-static inline size_t kt_rows8_scales_at(const kt_linear *l) { return (size_t)l->in * 4; }
-static inline size_t kt_rows8_biases_at(const kt_linear *l) {
-    return kt_rows8_scales_at(l) + 8 * (size_t)(l->in / l->group_size) * (kt_dtype_bits(l->dtype) / 8);
+/* One block of 8 rows in the interleaved copy (interleave.c) is one group
+ * after another, each the group's codes (4 bytes per row per 8 elements,
+ * gs / 8 steps of 32 bytes), then its 8 scales in their own dtype, then its
+ * 8 biases: kt_rows8_group_bytes bytes a group. Offsets within a block: */
+static inline size_t kt_rows8_group_bytes(const kt_linear *l) {
+    return (size_t)l->group_size * 4 + 16 * (size_t)(kt_dtype_bits(l->dtype) / 8);
 }
 static inline size_t kt_rows8_block_bytes(const kt_linear *l) {
-    return 2 * kt_rows8_biases_at(l) - kt_rows8_scales_at(l);
+    return (size_t)(l->in / l->group_size) * kt_rows8_group_bytes(l);
+}
+static inline size_t kt_rows8_step_at(const kt_linear *l, int s) { /* step s: elements 8s..8s+7 */
+    const int per = l->group_size / 8;
+    return (size_t)(s / per) * kt_rows8_group_bytes(l) + (size_t)(s % per) * 32;
+}
+static inline size_t kt_rows8_scales_at(const kt_linear *l, int g) {
+    return (size_t)g * kt_rows8_group_bytes(l) + (size_t)l->group_size * 4;
+}
+static inline size_t kt_rows8_biases_at(const kt_linear *l, int g) {
+    return kt_rows8_scales_at(l, g) + 8 * (size_t)(kt_dtype_bits(l->dtype) / 8);
 }
 
 /* Scale or bias I of a 4-bit matrix as float. Inlined with D a constant,

@@ -24,22 +24,23 @@ enum { LANES = 16 };
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-/* CONV holds the K-1 previous inputs of the conv, oldest first. */
-static void causal_conv(const kt_config *c, const kt_layer *L, float *conv, const float *in, float *out) {
+/* CONV holds the K-1 previous inputs of the conv, oldest first. One
+ * channel CH of one token: its output, and its column of CONV moves on by
+ * one input. Channels share nothing, so threads may take any of them. */
+static void causal_conv_channel(const kt_config *c, const kt_layer *L, float *conv, const float *in, float *out,
+                                int ch) {
     const int K = c->conv, dim = c->m_heads * c->m_head_dim + 2 * c->n_groups * c->state;
-    for (int ch = 0; ch < dim; ch++) {
-        float acc = kt_vec_at(&L->conv_b, ch);
-        for (int k = 0; k < K - 1; k++) acc += kt_vec_at(&L->conv_w, ch * K + k) * conv[k * dim + ch];
-        acc += kt_vec_at(&L->conv_w, ch * K + K - 1) * in[ch];
-        out[ch] = silu(acc);
-    }
-    memmove(conv, conv + dim, (size_t)(K - 2) * dim * sizeof *conv);
-    memcpy(conv + (size_t)(K - 2) * dim, in, (size_t)dim * sizeof *in);
+    float acc = kt_vec_at(&L->conv_b, ch);
+    for (int k = 0; k < K - 1; k++) acc += kt_vec_at(&L->conv_w, ch * K + k) * conv[k * dim + ch];
+    acc += kt_vec_at(&L->conv_w, ch * K + K - 1) * in[ch];
+    out[ch] = silu(acc);
+    for (int k = 0; k + 1 < K - 1; k++) conv[k * dim + ch] = conv[(k + 1) * dim + ch];
+    if (K > 1) conv[(K - 2) * dim + ch] = in[ch];
 }
 
 /* The conv over N tokens (row t of IN, ROW floats apart, into row t of
  * OUT): each channel on its own, so the channels are shared among the
- * threads; per output the same sum in the same order as causal_conv. */
+ * threads; per output the same sum in the same order as causal_conv_channel. */
 static void conv_tokens(const kt_config *c, const kt_layer *L, float *conv, const float *in, size_t row, int n,
                         float *out) {
     const int K = c->conv, dim = c->m_heads * c->m_head_dim + 2 * c->n_groups * c->state;
@@ -123,24 +124,39 @@ static ssm_head_fn *ssm_head_kernel(void) {
 #endif
 }
 
-/* y = rmsnorm per group (y * silu(z)) * norm.weight */
-static void gate(const kt_config *c, const kt_layer *L, const float *z, float *y) {
-    const int I = c->m_heads * c->m_head_dim, G = c->n_groups, per = I / G;
-    for (int i = 0; i < I; i++) y[i] *= silu(z[i]);
-    for (int g = 0; g < G; g++) kt_rmsnorm(y + g * per, y + g * per, NULL, per, c->eps);
-    for (int i = 0; i < I; i++) y[i] *= kt_vec_at(&L->gnorm, i);
+/* Group G of y = rmsnorm per group (y * silu(z)) * norm.weight: groups
+ * share nothing, so threads may take any of them. */
+static void gate_group(const kt_config *c, const kt_layer *L, const float *z, float *y, int g) {
+    const int per = c->m_heads * c->m_head_dim / c->n_groups, i0 = g * per;
+    for (int i = i0; i < i0 + per; i++) y[i] *= silu(z[i]);
+    kt_rmsnorm(y + i0, y + i0, NULL, per, c->eps);
+    for (int i = i0; i < i0 + per; i++) y[i] *= kt_vec_at(&L->gnorm, i);
 }
 
+static void gate(const kt_config *c, const kt_layer *L, const float *z, float *y) {
+    for (int g = 0; g < c->n_groups; g++) gate_group(c, L, z, y, g);
+}
+
+/* One token. The conv, the heads and the gate run in one team of threads
+ * (a team per stage cost a start and an end each, and the conv and gate,
+ * left to one thread, kept the others waiting); each stage needs all of
+ * the one before it, hence the barrier at the end of each loop. Every
+ * value is computed as the one-thread loop computes it. */
 void kt_mamba2_step(const kt_config *c, const kt_layer *L, float *conv, float *ssm, const float *proj, float *y,
                     float *xbc) {
     const int I = c->m_heads * c->m_head_dim, GN = c->n_groups * c->state, dim = I + 2 * GN;
-    causal_conv(c, L, conv, proj + I, xbc);
-    /* heads are independent: the 9B shape's 128 heads x 80 x 128 state
-     * values are a fifth of a token's arithmetic outside the matrices */
     ssm_head_fn *ssm_head = ssm_head_kernel();
-#pragma omp parallel for schedule(static) if ((long)I * c->state >= 65536)
-    for (int h = 0; h < c->m_heads; h++) ssm_head(c, L, h, ssm, proj + I + dim, xbc, xbc + I, xbc + I + GN, y);
-    gate(c, L, proj, y);
+#pragma omp parallel if ((long)I * c->state >= 65536)
+    {
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < dim; ch++) causal_conv_channel(c, L, conv, proj + I, xbc, ch);
+        /* heads are independent: the 9B shape's 128 heads x 80 x 128 state
+         * values are a fifth of a token's arithmetic outside the matrices */
+#pragma omp for schedule(static)
+        for (int h = 0; h < c->m_heads; h++) ssm_head(c, L, h, ssm, proj + I + dim, xbc, xbc + I, xbc + I + GN, y);
+#pragma omp for schedule(static)
+        for (int g = 0; g < c->n_groups; g++) gate_group(c, L, proj, y, g);
+    }
 }
 
 /* N tokens: the conv over all of them first, then each head's state runs

@@ -489,11 +489,12 @@ __attribute__((target("avx2"))) static void pack_rows8(const uint8_t *const *row
 }
 
 /* The same from the copy interleaved by 8 rows (interleave.c), where step
- * s of the 8 rows is already one register at SRC + 32 s. */
-__attribute__((target("avx2"))) static void pack_interleaved(const uint8_t *src, int steps, int rb, __m256i *p) {
+ * s of the 8 rows is already one register, at SRC + kt_rows8_step_at(L, s). */
+__attribute__((target("avx2"))) static void pack_interleaved(const kt_linear *l, const uint8_t *src, int steps, int rb,
+                                                             __m256i *p) {
     const __m256i nib = _mm256_set1_epi8(15);
     for (int s = 0; s < steps; s++) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(src + (size_t)s * 32));
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(src + kt_rows8_step_at(l, s)));
         __m256i *to = p + ((size_t)s * 2 + rb) * 2;
         to[0] = _mm256_and_si256(x, nib);
         to[1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
@@ -523,7 +524,7 @@ __attribute__((target("avx2"))) static void pack_interleaved(const uint8_t *src,
             for (int rb = 0; rb < 2; rb++) {                                                               \
                 const int first = h0 + rb * 8;                                                             \
                 if (l->rows8 && first % 8 == 0 && first + 8 <= l->out / 8 * 8 && rb * 8 < rows) {          \
-                    pack_interleaved(l->rows8 + (size_t)(first / 8) * kt_rows8_block_bytes(l), steps, rb, p); \
+                    pack_interleaved(l, l->rows8 + (size_t)(first / 8) * kt_rows8_block_bytes(l), steps, rb, p); \
                     continue;                                                                              \
                 }                                                                                          \
                 const uint8_t *row[8];                                                                     \
@@ -596,40 +597,43 @@ Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
  * exactly as in the repacked prompt kernel above, whose 16-bit block sums
  * this shares. Two blocks of 8 rows share every broadcast. Lane i of the
  * sums is row i's, so the rows leave as one store each: no reduction
- * across lanes, no gather of scales (they are interleaved too). Per step
- * and block: a load, three instructions for the nibbles, two multiplies
- * and two adds; the four-row kernel needs about 13 per 64 elements of a
- * row, this about 10. */
+ * across lanes, no gather of scales (they are interleaved too, right after
+ * each group's codes, so each block is read as one stream). Per step and
+ * block: a load, three instructions for the nibbles, two multiplies and
+ * two adds; the four-row kernel needs about 13 per 64 elements of a row,
+ * this about 10. DT, the scales' dtype, is a constant in each instance. */
 #define Q4_I8_ROWS8(NAME, TARGET, ACC, END)                                                                \
-    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int b0, int b1, const kt_qact *a, \
-                                                     float *y) {                                           \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_as(                           \
+        const kt_linear *l, int b0, int b1, const kt_qact *a, float *y, kt_dtype dt) {                     \
         const int gs = l->group_size, groups = l->in / gs, per = gs / KT_QBLOCK;                            \
-        const size_t bb = kt_rows8_block_bytes(l), sa = kt_rows8_scales_at(l), ba = kt_rows8_biases_at(l);  \
+        const size_t bb = kt_rows8_block_bytes(l), gb = kt_rows8_group_bytes(l);                            \
+        const size_t sa = kt_rows8_scales_at(l, 0), ba = kt_rows8_biases_at(l, 0);                          \
         float gsum[KT_GSUM_MAX];                                                                           \
         kt_group_sums(a->sum, gs, groups, gsum);                                                           \
         const __m256i nib = _mm256_set1_epi8(15);                                                          \
         for (int b = b0; b < b1; b += 2) {                                                                 \
-            const int two = b + 1 < b1;                                                                    \
-            const uint8_t *w0 = l->rows8 + (size_t)b * bb, *w1 = two ? w0 + bb : w0;                       \
+            const size_t next = b + 1 < b1 ? bb : 0; /* the second block, or the first again */           \
+            const uint8_t *p = l->rows8 + (size_t)b * bb; /* group g of the first block */                \
             __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
-            for (int g = 0; g < groups; g++) {                                                             \
+            for (int g = 0; g < groups; g++, p += gb) {                                                    \
+                /* every cache line of both blocks' group, ROWS8_PREFETCH ahead */                         \
+                for (size_t o = 0; o < gb; o += 64) {                                                      \
+                    _mm_prefetch((const char *)(p + ROWS8_PREFETCH + o), _MM_HINT_T0);                     \
+                    _mm_prefetch((const char *)(p + next + ROWS8_PREFETCH + o), _MM_HINT_T0);              \
+                }                                                                                          \
                 __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();                                 \
-                for (int k = g * per; k < (g + 1) * per; k++) {                                            \
+                for (int j = 0; j < per; j++) {                                                            \
+                    const int k = g * per + j;                                                             \
                     const int8_t *q = a->qp + (size_t)k * KT_QBLOCK;                                       \
-                    const uint8_t *p0 = w0 + (size_t)k * 128, *p1 = w1 + (size_t)k * 128;                  \
-                    /* both cache lines of the block: one of two measured 8% slower */                  \
-                    _mm_prefetch((const char *)(p0 + ROWS8_PREFETCH), _MM_HINT_T0);                        \
-                    _mm_prefetch((const char *)(p0 + ROWS8_PREFETCH + 64), _MM_HINT_T0);                   \
-                    _mm_prefetch((const char *)(p1 + ROWS8_PREFETCH), _MM_HINT_T0);                        \
-                    _mm_prefetch((const char *)(p1 + ROWS8_PREFETCH + 64), _MM_HINT_T0);                   \
+                    const uint8_t *c0 = p + (size_t)j * 128, *c1 = c0 + next;                              \
                     __m256i i0 = _mm256_setzero_si256(), i1 = i0;                                          \
                     _Pragma("GCC unroll 4") for (int st = 0; st < 4; st++) {                               \
                         int32_t e, o;                                                                      \
                         memcpy(&e, q + 4 * st, 4);                                                         \
                         memcpy(&o, q + 16 + 4 * st, 4);                                                    \
                         const __m256i ev = _mm256_set1_epi32(e), ov = _mm256_set1_epi32(o);                \
-                        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(p0 + st * 32));            \
-                        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(p1 + st * 32));            \
+                        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(c0 + st * 32));            \
+                        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(c1 + st * 32));            \
                         i0 = ACC(ACC(i0, _mm256_and_si256(r0, nib), ev), _mm256_and_si256(_mm256_srli_epi16(r0, 4), nib), ov); \
                         i1 = ACC(ACC(i1, _mm256_and_si256(r1, nib), ev), _mm256_and_si256(_mm256_srli_epi16(r1, 4), nib), ov); \
                     }                                                                                      \
@@ -638,14 +642,20 @@ Q4_I8_PACKED(q4_i8_packed_run_vnni, "avx2,fma,avxvnni", ACC_VNNI, END_VNNI)
                     f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(END(i1)), dv, f1);                             \
                 }                                                                                          \
                 const __m256 xs = _mm256_set1_ps(gsum[g]);                                                 \
-                acc0 = _mm256_fmadd_ps(f0, params8(l->dtype, w0 + sa, (size_t)g * 8, 8), acc0);            \
-                acc1 = _mm256_fmadd_ps(f1, params8(l->dtype, w1 + sa, (size_t)g * 8, 8), acc1);            \
-                acc0 = _mm256_fmadd_ps(params8(l->dtype, w0 + ba, (size_t)g * 8, 8), xs, acc0);            \
-                acc1 = _mm256_fmadd_ps(params8(l->dtype, w1 + ba, (size_t)g * 8, 8), xs, acc1);            \
+                acc0 = _mm256_fmadd_ps(f0, params8(dt, p + sa, 0, 8), acc0);                               \
+                acc1 = _mm256_fmadd_ps(f1, params8(dt, p + next + sa, 0, 8), acc1);                        \
+                acc0 = _mm256_fmadd_ps(params8(dt, p + ba, 0, 8), xs, acc0);                               \
+                acc1 = _mm256_fmadd_ps(params8(dt, p + next + ba, 0, 8), xs, acc1);                        \
             }                                                                                              \
             _mm256_storeu_ps(y + (size_t)b * 8, acc0);                                                     \
-            if (two) _mm256_storeu_ps(y + (size_t)b * 8 + 8, acc1);                                        \
+            if (next) _mm256_storeu_ps(y + (size_t)b * 8 + 8, acc1);                                       \
         }                                                                                                  \
+    }                                                                                                      \
+    /* the scales' dtype as a constant, so no test of it is left in the loop */                           \
+    __attribute__((target(TARGET))) static void NAME(const kt_linear *l, int b0, int b1, const kt_qact *a, \
+                                                     float *y) {                                           \
+        if (l->dtype == KT_BF16) NAME##_as(l, b0, b1, a, y, KT_BF16);                                      \
+        else NAME##_as(l, b0, b1, a, y, l->dtype);                                                         \
     }
 Q4_I8_ROWS8(q4_i8_rows8, "avx2,fma,f16c", ACC_MADDUBS, END_MADDUBS)
 Q4_I8_ROWS8(q4_i8_rows8_vnni, "avx2,fma,f16c,avxvnni", ACC_VNNI, END_VNNI)

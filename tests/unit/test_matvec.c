@@ -473,14 +473,18 @@ void test_int8_rows8_matches_reference(void) {
                 uint8_t *copy = malloc(kt_rows8_bytes(&q.l));
                 kt_rows8_pack(&q.l, copy);
                 int misplaced = 0;
+                /* the documented layout (interleave.c), written out here on its own */
+                const size_t gsz = (size_t)gs_list[g], gb = gsz * 4 + 16 * es;
                 for (int r = 0; r < BLOCKS * 8; r++) {
                     const uint8_t *blk = copy + (size_t)(r / 8) * bb;
-                    for (int byte = 0; byte < in / 2; byte++)
-                        misplaced += blk[(size_t)(byte / 4) * 32 + (r % 8) * 4 + byte % 4] != q.packed[(size_t)r * in / 2 + byte];
+                    for (int byte = 0; byte < in / 2; byte++) {
+                        const size_t gi = (size_t)byte / (gsz / 2), in_g = (size_t)byte % (gsz / 2);
+                        misplaced += blk[gi * gb + in_g / 4 * 32 + (size_t)(r % 8) * 4 + in_g % 4] != q.packed[(size_t)r * in / 2 + byte];
+                    }
                     for (size_t gi = 0; gi < groups; gi++) {
-                        const size_t at = (size_t)in * 4 + (gi * 8 + (size_t)(r % 8)) * es, from = ((size_t)r * groups + gi) * es;
+                        const size_t at = gi * gb + gsz * 4 + (size_t)(r % 8) * es, from = ((size_t)r * groups + gi) * es;
                         misplaced += memcmp(blk + at, (const uint8_t *)q.sc + from, es) != 0;
-                        misplaced += memcmp(blk + at + 8 * groups * es, (const uint8_t *)q.bi + from, es) != 0;
+                        misplaced += memcmp(blk + at + 8 * es, (const uint8_t *)q.bi + from, es) != 0;
                     }
                 }
                 CHECK_MSG(misplaced == 0, "rows8 layout in %d gs %d %s: %d values misplaced", in, gs_list[g],

@@ -2,11 +2,13 @@
  * Mamba-2 steps, attention of N queries) against N one-token calls of the
  * scalar reference (the build's baseline code): the same arithmetic in
  * another loop order and wider vectors, so the results must be equal to
- * the bit, state included. */
+ * the bit, state included. Also the MLP's relu2 against its definition. */
+#include "backend.h"
 #include "cpu.h"
 #include "harness.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,4 +88,38 @@ void test_attend_tokens_equal_token_attend(void) {
         CHECK_MSG(memcmp(o1, o2, qn * 4) == 0, "attend H%d KV%d hd%d pos %d n %d: outputs differ", H, KV, hd, pos, n);
         free(k), free(v), free(q), free(o1), free(o2), free(tmp);
     }
+}
+
+/* The CPU backend's relu2 (relu(x)^2, written without a branch) against
+ * its definition x > 0 ? x * x : 0, bit for bit: every special value
+ * (signed zeros, infinities, NaNs of both signs, subnormals, the largest
+ * finite values) and random bit patterns, in a vector long enough that the
+ * threads share it. */
+void test_relu2_is_its_definition(void) {
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+                                       0xffc00000u, 0x7f800001u, 0xff800001u, 0x00000001u, 0x80000001u,
+                                       0x007fffffu, 0x807fffffu, 0x7f7fffffu, 0xff7fffffu, 0x3f800000u,
+                                       0xbf800000u, 0x1f800000u, 0x60000000u};
+    const int ns = (int)(sizeof special / sizeof special[0]), n = 70001;
+    uint32_t *in = malloc((size_t)n * 4);
+    float *u = malloc((size_t)n * 4);
+    uint64_t st = 5;
+    for (int i = 0; i < n; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        in[i] = i < ns ? special[i] : (uint32_t)(st >> 17);
+    }
+    memcpy(u, in, (size_t)n * 4);
+    kt_cpu_backend()->relu2(u, n);
+    int bad = 0;
+    for (int i = 0; i < n && bad < 5; i++) {
+        float x, want;
+        memcpy(&x, &in[i], 4);
+        want = x > 0 ? x * x : 0;
+        if (memcmp(&want, &u[i], 4) != 0) {
+            bad++;
+            CHECK_MSG(0, "relu2 of bits 0x%08x: got %a, want %a", (unsigned)in[i], (double)u[i], (double)want);
+        }
+    }
+    CHECK(bad == 0);
+    free(in), free(u);
 }

@@ -41,6 +41,7 @@
     X(test_int8_rows8_matches_reference)          \
     X(test_mamba_steps_equal_token_steps)         \
     X(test_attend_tokens_equal_token_attend)      \
+    X(test_relu2_is_its_definition)               \
     X(test_cli_grammar)                           \
     X(test_cli_value_readers)                     \
     X(test_output_path_rules)                     \

@@ -2,7 +2,9 @@
 # kintsugi-run beside llama.cpp on the same Nano-9B-v2-shaped synthetic
 # checkpoint, same machine, same run, alternating rounds: prompt processing
 # (64 and 512 tokens) and decode tokens per second, their ratios, and decode
-# against the measured memory-read bound. Long (about an hour the first time:
+# against the measured memory-read bound: the bytes a token must move over
+# it, the weights alone and the weights plus the Mamba-2 state read and
+# written back (the same in both runtimes). Long (about an hour the first time:
 # llama.cpp builds, the checkpoint converts); never part of check.
 #
 #   sh bench/peers.sh
@@ -172,6 +174,16 @@ def bytes_per_token(d):
                      if k.startswith("backbone.embeddings."))
     return total - embed
 per_token = bytes_per_token(model_dir)
+def state_per_token(d):
+    """Bytes of Mamba-2 state read and written back per decoded token: each
+    M layer's heads x head_dim x state values, float32 in both runtimes
+    (llama.cpp's recurrent state type is F32), read once and written once.
+    At the 9B shape 0.28 GB: far more than the caches, so it crosses the
+    memory bus every token, as the weights do."""
+    c = json.load(open(f"{d}/config.json"))
+    layers = c["hybrid_override_pattern"].count("M")
+    return 2 * layers * c["mamba_num_heads"] * c["mamba_head_dim"] * c["ssm_state_size"] * 4
+state = state_per_token(model_dir)
 # the same for the peer's file (its embedding table is token_embd)
 peer_bytes = sum(int(t.n_bytes) for t in GGUFReader(f"{peer}/nano9b-q4_0.gguf").tensors if not t.name.startswith("token_embd"))
 bw = med([json.load(open(f"{peer}/bound.{r}.json"))["memory_read_GBps"] for r in range(1, rounds + 1)])
@@ -180,12 +192,16 @@ res["decode"] = {"kintsugi_tok_s": med(a), "llama_cpp_tok_s": med(b), "ratio": m
                  "kintsugi_range": [min(a), max(a)], "llama_cpp_range": [min(b), max(b)],
                  "memory_read_GBps": bw, "weights_read_per_token_GB": per_token / 1e9,
                  "bound_tok_s": bound, "kintsugi_share_of_bound": med(a) / bound,
-                 "llama_cpp_share_of_bound": med(b) * peer_bytes / (bw * 1e9)}
+                 "llama_cpp_share_of_bound": med(b) * peer_bytes / (bw * 1e9),
+                 "state_read_and_written_per_token_GB": state / 1e9,
+                 "kintsugi_share_of_bound_with_state": med(a) * (per_token + state) / (bw * 1e9),
+                 "llama_cpp_share_of_bound_with_state": med(b) * (peer_bytes + state) / (bw * 1e9)}
 if orig_runs:
     o = [json.load(open(f"{peer}/original.{i}.json"))["stats"]["generation_tokens_per_s"] for i in range(1, orig_runs + 1)]
     ob = bw * 1e9 / bytes_per_token(src)
     res["bf16_original_decode"] = {"kintsugi_tok_s": med(o), "range": [min(o), max(o)],
                                    "weights_read_per_token_GB": bytes_per_token(src) / 1e9,
-                                   "bound_tok_s": ob, "share_of_bound": med(o) / ob}
+                                   "bound_tok_s": ob, "share_of_bound": med(o) / ob,
+                                   "share_of_bound_with_state": med(o) * (bytes_per_token(src) + state) / (bw * 1e9)}
 print(json.dumps(res, indent=2))
 PY

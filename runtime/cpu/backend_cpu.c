@@ -12,8 +12,8 @@
  * NaN included. As a comparison of floats the compiler keeps a branch
  * (it may not turn a float compare into a select while traps are on), and
  * a layer's activations are positive or not at random: mispredicted, the
- * branch made this loop cost about 40 us per layer at the 9B shape. As
- * integer masks it vectorizes. */
+ * branch gave this loop 0.56% of a decoded token's time at the 9B shape
+ * (perf), against 0.1% as integer masks, which vectorize. */
 static inline float relu2_one(float x) {
     uint32_t b;
     memcpy(&b, &x, sizeof b);

@@ -198,10 +198,11 @@ res["decode"] = {"kintsugi_tok_s": med(a), "llama_cpp_tok_s": med(b), "ratio": m
                  "llama_cpp_share_of_bound_with_state": med(b) * (peer_bytes + state) / (bw * 1e9)}
 if orig_runs:
     o = [json.load(open(f"{peer}/original.{i}.json"))["stats"]["generation_tokens_per_s"] for i in range(1, orig_runs + 1)]
-    ob = bw * 1e9 / bytes_per_token(src)
+    orig_bytes = bytes_per_token(src)
+    ob = bw * 1e9 / orig_bytes
     res["bf16_original_decode"] = {"kintsugi_tok_s": med(o), "range": [min(o), max(o)],
-                                   "weights_read_per_token_GB": bytes_per_token(src) / 1e9,
+                                   "weights_read_per_token_GB": orig_bytes / 1e9,
                                    "bound_tok_s": ob, "share_of_bound": med(o) / ob,
-                                   "share_of_bound_with_state": med(o) * (bytes_per_token(src) + state) / (bw * 1e9)}
+                                   "share_of_bound_with_state": med(o) * (orig_bytes + state) / (bw * 1e9)}
 print(json.dumps(res, indent=2))
 PY

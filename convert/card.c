@@ -48,3 +48,14 @@ char *cv_card_text(const cv_card *c) {
     sb_printf(&sb, "With kintsugi:\n\n```sh\nkintsugi-verify PATH\nkintsugi-run PATH --prompt \"Hello\"\n```\n");
     return sb_take(&sb);
 }
+
+/* The card's own lines: its front matter's tags and the line naming the
+ * tool. Cards of every earlier version have both. */
+int cv_card_is_ours(const char *text, size_t len) {
+    static const char tags[] = "---\nlibrary_name: mlx\npipeline_tag: text-generation\ntags:\n- mlx\n- kintsugi\n";
+    static const char by[] = " by kintsugi-convert ";
+    if (len < sizeof tags - 1 || memcmp(text, tags, sizeof tags - 1)) return 0;
+    for (size_t i = 0; i + sizeof by - 1 <= len; i++)
+        if (!memcmp(text + i, by, sizeof by - 1)) return 1;
+    return 0;
+}

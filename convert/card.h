@@ -20,4 +20,11 @@ typedef struct {
 
 char *cv_card_text(const cv_card *c);
 
+/* Where the card goes: README.md, unless DST already holds a README.md that
+ * is not a card kintsugi-convert wrote (the user's own: kept, and the card
+ * goes to CV_CARD_BESIDE instead). */
+#define CV_CARD_BESIDE "README.kintsugi.md"
+/* 1 when TEXT (LEN bytes) is a card that kintsugi-convert wrote. */
+int cv_card_is_ours(const char *text, size_t len);
+
 #endif

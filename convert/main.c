@@ -7,7 +7,7 @@
  * quantized (rows in parallel) and appended to its shard, while the kernel
  * reads the next one ahead. config.json, the index, the tokenizer files and
  * the model card follow; the directory is renamed into place at the end
- * (output_dir.c). Exit codes: 0 done, 1 the source cannot be converted,
+ * (lib/output_dir.c: with --force, only what convert makes is replaced). Exit codes: 0 done, 1 the source cannot be converted,
  * 2 usage or I/O error, 130 interrupted.
  */
 #include "affine.h"
@@ -16,6 +16,7 @@
 #include "config_out.h"
 #include "cli.h"
 #include "error.h"
+#include "file.h"
 #include "hub.h"
 #include "json.h"
 #include "model.h"
@@ -86,8 +87,10 @@ static void usage(FILE *out) {
             "  --threads N       worker threads (default: all cores; at most their number)\n"
             "  --no-fsync        do not wait for the disk: faster, still never a partial DST\n"
             "                    after a crash of the program, but not safe against power loss\n"
-            "  --force           replace an existing DST that is a model directory (only once\n"
-            "                    the new one is complete)\n"
+            "  --force           replace an existing DST that is a model directory, once the new\n"
+            "                    one is complete: only the files convert writes are replaced\n"
+            "                    (and an earlier run's extra shards removed); everything else\n"
+            "                    in DST (.git, notes, a README.md of yours) is kept as it is\n"
             "  --json            a JSON report on stdout\n"
             "  -q, --quiet       print nothing but errors\n"
             "  -v, --verbose     also the places where config.json differs from mlx_lm.convert's\n"
@@ -329,7 +332,7 @@ static size_t *execution_order(const cv_source *src, const cv_plan *p) {
     return order;
 }
 
-static int write_tensors(cv_source *src, const cv_plan *p, const cv_outdir *od, const options *o) {
+static int write_tensors(cv_source *src, const cv_plan *p, const kt_outdir *od, const options *o) {
     st_writer **writers = kt_xcalloc(p->n_shards, sizeof *writers);
     size_t *order = execution_order(src, p);
     int rc = 0;
@@ -341,7 +344,7 @@ static int write_tensors(cv_source *src, const cv_plan *p, const cv_outdir *od, 
                 const cv_output *out = &p->items[order[x]].out[j];
                 if (out->shard == s) specs[n++] = (st_spec){out->name, out->dtype, out->ndim, out->shape};
             }
-        char *path = cv_outdir_path(od, p->shard_names[s]);
+        char *path = kt_outdir_path(od, p->shard_names[s]);
         writers[s] = st_writer_create(path, specs, n, NULL);
         if (!writers[s]) rc = -1;
         free(path);
@@ -387,7 +390,7 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const index_entry *)a)->name, ((const index_entry *)b)->name);
 }
 
-static int write_index(const cv_plan *p, const cv_outdir *od) {
+static int write_index(const cv_plan *p, const kt_outdir *od) {
     size_t n = 0;
     for (size_t i = 0; i < p->n_items; i++) n += (size_t)p->items[i].n_out;
     index_entry *e = kt_xcalloc(n + 1, sizeof *e);
@@ -402,7 +405,7 @@ static int write_index(const cv_plan *p, const cv_outdir *od) {
     cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
     for (size_t k = 0; k < n; k++) cJSON_AddStringToObject(map, e[k].name, e[k].file);
     char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
-    char *path = cv_outdir_path(od, "model.safetensors.index.json");
+    char *path = kt_outdir_path(od, "model.safetensors.index.json");
     int rc = kt_write_file_atomic(path, text, strlen(text));
     free(path);
     free(text);
@@ -412,11 +415,11 @@ static int write_index(const cv_plan *p, const cv_outdir *od) {
 }
 
 /* Tokenizer files, generation_config.json and *.py: byte for byte. */
-static int copy_side_files(cv_source *src, const cv_outdir *od, int *n_copied) {
+static int copy_side_files(cv_source *src, const kt_outdir *od, int *n_copied) {
     const char **names = cv_source_list_files(src);
     int rc = 0;
     for (size_t i = 0; names[i] && rc == 0; i++) {
-        char *data = NULL, *to = cv_outdir_path(od, names[i]);
+        char *data = NULL, *to = kt_outdir_path(od, names[i]);
         size_t n = 0;
         int found = cv_source_read_file(src, names[i], &data, &n);
         if (found < 0) rc = -1;
@@ -439,11 +442,29 @@ static cJSON *load_json(cv_source *src, const char *name, int *missing) {
     return j;
 }
 
-static int write_text(const cv_outdir *od, const char *name, const char *text) {
-    char *path = cv_outdir_path(od, name);
+static int write_text(const kt_outdir *od, const char *name, const char *text) {
+    char *path = kt_outdir_path(od, name);
     int rc = kt_write_file_atomic(path, text, strlen(text));
     free(path);
     return rc;
+}
+
+/* The files convert writes that this run may not: the shards and index of
+ * an earlier run, and the card it put beside a README.md of the user's. */
+static int stale_output(const char *name) {
+    return kt_outdir_stale_model_file(name) || !strcmp(name, CV_CARD_BESIDE);
+}
+
+/* README.md, or CV_CARD_BESIDE where DST holds a README.md of the user's. */
+static const char *card_file(const kt_outdir *od) {
+    char *path = kt_outdir_existing(od, "README.md");
+    if (!path) return "README.md";
+    char *data = NULL;
+    size_t len = 0;
+    int ours = kt_read_file(path, &data, &len) == 1 && cv_card_is_ours(data, len);
+    free(data);
+    free(path);
+    return ours ? "README.md" : CV_CARD_BESIDE;
 }
 
 /* A name for the model card: "ORG/NAME" for a Hugging Face cache snapshot
@@ -474,7 +495,29 @@ static char *model_name(const char *path) {
     return sb_take(&sb);
 }
 
-static void report(const options *o, const cv_plan *p, const cv_repairs *r, double bpw, double secs, int n_files) {
+/* What --force did to an existing DST: the summary's second line. */
+static void report_replaced(const kt_outdir *od, const char *card, FILE *f) {
+    if (!od->replaced.n && !od->removed.n && !od->kept.n) return;
+    char *rep = kt_names_list(&od->replaced, 6), *rem = kt_names_list(&od->removed, 6),
+         *kept = kt_names_list(&od->kept, 6);
+    fprintf(f, "%s: replaced %s", od->dst, od->replaced.n ? rep : "nothing");
+    if (od->removed.n) fprintf(f, "; removed %s (stale output of an earlier run)", rem);
+    if (od->kept.n) fprintf(f, "; kept %s (not made by %s)", kept, PROG);
+    if (strcmp(card, "README.md")) fprintf(f, "; README.md is not a kintsugi card: kept, the card is %s", card);
+    fprintf(f, "\n");
+    free(rep);
+    free(rem);
+    free(kept);
+}
+
+static cJSON *names_json(const kt_names *n) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n->n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(n->names[i]));
+    return a;
+}
+
+static void report(const options *o, const cv_plan *p, const cv_repairs *r, double bpw, double secs, int n_files,
+                   const kt_outdir *od, const char *card) {
     if (o->json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "source", o->src);
@@ -510,6 +553,11 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
         cJSON *rep = cJSON_AddArrayToObject(root, "repairs");
         cJSON *diff = cJSON_AddArrayToObject(root, "differences_from_mlx_lm");
         for (int i = 0; i < r->n; i++) cJSON_AddItemToArray(r->needed[i] ? rep : diff, cJSON_CreateString(r->text[i]));
+        cJSON_AddStringToObject(root, "card", card);
+        cJSON *existing = cJSON_AddObjectToObject(root, "existing_output");
+        cJSON_AddItemToObject(existing, "replaced", names_json(&od->replaced));
+        cJSON_AddItemToObject(existing, "removed", names_json(&od->removed));
+        cJSON_AddItemToObject(existing, "kept", names_json(&od->kept));
         cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
         char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", text);
@@ -522,6 +570,7 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
                cv_recipe_active(&o->recipe) ? " (recipe)" : "", o->q.group_size, kt_quant_mode_name(o->q.mode),
                o->fit == KT_FIT_MSE ? " fit mse" : "", bpw, (double)p->source_bytes / 1e9,
                (double)p->total_size / 1e9, secs, secs > 0 ? (double)p->source_bytes / secs / 1e9 : 0);
+        report_replaced(od, card, stdout);
     }
 }
 
@@ -573,16 +622,17 @@ static int recipe_layers(const options *o, const cJSON *config, const kt_model_f
 
 static int convert(const options *o) {
     const char *inputs[] = {o->src};
-    cv_outdir od;
+    kt_outdir od;
     /* DST first: nothing is read or printed for a run that cannot write */
-    if (cv_outdir_check(&od, o->dst, inputs, 1, o->force)) {
-        cv_outdir_abort(&od);
+    if (kt_outdir_check(&od, PROG, o->dst, inputs, 1, o->force)) {
+        kt_outdir_abort(&od);
         return -1;
     }
+    od.stale = stale_output;
     cv_source src;
     if (cv_source_open(&src, o->src)) {
         cv_source_close(&src);
-        cv_outdir_abort(&od);
+        kt_outdir_abort(&od);
         return -1;
     }
     int rc = 0, missing;
@@ -628,7 +678,7 @@ static int convert(const options *o) {
         for (int i = 0; i < repairs.n; i++)
             if (repairs.needed[i] || o->verbose)
                 fprintf(stderr, "%s: %s: %s\n", PROG, repairs.needed[i] ? "repair" : "note", repairs.text[i]);
-    if ((rc = cv_outdir_begin(&od))) goto done;
+    if ((rc = kt_outdir_begin(&od))) goto done;
     double t0 = kt_now();
     if ((rc = write_tensors(&src, &plan, &od, o))) goto done;
     if ((rc = write_index(&plan, &od))) goto done;
@@ -654,15 +704,16 @@ static int convert(const options *o) {
     for (size_t i = 0; i < plan.n_items; i++) card.n_tensors += (size_t)plan.items[i].n_out;
     text = cv_card_text(&card);
     free(card.recipe);
-    if (rc == 0) rc = write_text(&od, "README.md", text);
+    const char *card_name = card_file(&od);
+    if (rc == 0) rc = write_text(&od, card_name, text);
     free(text);
     free(title);
     if (rc == 0 && interrupted) rc = kt_fail("interrupted; %s is untouched", o->dst);
-    if (rc == 0) rc = cv_outdir_commit(&od);
-    if (rc == 0) report(o, &plan, &repairs, bpw, kt_now() - t0, n_files);
+    if (rc == 0) rc = kt_outdir_commit(&od);
+    if (rc == 0) report(o, &plan, &repairs, bpw, kt_now() - t0, n_files, &od, card_name);
 done:
     if (rc && od.tmp) kt_errmsg_replace(od.tmp, od.dst); /* name DST, not our temporary directory */
-    cv_outdir_abort(&od);
+    kt_outdir_abort(&od);
     cv_plan_free(&plan);
     cv_repairs_free(&repairs);
     cJSON_Delete(config);
@@ -689,6 +740,7 @@ static void prefer_passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp(argv);
+    kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) {

@@ -254,6 +254,7 @@ static int run_dir(const options *o) {
 }
 
 int main(int argc, char **argv) {
+    kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;

@@ -78,12 +78,18 @@ int kt_atomic_write(kt_atomic *a, const void *data, size_t n) {
     return 0;
 }
 
-int kt_atomic_commit(kt_atomic *a) {
+int kt_atomic_prepare(kt_atomic *a) {
+    if (!a->fp) return 0;
     int rc = 0;
     if (fflush(a->fp) != 0) rc = kt_fail_io("%s: write failed: %s", a->final_path, kt_errno_text(errno));
     else if (durable && fsync(fileno(a->fp)) != 0) rc = kt_fail_io("%s: fsync failed: %s", a->final_path, kt_errno_text(errno));
     if (fclose(a->fp) != 0 && rc == 0) rc = kt_fail_io("%s: close failed: %s", a->final_path, kt_errno_text(errno));
     a->fp = NULL;
+    return rc;
+}
+
+int kt_atomic_commit(kt_atomic *a) {
+    int rc = kt_atomic_prepare(a);
     if (rc == 0 && rename(a->tmp_path, a->final_path) != 0)
         rc = kt_fail_io("%s: rename failed: %s", a->final_path, kt_errno_text(errno));
     if (rc == 0) rc = kt_fsync_parent(a->final_path);

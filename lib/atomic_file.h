@@ -20,6 +20,9 @@ int kt_atomic_open(kt_atomic *a, const char *path);
 void kt_atomic_set_durable(int on);
 int kt_atomic_durable(void);
 int kt_atomic_write(kt_atomic *a, const void *data, size_t n);
+/* Everything but the rename: flushed, fsync'ed, closed (for several files
+ * that must all be written before any of them replaces its NAME). */
+int kt_atomic_prepare(kt_atomic *a);
 int kt_atomic_commit(kt_atomic *a);
 void kt_atomic_abort(kt_atomic *a);
 /* The whole job for a small file. */

@@ -1,5 +1,6 @@
 /* cli.c - see cli.h. */
 #include "cli.h"
+#include "error.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +20,47 @@ int kt_usage_error(const char *prog, const char *fmt, const char *arg) {
 int kt_usage_conflict(const char *prog, const char *a, const char *b) {
     fprintf(stderr, "%s: %s and %s do not go together (see --help)\n", prog, a, b);
     return KT_EXIT_USAGE;
+}
+
+static const char *stdout_prog;
+static int stdout_errno;    /* the first failed write's errno */
+static int stdout_reported; /* a tool has reported it already */
+
+int kt_stdout_check(void) {
+    int prior = errno; /* a write that failed just before (a large one bypasses the buffer) */
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    if (!failed && !ferror(stdout)) return 0;
+    if (!stdout_errno) stdout_errno = failed && errno ? errno : prior ? prior : EIO;
+    stdout_reported = 1;
+    return kt_fail_io("cannot write to standard output: %s", kt_errno_text(stdout_errno));
+}
+
+static void close_stdout(void) {
+    int prior = errno;
+    int failed = ferror(stdout);
+    /* an earlier write failed: retry what is left once, for its errno */
+    clearerr(stdout);
+    errno = 0;
+    if (fflush(stdout) != 0) failed = 1;
+    int err = errno ? errno : failed ? prior : 0;
+    if (fclose(stdout) != 0 && !failed) {
+        failed = errno != EBADF; /* stdout closed by the caller and never written: nothing was lost */
+        err = errno;
+    }
+    if (!failed) return;
+    if (!stdout_reported) {
+        if (stdout_errno) err = stdout_errno;
+        fprintf(stderr, "%s: cannot write to standard output: %s\n", stdout_prog,
+                kt_errno_text(err ? err : EIO));
+        fflush(stderr);
+    }
+    _exit(KT_EXIT_USAGE);
+}
+
+void kt_check_stdout_at_exit(const char *prog) {
+    stdout_prog = prog;
+    atexit(close_stdout);
 }
 
 void kt_print_version(const char *prog) { printf("%s %s\n", prog, KINTSUGI_VERSION); }

@@ -56,6 +56,18 @@ int kt_usage_error(const char *prog, const char *fmt, const char *arg);
 /* Two options that do not go together; returns 2. */
 int kt_usage_conflict(const char *prog, const char *a, const char *b);
 
+/* Every tool calls this first in main(): at exit, standard output is
+ * flushed and closed, and a write that failed at any point (a full disk, a
+ * closed pipe's EIO, /dev/full) turns the exit status into 2 with one line,
+ * "PROG: cannot write to standard output: no space left on the device",
+ * whatever the tool was about to return. */
+void kt_check_stdout_at_exit(const char *prog);
+/* Flush standard output: 0, or -1 with the one line recorded (kt_fail_io)
+ * when a write to it has failed so far. For output written as it is made:
+ * stop early instead of computing what cannot be written (the exit check
+ * then stays silent, the tool having said it). */
+int kt_stdout_check(void);
+
 /* "PROG VERSION" on stdout. */
 void kt_print_version(const char *prog);
 

@@ -7,7 +7,7 @@
 #include "error.h"
 #include "file.h"
 #include "json.h"
-#include "output_path.h"
+#include "output_dir.h"
 #include "model_dir.h"
 #include "strbuf.h"
 #include "testdata.h"
@@ -46,8 +46,9 @@ static void usage(FILE *out) {
         "  --bpe-max-chars N        no token of more than N non-ASCII characters (default: no\n"
         "                           limit): a small repetitive corpus would otherwise merge\n"
         "                           whole Japanese sentences into single tokens\n"
-        "  --force                  replace OUT_DIR if it is a model directory\n"
-        "  -q, --quiet              print nothing but errors (the default: it prints nothing)\n"
+        "  --force                  replace OUT_DIR if it is a model directory: only the files this\n"
+        "                           tool writes; everything else there is kept\n"
+        "  -q, --quiet              print nothing but errors (otherwise: what --force replaced and kept)\n"
         "  -h, --help               this text\n"
         "  --version                the version\n",
         PROG);
@@ -98,6 +99,7 @@ static char *read_corpus(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    kt_check_stdout_at_exit(PROG);
     static const char *const shapes[] = {"tiny", "nano-9b-v2", NULL}, *const ssm[] = {"f32", "bf16", NULL};
     gen_options o;
     preset_tiny(&o);
@@ -144,7 +146,6 @@ int main(int argc, char **argv) {
             break;
         }
     }
-    (void)quiet; /* the tool prints nothing but errors anyway */
     if (rc) return rc;
     if (!out) { usage(stderr); return 2; }
     if (moe && !pattern) pattern = "M-E*ME";
@@ -162,34 +163,37 @@ int main(int argc, char **argv) {
         return 1;
     }
     o.corpus = corpus;
-    if (kt_output_dir_ok(out, NULL, 0, force) || kt_make_parents(out)) {
+    /* Built in a temporary sibling and renamed: never a half-written
+     * checkpoint; with --force only what this tool writes is replaced. */
+    kt_outdir od;
+    if (kt_outdir_check(&od, PROG, out, NULL, 0, force) || kt_outdir_begin(&od)) {
         kt_print_error(PROG);
-        return 2;
-    }
-    struct stat sb;
-    /* Build in a temporary sibling and rename: never a half-written checkpoint. */
-    strbuf tmp = {0};
-    sb_printf(&tmp, "%s.tmp-XXXXXX", out);
-    char *tmpdir = sb_take(&tmp);
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "%s: cannot create %s: %s\n", PROG, tmpdir, kt_errno_text(errno));
-        return 2;
-    }
-    chmod(tmpdir, 0755);
-    rc = gen_write_config(tmpdir, &o);
-    if (rc == 0) rc = gen_write_extras(tmpdir);
-    if (rc == 0) rc = gen_write_tokenizer(tmpdir, &o);
-    if (rc == 0) rc = gen_write_weights(tmpdir, &o);
-    if (rc == 0 && stat(out, &sb) == 0) rc = kt_remove_tree(out) ? kt_fail_io("%s: cannot remove: %s", out, kt_errno_text(errno)) : 0;
-    if (rc == 0 && rename(tmpdir, out) != 0) rc = kt_fail_io("%s: cannot rename into place: %s", out, kt_errno_text(errno));
-    if (rc != 0) {
-        kt_print_error(PROG);
-        kt_remove_tree(tmpdir);
-        free(tmpdir);
+        kt_outdir_abort(&od);
         free(corpus);
-        return 1;
+        return 2;
     }
-    free(tmpdir);
+    rc = gen_write_config(od.tmp, &o);
+    if (rc == 0) rc = gen_write_extras(od.tmp);
+    if (rc == 0) rc = gen_write_tokenizer(od.tmp, &o);
+    if (rc == 0) rc = gen_write_weights(od.tmp, &o);
+    if (rc == 0) rc = kt_outdir_commit(&od);
+    if (rc != 0) {
+        if (od.tmp) kt_errmsg_replace(od.tmp, od.dst);
+        kt_print_error(PROG);
+        kt_outdir_abort(&od);
+        free(corpus);
+        return kt_errkind() == KT_ERR_IO ? 2 : 1;
+    }
+    if (!quiet && (od.replaced.n || od.removed.n || od.kept.n)) {
+        char *rep = kt_names_list(&od.replaced, 6), *kept = kt_names_list(&od.kept, 6);
+        printf("%s: replaced %s", out, od.replaced.n ? rep : "nothing");
+        if (od.removed.n) printf("; removed %zu stale file%s of an earlier run", od.removed.n, od.removed.n == 1 ? "" : "s");
+        if (od.kept.n) printf("; kept %s (not made by %s)", kept, PROG);
+        printf("\n");
+        free(rep);
+        free(kept);
+    }
+    kt_outdir_abort(&od);
     free(corpus);
     return 0;
 }

@@ -11,6 +11,7 @@
  * Exit codes: 0 every check passed (warnings allowed), 1 a check failed,
  * 2 usage or I/O error.
  */
+#include "atomic_file.h"
 #include "checks.h"
 #include "choices.h"
 #include "cli.h"
@@ -272,6 +273,42 @@ static int check_report_paths(const options *o) {
     return 0;
 }
 
+/* The reports, all or none: every file is written in full beside its
+ * final name and stdout flushed before any file replaces its name. When one
+ * cannot be written, none is put in place and an earlier report at those
+ * paths is removed: a report left saying "pass" from another run, next to a
+ * run that could not say what it found, would be believed. */
+static int write_reports(const options *o, const vr_report *r) {
+    const char *paths[2] = {o->json, o->junit};
+    char *texts[2] = {o->json ? vr_render_json(r) : NULL, o->junit ? vr_render_junit(r) : NULL};
+    kt_atomic files[2];
+    int staged[2] = {0, 0}, rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (!paths[i]) continue;
+        if (!strcmp(paths[i], "-")) {
+            fputs(texts[i], stdout);
+            continue;
+        }
+        rc = kt_atomic_open(&files[i], paths[i]);
+        if (rc == 0) {
+            staged[i] = 1;
+            rc = kt_atomic_write(&files[i], texts[i], strlen(texts[i]));
+            if (rc == 0) rc = kt_atomic_prepare(&files[i]);
+        }
+    }
+    if (rc == 0) rc = kt_stdout_check();
+    for (int i = 0; i < 2; i++) {
+        if (staged[i] && rc == 0) rc = kt_atomic_commit(&files[i]);
+        else if (staged[i]) kt_atomic_abort(&files[i]);
+    }
+    if (rc)
+        for (int i = 0; i < 2; i++)
+            if (paths[i] && strcmp(paths[i], "-")) unlink(paths[i]);
+    free(texts[0]);
+    free(texts[1]);
+    return rc;
+}
+
 static int verify(options *o) {
     struct stat st;
     if (stat(o->path, &st) == 0 && !S_ISDIR(st.st_mode)) {
@@ -312,11 +349,7 @@ static int verify(options *o) {
     if (!io && (o->v.generate || o->v.kld_text || o->v.choices)) io = vr_check_behaviour(&r, &o->v);
     const int to_stdout = (o->json && !strcmp(o->json, "-")) || (o->junit && !strcmp(o->junit, "-"));
     if (!o->quiet && !to_stdout) vr_print_table(&r, kt_color_ok(1), o->verbose);
-    if (o->json && vr_write_json(&r, o->json)) {
-        kt_print_error(PROG);
-        io = -1;
-    }
-    if (o->junit && vr_write_junit(&r, o->junit)) {
+    if (write_reports(o, &r)) {
         kt_print_error(PROG);
         io = -1;
     }
@@ -330,6 +363,7 @@ static int verify(options *o) {
 }
 
 int main(int argc, char **argv) {
+    kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;

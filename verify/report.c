@@ -82,14 +82,7 @@ cJSON *vr_to_json(const vr_report *r) {
     return root;
 }
 
-/* A report file written atomically, or stdout for "-". */
-static int write_report(const char *path, const strbuf *sb) {
-    if (strcmp(path, "-")) return kt_write_file_atomic(path, sb->data, sb->len);
-    if (fwrite(sb->data, 1, sb->len, stdout) != sb->len || fflush(stdout)) return kt_fail_io("stdout: write error");
-    return 0;
-}
-
-int vr_write_json(const vr_report *r, const char *path) {
+char *vr_render_json(const vr_report *r) {
     cJSON *root = vr_to_json(r);
     char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
     cJSON_Delete(root);
@@ -97,9 +90,7 @@ int vr_write_json(const vr_report *r, const char *path) {
     sb_puts(&sb, text);
     sb_putc(&sb, '\n');
     free(text);
-    int rc = write_report(path, &sb);
-    sb_free(&sb);
-    return rc;
+    return sb_take(&sb);
 }
 
 static void xml_escaped(strbuf *sb, const char *s) {
@@ -118,7 +109,7 @@ static void xml_escaped(strbuf *sb, const char *s) {
 }
 
 /* One <testsuite> per group, one <testcase> per check. */
-int vr_write_junit(const vr_report *r, const char *path) {
+char *vr_render_junit(const vr_report *r) {
     static const char *groups[] = {"structure", "fidelity", "behaviour"};
     strbuf sb = {0};
     sb_puts(&sb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"kintsugi-verify\">\n");
@@ -157,9 +148,7 @@ int vr_write_junit(const vr_report *r, const char *path) {
         sb_puts(&sb, "  </testsuite>\n");
     }
     sb_puts(&sb, "</testsuites>\n");
-    int rc = write_report(path, &sb);
-    sb_free(&sb);
-    return rc;
+    return sb_take(&sb);
 }
 
 void vr_free(vr_report *r) {

@@ -39,9 +39,9 @@ const char *vr_status_name(vr_status st);
 
 void vr_print_table(const vr_report *r, int color, int verbose);
 cJSON *vr_to_json(const vr_report *r);
-/* Write the JUnit XML / JSON report to PATH atomically. */
-int vr_write_junit(const vr_report *r, const char *path);
-int vr_write_json(const vr_report *r, const char *path);
+/* The JUnit XML / JSON report (caller frees). */
+char *vr_render_junit(const vr_report *r);
+char *vr_render_json(const vr_report *r);
 void vr_free(vr_report *r);
 
 #endif

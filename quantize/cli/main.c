@@ -415,6 +415,7 @@ done:
 }
 
 int main(int argc, char **argv) {
+    kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc < 0) rc = run(&o);

@@ -268,8 +268,9 @@ typedef struct {
     int tty;
 } output;
 
-/* Print what is new and complete (never half a UTF-8 character). */
-static void flush_output(output *out, const options *o, int final) {
+/* Print what is new and complete (never half a UTF-8 character); -1 when
+ * standard output cannot be written. */
+static int flush_output(output *out, const options *o, int final) {
     strbuf *bufs[2] = {&out->reasoning, &out->answer};
     size_t *done[2] = {&out->printed_r, &out->printed_a};
     for (int k = 0; k < 2; k++) {
@@ -295,9 +296,10 @@ static void flush_output(output *out, const options *o, int final) {
         fputs(clean, f);
         free(clean);
         if (k == 0 && out->tty && f == stdout) fputs("\033[0m", f);
-        fflush(f);
+        if (f != stdout) fflush(f); /* stdout: kt_stdout_check below, which keeps the errno */
         *done[k] = end;
     }
+    return kt_stdout_check();
 }
 
 static cJSON *ids_json(const int32_t *v, size_t n) {
@@ -326,6 +328,10 @@ static int choices(const options *o, const kt_model *m, const kt_tokenizer *tok,
         printf("%d items (%s, %d-shot): acc %.4f +- %.4f, acc_norm %.4f +- %.4f\n", r.scored,
                set->jcqa ? "JCommonsenseQA prompt" : "context + choice", r.num_fewshot, r.acc, r.acc_stderr,
                r.acc_norm, r.acc_norm_stderr);
+    }
+    if (kt_stdout_check()) {
+        kt_mc_result_free(&r);
+        return 2;
     }
     if (!o->quiet) fprintf(stderr, "%s: %d items in %.1f s\n", PROG, r.scored, secs);
     kt_mc_result_free(&r);
@@ -365,6 +371,7 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     if (rc == 0) kt_ppl_free(&r);
     if (have_ref) kt_model_free(&ref);
     free(text);
+    if (rc == 0 && kt_stdout_check()) return 2;
     return rc ? 1 : 0;
 }
 
@@ -437,7 +444,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
             n_answer++;
             sb_append(&out.answer, piece ? piece : "", piece ? len : 0);
         }
-        if (!o->json) flush_output(&out, o, 0);
+        if (!o->json && rc == 0) rc = flush_output(&out, o, 0);
         if (rc == 0) rc = kt_forward(m, &st, next, logits);
     }
     double t_gen = kt_now() - t1;
@@ -445,16 +452,12 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         stop = "context";
         fprintf(stderr, "%s: stopped at the context limit of %d tokens (--context)\n", PROG, st.max_pos);
     }
-    if (!o->json) {
-        flush_output(&out, o, 1);
+    if (!o->json && rc == 0) {
+        rc = flush_output(&out, o, 1);
         printf("\n");
-        fflush(stdout);
+        if (rc == 0) rc = kt_stdout_check();
     }
     size_t n_gen = n_all - (size_t)n_prompt;
-    if (!o->quiet)
-        fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
-            "peak RSS %.0f MiB; %s\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
-            t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib(), m->backend->name);
     if (rc == 0 && o->json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddItemToObject(root, "prompt_ids", ids_json(ids, (size_t)n_prompt));
@@ -487,7 +490,12 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         printf("%s\n", s);
         free(s);
         cJSON_Delete(root);
+        rc = kt_stdout_check();
     }
+    if (!o->quiet && rc == 0)
+        fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
+            "peak RSS %.0f MiB; %s\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
+            t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib(), m->backend->name);
     if (reply) {
         size_t rl;
         char *raw = kt_tokenizer_decode(tok, ids + n_prompt, n_gen, &rl);
@@ -500,7 +508,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     free(logits);
     free(ids);
     kt_state_free(&st, m);
-    return rc ? 1 : 0;
+    return rc ? (kt_errkind() == KT_ERR_IO ? 2 : 1) : 0;
 }
 
 static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok) {
@@ -708,6 +716,7 @@ static int run(options *o) {
 }
 
 int main(int argc, char **argv) {
+    kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;

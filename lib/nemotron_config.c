@@ -240,7 +240,7 @@ static int read_floats(kt_config *c, const cJSON *cfg) {
     c->eps = (float)eps;
     double lo = 0, hi = INFINITY;
     const cJSON *tsl = cJSON_GetObjectItemCaseSensitive(cfg, "time_step_limit");
-    if (tsl && !cJSON_IsNull(tsl)) { /* absent or null: mlx-lm's default (0, inf) */
+    if (tsl) { /* absent: mlx-lm's default (0, inf); null is refused by mlx-lm's strict config class */
         if (!cJSON_IsArray(tsl) || cJSON_GetArraySize(tsl) != 2 || number_or_tagged(tsl->child, &lo) ||
             number_or_tagged(tsl->child->next, &hi) || isnan(lo) || isnan(hi) || lo < 0 || lo > hi)
             return bad("time_step_limit", tsl, "two numbers [lo, hi] with 0 <= lo <= hi");

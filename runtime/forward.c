@@ -18,6 +18,7 @@
 #include "error.h"
 #include "strbuf.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +215,21 @@ static void moe(const kt_model *m, kt_work *w, const kt_layer *L, const float *x
     }
 }
 
+/* Logits that are not all finite end every use of the model (generation
+ * would pick <unk> forever, perplexity would print NaN): one line naming the
+ * first position, rows of V logits from position POS0 on. */
+static int check_logits(const float *logits, int V, int rows, int pos0) {
+    for (int r = 0; r < rows; r++) {
+        const float *l = logits + (size_t)r * V;
+        for (int i = 0; i < V; i++)
+            if (!isfinite(l[i]))
+                return kt_fail("the logits at position %d are not finite (logit %d is %s): a weight or an "
+                               "activation of the model is NaN or infinite (kintsugi-verify checks the weights)",
+                               pos0 + r, i, isnan(l[i]) ? "NaN" : l[i] > 0 ? "+Infinity" : "-Infinity");
+    }
+    return 0;
+}
+
 int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     const kt_config *c = &m->cfg;
     const kt_backend *be = m->backend;
@@ -236,7 +252,7 @@ int kt_forward(const kt_model *m, kt_state *s, int32_t token, float *logits) {
     apply(m, w, &m->lm_head, h, logits);
     if (be->sync && be->sync()) return -1;
     s->pos++;
-    return 0;
+    return check_logits(logits, c->vocab, 1, s->pos - 1);
 }
 
 /* The prompt at once: every layer runs its projections as matrix-matrix
@@ -332,11 +348,13 @@ static int forward_tokens(const kt_model *m, kt_state *s, const int32_t *tokens,
 }
 
 int kt_forward_batch(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
-    return forward_tokens(m, s, tokens, n, logits, 0);
+    if (forward_tokens(m, s, tokens, n, logits, 0)) return -1;
+    return check_logits(logits, m->cfg.vocab, 1, s->pos - 1);
 }
 
 int kt_forward_every(const kt_model *m, kt_state *s, const int32_t *tokens, int n, float *logits) {
-    return forward_tokens(m, s, tokens, n, logits, 1);
+    if (forward_tokens(m, s, tokens, n, logits, 1)) return -1;
+    return check_logits(logits, m->cfg.vocab, n, s->pos - n);
 }
 
 /* The recurrent state is small (conv window, SSM state); the KV cache is

@@ -255,7 +255,21 @@ static void free_layers(kt_model *m) {
     m->layers = NULL, m->used = NULL;
 }
 
-int kt_model_load(kt_model *m, const char *dir) {
+size_t kt_model_unused(const kt_model *m, const char *ignore_prefix, char **list) {
+    strbuf sb = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < m->files.n_tensors; i++) {
+        const char *name = kt_model_tensor(&m->files, i)->name;
+        if (m->used[i] || (ignore_prefix && kt_starts_with(name, ignore_prefix))) continue;
+        if (n++ < 3) sb_printf(&sb, "%s%s", n > 1 ? ", " : "", name);
+    }
+    if (n > 3) sb_puts(&sb, ", ...");
+    if (list) *list = sb.data ? sb_take(&sb) : kt_xstrdup("");
+    else sb_free(&sb);
+    return n;
+}
+
+static int load(kt_model *m, const char *dir, int strict) {
     memset(m, 0, sizeof *m);
     m->backend = kt_cpu_backend();
     char *path = kt_path_join(dir, "config.json");
@@ -265,6 +279,15 @@ int kt_model_load(kt_model *m, const char *dir) {
     int rc = kt_config_read(&m->cfg, cfg);
     if (rc == 0) rc = kt_model_open(&m->files, dir);
     if (rc == 0) rc = bind_weights(m, cfg);
+    if (rc == 0 && strict) {
+        char *list;
+        size_t n = kt_model_unused(m, "mtp.", &list);
+        if (n)
+            rc = kt_fail("%zu tensor%s belong%s to no layer of config.json's pattern \"%s\" (mlx_lm.load refuses "
+                         "them too: parameters not in model): %s; fix config.json or reconvert",
+                         n, n == 1 ? "" : "s", n == 1 ? "s" : "", m->cfg.pattern, list);
+        free(list);
+    }
     cJSON_Delete(cfg);
     if (rc) {
         kt_fail_context("%s", dir);
@@ -272,6 +295,9 @@ int kt_model_load(kt_model *m, const char *dir) {
     }
     return rc;
 }
+
+int kt_model_load(kt_model *m, const char *dir) { return load(m, dir, 1); }
+int kt_model_load_lenient(kt_model *m, const char *dir) { return load(m, dir, 0); }
 
 int kt_model_check_files(const cJSON *cfg, const kt_model_files *files, const char *ignore_prefix, char **unused) {
     kt_model m;

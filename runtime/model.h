@@ -85,7 +85,19 @@ typedef struct {                   /* what one sequence remembers */
     kt_work *work;                 /* allocated once: a token's pass allocates nothing */
 } kt_state;
 
+/* The model in DIR, loaded as mlx_lm.load loads it: every tensor the
+ * config's layers need with its shape and dtype, and no other (mtp.* aside,
+ * which mlx-lm's sanitize drops): a tensor no layer uses is refused, naming
+ * it, as mlx-lm's strict load_weights refuses it ("parameters not in
+ * model"). The one loader rule for kintsugi-run, verify and convert. */
 int kt_model_load(kt_model *m, const char *dir);
+/* The same, keeping unused tensors (m->used says which): for kintsugi-verify,
+ * which reports them as a check of their own. */
+int kt_model_load_lenient(kt_model *m, const char *dir);
+/* The tensors of M no layer uses, but those starting with IGNORE_PREFIX (may
+ * be NULL): their number, and in *LIST (malloc'd, when not NULL) the first
+ * few names, comma-separated, with ", ..." when there are more. */
+size_t kt_model_unused(const kt_model *m, const char *ignore_prefix, char **list);
 /* Would CFG and FILES load? The same checks as kt_model_load on tensors
  * already opened (their data is not read: an archive's headers will do).
  * *UNUSED: the first tensor no layer uses and whose name does not start

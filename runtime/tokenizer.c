@@ -3,6 +3,7 @@
 #include "tokenizer.h"
 #include "error.h"
 #include "json.h"
+#include "model_dir.h"
 #include "strbuf.h"
 #include "strmap.h"
 
@@ -252,6 +253,41 @@ static kt_tokenizer *from_tree(cJSON *root, const char *label) {
 
 kt_tokenizer *kt_tokenizer_load(const char *path) {
     return from_tree(kt_json_load_file(path, KT_JSON_DUP_LAST_WINS), path);
+}
+
+kt_tokenizer *kt_tokenizer_load_dir(const char *dir, int vocab) {
+    char *path = kt_path_join(dir, "tokenizer_config.json");
+    if (kt_is_file(path)) {
+        cJSON *tc = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+        int ok = cJSON_IsObject(tc);
+        if (tc && !ok) kt_fail("%s: not a JSON object (transformers and mlx_lm.load refuse it); copy it from the "
+                               "original checkpoint", path);
+        cJSON_Delete(tc);
+        if (!ok) {
+            free(path);
+            return NULL;
+        }
+    }
+    free(path);
+    path = kt_path_join(dir, "tokenizer.json");
+    if (!kt_is_file(path)) {
+        kt_fail("%s: no such file (mlx-lm cannot load the tokenizer; copy it from the original checkpoint)", path);
+        free(path);
+        return NULL;
+    }
+    kt_tokenizer *t = kt_tokenizer_load(path);
+    free(path);
+    if (t && vocab > 0 && kt_tokenizer_check_vocab(t, dir, vocab)) {
+        kt_tokenizer_free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+int kt_tokenizer_check_vocab(const kt_tokenizer *t, const char *dir, int vocab) {
+    if (kt_tokenizer_vocab_size(t) <= (size_t)vocab) return 0;
+    return kt_fail("%s/tokenizer.json has %zu tokens, more than vocab_size %d (ids past the embedding have no row in "
+                   "the model)", dir, kt_tokenizer_vocab_size(t), vocab);
 }
 
 kt_tokenizer *kt_tokenizer_parse(const char *text, size_t len, const char *label) {

@@ -24,6 +24,16 @@ typedef struct kt_tokenizer kt_tokenizer;
 
 /* Load PATH (tokenizer.json). NULL with kt_errmsg() naming what is wrong. */
 kt_tokenizer *kt_tokenizer_load(const char *path);
+/* A model directory's tokenizer, as mlx_lm.load reads it through
+ * transformers: tokenizer_config.json, when present, a JSON object (else
+ * transformers refuses it), and DIR/tokenizer.json loaded. With VOCAB > 0
+ * (config.json's vocab_size), a tokenizer that can produce an id past the
+ * embedding is refused too (stricter than mlx-lm: the model has no row for
+ * it). NULL with kt_errmsg() naming the file and the problem. */
+kt_tokenizer *kt_tokenizer_load_dir(const char *dir, int vocab);
+/* 0 when T's ids all have a row in an embedding of VOCAB rows; else -1
+ * with the message naming DIR/tokenizer.json. */
+int kt_tokenizer_check_vocab(const kt_tokenizer *t, const char *dir, int vocab);
 /* The same from LEN bytes of JSON TEXT (LABEL names it in errors). */
 kt_tokenizer *kt_tokenizer_parse(const char *text, size_t len, const char *label);
 void kt_tokenizer_free(kt_tokenizer *t);

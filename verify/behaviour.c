@@ -210,11 +210,9 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
             return 0;
         }
     }
-    char *tpath = kt_path_join(o->dir, "tokenizer.json");
-    kt_tokenizer *tok = kt_tokenizer_load(tpath);
-    free(tpath);
+    kt_tokenizer *tok = kt_tokenizer_load_dir(o->dir, m.cfg.vocab);
     if (!tok) {
-        vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "tokenizer.json: %s", kt_errmsg());
+        vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     } else {
         if (o->generate) check_generation(r, o, &m, tok, 1), check_generation(r, o, &m, tok, 0);
         if (o->kld_text) check_kld(r, o, &m, tok);

@@ -676,9 +676,7 @@ static int choose_activations(const options *o, kt_activations *out) {
 static int run(options *o) {
     if (kt_check_dir(o->dir) || (o->kld_against && kt_check_dir(o->kld_against))) return 2;
     if (check_template(o)) return 1;
-    char *tpath = kt_path_join(o->dir, "tokenizer.json");
-    kt_tokenizer *tok = kt_tokenizer_load(tpath);
-    free(tpath);
+    kt_tokenizer *tok = kt_tokenizer_load_dir(o->dir, 0); /* its size against the model's below */
     if (!tok) return kt_errkind() == KT_ERR_IO ? 2 : 1;
     int rc;
     kt_mc_set set = {0};
@@ -695,6 +693,9 @@ static int run(options *o) {
             rc = 2;
         } else if (kt_model_load(&m, o->dir)) {
             rc = kt_errkind() == KT_ERR_IO ? 2 : 1;
+        } else if (kt_tokenizer_check_vocab(tok, o->dir, m.cfg.vocab)) {
+            rc = 1;
+            kt_model_free(&m);
         } else if (choose_backend(o, &m)) {
             rc = 1;
             kt_model_free(&m);

@@ -6,18 +6,21 @@
 #include <stdint.h>
 #include <string.h>
 
-/* relu(x)^2 of one value without a branch: x is kept where its bits, read
- * as an unsigned integer, lie in 1..0x7f800000 (positive, +inf included,
- * no NaN), else it becomes +0. That is x > 0 ? x * x : 0 for every input,
- * NaN included. As a comparison of floats the compiler keeps a branch
- * (it may not turn a float compare into a select while traps are on), and
- * a layer's activations are positive or not at random: mispredicted, the
- * branch gave this loop 0.56% of a decoded token's time at the 9B shape
- * (perf), against 0.1% as integer masks, which vectorize. */
+/* relu(x)^2 of one value without a branch, with MLX's IEEE semantics
+ * (nn.relu2 is square(maximum(x, 0)), and MLX's maximum propagates NaN): x
+ * is kept where its bits, read as an unsigned integer, lie in 1..0x7fffffff
+ * (positive, +inf and positive NaNs included) or above 0xff800000 (negative
+ * NaNs), else it becomes +0 (negative values, -inf and both zeros). So NaN
+ * in, NaN out: a NaN from up_proj reaches the logits, where it is seen,
+ * instead of vanishing here. As a comparison of floats the compiler keeps a
+ * branch (it may not turn a float compare into a select while traps are
+ * on), and a layer's activations are positive or not at random:
+ * mispredicted, the branch gave this loop 0.56% of a decoded token's time at
+ * the 9B shape (perf), against 0.1% as integer masks, which vectorize. */
 static inline float relu2_one(float x) {
     uint32_t b;
     memcpy(&b, &x, sizeof b);
-    b &= 0u - (uint32_t)(b - 1u < 0x7f800000u);
+    b &= 0u - ((uint32_t)(b - 1u < 0x7fffffffu) | (uint32_t)(b > 0xff800000u));
     memcpy(&x, &b, sizeof x);
     return x * x;
 }

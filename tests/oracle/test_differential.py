@@ -458,6 +458,17 @@ def verify_verdict(d):
     return ("pass" if r.returncode == 0 else "fail"), "; ".join(fails)[:300]
 
 
+def run_verdict(d):
+    """kintsugi-run's verdict: a model it runs (exit 0, one token from a raw
+    prompt) or refuses (exit 1 or 2, one line)."""
+    r = subprocess.run([tool("kintsugi-run"), d, "--raw", "--prompt", "Hello", "--max-tokens", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert "AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    if r.returncode not in (0, 1, 2):
+        return f"crash {r.returncode}", r.stderr
+    return ("runs" if r.returncode == 0 else "refuses"), r.stderr.strip()[:300]
+
+
 def stricter_reason(desc, verify_msg):
     """Which documented reason lets verify reject what mlx-lm loads (None:
     no documented reason, a test failure)."""
@@ -485,7 +496,7 @@ def test_verify_rejects_whatever_mlx_lm_rejects(bases, judge, tmp_path):
         assert judge(bases[kind][1]) == "ok"
         assert verify_verdict(bases[kind][1])[0] == "pass", verify_verdict(bases[kind][1])
     per_class = collections.defaultdict(collections.Counter)
-    missed, stricter, unexplained = [], [], []
+    missed, stricter, unexplained, run_missed = [], [], [], []
     for i, (kind, cls, desc, fn) in enumerate(muts):
         d = str(tmp_path / f"m{i}")
         shutil.copytree(bases[kind][1], d)
@@ -500,6 +511,11 @@ def test_verify_rejects_whatever_mlx_lm_rejects(bases, judge, tmp_path):
         per_class[cls]["verify fails"] += not verify_ok
         if not mlx_ok and verify_ok:
             missed.append(f"{kind}: {desc}: mlx-lm: {theirs}")
+        if not mlx_ok:  # the runtime refuses whatever mlx-lm refuses, too
+            runs, run_why = run_verdict(d)
+            assert not runs.startswith("crash"), (desc, run_why)
+            if runs == "runs":
+                run_missed.append(f"{kind}: {desc}: mlx-lm: {theirs}")
         elif mlx_ok and not verify_ok:
             reason = stricter_reason(desc, why)
             (stricter if reason else unexplained).append(f"{kind}: {desc}: [{reason}] {why}")
@@ -511,6 +527,7 @@ def test_verify_rejects_whatever_mlx_lm_rejects(bases, judge, tmp_path):
     for s in stricter:
         print("  " + s)
     assert not missed, "verify passes what mlx-lm rejects:\n" + "\n".join(missed)
+    assert not run_missed, "kintsugi-run runs what mlx-lm rejects:\n" + "\n".join(run_missed)
     assert not unexplained, "verify rejects, for no documented reason, what mlx-lm loads:\n" + "\n".join(unexplained)
 
 

@@ -5,11 +5,14 @@
  *   testtool logits MODEL_DIR ID...            the forward pass token by token; prints the
  *                                              logits of every position as JSON
  *   testtool prefill MODEL_DIR ID...           the whole prompt at once; prints the last logits
+ *   testtool ewise OP BITS...                  the CPU backend's element-wise OP (relu2, add: x + x)
+ *                                              on float32 values given as hex bits; prints the bits
  *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
  *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
  */
 #include "error.h"
 #include "json.h"
+#include "backend.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "safetensors.h"
@@ -46,6 +49,30 @@ static int st_rewrite(char **argv) {
     free(specs);
     st_close(&in);
     return rc ? 1 : 0;
+}
+
+static int ewise(int argc, char **argv) {
+    int n = argc - 3;
+    float *u = calloc((size_t)n + 1, sizeof *u);
+    for (int i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)strtoul(argv[3 + i], NULL, 16);
+        memcpy(&u[i], &b, 4);
+    }
+    const kt_backend *be = kt_cpu_backend();
+    if (!strcmp(argv[2], "relu2")) be->relu2(u, n);
+    else if (!strcmp(argv[2], "add")) be->add(u, u, n);
+    else {
+        free(u);
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &u[i], 4);
+        printf("%s%08x", i ? " " : "", (unsigned)b);
+    }
+    printf("\n");
+    free(u);
+    return 0;
 }
 
 static cJSON *id_array(const int32_t *ids, long n) {
@@ -160,6 +187,7 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
+    if (argc >= 4 && !strcmp(argv[1], "ewise")) return ewise(argc, argv);
     if (argc >= 4 && !strcmp(argv[1], "logits")) return forward(argc, argv, 0);
     if (argc >= 4 && !strcmp(argv[1], "prefill")) return forward(argc, argv, 1);
     if (argc >= 4 && !strcmp(argv[1], "every")) return forward(argc, argv, 2);

@@ -15,7 +15,8 @@ void main() {
     if (i >= args.n) return;
     uint yi = args.y_offset + i;
     if (args.op == KT_EWISE_RELU2) {
-        float r = y[yi] > 0.0 ? y[yi] : 0.0;
+        // MLX's relu2: square(maximum(x, 0)), NaN propagated
+        float r = (y[yi] > 0.0 || isnan(y[yi])) ? y[yi] : 0.0;
         precise float sq = r * r;
         y[yi] = sq;
     } else {

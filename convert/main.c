@@ -559,7 +559,7 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
         cJSON_AddItemToObject(existing, "removed", names_json(&od->removed));
         cJSON_AddItemToObject(existing, "kept", names_json(&od->kept));
         cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
-        char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+        char *text = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", text);
         free(text);
         cJSON_Delete(root);

@@ -160,7 +160,7 @@ static void report_json(const options *o, const fx_session *s, int applied) {
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (size_t i = 0; i < s->n_ops; i++) cJSON_AddItemToArray(files, cJSON_CreateString(s->ops[i].file));
     cJSON_AddItemToObject(root, "warnings", kt_json_new_int(s->warnings));
-    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *text = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(root);

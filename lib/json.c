@@ -372,6 +372,10 @@ static void print_number(strbuf *sb, const cJSON *item) {
         return;
     }
     const char *s = item->valuestring;
+    if (s[0] == '"') { /* a string printed already (kt_json_new_string_n) */
+        sb_puts(sb, s);
+        return;
+    }
     if (kt_json_is_integer(item)) {
         /* Python reads an int and prints it back: only "-0" changes. */
         sb_puts(sb, strcmp(s, "-0") == 0 ? "0" : s);
@@ -383,11 +387,21 @@ static void print_number(strbuf *sb, const cJSON *item) {
     sb_puts(sb, buf);
 }
 
-static void print_string(strbuf *sb, const char *s, int ensure_ascii) {
+static void put_unit(strbuf *sb, unsigned u) {
     static const char hex[] = "0123456789abcdef";
+    char e[7] = {'\\', 'u', hex[(u >> 12) & 15], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15], 0};
+    sb_puts(sb, e);
+}
+
+/* N bytes of S as a JSON string. Text that is not UTF-8 (a file name, a
+ * token's bytes) is kept losslessly: each byte that does not start a valid
+ * sequence becomes the lone surrogate \udcXX, as Python's surrogateescape
+ * (os.fsdecode) and json.dumps spell it, so that os.fsencode(json.loads(...))
+ * gives the bytes back; a NUL byte is \u0000. */
+static void print_string_n(strbuf *sb, const char *s, size_t n, int ensure_ascii) {
     sb_putc(sb, '"');
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
         unsigned c = *p;
         char esc = 0;
         switch (c) {
@@ -401,33 +415,44 @@ static void print_string(strbuf *sb, const char *s, int ensure_ascii) {
         }
         if (esc) { sb_putc(sb, '\\'); sb_putc(sb, esc); p++; continue; }
         if (c < 0x20 || (ensure_ascii && c == 0x7f)) {
-            char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            sb_puts(sb, u);
+            put_unit(sb, c);
             p++;
             continue;
         }
-        if (c < 0x80 || !ensure_ascii) { sb_putc(sb, (char)c); p++; continue; }
-        /* Decode one UTF-8 sequence (validated on input) and escape it. */
-        unsigned cp, n = (c >= 0xf0) ? 4 : (c >= 0xe0) ? 3 : 2;
-        cp = c & (0xff >> (n + 1));
-        unsigned k = 1;
-        for (; k < n && p[k]; k++) cp = (cp << 6) | (p[k] & 0x3f);
-        p += k; /* a sequence cut short by the end of the string stops there */
-        unsigned units[2], nu = 0;
+        if (c < 0x80) { sb_putc(sb, (char)c); p++; continue; }
+        size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        if (len > (size_t)(end - p) || kt_utf8_check(p, len) != len) {
+            put_unit(sb, 0xdc00 | c); /* not UTF-8: the byte itself, surrogate-escaped */
+            p++;
+            continue;
+        }
+        if (!ensure_ascii) {
+            sb_append(sb, (const char *)p, len);
+            p += len;
+            continue;
+        }
+        unsigned cp = c & (0xff >> (len + 1));
+        for (size_t k = 1; k < len; k++) cp = (cp << 6) | (p[k] & 0x3f);
+        p += len;
         if (cp >= 0x10000) {
             cp -= 0x10000;
-            units[nu++] = 0xd800 | (cp >> 10);
-            units[nu++] = 0xdc00 | (cp & 0x3ff);
+            put_unit(sb, 0xd800 | (cp >> 10));
+            put_unit(sb, 0xdc00 | (cp & 0x3ff));
         } else {
-            units[nu++] = cp;
-        }
-        for (unsigned k = 0; k < nu; k++) {
-            char u[7] = {'\\', 'u', hex[(units[k] >> 12) & 15], hex[(units[k] >> 8) & 15],
-                         hex[(units[k] >> 4) & 15], hex[units[k] & 15], 0};
-            sb_puts(sb, u);
+            put_unit(sb, cp);
         }
     }
     sb_putc(sb, '"');
+}
+
+static void print_string(strbuf *sb, const char *s, int ensure_ascii) { print_string_n(sb, s, strlen(s), ensure_ascii); }
+
+cJSON *kt_json_new_string_n(const char *s, size_t n) {
+    strbuf sb = {0};
+    print_string_n(&sb, s, n, 0);
+    cJSON *item = cJSON_CreateRaw(sb_cstr(&sb));
+    sb_free(&sb);
+    return item;
 }
 
 static void newline_indent(strbuf *sb, const kt_json_style *st, int level) {
@@ -479,4 +504,41 @@ char *kt_json_print(const cJSON *item, const kt_json_style *style) {
     strbuf sb = {0};
     print_item(&sb, item, style, 0);
     return sb_take(&sb);
+}
+
+/* ----------------------------------------------------------- strict JSON */
+
+static void strict_walk(cJSON *item, strbuf *path, cJSON *flags) {
+    for (cJSON *c = item->child; c; c = c->next) {
+        size_t mark = path->len;
+        if (cJSON_IsArray(item)) {
+            int index = 0;
+            for (cJSON *p = item->child; p != c; p = p->next) index++;
+            sb_printf(path, "[%d]", index);
+        } else {
+            sb_printf(path, "%s%s", mark ? "." : "", c->string ? c->string : "");
+        }
+        double v;
+        if ((cJSON_IsNumber(c) || (cJSON_IsRaw(c) && c->valuestring[0] != '"')) && kt_json_number(c, &v) == 0 &&
+            !isfinite(v)) {
+            cJSON_AddStringToObject(flags, sb_cstr(path), isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
+            if (cJSON_IsRaw(c)) cJSON_free(c->valuestring); /* the item becomes null in place, its key kept */
+            c->valuestring = NULL;
+            c->type = cJSON_NULL | (c->type & cJSON_StringIsConst);
+        } else if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+            strict_walk(c, path, flags);
+        }
+        path->len = mark;
+        if (path->data) path->data[mark] = 0;
+    }
+}
+
+char *kt_json_print_report(cJSON *root, const kt_json_style *style) {
+    cJSON *flags = cJSON_CreateObject();
+    strbuf path = {0};
+    strict_walk(root, &path, flags);
+    sb_free(&path);
+    if (flags->child && cJSON_IsObject(root) && !kt_json_get(root, "non_finite")) cJSON_AddItemToObject(root, "non_finite", flags);
+    else cJSON_Delete(flags);
+    return kt_json_print(root, style);
 }

@@ -46,6 +46,14 @@ extern const kt_json_style KT_JSON_COMPACT_SORTED;
 /* Print ITEM; the caller frees the result. */
 char *kt_json_print(const cJSON *item, const kt_json_style *style);
 
+/* A report for machines (every --json): strict JSON, which parsers in
+ * Swift, Go, Rust and JavaScript accept. Python's bare NaN/Infinity are not
+ * JSON, so every non-finite number in ROOT becomes null, and a root object
+ * gets "non_finite": {"PATH": "NaN" | "Infinity" | "-Infinity", ...} saying
+ * which values were not numbers and why they are null (PATH as
+ * "checks[3].figures.kld_mean"). Then printed as kt_json_print. */
+char *kt_json_print_report(cJSON *root, const kt_json_style *style);
+
 /* Numbers. */
 int kt_json_is_number(const cJSON *item);
 /* 1 when the number was written as an integer (no '.', no exponent). */
@@ -58,6 +66,10 @@ int kt_json_u64(const cJSON *item, uint64_t *out);
 int kt_json_i64(const cJSON *item, int64_t *out);
 cJSON *kt_json_new_float(double v);
 cJSON *kt_json_new_int(long long v);
+/* A string of N bytes that may hold NUL or bytes that are not UTF-8 (a
+ * token's text, a file name): printed losslessly, NUL as \u0000 and each
+ * byte that is not UTF-8 as \udcXX (Python's surrogateescape). */
+cJSON *kt_json_new_string_n(const char *s, size_t n);
 
 /* Python's repr() of a float, e.g. "1e-05", "0.02", "10000.0", "Infinity". */
 void kt_format_double_py(double v, char out[32]);

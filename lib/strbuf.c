@@ -98,3 +98,10 @@ int kt_ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && memcmp(s + a - b, suffix, b) == 0;
 }
+
+const char *kt_find_bytes(const char *s, size_t n, const char *needle, size_t m) {
+    if (m == 0) return s;
+    for (size_t i = 0; i + m <= n; i++)
+        if (s[i] == needle[0] && !memcmp(s + i, needle, m)) return s + i;
+    return NULL;
+}

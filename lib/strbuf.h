@@ -28,6 +28,9 @@ void sb_free(strbuf *sb);
 /* Allocation helpers that abort with a message on out-of-memory. */
 /* 1 when S begins / ends with the given text. */
 int kt_starts_with(const char *s, const char *prefix);
+/* The first NEEDLE (M bytes) in S (N bytes, NUL bytes included), or NULL:
+ * memmem, which C11 lacks. */
+const char *kt_find_bytes(const char *s, size_t n, const char *needle, size_t m);
 int kt_ends_with(const char *s, const char *suffix);
 
 void *kt_xmalloc(size_t n);

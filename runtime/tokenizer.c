@@ -461,7 +461,7 @@ size_t kt_utf8_incomplete_tail(const char *s, size_t n) {
     return 0;
 }
 
-char *kt_utf8_sanitize(const char *s, size_t n) {
+char *kt_utf8_sanitize(const char *s, size_t n, size_t *out_len) {
     strbuf out = {0};
     size_t i = 0;
     while (i < n) {
@@ -475,5 +475,6 @@ char *kt_utf8_sanitize(const char *s, size_t n) {
         }
     }
     sb_cstr(&out);
+    if (out_len) *out_len = out.len;
     return sb_take(&out);
 }

@@ -55,8 +55,9 @@ int32_t kt_tokenizer_bos(const kt_tokenizer *t);                      /* the tem
 int kt_tokenizer_is_special(const kt_tokenizer *t, int32_t id);
 
 /* A copy of S[0..N) that is valid UTF-8: every invalid or cut sequence
- * becomes U+FFFD, as Python's decode(errors="replace") does. */
-char *kt_utf8_sanitize(const char *s, size_t n);
+ * becomes U+FFFD, as Python's decode(errors="replace") does. NUL bytes stay:
+ * *OUT_LEN (may be NULL) is the copy's length. */
+char *kt_utf8_sanitize(const char *s, size_t n, size_t *out_len);
 
 /* Bytes at the end of S[0..N) that are the start of an unfinished UTF-8
  * character (0..3): what a streaming decoder must hold back. */

@@ -90,7 +90,7 @@ static void check_generation(vr_report *r, const vr_options *o, const kt_model *
     }
     free(prompt);
     cJSON *fig = cJSON_CreateObject();
-    char *shown = kt_utf8_sanitize(g.text, strlen(g.text));
+    char *shown = kt_utf8_sanitize(g.text, strlen(g.text), NULL);
     cJSON_AddItemToObject(fig, "tokens", kt_json_new_int(g.tokens));
     cJSON_AddStringToObject(fig, "text", shown);
     cJSON_AddStringToObject(fig, "backend", m->backend->name);

@@ -104,7 +104,7 @@ static void usage(FILE *out) {
 
 /* Print ROOT as JSON on stdout, and free it. */
 static void put_json(cJSON *root) {
-    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *text = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
     puts(text);
     free(text);
     cJSON_Delete(root);

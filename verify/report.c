@@ -84,7 +84,7 @@ cJSON *vr_to_json(const vr_report *r) {
 
 char *vr_render_json(const vr_report *r) {
     cJSON *root = vr_to_json(r);
-    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *text = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
     cJSON_Delete(root);
     strbuf sb = {0};
     sb_puts(&sb, text);

@@ -310,7 +310,7 @@ static void report_json(const options *o, const plan *pl, const totals *s) {
     cJSON_AddItemToObject(root, "input_bytes", kt_json_new_int((long long)s->in_bytes));
     cJSON_AddItemToObject(root, "output_bytes", kt_json_new_int((long long)s->out_bytes));
     cJSON_AddItemToObject(root, "seconds", kt_json_new_float(s->seconds));
-    char *text = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *text = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(root);

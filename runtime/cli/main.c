@@ -43,6 +43,8 @@ typedef struct {
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
     int window_set, num_fewshot, fewshot_set, exact;
+    int seed_set;                 /* --seed given; else a seed from the clock, reported */
+    unsigned long long given;     /* bit O_x: option O_x was on the command line */
     kt_sampler sampler;
 } options;
 
@@ -129,27 +131,56 @@ static const kt_opt OPTIONS[] = {
     {"--prompts", 0, 1, O_PROMPTS}, {"--exact", 0, 0, O_EXACT},
     {"--backend", 0, 1, O_BACKEND}, {NULL, 0, 0, 0}};
 
+/* The modes, and which options each one reads: an option the chosen mode
+ * would ignore is refused (docs/CLI.md), never accepted and dropped. */
+enum { M_PROMPT = 1, M_CHAT = 2, M_PROMPTS = 4, M_PPL = 8, M_CHOICES = 16, M_TOKENIZE = 32 };
+#define M_GEN (M_PROMPT | M_CHAT | M_PROMPTS)
+#define M_MODEL (M_GEN | M_PPL | M_CHOICES)
+static const struct {
+    int id, modes;
+} APPLIES[] = {
+    {O_SYSTEM, M_GEN}, {O_RAW, M_PROMPT}, {O_STRICT_TEMPLATE, M_GEN}, {O_REASONING, M_GEN},
+    {O_MAX_TOKENS, M_GEN}, {O_MAX_REASONING, M_GEN}, {O_TEMPERATURE, M_GEN}, {O_TOP_K, M_GEN}, {O_TOP_P, M_GEN},
+    {O_MIN_P, M_GEN}, {O_REP_PENALTY, M_GEN}, {O_SEED, M_GEN}, {O_VERBOSE, M_GEN}, {O_CONTEXT, M_GEN | M_CHOICES},
+    {O_KLD_AGAINST, M_PPL}, {O_WINDOW, M_PPL}, {O_NUM_FEWSHOT, M_CHOICES}, {O_BOS, M_GEN | M_TOKENIZE},
+    {O_NO_BOS, M_GEN | M_TOKENIZE}, {O_JSON, M_MODEL}, {O_EXACT, M_MODEL}, {O_BACKEND, M_MODEL},
+    {O_QUIET, M_MODEL},
+};
+
+/* The option's name as the table spells it. */
+static const char *option_name(int id) {
+    for (const kt_opt *p = OPTIONS; p->name; p++)
+        if (p->id == id) return p->name;
+    return "?";
+}
+
 /* The modes (--prompt, --chat, --prompts, --perplexity, --choices,
  * --tokenize) exclude each other, and options of one mode are refused in
  * another, never ignored. */
 static int check_combinations(const options *o) {
     const char *mode = NULL, *modes[6] = {o->prompt ? "--prompt" : NULL, o->chat ? "--chat" : NULL,
-                                          o->perplexity ? "--perplexity" : NULL, o->tokenize ? "--tokenize" : NULL,
-                                          o->choices ? "--choices" : NULL, o->prompts ? "--prompts" : NULL};
+                                          o->prompts ? "--prompts" : NULL, o->perplexity ? "--perplexity" : NULL,
+                                          o->choices ? "--choices" : NULL, o->tokenize ? "--tokenize" : NULL};
+    int bit = 0;
     for (int i = 0; i < 6; i++) {
         if (!modes[i]) continue;
         if (mode) return kt_usage_conflict(PROG, mode, modes[i]);
-        mode = modes[i];
+        mode = modes[i], bit = 1 << i;
     }
     if (!mode) return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, --perplexity FILE or --choices FILE)");
-    if (o->fewshot_set && !o->choices) return kt_usage_conflict(PROG, "--num-fewshot", mode);
-    if (o->kld_against && !o->perplexity) return kt_usage_conflict(PROG, "--kld-against", mode);
-    if (o->window_set && !o->perplexity) return kt_usage_conflict(PROG, "--window", mode);
-    if (o->tokenize && o->json) return kt_usage_conflict(PROG, "--tokenize", "--json");
-    if (o->raw && (o->chat || o->system)) return kt_usage_conflict(PROG, "--raw", o->chat ? "--chat" : "--system");
-    if (o->raw && o->prompts) return kt_usage_conflict(PROG, "--raw", "--prompts");
-    if ((o->perplexity || o->tokenize || o->choices) && (o->raw || o->system))
-        return kt_usage_conflict(PROG, mode, o->raw ? "--raw" : "--system");
+    for (size_t i = 0; i < sizeof APPLIES / sizeof *APPLIES; i++)
+        if ((o->given >> APPLIES[i].id & 1) && !(APPLIES[i].modes & bit))
+            return kt_usage_conflict(PROG, option_name(APPLIES[i].id), mode);
+    if (o->raw && o->system) return kt_usage_conflict(PROG, "--raw", "--system");
+    if (o->raw && o->strict_template) return kt_usage_conflict(PROG, "--raw", "--strict-template");
+    if (o->json && (o->given >> O_REASONING & 1)) return kt_usage_conflict(PROG, "--reasoning", "--json");
+    /* greedy decoding draws nothing: the filters and the seed would change nothing
+     * (the repetition penalty applies before the choice, greedy or not, as in mlx-lm) */
+    static const int draws[] = {O_TOP_K, O_TOP_P, O_MIN_P, O_SEED};
+    for (size_t i = 0; i < sizeof draws / sizeof *draws; i++)
+        if ((o->given >> draws[i] & 1) && o->sampler.temperature <= 0)
+            return kt_usage_error(PROG, "%s changes nothing at --temperature 0 (greedy decoding); give a "
+                                  "temperature > 0 to sample", option_name(draws[i]));
     return -1;
 }
 
@@ -164,6 +195,7 @@ static int parse_args(int argc, char **argv, options *o) {
     double d;
     unsigned long long seed;
     while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        if (id > 0) o->given |= 1ull << id;
         switch (id) {
         case KT_ARG_HELP: usage(stdout); return 0;
         case KT_ARG_VERSION: kt_print_version(PROG); return 0;
@@ -193,7 +225,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!(rc = kt_arg_double(&a, 0, 1, 1e6, 0, &d))) o->sampler.repetition_penalty = (float)d;
             break;
         case O_SEED:
-            if (!(rc = kt_arg_u64(&a, &seed))) o->sampler.rng = seed;
+            if (!(rc = kt_arg_u64(&a, &seed))) o->sampler.rng = seed, o->seed_set = 1;
             break;
         case O_RAW: o->raw = 1; break;
         case O_CHAT: o->chat = 1; break;
@@ -223,6 +255,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (!o->dir) return kt_usage_error(PROG, "%s", "MODEL_DIR is required");
     if ((rc = check_combinations(o)) >= 0) return rc;
+    if (!o->seed_set) o->sampler.rng = kt_sample_seed();
     /* mlx-lm and transformers encode a chat-templated prompt without special
      * tokens (the template decides), a raw prompt with them */
     if (o->bos < 0) o->bos = o->raw; /* --raw never goes with --tokenize */
@@ -262,11 +295,22 @@ static double peak_rss_mib(void) {
 }
 
 typedef struct {
-    strbuf reasoning, answer;   /* decoded text */
+    strbuf reasoning, answer;   /* decoded text: bytes with a length (a token may decode to NUL) */
     int in_reasoning;
     size_t printed_r, printed_a;
     int tty;
+    int sep;                    /* reasoning was printed: the answer starts on a new line */
+    FILE *reasoning_to;         /* where the reasoning was printed */
 } output;
+
+/* The answer's text: the newlines between "</think>" and its first
+ * character are the template's layout, not the answer (--reasoning hide
+ * would begin with a blank line). */
+static void answer_append(output *out, const char *s, size_t n) {
+    if (out->answer.len == 0)
+        while (n > 0 && (*s == '\n' || *s == '\r')) s++, n--;
+    sb_append(&out->answer, s, n);
+}
 
 /* Print what is new and complete (never half a UTF-8 character); -1 when
  * standard output cannot be written. */
@@ -282,18 +326,25 @@ static int flush_output(output *out, const options *o, int final) {
                     end -= m;
                     break;
                 }
+            while (end > 0 && bufs[k]->data[end - 1] == '\n') end--; /* and the newlines before it */
         }
         if (end <= *done[k]) continue;
         const char *s = sb_cstr(bufs[k]) + *done[k];
         size_t n = end - *done[k];
         if (k == 0 && !strcmp(o->reasoning, "hide")) { *done[k] = end; continue; }
         FILE *f = k == 0 && !strcmp(o->reasoning, "separate") ? stderr : stdout;
+        if (k == 0) out->sep = 1, out->reasoning_to = f;
         if (k == 0 && out->tty && f == stdout) fputs("\033[2m", f);
         /* the text printed is valid UTF-8 (a cut tail waits for the next
          * token): an invalid sequence becomes U+FFFD, as Python's
          * decode(errors="replace") gives it */
-        char *clean = kt_utf8_sanitize(s, n);
-        fputs(clean, f);
+        size_t clean_len;
+        char *clean = kt_utf8_sanitize(s, n, &clean_len);
+        if (k == 1 && out->sep) { /* the answer after printed reasoning: on a line of its own */
+            if (f == out->reasoning_to) fputc('\n', f);
+            out->sep = 0;
+        }
+        fwrite(clean, 1, clean_len, f); /* a token may decode to NUL: text has a length */
         free(clean);
         if (k == 0 && out->tty && f == stdout) fputs("\033[0m", f);
         if (f != stdout) fflush(f); /* stdout: kt_stdout_check below, which keeps the errno */
@@ -311,7 +362,7 @@ static cJSON *ids_json(const int32_t *v, size_t n) {
 /* A measurement's figures and its time as JSON on stdout (ROOT is freed). */
 static void print_figures(cJSON *root, double secs) {
     cJSON_AddItemToObject(root, "seconds", kt_json_new_float(secs));
-    char *s = kt_json_print(root, &KT_JSON_PYTHON_INDENT4);
+    char *s = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
     printf("%s\n", s);
     free(s);
     cJSON_Delete(root);
@@ -384,6 +435,12 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     long n_prompt = kt_tokenizer_encode(tok, prompt, strlen(prompt), o->bos != 0, &ids);
     free(prompt);
     if (n_prompt < 0) return 1;
+    if (o->verbose) {
+        if (o->raw) fprintf(stderr, "%s: template: none (--raw)\n", PROG);
+        fprintf(stderr, "%s: prompt: %ld tokens%s:", PROG, n_prompt, o->bos ? " (<s> added)" : "");
+        for (long i = 0; i < n_prompt; i++) fprintf(stderr, " %d", ids[i]);
+        fprintf(stderr, "\n");
+    }
     if (n_prompt >= o->context) {
         free(ids);
         return kt_fail("the prompt has %ld tokens; --context %d leaves no room to generate (raise --context)",
@@ -409,49 +466,63 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     long n_forced = 0, k_forced = 0;
     int budget_closed = 0; /* the reasoning budget ran out and "</think>" was fed */
     double t1 = kt_now();
-    while (rc == 0 && n_answer < o->max_tokens && (size_t)st.pos < (size_t)st.max_pos) {
-        int32_t next;
-        if (k_forced < n_forced) {
-            next = forced[k_forced++];
-        } else {
-            next = kt_sample(&sampler, logits, m->cfg.vocab, ids, n_all);
+    /* Budgets are exact: --max-reasoning-tokens N samples N reasoning tokens
+     * (0: none), then "</think>" is fed; --max-tokens N samples N answer
+     * tokens. The tokens fed to close the reasoning count as neither. */
+    while (rc == 0 && (out.in_reasoning || n_answer < o->max_tokens) && st.pos < st.max_pos) {
+        if (out.in_reasoning && n_reason >= o->max_reasoning && k_forced >= n_forced) {
+            if (budget_closed) { /* the fed marker did not close it: end the reasoning here */
+                out.in_reasoning = 0;
+                continue;
+            }
+            free(forced);
+            budget_closed = 1;
+            k_forced = 0;
+            if ((n_forced = kt_tokenizer_encode(tok, "\n</think>\n", 10, 0, &forced)) < 0) {
+                rc = -1;
+                break;
+            }
         }
-        if (next == stop1 || next == stop2) {
+        const int fed = k_forced < n_forced;
+        const int32_t next = fed ? forced[k_forced++] : kt_sample(&sampler, logits, m->cfg.vocab, ids, n_all);
+        if (!fed && (next == stop1 || next == stop2)) {
             stop = "eos";
             break;
         }
         ids[n_all++] = next;
-        size_t len;
+        size_t len = 0;
         const char *piece = kt_tokenizer_token_bytes(tok, next, &len);
+        if (!piece) piece = "", len = 0;
         if (out.in_reasoning) {
-            n_reason++;
-            sb_append(&out.reasoning, piece ? piece : "", piece ? len : 0);
-            const char *end = strstr(sb_cstr(&out.reasoning), "</think>");
+            n_reason += !fed;
+            const size_t from = out.reasoning.len > 7 ? out.reasoning.len - 7 : 0; /* the marker may span tokens */
+            sb_append(&out.reasoning, piece, len);
+            const char *end = kt_find_bytes(out.reasoning.data + from, out.reasoning.len - from, "</think>", 8);
             if (end) { /* the answer starts after the marker */
                 size_t cut = (size_t)(end - out.reasoning.data);
-                sb_puts(&out.answer, end + 8);
+                answer_append(&out, end + 8, out.reasoning.len - cut - 8);
+                while (cut > 0 && (out.reasoning.data[cut - 1] == '\n' || out.reasoning.data[cut - 1] == '\r'))
+                    cut--; /* the template's layout before "</think>", as after it */
                 out.reasoning.len = cut;
                 out.reasoning.data[cut] = 0;
                 out.in_reasoning = 0;
-            } else if (n_reason >= o->max_reasoning && k_forced >= n_forced) {
-                free(forced);
-                budget_closed = 1;
-                n_forced = kt_tokenizer_encode(tok, "\n</think>\n", 10, 0, &forced);
-                k_forced = 0;
-                if (n_forced < 0) rc = -1;
             }
         } else {
-            n_answer++;
-            sb_append(&out.answer, piece ? piece : "", piece ? len : 0);
+            n_answer += !fed;
+            answer_append(&out, piece, len);
         }
         if (!o->json && rc == 0) rc = flush_output(&out, o, 0);
         if (rc == 0) rc = kt_forward(m, &st, next, logits);
     }
     double t_gen = kt_now() - t1;
-    if (rc == 0 && strcmp(stop, "eos") && n_answer < o->max_tokens) {
+    if (rc == 0 && strcmp(stop, "eos") && (out.in_reasoning || n_answer < o->max_tokens)) {
         stop = "context";
         fprintf(stderr, "%s: stopped at the context limit of %d tokens (--context)\n", PROG, st.max_pos);
     }
+    /* a stop never ends inside a character: a cut tail is held back */
+    out.reasoning.len -= kt_utf8_incomplete_tail(sb_cstr(&out.reasoning), out.reasoning.len);
+    out.answer.len -= kt_utf8_incomplete_tail(sb_cstr(&out.answer), out.answer.len);
+    sb_cstr(&out.reasoning), sb_cstr(&out.answer);
     if (!o->json && rc == 0) {
         rc = flush_output(&out, o, 1);
         printf("\n");
@@ -462,18 +533,26 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON *root = cJSON_CreateObject();
         cJSON_AddItemToObject(root, "prompt_ids", ids_json(ids, (size_t)n_prompt));
         cJSON_AddItemToObject(root, "generated_ids", ids_json(ids + n_prompt, n_gen));
-        size_t tl;
+        size_t tl, text_n, reasoning_n, answer_n;
         char *raw = kt_tokenizer_decode(tok, ids + n_prompt, n_gen, &tl);
-        /* JSON holds valid UTF-8: a cut or invalid sequence becomes U+FFFD */
-        char *text = kt_utf8_sanitize(raw, tl);
-        char *reasoning = kt_utf8_sanitize(sb_cstr(&out.reasoning), out.reasoning.len);
-        char *answer = kt_utf8_sanitize(sb_cstr(&out.answer), out.answer.len);
-        cJSON_AddStringToObject(root, "text", text);
+        tl -= kt_utf8_incomplete_tail(raw, tl);
+        /* JSON holds valid UTF-8: an invalid sequence becomes U+FFFD; NUL is \u0000 */
+        char *text = kt_utf8_sanitize(raw, tl, &text_n);
+        char *reasoning = kt_utf8_sanitize(sb_cstr(&out.reasoning), out.reasoning.len, &reasoning_n);
+        char *answer = kt_utf8_sanitize(sb_cstr(&out.answer), out.answer.len, &answer_n);
+        cJSON_AddItemToObject(root, "text", kt_json_new_string_n(text, text_n));
         cJSON_AddBoolToObject(root, "thinking", think);
-        cJSON_AddStringToObject(root, "reasoning", reasoning);
-        cJSON_AddStringToObject(root, "answer", answer);
+        cJSON_AddItemToObject(root, "reasoning", kt_json_new_string_n(reasoning, reasoning_n));
+        cJSON_AddItemToObject(root, "answer", kt_json_new_string_n(answer, answer_n));
         cJSON_AddStringToObject(root, "stop_reason", stop);
         cJSON_AddBoolToObject(root, "reasoning_forced_closed", budget_closed);
+        if (o->sampler.temperature > 0) { /* the seed that ran, so that the run can be repeated */
+            char seed[24];
+            snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->sampler.rng);
+            cJSON_AddItemToObject(root, "seed", cJSON_CreateRaw(seed));
+        } else {
+            cJSON_AddNullToObject(root, "seed");
+        }
         free(raw);
         free(text);
         free(reasoning);
@@ -486,20 +565,23 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddItemToObject(stats, "reasoning_tokens", kt_json_new_int(n_reason));
         cJSON_AddItemToObject(stats, "answer_tokens", kt_json_new_int(n_answer));
         /* --chat --json: JSON Lines, one object per turn */
-        char *s = kt_json_print(root, o->chat || o->prompts ? &ONE_LINE : &KT_JSON_PYTHON_INDENT4);
+        char *s = kt_json_print_report(root, o->chat || o->prompts ? &ONE_LINE : &KT_JSON_PYTHON_INDENT4);
         printf("%s\n", s);
         free(s);
         cJSON_Delete(root);
         rc = kt_stdout_check();
     }
-    if (!o->quiet && rc == 0)
+    if (!o->quiet && rc == 0) {
         fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
-            "peak RSS %.0f MiB; %s\n", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
+            "peak RSS %.0f MiB; %s", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
             t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib(), m->backend->name);
+        if (o->sampler.temperature > 0) fprintf(stderr, "; seed %llu", (unsigned long long)o->sampler.rng);
+        fprintf(stderr, "\n");
+    }
     if (reply) {
         size_t rl;
         char *raw = kt_tokenizer_decode(tok, ids + n_prompt, n_gen, &rl);
-        *reply = kt_utf8_sanitize(raw, rl);
+        *reply = kt_utf8_sanitize(raw, rl, NULL);
         free(raw);
     }
     free(forced);
@@ -632,6 +714,9 @@ static int check_template(const options *o) {
     char *tpl = model_template(o->dir);
     int known = tpl && kt_chat_template_is_nemotron(tpl);
     free(tpl);
+    if (known && o->verbose)
+        fprintf(stderr, "%s: template: the model's own is a known Nemotron-H template; rendered by the built-in "
+                        "Nemotron-H format\n", PROG);
     if (known) return 0;
     const char *what = tpl ? "is not a known Nemotron-H template" : "is missing (no chat_template in "
                                                                      "tokenizer_config.json, no chat_template.jinja)";

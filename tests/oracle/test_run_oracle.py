@@ -65,7 +65,7 @@ def test_chat_prompt_equals_the_template(models, system, user):
 
 def test_reasoning_budget_and_split(models):
     path = models[1]
-    r = ours(path, "--prompt", "Hello", "--max-tokens", "6", "--max-reasoning-tokens", "5", "--seed", "1")
+    r = ours(path, "--prompt", "Hello", "--max-tokens", "6", "--max-reasoning-tokens", "5")
     assert r["thinking"] and "</think>" not in r["reasoning"]
     # the budget forced </think>: the text holds reasoning, the marker, then the answer
     assert "</think>" in r["text"] and len(r["answer"]) > 0
@@ -169,7 +169,7 @@ def test_chat_turns_follow_the_template(models):
     """Turn 2 is rendered from turn 1's answer only (its reasoning dropped)."""
     from transformers import AutoTokenizer
     path = models[1]
-    r = run([RUN, path, "--chat", "--json", "--max-tokens", "4", "--max-reasoning-tokens", "3", "--seed", "2"],
+    r = run([RUN, path, "--chat", "--json", "--max-tokens", "4", "--max-reasoning-tokens", "3"],
             input="最初の質問\n次の質問 /no_think\n")
     turns = [json.loads(line) for line in r.stdout.splitlines()]  # JSON Lines: one object per turn
     assert len(turns) == 2 and turns[0]["thinking"] and not turns[1]["thinking"]

@@ -7,6 +7,9 @@
  *   testtool prefill MODEL_DIR ID...           the whole prompt at once; prints the last logits
  *   testtool ewise OP BITS...                  the CPU backend's element-wise OP (relu2, add: x + x)
  *                                              on float32 values given as hex bits; prints the bits
+ *   testtool sample CASES                      CASES: a JSON list of {"logits", "history", "top_k",
+ *                                              "top_p", "min_p", "repetition_penalty"}; prints for each
+ *                                              {"penalized": logits after the penalty, "keep": 0/1 per id}
  *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
  *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
  */
@@ -16,6 +19,7 @@
 #include "model.h"
 #include "tokenizer.h"
 #include "safetensors.h"
+#include "sample.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +76,53 @@ static int ewise(int argc, char **argv) {
     }
     printf("\n");
     free(u);
+    return 0;
+}
+
+static double num_or(const cJSON *o, const char *key, double dflt) {
+    double v;
+    return kt_json_number(kt_json_get(o, key), &v) == 0 ? v : dflt;
+}
+
+static int sample_cases(char **argv) {
+    cJSON *cases = kt_json_load_file(argv[2], KT_JSON_DUP_LAST_WINS);
+    if (!cJSON_IsArray(cases)) { kt_print_error("testtool"); return 1; }
+    cJSON *out = cJSON_CreateArray();
+    for (const cJSON *c = cases->child; c; c = c->next) {
+        const cJSON *lg = kt_json_get(c, "logits"), *hist = kt_json_get(c, "history");
+        int n = cJSON_GetArraySize(lg), nh = cJSON_GetArraySize(hist), i = 0;
+        float *logits = calloc((size_t)n + 1, sizeof *logits);
+        int32_t *h = calloc((size_t)nh + 1, sizeof *h);
+        unsigned char *keep = calloc((size_t)n + 1, 1);
+        for (const cJSON *e = lg ? lg->child : NULL; e; e = e->next) {
+            double v;
+            kt_json_number(e, &v);
+            logits[i++] = (float)v;
+        }
+        i = 0;
+        for (const cJSON *e = hist ? hist->child : NULL; e; e = e->next) {
+            int64_t v = -1;
+            kt_json_i64(e, &v);
+            h[i++] = (int32_t)v;
+        }
+        kt_sampler s = {1.0f, (int)num_or(c, "top_k", 0), (float)num_or(c, "top_p", 1), (float)num_or(c, "min_p", 0),
+                        (float)num_or(c, "repetition_penalty", 1), 0};
+        kt_sample_penalize(&s, logits, n, h, (size_t)nh);
+        kt_sample_filter(&s, logits, n, keep);
+        cJSON *r = cJSON_CreateObject(), *pen = cJSON_AddArrayToObject(r, "penalized"),
+              *kp = cJSON_AddArrayToObject(r, "keep");
+        for (i = 0; i < n; i++) {
+            cJSON_AddItemToArray(pen, kt_json_new_float(logits[i]));
+            cJSON_AddItemToArray(kp, kt_json_new_int(keep[i]));
+        }
+        cJSON_AddItemToArray(out, r);
+        free(logits), free(h), free(keep);
+    }
+    char *txt = kt_json_print(out, &KT_JSON_COMPACT_SORTED);
+    puts(txt);
+    free(txt);
+    cJSON_Delete(out);
+    cJSON_Delete(cases);
     return 0;
 }
 
@@ -188,6 +239,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
     if (argc >= 4 && !strcmp(argv[1], "ewise")) return ewise(argc, argv);
+    if (argc == 3 && !strcmp(argv[1], "sample")) return sample_cases(argv);
     if (argc >= 4 && !strcmp(argv[1], "logits")) return forward(argc, argv, 0);
     if (argc >= 4 && !strcmp(argv[1], "prefill")) return forward(argc, argv, 1);
     if (argc >= 4 && !strcmp(argv[1], "every")) return forward(argc, argv, 2);

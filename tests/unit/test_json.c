@@ -139,10 +139,29 @@ void test_json_print_cut_utf8(void) {
     CHECK(text != NULL && text[0] == '"' && text[1] == 'a');
     free(text);
     cJSON_Delete(s);
-    char *clean = kt_utf8_sanitize(cut, 3);
+    char *clean = kt_utf8_sanitize(cut, 3, NULL);
     CHECK(strcmp(clean, "a\xef\xbf\xbd") == 0);
     free(clean);
-    clean = kt_utf8_sanitize("ok\xff\xe6\x97\xa5", 6);
+    clean = kt_utf8_sanitize("ok\xff\xe6\x97\xa5", 6, NULL);
     CHECK(strcmp(clean, "ok\xef\xbf\xbd\xe6\x97\xa5") == 0);
     free(clean);
+}
+
+/* A report is strict JSON: NaN and infinities (1e999 too, which Python
+ * reads as one) become null, and the root says where and why. */
+void test_json_report_is_strict(void) {
+    cJSON *root = parse("{\"a\": NaN, \"b\": {\"c\": [1.5, Infinity, -Infinity]}, \"d\": 1e999, \"e\": \"NaN\"}");
+    char *s = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
+    const char *want = "{\n    \"a\": null,\n    \"b\": {\n        \"c\": [\n            1.5,\n            null,\n"
+                       "            null\n        ]\n    },\n    \"d\": null,\n    \"e\": \"NaN\",\n"
+                       "    \"non_finite\": {\n        \"a\": \"NaN\",\n        \"b.c[1]\": \"Infinity\",\n"
+                       "        \"b.c[2]\": \"-Infinity\",\n        \"d\": \"Infinity\"\n    }\n}";
+    CHECK_MSG(!strcmp(s, want), "got %s", s);
+    free(s);
+    cJSON_Delete(root);
+    root = parse("{\"x\": 1.0}");
+    s = kt_json_print_report(root, &KT_JSON_PYTHON_INDENT4);
+    CHECK(!strcmp(s, "{\n    \"x\": 1.0\n}")); /* nothing to flag: no key added */
+    free(s);
+    cJSON_Delete(root);
 }

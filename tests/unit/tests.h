@@ -16,6 +16,7 @@
     X(test_json_marker_string_not_a_number)       \
     X(test_json_key_three_times)                  \
     X(test_json_print_cut_utf8)                   \
+    X(test_json_report_is_strict)                 \
     X(test_safetensors_roundtrip)                 \
     X(test_safetensors_header_is_mlx_style)       \
     X(test_safetensors_writer_counts_bytes)       \

@@ -214,8 +214,12 @@ static int score_item(const kt_model *m, const kt_tokenizer *tok, const kt_mc_se
     if (rc == 0) {
         kt_state st, cs;
         float *first = kt_xmalloc((size_t)V * sizeof *first), *logits = kt_xmalloc((size_t)longest * V * sizeof *logits);
-        kt_state_init(&st, m, (int)n_in + longest);
-        kt_state_init(&cs, m, (int)n_in + longest);
+        rc = kt_state_init(&st, m, (int)n_in + longest);
+        if (rc == 0 && (rc = kt_state_init(&cs, m, (int)n_in + longest))) kt_state_free(&st, m);
+        if (rc) {
+            free(first), free(logits);
+            goto done;
+        }
         rc = kt_forward_batch(m, &st, in, (int)n_in, first);
         for (int c = 0; c < it->n_choices && rc == 0; c++) {
             ll[c] = log_softmax_at(first, V, cont[c][0]);
@@ -228,6 +232,7 @@ static int score_item(const kt_model *m, const kt_tokenizer *tok, const kt_mc_se
         kt_state_free(&cs, m);
         free(first), free(logits);
     }
+done:
     for (int c = 0; c < it->n_choices; c++) free(cont[c]);
     free(cont), free(cont_n), free(enc);
     sb_free(&full);

@@ -45,12 +45,16 @@ static int proj_size(const kt_config *c) {
 
 static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
-/* A zeroed buffer the backend's device can reach (backend.h). */
-static void *buffer(const kt_backend *be, size_t bytes) { return be->alloc ? be->alloc(bytes) : kt_xcalloc(1, bytes); }
+/* A zeroed buffer the backend's device can reach (backend.h); NULL when
+ * it cannot be had (the callers check: a context too large for the memory
+ * is one line, not a crash). */
+static void *buffer(const kt_backend *be, size_t bytes) { return be->alloc ? be->alloc(bytes) : calloc(1, bytes); }
 static void release(const kt_backend *be, void *p) {
     if (be->release) be->release(p);
     else free(p);
 }
+
+static void work_free(const kt_backend *be, kt_work *w);
 
 static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) {
     kt_work *w = kt_xcalloc(1, sizeof *w);
@@ -70,6 +74,12 @@ static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) 
     w->chosen = buffer(be, (size_t)K * sizeof(int));
     w->tmp = buffer(be, (size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
     if (!be->matmul) w->spare = buffer(be, (size_t)c->vocab * sizeof(float));
+    void *bufs[] = {w->x, w->h, w->o, w->ey, w->proj, w->y, w->q, w->att, w->u, w->score, w->sel, w->wk, w->chosen, w->tmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (!bufs[i] || (!be->matmul && !w->spare)) {
+            work_free(be, w);
+            return NULL;
+        }
     return w;
 }
 
@@ -93,21 +103,32 @@ int kt_state_init(kt_state *s, const kt_model *m, int max_pos) {
     s->ssm = kt_xcalloc((size_t)L, sizeof *s->ssm);
     s->k = kt_xcalloc((size_t)L, sizeof *s->k);
     s->v = kt_xcalloc((size_t)L, sizeof *s->v);
-    for (int i = 0; i < L; i++) {
+    int ok = 1;
+    const size_t kv_layer = (size_t)max_pos * c->kv_heads * c->head_dim * sizeof(float);
+    for (int i = 0; i < L && ok; i++) {
         if (m->layers[i].kind == 'M') {
             s->conv[i] = buffer(m->backend, ((size_t)(c->conv - 1) * conv_dim + 1) * sizeof(float));
             s->ssm[i] = buffer(m->backend, (size_t)c->m_heads * c->m_head_dim * c->state * sizeof(float));
+            ok = s->conv[i] && s->ssm[i];
         } else if (m->layers[i].kind == '*') {
-            s->k[i] = buffer(m->backend, (size_t)max_pos * c->kv_heads * c->head_dim * sizeof(float));
-            s->v[i] = buffer(m->backend, (size_t)max_pos * c->kv_heads * c->head_dim * sizeof(float));
+            s->k[i] = buffer(m->backend, kv_layer);
+            s->v[i] = buffer(m->backend, kv_layer);
+            ok = s->k[i] && s->v[i];
         }
     }
-    s->work = work_new(m->backend, c, max_pos);
+    if (ok) ok = (s->work = work_new(m->backend, c, max_pos)) != NULL;
+    if (!ok) {
+        size_t kv = 0;
+        for (int i = 0; i < L; i++) kv += m->layers[i].kind == '*' ? 2 * kv_layer : 0;
+        kt_state_free(s, m);
+        return kt_fail_io("cannot allocate the state for a context of %d tokens on the %s backend (its attention cache "
+                       "alone is %.1f MiB); lower --context", max_pos, m->backend->name, (double)kv / 1048576.0);
+    }
     return 0;
 }
 
 void kt_state_free(kt_state *s, const kt_model *m) {
-    for (int i = 0; i < m->cfg.n_layers; i++) {
+    for (int i = 0; s->conv && i < m->cfg.n_layers; i++) {
         if (s->conv[i]) release(m->backend, s->conv[i]);
         if (s->ssm[i]) release(m->backend, s->ssm[i]);
         if (s->k[i]) release(m->backend, s->k[i]);

@@ -52,8 +52,11 @@ static int score_window(const kt_model *m, const kt_model *ref, const int32_t *i
                         kt_ppl_result *r, long *agree) {
     const int V = m->cfg.vocab;
     kt_state st, rs;
-    kt_state_init(&st, m, (int)n);
-    if (ref) kt_state_init(&rs, ref, (int)n);
+    if (kt_state_init(&st, m, (int)n)) return -1;
+    if (ref && kt_state_init(&rs, ref, (int)n)) {
+        kt_state_free(&st, m);
+        return -1;
+    }
     float *lg = kt_xmalloc((size_t)CHUNK * V * sizeof *lg), *rg = ref ? kt_xmalloc((size_t)CHUNK * V * sizeof *rg) : NULL;
     double *lp = kt_xmalloc((size_t)V * sizeof *lp), *rp = kt_xmalloc((size_t)V * sizeof *rp);
     int rc = 0;
@@ -63,6 +66,10 @@ static int score_window(const kt_model *m, const kt_model *ref, const int32_t *i
         if (rc == 0 && ref) rc = kt_forward_every(ref, &rs, in + c0, cn, rg);
         for (int t = 0; t < cn && rc == 0; t++) {
             int32_t y = next[c0 + t];
+            if (y < 0 || y >= V) { /* a tokenizer larger than the embedding (kt_tokenizer_check_vocab) */
+                rc = kt_fail("token id %d of the text is outside the vocabulary (%d)", y, V);
+                break;
+            }
             int top = log_softmax(lg + (size_t)t * V, V, lp);
             r->nll -= lp[y];
             if (r->logprob) r->logprob[r->tokens] = lp[y];

@@ -46,7 +46,10 @@ static int generate(const kt_model *m, const kt_tokenizer *tok, const char *prom
     long n = kt_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids);
     if (n < 0) return -1;
     kt_state st;
-    kt_state_init(&st, m, (int)n + max + 1);
+    if (kt_state_init(&st, m, (int)n + max + 1)) {
+        free(ids);
+        return -1;
+    }
     float *logits = kt_xmalloc((size_t)m->cfg.vocab * sizeof *logits);
     int32_t *out = kt_xmalloc((size_t)max * sizeof *out);
     const int32_t stop1 = kt_tokenizer_id(tok, "<SPECIAL_12>"), stop2 = kt_tokenizer_id(tok, "</s>");

@@ -449,7 +449,10 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     size_t cap = (size_t)n_prompt + (size_t)o->max_tokens + (size_t)o->max_reasoning + 16, n_all = (size_t)n_prompt;
     ids = kt_xrealloc(ids, cap * sizeof *ids);
     kt_state st;
-    kt_state_init(&st, m, (int)(cap < (size_t)o->context ? cap : (size_t)o->context));
+    if (kt_state_init(&st, m, (int)(cap < (size_t)o->context ? cap : (size_t)o->context))) {
+        free(ids);
+        return 2;
+    }
     float *logits = kt_xmalloc((size_t)m->cfg.vocab * sizeof *logits);
     const int32_t stop1 = kt_tokenizer_id(tok, "<SPECIAL_12>"), stop2 = kt_tokenizer_id(tok, "</s>");
     int rc = 0;

@@ -14,6 +14,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,19 @@ struct cv_archive {
     uint64_t *arrival_base;     /* per shard: arrival rank of its first tensor */
 };
 
+/* A libarchive failure as the tools classify it (docs/CLI.md): the system's
+ * own errors (no such file, permission denied, a read error, a full disk)
+ * are I/O, exit 2; everything else (a truncated or corrupt archive) is
+ * malformed input, exit 1. */
+static int archive_failure(struct archive *a, const char *label) {
+    const int e = archive_errno(a);
+    const char *what = archive_error_string(a) ? archive_error_string(a) : "cannot read the archive";
+    if (e == EIO || e == ENOSPC || e == EACCES || e == EPERM || e == ENOENT || e == ENOTDIR || e == EISDIR ||
+        e == ELOOP || e == ENOMEM)
+        return kt_fail_io("%s: %s", label, what);
+    return kt_fail("%s: %s (a truncated or corrupt archive)", label, what);
+}
+
 static struct archive *open_reader(const char *path) {
     struct archive *a = archive_read_new();
     archive_read_support_filter_all(a);
@@ -68,7 +82,7 @@ static int read_exact(struct archive *a, const char *label, void *buf, size_t n)
     size_t got = 0;
     while (got < n) {
         la_ssize_t r = archive_read_data(a, (char *)buf + got, n - got);
-        if (r < 0) return kt_fail_io("%s: %s", label, archive_error_string(a));
+        if (r < 0) return archive_failure(a, label);
         if (r == 0) return kt_fail("%s: the entry ends after %zu of %zu bytes", label, got, n);
         got += (size_t)r;
     }
@@ -143,7 +157,7 @@ static int pass1(cv_archive *A, shard_entry **shards, size_t *n_shards) {
         free(dir);
         free(name);
     }
-    if (rc == 0 && r != ARCHIVE_EOF) rc = kt_fail_io("%s: %s", A->path, archive_error_string(a));
+    if (rc == 0 && r != ARCHIVE_EOF) rc = archive_failure(a, A->path);
     archive_read_free(a);
     return rc;
 }
@@ -327,7 +341,7 @@ static int next_shard_entry(cv_archive *A) {
         return 0;
     }
     if (r == ARCHIVE_EOF) return kt_fail("%s: a shard ended before all its tensors were read", A->path);
-    return kt_fail_io("%s: %s", A->path, archive_error_string(A->a));
+    return archive_failure(A->a, A->path);
 }
 
 int cv_archive_fetch(cv_archive *A, const st_tensor *want) {

@@ -40,7 +40,7 @@ int cv_source_is_archive_name(const char *path) {
 int cv_source_open(cv_source *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = kt_xstrdup(path);
-    if (kt_is_dir(path)) return kt_model_open(&s->m, path);
+    if (kt_is_dir(path)) return kt_check_model_dir(path) ? -1 : kt_model_open(&s->m, path);
     struct stat st;
     if (stat(path, &st) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
     if (!S_ISREG(st.st_mode) || !cv_source_is_archive_name(path))

@@ -183,10 +183,10 @@ const fx_rule_info fx_rules[] = {
 
 char *fx_conditional(const char *reason) {
     /* the past participles the rules use, each after the word it follows */
-    static const char *const from[] = {" renamed to ", " removed", " added", "; now ", "; moved to ", "; relabelled ",
+    static const char *const from[] = {" was ", " renamed to ", " removed", " added", "; now ", "; moved to ", "; relabelled ",
                                        "; rebuilt from ", " restored from ", " restored byte", " set to ", "; rewritten",
                                        "; restored "};
-    static const char *const to[] = {" would be renamed to ", " would be removed", " would be added", "; would become ",
+    static const char *const to[] = {" is ", " would be renamed to ", " would be removed", " would be added", "; would become ",
                                      "; would be moved to ", "; would be relabelled ", "; would be rebuilt from ",
                                      " would be restored from ", " would be restored byte", " would be set to ",
                                      "; would be rewritten", "; would be restored "};

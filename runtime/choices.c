@@ -96,7 +96,7 @@ static void item_free(kt_mc_item *it) {
 int kt_mc_read(const char *path, kt_mc_set *set) {
     char *text;
     size_t len;
-    int got = kt_read_file(path, &text, &len);
+    int got = kt_read_input(path, &text, &len);
     if (got == 0) return kt_fail_io("%s: no such file", path);
     if (got < 0) return -1;
     int rc = kt_mc_parse(text, len, path, set);

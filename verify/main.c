@@ -185,6 +185,11 @@ static const kt_opt OPTIONS[] = {
     {"--quiet", 'q', 0, O_QUIET}, {"--revision", 0, 1, O_REVISION}, {"--choices", 0, 1, O_CHOICES},
     {"--max-accuracy-drop", 0, 1, O_MAX_ACC_DROP}, {"--backend", 0, 1, O_BACKEND}, {NULL, 0, 0, 0}};
 
+static int usage_needs(const char *opt, const char *need) {
+    fprintf(stderr, "%s: %s changes nothing without %s (see --help)\n", PROG, opt, need);
+    return KT_EXIT_USAGE;
+}
+
 /* -1: go on; otherwise the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
@@ -194,7 +199,9 @@ static int parse_args(int argc, char **argv, options *o) {
     kt_args a;
     kt_args_init(&a, PROG, argc, argv, OPTIONS);
     int id, rc = 0;
+    unsigned long long given = 0;
     while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
+        if (id > 0) given |= 1ull << id;
         switch (id) {
         case KT_ARG_HELP: usage(stdout); return 0;
         case KT_ARG_VERSION: kt_print_version(PROG); return 0;
@@ -239,6 +246,22 @@ static int parse_args(int argc, char **argv, options *o) {
         return kt_usage_error(PROG, "%s", "the JSON and the JUnit report cannot both go to stdout");
     if (o->v.kld_text && !o->v.original) return kt_usage_error(PROG, "--kld needs --original (%s)", o->v.kld_text);
     if (o->v.choices && !o->v.original) return kt_usage_error(PROG, "--choices needs --original (%s)", o->v.choices);
+    /* an option whose check does not run would change nothing: refused, naming what it needs */
+    static const struct {
+        int id, needs;
+        const char *name, *need;
+    } NEEDS[] = {
+        {O_MAX_KLD, O_KLD, "--max-kld", "--kld"}, {O_MIN_TOP1, O_KLD, "--min-top1", "--kld"},
+        {O_MAX_PPL, O_KLD, "--max-ppl-ratio", "--kld"}, {O_MAX_ACC_DROP, O_CHOICES, "--max-accuracy-drop", "--choices"},
+        {O_ALLOW_DIFFERS, O_ORIGINAL, "--allow-differs", "--original"},
+        {O_MAX_RMSE, O_ALLOW_DIFFERS, "--max-rel-rmse", "--allow-differs"},
+        {O_THREADS, O_ORIGINAL, "--threads", "--original"}, {O_MAX_TOKENS, O_GENERATE, "--max-tokens", "--generate"},
+    };
+    for (size_t i = 0; i < sizeof NEEDS / sizeof *NEEDS; i++)
+        if ((given >> NEEDS[i].id & 1) && !(given >> NEEDS[i].needs & 1))
+            return usage_needs(NEEDS[i].name, NEEDS[i].need);
+    if ((given >> O_BACKEND & 1) && !o->v.generate && !o->v.kld_text && !o->v.choices)
+        return usage_needs("--backend", "--generate, --kld or --choices");
     o->v.threads = kt_cap_threads(o->v.threads);
     return -1;
 }

@@ -126,9 +126,12 @@ static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) 
         for (const char *c = dir; *c; c++) plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+:@", *c);
         snprintf(fix, sizeof fix, "kintsugi-fixup %s%s%s%s", plain ? "" : "'", dir, plain ? "" : "'",
                  !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "");
+        /* verify changes nothing: the finding says what is wrong and what the fix would do */
+        char *would = hits ? fx_conditional(first->reason) : NULL;
         if (!hits) vr_add(r, G, name, VR_PASS, NULL, NULL, "%s", rule->checks);
-        else if (hits == 1) vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s", first->file, first->reason);
-        else vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s (and %zu more)", first->file, first->reason, hits - 1);
+        else if (hits == 1) vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s", first->file, would);
+        else vr_add(r, G, name, VR_FAIL, fix, NULL, "%s: %s (and %zu more)", first->file, would, hits - 1);
+        free(would);
     }
     fx_session_free(&s);
 }

@@ -392,7 +392,7 @@ static int choices(const options *o, const kt_model *m, const kt_tokenizer *tok,
 static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *tok) {
     char *text;
     size_t text_len;
-    int got = kt_read_file(o->perplexity, &text, &text_len);
+    int got = kt_read_input(o->perplexity, &text, &text_len);
     if (got <= 0) {
         if (got == 0) kt_fail_io("cannot open %s", o->perplexity);
         return 2;
@@ -429,8 +429,15 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
 /* Generate from PROMPT (already in the chat format unless --raw). THINK:
  * the prompt opens the reasoning. *REPLY (if not NULL) receives the generated
  * text, for the next turn of a chat. */
+/* Where a prompt of --prompts FILE came from: its line and its text, which
+ * its JSON object carries. */
+typedef struct {
+    long line;
+    const char *text;
+} prompt_source;
+
 static int generate_from(const options *o, const kt_model *m, const kt_tokenizer *tok, char *prompt, int think,
-                         char **reply) {
+                         char **reply, const prompt_source *from) {
     int32_t *ids;
     long n_prompt = kt_tokenizer_encode(tok, prompt, strlen(prompt), o->bos != 0, &ids);
     free(prompt);
@@ -534,6 +541,10 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
     size_t n_gen = n_all - (size_t)n_prompt;
     if (rc == 0 && o->json) {
         cJSON *root = cJSON_CreateObject();
+        if (from) {
+            cJSON_AddItemToObject(root, "line", kt_json_new_int(from->line));
+            cJSON_AddItemToObject(root, "prompt", kt_json_new_string_n(from->text, strlen(from->text)));
+        }
         cJSON_AddItemToObject(root, "prompt_ids", ids_json(ids, (size_t)n_prompt));
         cJSON_AddItemToObject(root, "generated_ids", ids_json(ids + n_prompt, n_gen));
         size_t tl, text_n, reasoning_n, answer_n;
@@ -608,7 +619,7 @@ static int generate(const options *o, const kt_model *m, const kt_tokenizer *tok
         msgs[n++] = (kt_message){"user", o->prompt};
         prompt = kt_chat_render(msgs, n, &think);
     }
-    return generate_from(o, m, tok, prompt, think, NULL);
+    return generate_from(o, m, tok, prompt, think, NULL, NULL);
 }
 
 /* A conversation on stdin, one user line per turn. Every turn renders the
@@ -634,7 +645,7 @@ static int chat(const options *o, const kt_model *m, const kt_tokenizer *tok) {
         msgs[n++] = (kt_message){"user", owned[n_owned - 1]};
         int think;
         char *prompt = kt_chat_render(msgs, n, &think), *reply = NULL;
-        rc = generate_from(o, m, tok, prompt, think, &reply);
+        rc = generate_from(o, m, tok, prompt, think, &reply, NULL);
         if (reply) {
             owned[n_owned++] = reply;
             msgs[n++] = (kt_message){"assistant", reply};
@@ -651,16 +662,18 @@ static int chat(const options *o, const kt_model *m, const kt_tokenizer *tok) {
 static int prompts(const options *o, const kt_model *m, const kt_tokenizer *tok) {
     char *text;
     size_t len;
-    int got = kt_read_file(o->prompts, &text, &len);
+    int got = kt_read_input(o->prompts, &text, &len);
     if (got <= 0) {
         if (got == 0) kt_fail_io("%s: no such file", o->prompts);
         return 2;
     }
     int rc = 0;
+    long number = 0;
     for (char *line = text, *next; rc == 0 && line < text + len; line = next) {
         char *nl = memchr(line, '\n', (size_t)(text + len - line));
         next = nl ? nl + 1 : text + len;
         if (nl) *nl = 0;
+        number++;
         if (!*line) continue;
         kt_message msgs[2];
         size_t n = 0;
@@ -668,7 +681,8 @@ static int prompts(const options *o, const kt_model *m, const kt_tokenizer *tok)
         msgs[n++] = (kt_message){"user", line};
         int think;
         char *prompt = kt_chat_render(msgs, n, &think);
-        rc = generate_from(o, m, tok, prompt, think, NULL);
+        const prompt_source from = {number, line};
+        rc = generate_from(o, m, tok, prompt, think, NULL, &from);
     }
     free(text);
     return rc;
@@ -762,7 +776,8 @@ static int choose_activations(const options *o, kt_activations *out) {
 }
 
 static int run(options *o) {
-    if (kt_check_dir(o->dir) || (o->kld_against && kt_check_dir(o->kld_against))) return 2;
+    if (kt_check_model_dir(o->dir) || (o->kld_against && kt_check_model_dir(o->kld_against)))
+        return kt_errkind() == KT_ERR_IO ? 2 : 1;
     if (check_template(o)) return 1;
     kt_tokenizer *tok = kt_tokenizer_load_dir(o->dir, 0); /* its size against the model's below */
     if (!tok) return kt_errkind() == KT_ERR_IO ? 2 : 1;

@@ -31,6 +31,7 @@ VALUES = {"--revision": "main", "--threads": "1"}
 
 
 def call(name, *args, **kw):
+    kw.setdefault("input", "")
     return subprocess.run([tool(name), *args], capture_output=True, text=True, timeout=120, **kw)
 
 
@@ -110,6 +111,27 @@ def test_not_a_directory_and_not_a_model(tmp_path):
     empty.mkdir()
     r = call("kintsugi-verify", str(empty), "--quiet")
     assert r.returncode == 1 and "config.json: no such file; not a model directory" in r.stderr
+    # a directory that is not a model is a failed check (1) in every tool, in one wording
+    for name, args in [("kintsugi-run", [str(empty), "--prompt", "x"]), ("kintsugi-convert", [str(empty), str(tmp_path / "o")]),
+                       ("kintsugi-run", [str(empty), "--tokenize"])]:
+        line = one_line_error(call(name, *args), name, 1)
+        assert "config.json: no such file; not a model directory" in line, line
+    assert "not a model directory" in one_line_error(call("kintsugi-fixup", str(empty)), "kintsugi-fixup", 1)
+
+
+def test_a_truncated_archive_is_malformed_input(tmp_path):
+    import tarfile
+    src = generate(tmp_path / "hf")
+    whole = tmp_path / "m.tar.gz"
+    with tarfile.open(whole, "w:gz") as t:
+        t.add(src, arcname="m")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    line = one_line_error(call("kintsugi-convert", str(cut), str(tmp_path / "out")), "kintsugi-convert", 1)
+    assert "cut.tar.gz" in line and not (tmp_path / "out").exists()
+    assert "no such file" in one_line_error(call("kintsugi-convert", str(tmp_path / "none.tar.gz"), str(tmp_path / "o2")),
+                                            "kintsugi-convert", 2)
 
 
 def test_opt_equals_value_is_the_same_as_two_words(tmp_path):

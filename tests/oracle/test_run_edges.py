@@ -162,3 +162,22 @@ def test_verbose_shows_the_template_and_the_prompt_tokens(ckpt):
     assert f"kintsugi-run: prompt: {len(ids)} tokens: " + " ".join(map(str, ids)) in lines, r.stderr
     r = run([RUN, ckpt, "--raw", "--prompt", "hello", "--max-tokens", "2", "-v", "-q"], check=False)
     assert r.returncode == 2  # -v and -q do not go together
+
+
+def test_dash_is_stdin_and_prompts_json_names_each_line(ckpt, tmp_path):
+    r = run([RUN, ckpt, "--prompts", "-", "--json", "-q", "--max-tokens", "2", "--max-reasoning-tokens", "2"],
+            input="hello\n\nworld /no_think\n")
+    objs = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [(o["line"], o["prompt"]) for o in objs] == [(1, "hello"), (3, "world /no_think")]
+    text = "The quick brown fox jumps over the lazy dog, again and again.\n"
+    f = tmp_path / "t.txt"
+    f.write_text(text)
+    a = json.loads(run([RUN, ckpt, "--perplexity", str(f), "--json", "-q"]).stdout)
+    b = json.loads(run([RUN, ckpt, "--perplexity", "-", "--json", "-q"], input=text).stdout)
+    assert a["token_perplexity"] == b["token_perplexity"]
+    items = json.dumps({"context": "a b", "choices": [" c", " d"], "answer": 0}) + "\n"
+    c = tmp_path / "c.jsonl"
+    c.write_text(items)
+    a = json.loads(run([RUN, ckpt, "--choices", str(c), "--json", "-q"]).stdout)
+    b = json.loads(run([RUN, ckpt, "--choices", "-", "--json", "-q"], input=items).stdout)
+    assert a["acc"] == b["acc"] and a["items"] == b["items"] if "items" in a else a["acc"] == b["acc"]

@@ -147,6 +147,32 @@ cJSON *cv_config_make(const cJSON *src, const cJSON *generation, const kt_quant_
         cJSON_Delete(dtype);
         note(r, 1, "dtype: %s", "removed (torch_dtype is present)");
     }
+    /* convert never writes what verify would fail, nor a config.json that
+     * says something false about the model */
+    const cJSON *td = kt_json_get(cfg, "torch_dtype");
+    if (td && !cJSON_IsNull(td) && !known_dtype(string_of(cfg, "torch_dtype"))) {
+        char *shown = kt_json_print(td, &KT_JSON_COMPACT_SORTED);
+        kt_fail("config.json: torch_dtype is %s, not bfloat16, float16 or float32 (the dtype of a float checkpoint); "
+                "fix config.json (mlx_lm.convert would skip the cast and copy the value)", shown);
+        free(shown);
+        cJSON_Delete(cfg);
+        return NULL;
+    }
+    const char *pattern = string_of(cfg, "hybrid_override_pattern");
+    int64_t layers = -1;
+    if (pattern && (kt_json_i64(kt_json_get(cfg, "num_hidden_layers"), &layers) || layers != (int64_t)strlen(pattern))) {
+        const cJSON *old = kt_json_get(cfg, "num_hidden_layers");
+        char *was = old ? kt_json_print(old, &KT_JSON_COMPACT_SORTED) : kt_xstrdup("missing");
+        strbuf sb = {0};
+        sb_printf(&sb, "was %s; set to %zu, the length of hybrid_override_pattern (mlx-lm's sanitize stacks the "
+                  "experts of num_hidden_layers layers; other loaders size the model by it)", was, strlen(pattern));
+        free(was);
+        cJSON *n = kt_json_new_int((long long)strlen(pattern));
+        if (old) cJSON_ReplaceItemInObjectCaseSensitive(cfg, "num_hidden_layers", n);
+        else cJSON_AddItemToObject(cfg, "num_hidden_layers", n);
+        note(r, 1, "num_hidden_layers: %s", sb_cstr(&sb));
+        sb_free(&sb);
+    }
     repair_time_step_limit(cfg, r, tags);
     cJSON_AddItemToObject(cfg, "quantization", quant_object(q));
     cJSON_AddItemToObject(cfg, "quantization_config", quant_object(q));

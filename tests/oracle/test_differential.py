@@ -548,6 +548,12 @@ def source_mutations(src):
             ("model_type llama", set_key("model_type", "llama")),
             ("layer_norm_epsilon -1", set_key("layer_norm_epsilon", -1)),
             ("time_step_limit a string", set_key("time_step_limit", "inf")),
+            ("num_hidden_layers -1", set_key("num_hidden_layers", -1)),
+            ("num_hidden_layers one short", set_key("num_hidden_layers", len(cfg["hybrid_override_pattern"]) - 1)),
+            ("num_hidden_layers a string", set_key("num_hidden_layers", str(len(cfg["hybrid_override_pattern"])))),
+            ("torch_dtype int8", set_key("torch_dtype", "int8")),
+            ("torch_dtype float64", set_key("torch_dtype", "float64")),
+            ("torch_dtype a number", set_key("torch_dtype", 16)),
             ("an extra tensor", add_extra_tensor),
             ("embedding shape", edit_tensor("backbone.embeddings.weight", lambda e: e.__setitem__(1, [e[1][0] - 1, e[1][1]])
                                             or e.__setitem__(2, e[2][: (e[1][0]) * e[1][1] * 2])))]

@@ -206,6 +206,8 @@ static void print_clean_rules(const fx_session *s) {
     }
 }
 
+static int o_quiet; /* --quiet or --json: no notes on stderr */
+
 /* Errors are returned as these, so that main prints the message only then. */
 enum { ERR_FORMAT = 101, ERR_IO = 102 };
 
@@ -253,18 +255,58 @@ static int run_dir(const options *o) {
     return status;
 }
 
+/* The card's base_model (README.md's front matter), when it names a model
+ * that the local Hugging Face cache holds: the original that the seed's fix
+ * restores tokenizer files from. NULL otherwise (malloc'd path). Only a hub
+ * name is taken, never a relative path, which would depend on where the
+ * command runs. */
+static char *original_from_card(const char *dir) {
+    char *path = kt_path_join(dir, "README.md"), *text = NULL, *found = NULL;
+    size_t len = 0;
+    int got = kt_read_file(path, &text, &len);
+    free(path);
+    if (got != 1 || strncmp(text, "---\n", 4)) {
+        free(text);
+        return NULL;
+    }
+    for (char *line = text + 4, *end; *line && strncmp(line, "---", 3); line = end + 1) {
+        if (!(end = strchr(line, '\n'))) break;
+        *end = 0;
+        if (strncmp(line, "base_model:", 11)) continue;
+        char *v = line + 11;
+        while (*v == ' ' || *v == '"' || *v == '\'') v++;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '"' || v[n - 1] == '\'' || v[n - 1] == '\r')) v[--n] = 0;
+        if (kt_hub_is_name(v)) found = kt_hub_resolve(v, NULL);
+        if (found && !o_quiet) fprintf(stderr, "%s: the original: %s (the card's base_model), from the local Hugging Face "
+                                               "cache\n", PROG, v);
+        break;
+    }
+    free(text);
+    return found;
+}
+
 int main(int argc, char **argv) {
     kt_check_stdout_at_exit(PROG);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    char *hub_dir = NULL;
+    char *hub_dir = NULL, *hub_orig = NULL;
     if (o.dir && !(o.dir = kt_resolve_model_arg(o.dir, o.revision, &hub_dir))) {
         kt_print_error(PROG);
         return KT_EXIT_FAILED;
     }
+    /* the original: --original (a path or a hub name in the local cache), else the card's base_model */
+    if (o.original && !(o.original = kt_resolve_model_arg(o.original, o.revision, &hub_orig))) {
+        kt_print_error(PROG);
+        free(hub_dir);
+        return KT_EXIT_FAILED;
+    }
+    o_quiet = o.quiet || o.json;
+    if (!o.original && !o.lmstudio_mode && o.dir) o.original = hub_orig = original_from_card(o.dir);
     rc = o.lmstudio_mode ? fx_lmstudio(o.lmstudio, o.dry_run, o.check, o.json) : run_dir(&o);
     free(hub_dir);
+    free(hub_orig);
     if (rc == ERR_FORMAT || rc == ERR_IO || rc < 0) {
         kt_print_error(PROG);
         return rc == ERR_FORMAT ? 1 : 2;

@@ -1,6 +1,7 @@
 /* repair.c - findings, operations, and carrying them out. */
 #include "repair.h"
 #include "backup.h"
+#include "dtype.h"
 #include "error.h"
 #include "strbuf.h"
 
@@ -42,6 +43,8 @@ void fx_session_free(fx_session *s) {
         free(op->new_text);
         for (size_t t = 0; t < op->n_tensors; t++) free(op->tensors[t]);
         free(op->tensors);
+        for (size_t t = 0; t < op->n_casts; t++) free(op->casts[t]);
+        free(op->casts);
     }
     free(s->findings);
     free(s->ops);
@@ -52,8 +55,32 @@ static int cmp_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-/* Rewrite a shard with new shapes for the listed conv1d weights: the same
- * tensors, bytes and metadata; only the header changes. */
+static int listed(char *const *names, size_t n, const char *name) {
+    for (size_t k = 0; k < n; k++)
+        if (!strcmp(names[k], name)) return 1;
+    return 0;
+}
+
+/* One tensor's bytes cast to DT, as MLX's astype does (round to nearest even). */
+static int write_cast(st_writer *w, const st_tensor *t, kt_dtype dt) {
+    enum { CHUNK = 1 << 16 };
+    float *f = kt_xmalloc(CHUNK * sizeof *f);
+    unsigned char *out = kt_xmalloc(CHUNK * 4);
+    const size_t in_es = kt_dtype_bits(t->dtype) / 8, out_es = kt_dtype_bits(dt) / 8;
+    int rc = 0;
+    for (uint64_t i = 0; i < t->nelem && rc == 0; i += CHUNK) {
+        size_t n = t->nelem - i < CHUNK ? (size_t)(t->nelem - i) : CHUNK;
+        rc = kt_row_to_f32(t->dtype, t->data + i * in_es, f, n) || kt_row_from_f32(dt, f, out, n) ? -1 : 0;
+        if (rc == 0) rc = st_writer_write(w, out, n * out_es);
+    }
+    free(f);
+    free(out);
+    return rc;
+}
+
+/* Rewrite a shard with new shapes for the listed conv1d weights (same bytes,
+ * a new header) and the listed casts: the same tensors in the same order,
+ * and the same metadata. */
 static int relabel_shard(const char *path, const fx_op *op) {
     st_file f;
     if (st_open(&f, path)) return -1;
@@ -65,17 +92,19 @@ static int relabel_shard(const char *path, const fx_op *op) {
     for (size_t i = 0; i < f.n_tensors; i++) {
         const st_tensor *t = order[i];
         specs[i] = (st_spec){t->name, t->dtype, t->ndim, t->shape};
-        for (size_t k = 0; k < op->n_tensors; k++)
-            if (!strcmp(op->tensors[k], t->name)) {
-                shapes[i][0] = t->shape[0], shapes[i][1] = t->shape[2], shapes[i][2] = 1;
-                specs[i].shape = shapes[i];
-            }
+        if (listed(op->tensors, op->n_tensors, t->name)) {
+            shapes[i][0] = t->shape[0], shapes[i][1] = t->shape[2], shapes[i][2] = 1;
+            specs[i].shape = shapes[i];
+        }
+        if (listed(op->casts, op->n_casts, t->name)) specs[i].dtype = (kt_dtype)op->cast_to;
     }
     cJSON *meta = f.metadata ? cJSON_Duplicate(f.metadata, 1) : cJSON_CreateObject();
     int rc = fx_keep_original(path);
     st_writer *w = rc ? NULL : st_writer_create(path, specs, f.n_tensors, meta);
     if (!w) rc = -1;
-    for (size_t i = 0; i < f.n_tensors && rc == 0; i++) rc = st_writer_write(w, order[i]->data, order[i]->nbytes);
+    for (size_t i = 0; i < f.n_tensors && rc == 0; i++)
+        rc = specs[i].dtype != order[i]->dtype ? write_cast(w, order[i], specs[i].dtype)
+                                               : st_writer_write(w, order[i]->data, order[i]->nbytes);
     if (w) rc = rc ? (st_writer_abort(w), -1) : st_writer_finish(w);
     cJSON_Delete(meta);
     free(shapes);
@@ -176,6 +205,7 @@ const fx_rule_info fx_rules[] = {
     {"tokenizer-class", "tokenizer_config.json names a loadable tokenizer class"},
     {"tokenizer-chat-template", "a chat template is present"},
     {"tensors-conv1d-layout", "conv1d weights in MLX layout [C, K, 1]"},
+    {"tensors-cast", "float tensors in config.json's torch_dtype, as mlx_lm.convert casts them"},
     {"shards-unlisted", "no model*.safetensors outside the index"},
     {"index-rebuild", "index weight_map and total_size match the shards"},
     {NULL, NULL},

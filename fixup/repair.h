@@ -30,6 +30,9 @@ typedef struct {
     size_t old_len, new_len;
     char **tensors;             /* FX_SHARD_SHAPES: conv1d weights to relabel [C,1,K] -> [C,K,1] */
     size_t n_tensors;
+    char **casts;               /* FX_SHARD_SHAPES too: tensors to cast to cast_to */
+    size_t n_casts;
+    int cast_to;                /* a kt_dtype */
 } fx_op;
 
 typedef struct {

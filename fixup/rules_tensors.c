@@ -9,6 +9,16 @@
  *                          globs and loads it anyway (duplicate or stale weights);
  *                          reported, moved to NAME.unlisted with --fix-shards
  *   index-rebuild          weight_map or total_size disagree with the shards
+ *   tensors-cast           float tensors in another dtype than config.json's
+ *                          torch_dtype, beside others in it: what mlx_lm.convert
+ *                          leaves when it skips the cast (a transformers-5 source
+ *                          names its dtype "dtype", which mlx_lm.convert does not
+ *                          read: D and dt_bias stay float32). Cast as mlx_lm.convert
+ *                          casts: every float tensor but A_log and
+ *                          e_score_correction_bias (nemotron_h's cast_predicate), to
+ *                          torch_dtype, rounding to nearest even. A conversion whose
+ *                          float tensors are all in one other dtype (a --dtype the
+ *                          user chose) is left as it is.
  */
 #include "repair.h"
 #include "backup.h"
@@ -18,6 +28,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* The rewrite of SHARD, shared by the rules that change its tensors. */
+static fx_op *shard_op(fx_session *s, const char *shard) {
+    for (size_t i = 0; i < s->n_ops; i++)
+        if (s->ops[i].kind == FX_SHARD_SHAPES && !strcmp(s->ops[i].file, shard)) return &s->ops[i];
+    return fx_add_op(s, FX_SHARD_SHAPES, shard);
+}
 
 static int rule_conv1d(fx_session *s, const kt_model_files *m) {
     for (size_t sh = 0; sh < m->n_shards; sh++) {
@@ -30,11 +47,58 @@ static int rule_conv1d(fx_session *s, const kt_model_files *m) {
                     "relabelled [%llu, %llu, 1] as MLX expects (same bytes)", t->name,
                     (unsigned long long)t->shape[0], (unsigned long long)t->shape[2],
                     (unsigned long long)t->shape[0], (unsigned long long)t->shape[2]);
-            if (!op) op = fx_add_op(s, FX_SHARD_SHAPES, m->shard_names[sh]);
+            if (!op) op = shard_op(s, m->shard_names[sh]);
             op->tensors = kt_xrealloc(op->tensors, (op->n_tensors + 1) * sizeof *op->tensors);
             op->tensors[op->n_tensors++] = kt_xstrdup(t->name);
         }
     }
+    return 0;
+}
+
+/* The tensors mlx_lm.convert casts to torch_dtype: floating, and not those
+ * nemotron_h's cast_predicate keeps. */
+static int castable(const st_tensor *t) {
+    return (t->dtype == KT_BF16 || t->dtype == KT_F16 || t->dtype == KT_F32) && !strstr(t->name, "A_log") &&
+           !strstr(t->name, "e_score_correction_bias");
+}
+
+/* The dtype a pending tensors-cast gives NAME, or -1. */
+static int pending_cast(const fx_session *s, const char *name) {
+    for (size_t i = 0; i < s->n_ops; i++)
+        for (size_t k = 0; k < s->ops[i].n_casts; k++)
+            if (!strcmp(s->ops[i].casts[k], name)) return s->ops[i].cast_to;
+    return -1;
+}
+
+static int rule_cast(fx_session *s, const kt_model_files *m) {
+    char *path = kt_path_join(s->dir, "config.json");
+    cJSON *cfg = kt_json_load_file(path, KT_JSON_DUP_LAST_WINS);
+    free(path);
+    const cJSON *d = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype") : NULL;
+    if (!cJSON_IsString(d)) d = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "dtype") : NULL; /* config-dtype renames it */
+    const char *name = cJSON_IsString(d) ? d->valuestring : "";
+    const int want = !strcmp(name, "bfloat16") ? KT_BF16 : !strcmp(name, "float16") ? KT_F16
+                     : !strcmp(name, "float32") ? KT_F32 : -1;
+    size_t in_dtype = 0, other = 0;
+    for (size_t sh = 0; sh < m->n_shards && want >= 0; sh++)
+        for (size_t i = 0; i < m->shards[sh].n_tensors; i++) {
+            const st_tensor *t = &m->shards[sh].tensors[i];
+            if (castable(t)) (int)t->dtype == want ? in_dtype++ : other++;
+        }
+    if (want >= 0 && other && in_dtype)
+        for (size_t sh = 0; sh < m->n_shards; sh++)
+            for (size_t i = 0; i < m->shards[sh].n_tensors; i++) {
+                const st_tensor *t = &m->shards[sh].tensors[i];
+                if (!castable(t) || (int)t->dtype == want) continue;
+                fx_find(s, "tensors-cast", m->shard_names[sh], 1, "%s is %s where config.json's torch_dtype is %s "
+                        "(mlx_lm.convert skipped the cast); cast to %s as mlx_lm.convert casts", t->name,
+                        kt_dtype_name(t->dtype), name, kt_dtype_name((kt_dtype)want));
+                fx_op *op = shard_op(s, m->shard_names[sh]);
+                op->casts = kt_xrealloc(op->casts, (op->n_casts + 1) * sizeof *op->casts);
+                op->casts[op->n_casts++] = kt_xstrdup(t->name);
+                op->cast_to = want;
+            }
+    cJSON_Delete(cfg);
     return 0;
 }
 
@@ -65,11 +129,14 @@ static int rule_index(fx_session *s, const kt_model_files *m) {
         cJSON_Delete(idx);
         idx = cJSON_CreateObject();
     }
-    uint64_t total = 0;
+    uint64_t total = 0, total_now = 0; /* after the pending casts, and as the shards are */
     const char **names = kt_xcalloc(m->n_tensors + 1, sizeof *names);
     for (size_t i = 0; i < m->n_tensors; i++) {
-        total += kt_model_tensor(m, i)->nbytes;
-        names[i] = kt_model_tensor(m, i)->name;
+        const st_tensor *t = kt_model_tensor(m, i);
+        const int to = pending_cast(s, t->name);
+        total += to >= 0 ? t->nelem * (kt_dtype_bits((kt_dtype)to) / 8) : t->nbytes;
+        total_now += t->nbytes;
+        names[i] = t->name;
     }
     qsort(names, m->n_tensors, sizeof *names, cmp_str);
     cJSON *map = cJSON_CreateObject();
@@ -102,7 +169,7 @@ static int rule_index(fx_session *s, const kt_model_files *m) {
     else cJSON_AddItemToObject(idx, "weight_map", map);
     fx_find(s, "index-rebuild", "model.safetensors.index.json", 1, "%s%s%s; rebuilt from the shards",
             map_ok ? "" : "weight_map does not match the shards", !map_ok && !total_ok ? " and " : "",
-            total_ok ? "" : "total_size is wrong");
+            total_ok ? "" : old_total == total_now ? "total_size changes with the tensors cast" : "total_size is wrong");
     fx_op *op = fx_add_op(s, FX_WRITE, "model.safetensors.index.json");
     op->old_text = text, op->old_len = len;
     op->new_text = kt_json_print(idx, &KT_JSON_PYTHON_INDENT4);
@@ -112,7 +179,7 @@ static int rule_index(fx_session *s, const kt_model_files *m) {
 }
 
 int fx_rules_tensors(fx_session *s, const kt_model_files *m) {
-    if (rule_conv1d(s, m)) return -1;
+    if (rule_conv1d(s, m) || rule_cast(s, m)) return -1;
     rule_unlisted(s, m);
     return rule_index(s, m) < 0 ? -1 : 0;
 }

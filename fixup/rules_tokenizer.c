@@ -3,7 +3,9 @@
  *   tokenizer-class          "TokenizersBackend" (transformers 5 regenerated the file;
  *                            older transformers, LM Studio and mlx-swift cannot load it)
  *                            or no tokenizer_class: the original's file byte for byte
- *                            with --original, else "PreTrainedTokenizerFast"
+ *                            with --original, else "PreTrainedTokenizerFast"; with the
+ *                            original, any difference from its file (the seed's fix is
+ *                            that file byte for byte)
  *   tokenizer-chat-template  no chat template at all (neither in tokenizer_config.json
  *                            nor chat_template.jinja): restored from --original
  */
@@ -59,8 +61,15 @@ int fx_rules_tokenizer(fx_session *s) {
     size_t new_len = 0;
     if (bad_class && have_orig) {
         fx_find(s, "tokenizer-class", "tokenizer_config.json", 1, "tokenizer_class is %s%s%s; the original "
-                "tokenizer_config.json is restored byte for byte", cJSON_IsString(cls) ? "\"" : "",
+                "tokenizer_config.json restored byte for byte", cJSON_IsString(cls) ? "\"" : "",
                 cJSON_IsString(cls) ? cls->valuestring : "missing", cJSON_IsString(cls) ? "\"" : "");
+        new_text = orig_text, new_len = orig_len, orig_text = NULL;
+    } else if (have_orig && (len != orig_len || memcmp(text, orig_text, len))) {
+        /* the seed's fix is the original file byte for byte: a file an earlier
+         * run without the original patched (or transformers rewrote) is not it */
+        fx_find(s, "tokenizer-class", "tokenizer_config.json", 1, "tokenizer_config.json differs from the "
+                "original's (%zu bytes against %zu); the original tokenizer_config.json restored byte for byte",
+                len, orig_len);
         new_text = orig_text, new_len = orig_len, orig_text = NULL;
     } else if (bad_class) {
         cJSON *v = cJSON_CreateString("PreTrainedTokenizerFast");

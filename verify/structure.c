@@ -107,7 +107,7 @@ static int check_config(vr_report *r, const char *dir) {
 
 /* One check per fixup rule: pass when the rule finds nothing. */
 static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) {
-    fx_session s = {.dir = dir};
+    fx_session s = {.dir = dir, .original = r->original}; /* with --original: its tokenizer files too */
     int rc = fx_rules_config(&s, m) || fx_rules_tokenizer(&s) || (m && fx_rules_tensors(&s, m));
     if (rc) vr_add(r, G, "fixup-rules", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     for (const fx_rule_info *rule = fx_rules; rule->id; rule++) {
@@ -124,8 +124,10 @@ static void check_rules(vr_report *r, const char *dir, const kt_model_files *m) 
         /* a command to run as it is */
         int plain = 1;
         for (const char *c = dir; *c; c++) plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+:@", *c);
-        snprintf(fix, sizeof fix, "kintsugi-fixup %s%s%s%s", plain ? "" : "'", dir, plain ? "" : "'",
-                 !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "");
+        snprintf(fix, sizeof fix, "kintsugi-fixup %s%s%s%s%s%s", plain ? "" : "'", dir, plain ? "" : "'",
+                 !strcmp(rule->id, "shards-unlisted") ? " --fix-shards" : "",
+                 r->original && !strncmp(rule->id, "tokenizer-", 10) ? " --original " : "",
+                 r->original && !strncmp(rule->id, "tokenizer-", 10) ? r->original : "");
         /* verify changes nothing: the finding says what is wrong and what the fix would do */
         char *would = hits ? fx_conditional(first->reason) : NULL;
         if (!hits) vr_add(r, G, name, VR_PASS, NULL, NULL, "%s", rule->checks);

@@ -100,7 +100,7 @@ $(OUT)/gpu/kernels_msl.c: $(GPU_SPV:.spv=.metal) scripts/embed.sh
 	@sh scripts/embed.sh msl $@ $(foreach f,$(GPU_SPV:.spv=.metal),$(basename $(notdir $(f)))=$(f))
 $(OUT)/gpu/%.o: $(OUT)/gpu/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
-GPU_OBJ := $(if $(HAVE_VULKAN)$(HAVE_METAL),$(OUT)/runtime/gpu/gpu_kernels.o $(OUT)/runtime/gpu/backend_gpu.o)
+GPU_OBJ := $(if $(HAVE_VULKAN)$(HAVE_METAL),$(OUT)/runtime/gpu/gpu_kernels.o $(OUT)/runtime/gpu/backend_gpu.o $(OUT)/runtime/gpu/gpu_selfcheck.o)
 ifeq ($(HAVE_VULKAN),1)
 GPU_OBJ += $(OUT)/runtime/gpu/vulkan.o $(OUT)/gpu/kernels_spv.o
 $(OUT)/runtime/gpu/%.o: CFLAGS += -DKT_HAVE_VULKAN $(shell pkg-config --cflags vulkan)

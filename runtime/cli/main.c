@@ -749,7 +749,10 @@ static int check_template(const options *o) {
 static int choose_backend(const options *o, kt_model *m) {
     if (o->backend == BACKEND_CPU) return 0;
 #ifdef KT_HAVE_GPU
-    const kt_backend *be = o->backend == BACKEND_AUTO ? kt_gpu_auto() : kt_gpu_open(BACKENDS[o->backend]);
+    char *note = NULL;
+    const kt_backend *be = o->backend == BACKEND_AUTO ? kt_gpu_auto(&note) : kt_gpu_open(BACKENDS[o->backend]);
+    if (note) fprintf(stderr, "%s: note: --backend auto: %s; the model runs on the CPU\n", PROG, note);
+    free(note);
     if (be) m->backend = be;
     return be || o->backend == BACKEND_AUTO ? 0 : kt_fail_context("--backend %s", BACKENDS[o->backend]);
 #else

@@ -23,6 +23,7 @@
  * work too (matmul: qmm), one submission for all its tokens.
  */
 #include "backend_gpu.h"
+#include "gpu_selfcheck.h"
 #include "error.h"
 #include "gpu_abi.h"
 #include "strbuf.h"
@@ -631,11 +632,19 @@ const kt_backend *kt_gpu_open(const char *api) {
     return h ? kt_gpu_backend(h, getenv(h->device_env)) : NULL;
 }
 
-/* lavapipe is a CPU device, which open(NULL) never picks */
-const kt_backend *kt_gpu_auto(void) {
+/* lavapipe is a CPU device, which open(NULL) never picks. A device that
+ * fails the self-check is closed again: auto never runs a model on kernels
+ * that computed differently from the CPU's. */
+const kt_backend *kt_gpu_auto(char **note) {
+    *note = NULL;
     for (const kt_gpu_host *const *h = built_hosts(); *h; h++) {
         const kt_backend *be = (*h)->present() ? kt_gpu_backend(*h, NULL) : NULL;
-        if (be) return be;
+        if (!be) continue;
+        if (kt_gpu_self_check(host, dev) == 0) return be;
+        free(*note);
+        *note = kt_xstrdup(kt_errmsg());
+        host->close(dev);
+        dev = NULL, host = NULL;
     }
     return NULL;
 }

@@ -21,9 +21,10 @@ const kt_gpu_host *kt_gpu_host_named(const char *api);
 const kt_backend *kt_gpu_open(const char *api);
 
 /* --backend auto: Metal where there is a Metal device, else a Vulkan GPU
- * (never a CPU driver such as lavapipe); else NULL
- * (the CPU). */
-const kt_backend *kt_gpu_auto(void);
+ * (never a CPU driver such as lavapipe), once the device has passed the
+ * start-up self-check (gpu_selfcheck.h); else NULL (the CPU). *NOTE
+ * (malloc'd, or NULL) says why a device that was there was not taken. */
+const kt_backend *kt_gpu_auto(char **note);
 
 /* What the backend has done with weights since the process started: bytes
  * imported from the mapped files without a copy and bytes copied (a MoE

@@ -100,14 +100,18 @@ static id<MTLDevice> choose_device(const char *want, unsigned *n) {
 static MTLCompileOptions *compile_options(void) {
     MTLCompileOptions *o = [[MTLCompileOptions alloc] init];
     o.languageVersion = MTLLanguageVersion3_1;
+    /* mathMode exists from the macOS 15 SDK on (the macos-14 runners build
+     * with the 14 SDK, which lacks it); at run time, from macOS 15 on */
+#if defined(__MAC_15_0) && __MAC_OS_X_VERSION_MAX_ALLOWED >= __MAC_15_0
     if (@available(macOS 15.0, *)) {
         o.mathMode = MTLMathModeSafe;
-    } else {
+        return o;
+    }
+#endif
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wdeprecated-declarations"
-        o.fastMathEnabled = NO;
+    o.fastMathEnabled = NO;
 #pragma clang diagnostic pop
-    }
     return o;
 }
 

@@ -25,9 +25,14 @@ check() { # name command...
         echo "FAIL $name"; sed 's/^/    /' "$out/check-$n.log" | head -n 20; f=$((f + 1)); fi
 }
 # shellcheck disable=SC2086
-check "metal.m compiles (Objective-C, against the declared Metal API)" \
+check "metal.m compiles (Objective-C, against the declared Metal API of the macOS 15 SDK)" \
     "$cc" -c -x objective-c -fobjc-runtime=gnustep-2.0 $flags -Ilib -Iruntime/gpu -Itests/gpu/metal_api \
     runtime/gpu/metal.m -o "$out/metal.o"
+# the macOS 14 SDK (the macos-14 runners) has no MTLCompileOptions.mathMode
+# shellcheck disable=SC2086
+check "metal.m compiles against the macOS 14 SDK's Metal API (no mathMode)" \
+    "$cc" -c -x objective-c -fobjc-runtime=gnustep-2.0 $flags -DKT_STUB_MACOS_SDK=140000 -Ilib -Iruntime/gpu \
+    -Itests/gpu/metal_api runtime/gpu/metal.m -o "$out/metal-sdk14.o"
 kernels=$(cd runtime/gpu/kernels && ls ./*.comp | sed 's|^\./||; s|\.comp$||' | sort | tr '\n' ' ')
 taken=$(nm "$out/metal.o" 2>/dev/null | awk '$1 == "U" && $2 ~ /^kt_msl_/ {sub(/^kt_msl_/, "", $2); print $2}' | sort | tr '\n' ' ')
 check "metal.m takes the MSL of every kernel and no other" \

@@ -22,6 +22,7 @@
 #include "model.h"
 #include "backend_gpu.h"
 #include "gpu_host.h"
+#include "gpu_selfcheck.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -502,7 +503,9 @@ static void test_ewise(kt_gpu *dev) {
     for (int op = 0; op < 2; op++) {
         for (int i = 0; i < n; i++) y[i] = uniform() * 3, a[i] = uniform();
         y[0] = -0.0f, y[1] = NAN, y[2] = 0.0f;
-        for (int i = 0; i < n; i++) want[i] = op == KT_EWISE_RELU2 ? (y[i] > 0 ? y[i] * y[i] : 0) : y[i] + a[i];
+        /* MLX's relu2: square(maximum(x, 0)), NaN propagated */
+        for (int i = 0; i < n; i++)
+            want[i] = op == KT_EWISE_RELU2 ? (y[i] > 0 || isnan(y[i]) ? y[i] * y[i] : 0) : y[i] + a[i];
         kt_gpu_ewise_args args = {.n = (uint32_t)n, .op = (uint32_t)op, .y_offset = yo, .a_offset = ao};
         const kt_gpu_buffer *bufs[] = {&Y, &A};
         rc = kt_gpu_run(HOST, dev, KT_GPU_EWISE, bufs, 2, &args, sizeof args, (uint32_t)(n + 63) / 64, 1);
@@ -665,6 +668,28 @@ static void test_missing_device(kt_gpu *dev) {
 
 /* usage: gpu-kernel-tests [vulkan|metal]  (the device: the host's variable,
  * KINTSUGI_VULKAN_DEVICE or KINTSUGI_METAL_DEVICE) */
+/* The start-up self-check of --backend auto passes on this device, and
+ * fails, naming the kernel, on a host whose results are spoiled after the
+ * fact (a stand-in for a driver that computes differently). */
+static kt_gpu_host spoiled;
+static kt_gpu_buffer *last_new;
+static int spoil_new(kt_gpu *g, size_t size, kt_gpu_buffer *out) {
+    last_new = out;
+    return HOST->buffer_new(g, size, out);
+}
+static int spoil_submit(kt_gpu *g) {
+    int rc = HOST->submit(g);
+    if (last_new && last_new->map) ((float *)last_new->map)[1] += 1.0f; /* the output: made last */
+    return rc;
+}
+static void test_self_check(kt_gpu *dev) {
+    CHECK_MSG(kt_gpu_self_check(HOST, dev) == 0, "%s", kt_errmsg());
+    spoiled = *HOST;
+    spoiled.buffer_new = spoil_new, spoiled.submit = spoil_submit;
+    CHECK(kt_gpu_self_check(&spoiled, dev) != 0 && strstr(kt_errmsg(), "qmv row 1") &&
+          strstr(kt_errmsg(), HOST->device_name(dev)));
+}
+
 int main(int argc, char **argv) {
     HOST = kt_gpu_host_named(argc > 1 ? argv[1] : "vulkan");
     kt_gpu *dev = HOST ? HOST->open(getenv(HOST->device_env)) : NULL;
@@ -688,6 +713,7 @@ int main(int argc, char **argv) {
         {"test_gpu_expert_matvec_matches_cpu", test_expert_matvec},
         {"test_gpu_weigh_equals_cpu", test_weigh},
         {"test_gpu_missing_device_is_an_error", test_missing_device},
+        {"test_gpu_self_check_of_backend_auto", test_self_check},
     };
     int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof TESTS / sizeof *TESTS; i++) {

@@ -6,6 +6,7 @@
 #include "cpu.h"
 #include "harness.h"
 #include "kernels.h"
+#include "strbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -557,4 +558,41 @@ void test_int8_rows8_matches_reference(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) CHECK(kernels_ran > 0);
 #endif
     free(xs), free(ys), free(yr), free(y1), free(y2);
+}
+
+/* Which tables this run tested and which this CPU cannot run, on one line
+ * that tests/run.sh repeats beside the final count: a table that did not run
+ * here is untested here, and says so (NEON runs under qemu on x86-64 Linux,
+ * tests/cross/neon.sh). */
+void test_kernel_tables_named(void) {
+    const kt_matvec_kernels_t *tab[6];
+    const int nt = tables(tab);
+#if defined(__x86_64__)
+    static const char *const arch[] = {"avx512-vnni", "avx512", "avx2-vnni", "avx2", NULL};
+#elif defined(__aarch64__)
+    static const char *const arch[] = {"neon-dotprod", "neon", NULL};
+#else
+    static const char *const arch[] = {NULL};
+#endif
+    strbuf ran = {0}, not_here = {0};
+    sb_puts(&ran, "scalar");
+    for (int i = 0; i < nt; i++) sb_printf(&ran, ", %s", tab[i]->name);
+    for (int a = 0; arch[a]; a++) {
+        int seen = 0;
+        for (int i = 0; i < nt; i++) seen |= !strcmp(tab[i]->name, arch[a]);
+        if (!seen) sb_printf(&not_here, "%s%s", not_here.len ? ", " : "", arch[a]);
+    }
+    printf("  kernel tables tested on this CPU: %s; not runnable here (untested on this machine): %s\n", sb_cstr(&ran),
+           not_here.len ? sb_cstr(&not_here) : "none");
+#if defined(__x86_64__)
+    /* every table the CPU's flags allow was among those tested */
+    const int want[] = {__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"),
+                        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"),
+                        __builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("avx2"),
+                        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")};
+    for (int a = 0; arch[a]; a++)
+        if (want[a]) CHECK_MSG(strstr(sb_cstr(&ran), arch[a]) != NULL, "this CPU runs %s, which was not tested", arch[a]);
+#endif
+    sb_free(&ran);
+    sb_free(&not_here);
 }

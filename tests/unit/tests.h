@@ -34,6 +34,7 @@
     X(test_fit_lowers_error_on_realistic_weights) \
     X(test_fit_tensor_matches_groups)             \
     X(test_matvec_kernels_match_reference)        \
+    X(test_kernel_tables_named)                   \
     X(test_matvec_dispatch_matches_reference)     \
     X(test_dot_and_batch_match_reference)         \
     X(test_qact_quantize)                         \

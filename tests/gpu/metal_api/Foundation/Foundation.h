@@ -9,6 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The SDK's version, as <Availability.h> states it: KT_STUB_MACOS_SDK
+ * (default 150000, the macOS 15 SDK; metal_syntax.sh also compiles against
+ * 140000, whose Metal has no mathMode). */
+#ifndef KT_STUB_MACOS_SDK
+#define KT_STUB_MACOS_SDK 150000
+#endif
+#define __MAC_14_0 140000
+#if KT_STUB_MACOS_SDK >= 150000
+#define __MAC_15_0 150000
+#endif
+#define __MAC_OS_X_VERSION_MAX_ALLOWED KT_STUB_MACOS_SDK
+
 typedef unsigned long NSUInteger;
 typedef long NSInteger;
 typedef signed char BOOL;

@@ -27,11 +27,13 @@ typedef enum : NSUInteger {
     MTLLanguageVersion3_1 = (3 << 16) + 1,
 } MTLLanguageVersion;
 
+#ifdef __MAC_15_0 /* the macOS 15 SDK on */
 typedef enum : NSInteger {
     MTLMathModeSafe = 0,
     MTLMathModeRelaxed = 1,
     MTLMathModeFast = 2,
 } MTLMathMode;
+#endif
 
 typedef enum : NSUInteger {
     MTLResourceStorageModeShared = 0 << 4,
@@ -56,7 +58,9 @@ typedef enum : NSUInteger {
 @interface MTLCompileOptions : NSObject
 @property (readwrite, nonatomic) BOOL fastMathEnabled
     __attribute__((availability(macos, introduced = 10.11, deprecated = 15.0)));
+#ifdef __MAC_15_0
 @property (readwrite, nonatomic) MTLMathMode mathMode __attribute__((availability(macos, introduced = 15.0)));
+#endif
 @property (readwrite, nonatomic) MTLLanguageVersion languageVersion;
 @end
 

@@ -94,9 +94,13 @@ static void usage(FILE *out) {
             "  --threads N           threads for the fidelity checks (default: all cores)\n"
             "  -v, --verbose         list every tensor in the table\n"
             "  -q, --quiet           print nothing but errors\n"
+
             "  -h, --help            this text\n"
             "  --version             the version\n"
             "\n"
+            "An option whose check does not run is refused: the bounds of --kld and\n"
+            "--choices need them, --allow-differs and --threads need --original,\n"
+            "--max-rel-rmse needs --allow-differs, --max-tokens needs --generate.\n"
             "Report files may not be written inside DIR or ORIG_DIR.\n"
             "exit status: 0 all checks passed (warnings allowed), 1 a check failed, 2 usage or I/O error\n",
             PROG, PROG, DEFAULT_MAX_KLD, DEFAULT_MIN_TOP1, DEFAULT_MAX_PPL_RATIO, DEFAULT_MAX_ACCURACY_DROP);

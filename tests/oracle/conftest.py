@@ -62,3 +62,24 @@ def generate_and_convert(base, *convert_options):
 def tiny(tmp_path_factory):
     """The default tiny checkpoint: M, -, * layers, two shards, A_log in f32."""
     return generate(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def hub_cache(tmp_path, src, name="nvidia/Tiny-Nemotron"):
+    """SRC laid out in TMP_PATH/cache as huggingface_hub caches NAME: refs/main
+    names a commit, its snapshot's files are links into blobs/. Returns the
+    environment that points at the cache, and the commit."""
+    import hashlib
+    import shutil
+    cache = tmp_path / "cache"
+    repo = cache / ("models--" + name.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "blobs").mkdir()
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in os.listdir(src):
+        blob = repo / "blobs" / hashlib.sha256(f.encode()).hexdigest()
+        shutil.copy(os.path.join(src, f), blob)
+        os.symlink(os.path.relpath(blob, snap), snap / f)
+    return {**os.environ, "HF_HUB_CACHE": str(cache)}, commit

@@ -227,7 +227,7 @@ def test_full_disk_during_fixup(broken, tmp_path):
     one_line_error(r.stderr, "kintsugi-fixup")
     all_json_parse(d)
     # what was not replaced is byte for byte the original; a re-run finishes the job
-    run([FIXUP, d])
+    run([FIXUP, d, "--original", src])
     assert run([VERIFY, d, "--original", src, "--quiet"], check=False).returncode == 0
     assert before != digest(d)
 
@@ -247,7 +247,7 @@ def test_sigkill_at_random_points_of_fixup(broken, tmp_path):
         for f, data in originals.items():  # a backup, when present, is the original
             if os.path.exists(os.path.join(d, f + ".orig")):
                 assert open(os.path.join(d, f + ".orig"), "rb").read() == data
-        run([FIXUP, d])
+        run([FIXUP, d, "--original", src])  # the original's tokenizer_config.json, byte for byte
         assert run([VERIFY, d, "--original", src, "--quiet"], check=False).returncode == 0
 
 

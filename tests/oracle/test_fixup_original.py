@@ -6,34 +6,15 @@ after an earlier run without the original patched the file, and verify
 mlx_lm.convert leaves with D and dt_bias in float32: repaired into what
 kintsugi-convert writes, tensor for tensor."""
 import glob
-import hashlib
 import json
 import os
-import shutil
 
 import mlx.core as mx
 import numpy as np
 
-from conftest import generate, run, tool
+from conftest import generate, hub_cache, run, tool
 
 FIXUP, VERIFY, CONVERT = tool("kintsugi-fixup"), tool("kintsugi-verify"), tool("kintsugi-convert")
-
-
-def hub_cache(tmp_path, src, name="nvidia/Tiny-Nemotron"):
-    """SRC laid out as huggingface_hub caches it."""
-    cache = tmp_path / "cache"
-    repo = cache / ("models--" + name.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "blobs").mkdir()
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
-    for f in os.listdir(src):
-        blob = repo / "blobs" / hashlib.sha256(f.encode()).hexdigest()
-        shutil.copy(os.path.join(src, f), blob)
-        os.symlink(os.path.relpath(blob, snap), snap / f)
-    return {**os.environ, "HF_HUB_CACHE": str(cache)}
 
 
 def transformers5_tokenizer_config(d):
@@ -47,7 +28,7 @@ def transformers5_tokenizer_config(d):
 def test_the_original_tokenizer_config_is_restored_whenever_it_is_found(tmp_path):
     src = generate(tmp_path / "hf")
     original = open(os.path.join(src, "tokenizer_config.json"), "rb").read()
-    env = hub_cache(tmp_path, src)
+    env, _ = hub_cache(tmp_path, src)
     mlx = str(tmp_path / "mlx")
     run([CONVERT, "nvidia/Tiny-Nemotron", mlx, "--quiet"], env=env)
     transformers5_tokenizer_config(mlx)

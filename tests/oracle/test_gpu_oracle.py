@@ -75,6 +75,11 @@ def test_what_the_backend_cannot_take_is_one_error(tmp_path):
     r = run([RUN, src, "--backend", "vulkan", "--prompt", "hi"], check=False,
             env={k: v for k, v in LAVAPIPE.items() if k != "KINTSUGI_VULKAN_DEVICE"})
     assert "lavapipe is used only when named" in one_line_error(r, "kintsugi-run", 1)
+    # a context the device cannot hold: one line, never a crash in the first token
+    r = run([RUN, src, "--backend", "vulkan", "--prompt", "hi", "--context", "16000000", "--max-tokens", "8000000",
+             "--max-reasoning-tokens", "8000000"], check=False, env=LAVAPIPE)
+    line = one_line_error(r, "kintsugi-run", 2)
+    assert "cannot allocate the state for a context of 16000000 tokens" in line and "lower --context" in line
 
 
 def test_verify_runs_the_model_under_test_on_vulkan(model, tmp_path):

@@ -205,3 +205,15 @@ def test_verify_leaves_no_report_saying_pass_when_one_cannot_be_written(tmp_path
     assert "no space left on the device" in one_line_error(r, "kintsugi-verify", 2)
     assert not report.exists()
     assert [p.name for p in tmp_path.iterdir() if "report" in p.name] == []  # no temporary file either
+
+
+def test_a_path_that_is_not_utf8_survives_json(tmp_path):
+    """--json names paths losslessly: a byte that is not UTF-8 is \\udcXX, as
+    Python's os.fsdecode spells it, so os.fsencode gives the bytes back."""
+    src = generate(tmp_path / "hf")
+    dst = os.path.join(os.fsencode(str(tmp_path)), b"out-\xff\xfe")
+    r = subprocess.run([CONVERT.encode(), src.encode(), dst, b"--json"], capture_output=True, check=True)
+    rep = json.loads(r.stdout)  # strict: the bytes are escaped, the output is UTF-8
+    r.stdout.decode("utf-8")
+    assert os.fsencode(rep["output"]) == dst
+    assert "\\udcff\\udcfe" in r.stdout.decode() and "\\u0007" not in r.stdout.decode()

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import generate, one_line_error, run, tool
+from conftest import generate, hub_cache, one_line_error, run, tool
 
 CONVERT, FIXUP, VERIFY, RUN, QUANT = (tool("kintsugi-convert"), tool("kintsugi-fixup"), tool("kintsugi-verify"),
                                       tool("kintsugi-run"), tool("kintsugi-quantize"))
@@ -208,7 +208,7 @@ def test_run_values_and_context(tmp_path):
                        (["--window", "8"], "--window and --prompt"), (["--raw", "--system", "s"], "--raw and --system")]:
         line = one_line_error(run([RUN, mlx, "--prompt", "hello", *args], check=False), "kintsugi-run", 2)
         assert text in line, (args, line)
-    assert "--tokenize and --json" in one_line_error(run([RUN, mlx, "--tokenize", "--json"], check=False, input=""),
+    assert "--json and --tokenize" in one_line_error(run([RUN, mlx, "--tokenize", "--json"], check=False, input=""),
                                                "kintsugi-run", 2)
     # a prompt longer than the context: refused before any work
     line = one_line_error(run([RUN, mlx, "--prompt", "hello " * 50, "--context", "20"], check=False), "kintsugi-run", 1)
@@ -257,19 +257,8 @@ def test_archive_with_two_models_is_refused(tmp_path):
 
 def test_hub_names_resolve_in_the_local_cache(tmp_path):
     src = generate(tmp_path / "hf")
+    env, commit = hub_cache(tmp_path, src)  # files as links into blobs/, as huggingface_hub lays them out
     cache = tmp_path / "cache"
-    repo = cache / "models--nvidia--Tiny-Nemotron"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "blobs").mkdir()
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
-    for f in os.listdir(src):  # files as links into blobs/, as huggingface_hub lays them out
-        blob = repo / "blobs" / hashlib.sha256(f.encode()).hexdigest()
-        shutil.copy(os.path.join(src, f), blob)
-        os.symlink(os.path.relpath(blob, snap), snap / f)
-    env = {**os.environ, "HF_HUB_CACHE": str(cache)}
     out = str(tmp_path / "out")
     run([CONVERT, "nvidia/Tiny-Nemotron", out, "--quiet"], env=env)
     assert "nvidia/Tiny-Nemotron" in open(os.path.join(out, "README.md")).read()

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import generate, one_line_error, run, tool
+from conftest import SANITIZED, generate, one_line_error, run, tool
 
 RUN = tool("kintsugi-run")
 
@@ -45,7 +45,8 @@ def nul_model(ckpt, tmp_path):
     inv = {i: s for s, i in vocab.items()}
     special = {a["id"] for a in tok["added_tokens"]}
     target = next(i for i in first["generated_ids"][1:] if i not in special and i in inv)
-    nul = next(s for s in vocab if [byte_decoder()[c] for c in s] == [0])
+    dec = byte_decoder()
+    nul = next(s for s in vocab if len(s) == 1 and dec.get(s) == 0)
     a, b = vocab[nul], target
     vocab[inv[b]], vocab[nul] = a, b
     d = tmp_path / "nul"
@@ -57,7 +58,7 @@ def nul_model(ckpt, tmp_path):
 
 def test_a_token_that_decodes_to_nul_is_text_like_any_other(ckpt, tmp_path):
     d, nul_id = nul_model(ckpt, tmp_path)
-    for budget in (3, 6, 40):
+    for budget in (3, 40) if SANITIZED else (3, 6, 40):  # the sanitizer pass takes a sample
         r = ours(d, "--prompt", "hello there", "--max-tokens", "4", "--max-reasoning-tokens", str(budget))
         assert nul_id in r["generated_ids"]
         assert "\x00" in r["text"], r["text"]
@@ -73,7 +74,7 @@ def test_a_token_that_decodes_to_nul_is_text_like_any_other(ckpt, tmp_path):
 
 
 def test_budgets_are_exact(ckpt):
-    for budget in (0, 1, 2, 5):
+    for budget in (0, 5) if SANITIZED else (0, 1, 2, 5):
         r = ours(ckpt, "--prompt", "hello there", "--max-tokens", "3", "--max-reasoning-tokens", str(budget))
         assert r["thinking"]
         assert r["stats"]["reasoning_tokens"] == budget or (r["stop_reason"] == "eos" and
@@ -106,7 +107,7 @@ def test_output_never_ends_inside_a_character():
 
     cut = 0
     for prompt in ("日本の首都は", "富士山について", "こんにちは"):
-        for n in (1, 2, 3, 4):
+        for n in (1, 2) if SANITIZED else (1, 2, 3, 4):
             args = ["--prompt", prompt + " /no_think", "--max-tokens", str(n)]
             r = ours(model, *args)
             b = raw(r["generated_ids"])
@@ -181,3 +182,20 @@ def test_dash_is_stdin_and_prompts_json_names_each_line(ckpt, tmp_path):
     a = json.loads(run([RUN, ckpt, "--choices", str(c), "--json", "-q"]).stdout)
     b = json.loads(run([RUN, ckpt, "--choices", "-", "--json", "-q"], input=items).stdout)
     assert a["acc"] == b["acc"] and a["items"] == b["items"] if "items" in a else a["acc"] == b["acc"]
+
+
+def test_a_tokenizer_past_the_embedding_is_refused(ckpt, tmp_path):
+    """An id the model has no row for: refused in every mode that runs the
+    model (perplexity once read past its log-probabilities), one line."""
+    d = tmp_path / "big"
+    shutil.copytree(ckpt, d)
+    cfg = json.load(open(d / "config.json"))
+    tok = json.load(open(d / "tokenizer.json"))
+    tok["added_tokens"].append({"id": cfg["vocab_size"] + 5, "content": "<past>", "single_word": False, "lstrip": False,
+                                "rstrip": False, "normalized": False, "special": True})
+    json.dump(tok, open(d / "tokenizer.json", "w"), ensure_ascii=False)
+    text = tmp_path / "t.txt"
+    text.write_text("hello <past> world\n")
+    for args in (["--prompt", "hi"], ["--perplexity", str(text)]):
+        line = one_line_error(run([RUN, str(d), *args], check=False), "kintsugi-run", 1)
+        assert "more than vocab_size" in line, line

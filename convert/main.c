@@ -7,8 +7,9 @@
  * quantized (rows in parallel) and appended to its shard, while the kernel
  * reads the next one ahead. config.json, the index, the tokenizer files and
  * the model card follow; the directory is renamed into place at the end
- * (lib/output_dir.c: with --force, only what convert makes is replaced). Exit codes: 0 done, 1 the source cannot be converted,
- * 2 usage or I/O error, 130 interrupted.
+ * (lib/output_dir.c: with --force, only what convert makes is replaced).
+ * Exit codes: 0 done, 1 the source cannot be converted, 2 usage or I/O
+ * error, 130 interrupted.
  */
 #include "affine.h"
 #include "atomic_file.h"
@@ -495,21 +496,6 @@ static char *model_name(const char *path) {
     return sb_take(&sb);
 }
 
-/* What --force did to an existing DST: the summary's second line. */
-static void report_replaced(const kt_outdir *od, const char *card, FILE *f) {
-    if (!od->replaced.n && !od->removed.n && !od->kept.n) return;
-    char *rep = kt_names_list(&od->replaced, 6), *rem = kt_names_list(&od->removed, 6),
-         *kept = kt_names_list(&od->kept, 6);
-    fprintf(f, "%s: replaced %s", od->dst, od->replaced.n ? rep : "nothing");
-    if (od->removed.n) fprintf(f, "; removed %s (stale output of an earlier run)", rem);
-    if (od->kept.n) fprintf(f, "; kept %s (not made by %s)", kept, PROG);
-    if (strcmp(card, "README.md")) fprintf(f, "; README.md is not a kintsugi card: kept, the card is %s", card);
-    fprintf(f, "\n");
-    free(rep);
-    free(rem);
-    free(kept);
-}
-
 static cJSON *names_json(const kt_names *n) {
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < n->n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(n->names[i]));
@@ -570,7 +556,9 @@ static void report(const options *o, const cv_plan *p, const cv_repairs *r, doub
                cv_recipe_active(&o->recipe) ? " (recipe)" : "", o->q.group_size, kt_quant_mode_name(o->q.mode),
                o->fit == KT_FIT_MSE ? " fit mse" : "", bpw, (double)p->source_bytes / 1e9,
                (double)p->total_size / 1e9, secs, secs > 0 ? (double)p->source_bytes / secs / 1e9 : 0);
-        report_replaced(od, card, stdout);
+        /* what --force did to an existing DST: the summary's second line */
+        kt_outdir_summary(od, strcmp(card, "README.md") ? "README.md is not a kintsugi card: kept, the card is "
+                                                          CV_CARD_BESIDE : NULL, stdout);
     }
 }
 

@@ -206,8 +206,6 @@ static void print_clean_rules(const fx_session *s) {
     }
 }
 
-static int o_quiet; /* --quiet or --json: no notes on stderr */
-
 /* Errors are returned as these, so that main prints the message only then. */
 enum { ERR_FORMAT = 101, ERR_IO = 102 };
 
@@ -259,8 +257,8 @@ static int run_dir(const options *o) {
  * that the local Hugging Face cache holds: the original that the seed's fix
  * restores tokenizer files from. NULL otherwise (malloc'd path). Only a hub
  * name is taken, never a relative path, which would depend on where the
- * command runs. */
-static char *original_from_card(const char *dir) {
+ * command runs. Named on stderr unless QUIET. */
+static char *original_from_card(const char *dir, int quiet) {
     char *path = kt_path_join(dir, "README.md"), *text = NULL, *found = NULL;
     size_t len = 0;
     int got = kt_read_file(path, &text, &len);
@@ -278,7 +276,7 @@ static char *original_from_card(const char *dir) {
         size_t n = strlen(v);
         while (n && (v[n - 1] == ' ' || v[n - 1] == '"' || v[n - 1] == '\'' || v[n - 1] == '\r')) v[--n] = 0;
         if (kt_hub_is_name(v)) found = kt_hub_resolve(v, NULL);
-        if (found && !o_quiet) fprintf(stderr, "%s: the original: %s (the card's base_model), from the local Hugging Face "
+        if (found && !quiet) fprintf(stderr, "%s: the original: %s (the card's base_model), from the local Hugging Face "
                                                "cache\n", PROG, v);
         break;
     }
@@ -302,8 +300,7 @@ int main(int argc, char **argv) {
         free(hub_dir);
         return KT_EXIT_FAILED;
     }
-    o_quiet = o.quiet || o.json;
-    if (!o.original && !o.lmstudio_mode && o.dir) o.original = hub_orig = original_from_card(o.dir);
+    if (!o.original && !o.lmstudio_mode && o.dir) o.original = hub_orig = original_from_card(o.dir, o.quiet || o.json);
     rc = o.lmstudio_mode ? fx_lmstudio(o.lmstudio, o.dry_run, o.check, o.json) : run_dir(&o);
     free(hub_dir);
     free(hub_orig);

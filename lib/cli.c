@@ -129,6 +129,7 @@ int kt_args_next(kt_args *a) {
         return KT_ARG_ERROR;
     }
     a->name = o->name;
+    if (o->id < 64) a->given |= 1ull << o->id;
     if (!o->has_value) {
         if (eq) {
             kt_usage_error(a->prog, "%s takes no value", o->name);
@@ -145,6 +146,14 @@ int kt_args_next(kt_args *a) {
         return KT_ARG_ERROR;
     }
     return o->id;
+}
+
+int kt_arg_given(const kt_args *a, int id) { return id > 0 && id < 64 && (a->given >> id & 1); }
+
+const char *kt_opt_name(const kt_opt *opts, int id) {
+    for (const kt_opt *p = opts; p->name; p++)
+        if (p->id == id) return p->name;
+    return "?";
 }
 
 /* "PROG: --name: 'value' is not WHAT (see --help)" */

@@ -35,6 +35,7 @@ typedef struct {
     char **argv;
     const kt_opt *opts; /* ended by an entry with name NULL */
     int positional_only;
+    unsigned long long given; /* bit ID: the option with id ID (< 64) was on the command line */
     const char *name;   /* the option just read, as its table spells it */
     const char *value;  /* its value, or the positional argument */
 } kt_args;
@@ -42,6 +43,11 @@ typedef struct {
 void kt_args_init(kt_args *a, const char *prog, int argc, char **argv, const kt_opt *opts);
 /* The next item. KT_ARG_ERROR has printed its usage line already. */
 int kt_args_next(kt_args *a);
+
+/* Was option ID on the command line (kt_args_next has read it)? */
+int kt_arg_given(const kt_args *a, int id);
+/* Option ID's name as OPTS spells it ("--max-tokens"). */
+const char *kt_opt_name(const kt_opt *opts, int id);
 
 /* The value readers: 0 and *OUT set, or a usage line printed and 2. */
 int kt_arg_int(const kt_args *a, long lo, long hi, int *out);

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,19 +33,6 @@ int kt_check_dir(const char *path) {
     if (!S_ISDIR(st.st_mode)) return kt_fail_io("%s: %s", path, kt_errno_text(ENOTDIR));
     if (access(path, R_OK | X_OK) != 0) return kt_fail_io("%s: %s", path, kt_errno_text(errno));
     return 0;
-}
-
-int kt_check_model_dir(const char *dir) {
-    if (kt_check_dir(dir)) return -1;
-    size_t n = strlen(dir);
-    char *cfg = malloc(n + sizeof "/config.json");
-    if (!cfg) return kt_fail_io("%s: out of memory", dir);
-    memcpy(cfg, dir, n);
-    memcpy(cfg + n, "/config.json", sizeof "/config.json");
-    struct stat st;
-    int rc = stat(cfg, &st) == 0 ? 0 : kt_fail("%s: no such file; not a model directory", cfg);
-    free(cfg);
-    return rc;
 }
 
 int kt_read_input(const char *path, char **data, size_t *len) {

@@ -16,9 +16,5 @@ int kt_check_dir(const char *path);
 /* kt_read_file, where PATH "-" is standard input (read to its end). */
 int kt_read_input(const char *path, char **data, size_t *len);
 
-/* kt_check_dir, and then DIR/config.json must exist: else -1 with the one
- * wording "DIR/config.json: no such file; not a model directory", a failed
- * check (format, exit 1) in every tool. */
-int kt_check_model_dir(const char *dir);
 
 #endif

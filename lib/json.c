@@ -509,11 +509,10 @@ char *kt_json_print(const cJSON *item, const kt_json_style *style) {
 /* ----------------------------------------------------------- strict JSON */
 
 static void strict_walk(cJSON *item, strbuf *path, cJSON *flags) {
-    for (cJSON *c = item->child; c; c = c->next) {
+    int index = 0;
+    for (cJSON *c = item->child; c; c = c->next, index++) {
         size_t mark = path->len;
         if (cJSON_IsArray(item)) {
-            int index = 0;
-            for (cJSON *p = item->child; p != c; p = p->next) index++;
             sb_printf(path, "[%d]", index);
         } else {
             sb_printf(path, "%s%s", mark ? "." : "", c->string ? c->string : "");

@@ -2,6 +2,7 @@
  * the index against them. */
 #include "model_dir.h"
 #include "error.h"
+#include "file.h"
 #include "strbuf.h"
 
 #include <dirent.h>
@@ -213,5 +214,14 @@ int kt_model_open(kt_model_files *m, const char *dir) {
     free(index_path);
     free(single_path);
     if (rc) kt_model_close(m);
+    return rc;
+}
+
+int kt_check_model_dir(const char *dir) {
+    if (kt_check_dir(dir)) return -1;
+    char *cfg = kt_path_join(dir, "config.json");
+    struct stat st;
+    int rc = stat(cfg, &st) == 0 ? 0 : kt_fail("%s: no such file; not a model directory", cfg);
+    free(cfg);
     return rc;
 }

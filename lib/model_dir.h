@@ -46,6 +46,10 @@ void kt_model_find_unlisted(kt_model_files *m);
 void kt_model_close(kt_model_files *m);
 const st_tensor *kt_model_tensor(const kt_model_files *m, size_t i);
 const st_tensor *kt_model_find(const kt_model_files *m, const char *name);
+/* kt_check_dir, and then DIR/config.json must exist: else -1 with the one
+ * wording "DIR/config.json: no such file; not a model directory", a failed
+ * check (format, exit 1) in every tool. */
+int kt_check_model_dir(const char *dir);
 /* "DIR/NAME" in a new string. */
 char *kt_path_join(const char *dir, const char *name);
 int kt_is_dir(const char *path);

@@ -38,7 +38,7 @@ static void names_free(kt_names *n) {
     memset(n, 0, sizeof *n);
 }
 
-char *kt_names_list(const kt_names *n, size_t max_shown) {
+static char *names_list(const kt_names *n, size_t max_shown) {
     strbuf sb = {0};
     size_t shown = n->n <= max_shown ? n->n : max_shown;
     for (size_t i = 0; i < shown; i++) {
@@ -212,26 +212,31 @@ static int classify(kt_outdir *o) {
     return 0;
 }
 
-/* Move the first N kept entries between DST and the temporary directory. */
-static int move_kept(kt_outdir *o, size_t n, int into_tmp) {
-    int rc = 0;
+/* The first N kept entries back from the temporary directory into DST. */
+static void move_back(kt_outdir *o, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        char *a = kt_path_join(o->dst, o->kept.names[i]), *b = kt_path_join(o->tmp, o->kept.names[i]);
-        if ((into_tmp ? rename(a, b) : rename(b, a)) != 0) {
-            if (into_tmp && !rc)
-                rc = kt_fail_io("%s: cannot keep %s in the new output: %s; nothing was replaced", o->dst,
-                                o->kept.names[i], kt_errno_text(errno));
-            if (into_tmp) {
-                free(a);
-                free(b);
-                move_kept(o, i, 0);
-                return rc;
-            }
-        }
-        free(a);
-        free(b);
+        char *in_dst = kt_path_join(o->dst, o->kept.names[i]), *in_tmp = kt_path_join(o->tmp, o->kept.names[i]);
+        rename(in_tmp, in_dst);
+        free(in_dst);
+        free(in_tmp);
     }
-    return rc;
+}
+
+/* The kept entries into the temporary directory; on a failure, the ones
+ * moved go back and nothing is replaced. */
+static int move_in(kt_outdir *o) {
+    for (size_t i = 0; i < o->kept.n; i++) {
+        char *in_dst = kt_path_join(o->dst, o->kept.names[i]), *in_tmp = kt_path_join(o->tmp, o->kept.names[i]);
+        const int rc = rename(in_dst, in_tmp), e = errno;
+        free(in_dst);
+        free(in_tmp);
+        if (rc != 0) {
+            move_back(o, i);
+            return kt_fail_io("%s: cannot keep %s in the new output: %s; nothing was replaced", o->dst,
+                              o->kept.names[i], kt_errno_text(e));
+        }
+    }
+    return 0;
 }
 
 static int write_journal(kt_outdir *o) {
@@ -250,14 +255,14 @@ int kt_outdir_commit(kt_outdir *o) {
     struct stat st;
     if (lstat(o->dst, &st) == 0) {
         if (classify(o)) return -1;
-        if (o->kept.n && (write_journal(o) || move_kept(o, o->kept.n, 1))) return -1;
+        if (o->kept.n && (write_journal(o) || move_in(o))) return -1;
         chmod(o->tmp, st.st_mode & 07777);
         strbuf sb = {0};
         sb_printf(&sb, "%s.kintsugi-old-%ld", o->dst, (long)getpid());
         old = sb_take(&sb);
         if (rename(o->dst, old) != 0) {
             int e = errno;
-            move_kept(o, o->kept.n, 0);
+            move_back(o, o->kept.n);
             free(old);
             return kt_fail_io("cannot move the existing %s aside: %s", o->dst, kt_errno_text(e));
         }
@@ -266,7 +271,7 @@ int kt_outdir_commit(kt_outdir *o) {
         int e = errno;
         if (old) {
             rename(old, o->dst);
-            move_kept(o, o->kept.n, 0);
+            move_back(o, o->kept.n);
         }
         free(old);
         return kt_fail_io("cannot rename %s to %s: %s", o->tmp, o->dst, kt_errno_text(e));
@@ -292,4 +297,16 @@ void kt_outdir_abort(kt_outdir *o) {
     names_free(&o->removed);
     names_free(&o->kept);
     memset(o, 0, sizeof *o);
+}
+
+void kt_outdir_summary(const kt_outdir *o, const char *note, FILE *f) {
+    if (!o->replaced.n && !o->removed.n && !o->kept.n) return;
+    char *rep = names_list(&o->replaced, 6), *rem = names_list(&o->removed, 6), *kept = names_list(&o->kept, 6);
+    fprintf(f, "%s: replaced %s", o->dst, o->replaced.n ? rep : "nothing");
+    if (o->removed.n) fprintf(f, "; removed %s (stale output of an earlier run)", rem);
+    if (o->kept.n) fprintf(f, "; kept %s (not made by %s)", kept, o->prog);
+    fprintf(f, "%s%s\n", note ? "; " : "", note ? note : "");
+    free(rep);
+    free(rem);
+    free(kept);
 }

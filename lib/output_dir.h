@@ -24,6 +24,7 @@
 #define KT_OUTPUT_DIR_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     char **names;
@@ -63,7 +64,8 @@ void kt_outdir_abort(kt_outdir *o);
  * model, so --force removes them. */
 int kt_outdir_stale_model_file(const char *name);
 
-/* "a, b and 3 more" for a summary line (caller frees). */
-char *kt_names_list(const kt_names *n, size_t max_shown);
+/* After a commit over an existing DST, one line on F: what was replaced,
+ * removed and kept, then NOTE (may be NULL). Nothing when DST was new. */
+void kt_outdir_summary(const kt_outdir *o, const char *note, FILE *f);
 
 #endif

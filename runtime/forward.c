@@ -75,11 +75,12 @@ static kt_work *work_new(const kt_backend *be, const kt_config *c, int max_pos) 
     w->tmp = buffer(be, (size_t)(kt_config_conv_dim(c) > max_pos + 1 ? kt_config_conv_dim(c) : max_pos + 1) * sizeof(float));
     if (!be->matmul) w->spare = buffer(be, (size_t)c->vocab * sizeof(float));
     void *bufs[] = {w->x, w->h, w->o, w->ey, w->proj, w->y, w->q, w->att, w->u, w->score, w->sel, w->wk, w->chosen, w->tmp};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        if (!bufs[i] || (!be->matmul && !w->spare)) {
-            work_free(be, w);
-            return NULL;
-        }
+    int ok = be->matmul || w->spare;
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ok &= bufs[i] != NULL;
+    if (!ok) {
+        work_free(be, w);
+        return NULL;
+    }
     return w;
 }
 

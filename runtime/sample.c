@@ -57,12 +57,17 @@ static void log_softmax(const float *logits, int n, float *lp) {
     for (int i = 0; i < n; i++) lp[i] = logits[i] - lse;
 }
 
-/* top-p, min-p, top-k on LP (-INFINITY marks a dropped token) */
+/* top-p, min-p, top-k on LP (-INFINITY marks a dropped token). One sort
+ * serves top-p and top-k: every filter drops from the small end, so the
+ * tokens left are always a suffix of the ascending order. */
 static void filter(const kt_sampler *s, float *lp, int n) {
-    if (s->top_p > 0 && s->top_p < 1.0f) {
-        cand *c = kt_xmalloc((size_t)n * sizeof *c);
+    const int top_p = s->top_p > 0 && s->top_p < 1.0f, top_k = s->top_k > 0 && s->top_k < n;
+    cand *c = top_p || top_k ? kt_xmalloc((size_t)n * sizeof *c) : NULL;
+    if (c) {
         for (int i = 0; i < n; i++) c[i] = (cand){lp[i], i};
         qsort(c, (size_t)n, sizeof *c, by_lp_asc);
+    }
+    if (top_p) {
         /* mass_above[i]: the mass of the tokens sorted after i (the larger
          * ones); the tokens dropped are those with mass_above >= p x total */
         float *above = kt_xmalloc((size_t)n * sizeof *above), acc = 0;
@@ -77,7 +82,6 @@ static void filter(const kt_sampler *s, float *lp, int n) {
         for (int i = 0; i < n; i++)
             if (lp[i] < threshold) lp[i] = -INFINITY;
         free(above);
-        free(c);
     }
     if (s->min_p > 0) {
         float best = lp[0];
@@ -87,13 +91,9 @@ static void filter(const kt_sampler *s, float *lp, int n) {
         for (int i = 0; i < n; i++)
             if (lp[i] < floor_lp) lp[i] = -INFINITY;
     }
-    if (s->top_k > 0 && s->top_k < n) {
-        cand *c = kt_xmalloc((size_t)n * sizeof *c);
-        for (int i = 0; i < n; i++) c[i] = (cand){lp[i], i};
-        qsort(c, (size_t)n, sizeof *c, by_lp_asc);
+    if (top_k)
         for (int i = 0; i < n - s->top_k; i++) lp[c[i].id] = -INFINITY;
-        free(c);
-    }
+    free(c);
 }
 
 void kt_sample_filter(const kt_sampler *s, const float *logits, int n, unsigned char *keep) {

@@ -184,15 +184,7 @@ int main(int argc, char **argv) {
         free(corpus);
         return kt_errkind() == KT_ERR_IO ? 2 : 1;
     }
-    if (!quiet && (od.replaced.n || od.removed.n || od.kept.n)) {
-        char *rep = kt_names_list(&od.replaced, 6), *kept = kt_names_list(&od.kept, 6);
-        printf("%s: replaced %s", out, od.replaced.n ? rep : "nothing");
-        if (od.removed.n) printf("; removed %zu stale file%s of an earlier run", od.removed.n, od.removed.n == 1 ? "" : "s");
-        if (od.kept.n) printf("; kept %s (not made by %s)", kept, PROG);
-        printf("\n");
-        free(rep);
-        free(kept);
-    }
+    if (!quiet) kt_outdir_summary(&od, NULL, stdout);
     kt_outdir_abort(&od);
     free(corpus);
     return 0;

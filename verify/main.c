@@ -203,9 +203,7 @@ static int parse_args(int argc, char **argv, options *o) {
     kt_args a;
     kt_args_init(&a, PROG, argc, argv, OPTIONS);
     int id, rc = 0;
-    unsigned long long given = 0;
     while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
-        if (id > 0) given |= 1ull << id;
         switch (id) {
         case KT_ARG_HELP: usage(stdout); return 0;
         case KT_ARG_VERSION: kt_print_version(PROG); return 0;
@@ -253,18 +251,14 @@ static int parse_args(int argc, char **argv, options *o) {
     /* an option whose check does not run would change nothing: refused, naming what it needs */
     static const struct {
         int id, needs;
-        const char *name, *need;
     } NEEDS[] = {
-        {O_MAX_KLD, O_KLD, "--max-kld", "--kld"}, {O_MIN_TOP1, O_KLD, "--min-top1", "--kld"},
-        {O_MAX_PPL, O_KLD, "--max-ppl-ratio", "--kld"}, {O_MAX_ACC_DROP, O_CHOICES, "--max-accuracy-drop", "--choices"},
-        {O_ALLOW_DIFFERS, O_ORIGINAL, "--allow-differs", "--original"},
-        {O_MAX_RMSE, O_ALLOW_DIFFERS, "--max-rel-rmse", "--allow-differs"},
-        {O_THREADS, O_ORIGINAL, "--threads", "--original"}, {O_MAX_TOKENS, O_GENERATE, "--max-tokens", "--generate"},
+        {O_MAX_KLD, O_KLD}, {O_MIN_TOP1, O_KLD}, {O_MAX_PPL, O_KLD}, {O_MAX_ACC_DROP, O_CHOICES},
+        {O_ALLOW_DIFFERS, O_ORIGINAL}, {O_MAX_RMSE, O_ALLOW_DIFFERS}, {O_THREADS, O_ORIGINAL}, {O_MAX_TOKENS, O_GENERATE},
     };
     for (size_t i = 0; i < sizeof NEEDS / sizeof *NEEDS; i++)
-        if ((given >> NEEDS[i].id & 1) && !(given >> NEEDS[i].needs & 1))
-            return usage_needs(NEEDS[i].name, NEEDS[i].need);
-    if ((given >> O_BACKEND & 1) && !o->v.generate && !o->v.kld_text && !o->v.choices)
+        if (kt_arg_given(&a, NEEDS[i].id) && !kt_arg_given(&a, NEEDS[i].needs))
+            return usage_needs(kt_opt_name(OPTIONS, NEEDS[i].id), kt_opt_name(OPTIONS, NEEDS[i].needs));
+    if (kt_arg_given(&a, O_BACKEND) && !o->v.generate && !o->v.kld_text && !o->v.choices)
         return usage_needs("--backend", "--generate, --kld or --choices");
     o->v.threads = kt_cap_threads(o->v.threads);
     return -1;

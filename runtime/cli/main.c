@@ -42,10 +42,8 @@ typedef struct {
     int backend;                  /* BACKEND_AUTO, _CPU, _VULKAN or _METAL */
     char *stdin_prompt;           /* --prompt -: what was read */
     int raw, json, tokenize, bos, max_tokens, max_reasoning, context, window, chat, quiet, verbose, strict_template;
-    int window_set, num_fewshot, fewshot_set, exact;
-    int seed_set;                 /* --seed given; else a seed from the clock, reported */
-    unsigned long long given;     /* bit O_x: option O_x was on the command line */
-    kt_sampler sampler;
+    int num_fewshot, exact;
+    kt_sampler sampler;           /* without --seed, a seed from the clock (reported) */
 } options;
 
 static void usage(FILE *out) {
@@ -153,17 +151,10 @@ static const struct {
     {O_QUIET, M_MODEL},
 };
 
-/* The option's name as the table spells it. */
-static const char *option_name(int id) {
-    for (const kt_opt *p = OPTIONS; p->name; p++)
-        if (p->id == id) return p->name;
-    return "?";
-}
-
 /* The modes (--prompt, --chat, --prompts, --perplexity, --choices,
  * --tokenize) exclude each other, and options of one mode are refused in
  * another, never ignored. */
-static int check_combinations(const options *o) {
+static int check_combinations(const options *o, const kt_args *a) {
     const char *mode = NULL, *modes[6] = {o->prompt ? "--prompt" : NULL, o->chat ? "--chat" : NULL,
                                           o->prompts ? "--prompts" : NULL, o->perplexity ? "--perplexity" : NULL,
                                           o->choices ? "--choices" : NULL, o->tokenize ? "--tokenize" : NULL};
@@ -175,18 +166,18 @@ static int check_combinations(const options *o) {
     }
     if (!mode) return kt_usage_error(PROG, "%s", "--prompt TEXT is required (or --chat, --tokenize, --perplexity FILE or --choices FILE)");
     for (size_t i = 0; i < sizeof APPLIES / sizeof *APPLIES; i++)
-        if ((o->given >> APPLIES[i].id & 1) && !(APPLIES[i].modes & bit))
-            return kt_usage_conflict(PROG, option_name(APPLIES[i].id), mode);
+        if (kt_arg_given(a, APPLIES[i].id) && !(APPLIES[i].modes & bit))
+            return kt_usage_conflict(PROG, kt_opt_name(OPTIONS, APPLIES[i].id), mode);
     if (o->raw && o->system) return kt_usage_conflict(PROG, "--raw", "--system");
     if (o->raw && o->strict_template) return kt_usage_conflict(PROG, "--raw", "--strict-template");
-    if (o->json && (o->given >> O_REASONING & 1)) return kt_usage_conflict(PROG, "--reasoning", "--json");
+    if (o->json && kt_arg_given(a, O_REASONING)) return kt_usage_conflict(PROG, "--reasoning", "--json");
     /* greedy decoding draws nothing: the filters and the seed would change nothing
      * (the repetition penalty applies before the choice, greedy or not, as in mlx-lm) */
     static const int draws[] = {O_TOP_K, O_TOP_P, O_MIN_P, O_SEED};
     for (size_t i = 0; i < sizeof draws / sizeof *draws; i++)
-        if ((o->given >> draws[i] & 1) && o->sampler.temperature <= 0)
+        if (kt_arg_given(a, draws[i]) && o->sampler.temperature <= 0)
             return kt_usage_error(PROG, "%s changes nothing at --temperature 0 (greedy decoding); give a "
-                                  "temperature > 0 to sample", option_name(draws[i]));
+                                  "temperature > 0 to sample", kt_opt_name(OPTIONS, draws[i]));
     return -1;
 }
 
@@ -201,7 +192,6 @@ static int parse_args(int argc, char **argv, options *o) {
     double d;
     unsigned long long seed;
     while (rc == 0 && (id = kt_args_next(&a)) != KT_ARG_END) {
-        if (id > 0) o->given |= 1ull << id;
         switch (id) {
         case KT_ARG_HELP: usage(stdout); return 0;
         case KT_ARG_VERSION: kt_print_version(PROG); return 0;
@@ -217,7 +207,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case O_MAX_REASONING: rc = kt_arg_int(&a, 0, 1 << 24, &o->max_reasoning); break;
         case O_CONTEXT: rc = kt_arg_int(&a, 2, 1 << 24, &o->context); break;
         case O_TOP_K: rc = kt_arg_int(&a, 0, 1 << 24, &o->sampler.top_k); break;
-        case O_WINDOW: rc = kt_arg_int(&a, 2, 1 << 24, &o->window), o->window_set = 1; break;
+        case O_WINDOW: rc = kt_arg_int(&a, 2, 1 << 24, &o->window); break;
         case O_TEMPERATURE:
             if (!(rc = kt_arg_double(&a, 0, 0, 1e6, 0, &d))) o->sampler.temperature = (float)d;
             break;
@@ -231,7 +221,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!(rc = kt_arg_double(&a, 0, 1, 1e6, 0, &d))) o->sampler.repetition_penalty = (float)d;
             break;
         case O_SEED:
-            if (!(rc = kt_arg_u64(&a, &seed))) o->sampler.rng = seed, o->seed_set = 1;
+            if (!(rc = kt_arg_u64(&a, &seed))) o->sampler.rng = seed;
             break;
         case O_RAW: o->raw = 1; break;
         case O_CHAT: o->chat = 1; break;
@@ -250,7 +240,7 @@ static int parse_args(int argc, char **argv, options *o) {
             rc = kt_arg_choice(&a, BACKENDS, &o->backend);
             break;
         }
-        case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot), o->fewshot_set = 1; break;
+        case O_NUM_FEWSHOT: rc = kt_arg_int(&a, 0, 1 << 20, &o->num_fewshot); break;
         case KT_ARG_POSITIONAL:
             if (o->dir) rc = kt_usage_error(PROG, "unexpected argument '%s'", a.value);
             else o->dir = a.value;
@@ -260,8 +250,8 @@ static int parse_args(int argc, char **argv, options *o) {
     if (rc) return rc;
     if (o->quiet && o->verbose) return kt_usage_conflict(PROG, "--quiet", "--verbose");
     if (!o->dir) return kt_usage_error(PROG, "%s", "MODEL_DIR is required");
-    if ((rc = check_combinations(o)) >= 0) return rc;
-    if (!o->seed_set) o->sampler.rng = kt_sample_seed();
+    if ((rc = check_combinations(o, &a)) >= 0) return rc;
+    if (!kt_arg_given(&a, O_SEED)) o->sampler.rng = kt_sample_seed();
     /* mlx-lm and transformers encode a chat-templated prompt without special
      * tokens (the template decides), a raw prompt with them */
     if (o->bos < 0) o->bos = o->raw; /* --raw never goes with --tokenize */
@@ -432,9 +422,6 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
     return rc ? 1 : 0;
 }
 
-/* Generate from PROMPT (already in the chat format unless --raw). THINK:
- * the prompt opens the reasoning. *REPLY (if not NULL) receives the generated
- * text, for the next turn of a chat. */
 /* Where a prompt of --prompts FILE came from: its line and its text, which
  * its JSON object carries. */
 typedef struct {
@@ -442,6 +429,10 @@ typedef struct {
     const char *text;
 } prompt_source;
 
+/* Generate from PROMPT (already in the chat format unless --raw). THINK:
+ * the prompt opens the reasoning. *REPLY (if not NULL) receives the generated
+ * text, for the next turn of a chat; FROM (if not NULL) names the prompt's
+ * line of --prompts. */
 static int generate_from(const options *o, const kt_model *m, const kt_tokenizer *tok, char *prompt, int think,
                          char **reply, const prompt_source *from) {
     int32_t *ids;
@@ -545,6 +536,8 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         if (rc == 0) rc = kt_stdout_check();
     }
     size_t n_gen = n_all - (size_t)n_prompt;
+    char seed[24] = ""; /* the seed that ran, so that a sampled run can be repeated */
+    if (o->sampler.temperature > 0) snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->sampler.rng);
     if (rc == 0 && o->json) {
         cJSON *root = cJSON_CreateObject();
         if (from) {
@@ -566,13 +559,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         cJSON_AddItemToObject(root, "answer", kt_json_new_string_n(answer, answer_n));
         cJSON_AddStringToObject(root, "stop_reason", stop);
         cJSON_AddBoolToObject(root, "reasoning_forced_closed", budget_closed);
-        if (o->sampler.temperature > 0) { /* the seed that ran, so that the run can be repeated */
-            char seed[24];
-            snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->sampler.rng);
-            cJSON_AddItemToObject(root, "seed", cJSON_CreateRaw(seed));
-        } else {
-            cJSON_AddNullToObject(root, "seed");
-        }
+        cJSON_AddItemToObject(root, "seed", *seed ? cJSON_CreateRaw(seed) : cJSON_CreateNull());
         free(raw);
         free(text);
         free(reasoning);
@@ -595,8 +582,7 @@ static int generate_from(const options *o, const kt_model *m, const kt_tokenizer
         fprintf(stderr, "%s: prompt %ld tokens, %.1f tok/s; generated %zu tokens (%d reasoning, %d answer), %.1f tok/s; "
             "peak RSS %.0f MiB; %s", PROG, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0, n_gen, n_reason, n_answer,
             t_gen > 0 ? n_gen / t_gen : 0, peak_rss_mib(), m->backend->name);
-        if (o->sampler.temperature > 0) fprintf(stderr, "; seed %llu", (unsigned long long)o->sampler.rng);
-        fprintf(stderr, "\n");
+        fprintf(stderr, "%s%s\n", *seed ? "; seed " : "", seed);
     }
     if (reply) {
         size_t rl;
@@ -694,15 +680,6 @@ static int prompts(const options *o, const kt_model *m, const kt_tokenizer *tok)
     return rc;
 }
 
-/* All of stdin, for --prompt - (as mlx_lm.generate reads it: as it is). */
-static char *read_stdin(void) {
-    strbuf sb = {0};
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) sb_append(&sb, buf, n);
-    sb_cstr(&sb);
-    return sb_take(&sb);
-}
 
 /* The model's own chat template: tokenizer_config.json's chat_template (a
  * string, or a list of named templates: "default"), else chat_template.jinja.
@@ -842,7 +819,16 @@ int main(int argc, char **argv) {
         free(hub_dir);
         return KT_EXIT_FAILED;
     }
-    if (o.prompt && !strcmp(o.prompt, "-")) o.prompt = o.stdin_prompt = read_stdin();
+    if (o.prompt && !strcmp(o.prompt, "-")) { /* all of stdin, as mlx_lm.generate reads it: as it is */
+        size_t len;
+        if (kt_read_input("-", &o.stdin_prompt, &len) != 1) {
+            kt_print_error(PROG);
+            free(hub_dir);
+            free(hub_ref);
+            return KT_EXIT_USAGE;
+        }
+        o.prompt = o.stdin_prompt;
+    }
     rc = run(&o);
     if (rc) kt_print_error(PROG);
     free(o.stdin_prompt);

@@ -29,10 +29,10 @@ include build/config.mk
 
 # -ffp-contract=off: no fused multiply-add unless written; quantization must be bit-exact.
 CFLAGS := -std=c11 -Wall -Wextra -Werror -ffp-contract=off $(OPT) $(PLATFORM_CFLAGS) \
-          $(OPENMP_CFLAGS) $(PKG_CFLAGS) -Ilib -Iquantize -Iruntime -Iruntime/cpu
+          $(OPENMP_CFLAGS) $(PKG_CFLAGS) -Ilib -Iquantize -Iruntime -Iruntime/cpu -Ieval
 LDLIBS := $(PKG_LIBS) $(OPENMP_LIBS) -lm
 
-LIB_SRC := $(wildcard lib/*.c) $(wildcard quantize/*.c) $(wildcard runtime/*.c) $(wildcard runtime/cpu/*.c)
+LIB_SRC := $(wildcard lib/*.c) $(wildcard quantize/*.c) $(wildcard runtime/*.c) $(wildcard runtime/cpu/*.c) $(wildcard eval/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/%.o)
 LIB_A := $(OUT)/libkintsugi.a
 
@@ -49,7 +49,7 @@ build/config.mk: scripts/bootstrap.sh scripts/configure.sh
 	@sh scripts/bootstrap.sh
 	@sh scripts/configure.sh > $@.tmp && mv $@.tmp $@
 
-$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard runtime/gpu/*.h) $(wildcard verify/*.h) $(wildcard tests/unit/*.h) build/config.mk
+$(OUT)/%.o: %.c $(wildcard lib/*.h) $(wildcard quantize/*.h) $(wildcard quantize/cli/*.h) $(wildcard convert/*.h) $(wildcard fixup/*.h) $(wildcard runtime/*.h) $(wildcard runtime/cpu/*.h) $(wildcard eval/*.h) $(wildcard runtime/gpu/*.h) $(wildcard verify/*.h) $(wildcard tests/unit/*.h) build/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -31,9 +31,15 @@ static void draw(kt_progress *p, double now) {
     bar[width] = 0;
     double secs = now - p->start;
     double bps = secs > 0 ? (double)p->done / secs : 0;
-    human_bytes((double)p->done, done, sizeof done);
-    human_bytes((double)p->total, total, sizeof total);
-    human_bytes(bps, rate, sizeof rate);
+    if (p->unit) {
+        snprintf(done, sizeof done, "%llu", (unsigned long long)p->done);
+        snprintf(total, sizeof total, "%llu %s", (unsigned long long)p->total, p->unit);
+        snprintf(rate, sizeof rate, "%.0f %s", bps, p->unit);
+    } else {
+        human_bytes((double)p->done, done, sizeof done);
+        human_bytes((double)p->total, total, sizeof total);
+        human_bytes(bps, rate, sizeof rate);
+    }
     double eta = bps > 0 ? (double)(p->total - (p->done < p->total ? p->done : p->total)) / bps : 0;
     fprintf(stderr, "\r%s [%s] %s / %s  %s/s  ETA %.0fs \033[K", p->label, bar, done, total, rate, eta);
     fflush(stderr);
@@ -41,7 +47,12 @@ static void draw(kt_progress *p, double now) {
 }
 
 void kt_progress_start(kt_progress *p, const char *label, uint64_t total, int enabled) {
+    kt_progress_start_units(p, label, NULL, total, enabled);
+}
+
+void kt_progress_start_units(kt_progress *p, const char *label, const char *unit, uint64_t total, int enabled) {
     p->label = label;
+    p->unit = unit;
     p->total = total;
     p->done = 0;
     p->start = kt_now();

@@ -12,6 +12,7 @@
 
 typedef struct {
     const char *label;
+    const char *unit;   /* counted things ("tokens"), or NULL for bytes */
     uint64_t total, done;
     double start, last_draw;
     int enabled;
@@ -20,6 +21,8 @@ typedef struct {
 /* ENABLED: the caller's wish (0 for --json/--quiet); the bar also needs a TTY. */
 void kt_progress_start(kt_progress *p, const char *label, uint64_t total, int enabled);
 void kt_progress_add(kt_progress *p, uint64_t bytes);
+/* The same bar over UNIT ("tokens"): counts and rate in that unit. */
+void kt_progress_start_units(kt_progress *p, const char *label, const char *unit, uint64_t total, int enabled);
 /* Clear the line. */
 void kt_progress_end(kt_progress *p);
 

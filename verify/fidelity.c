@@ -36,7 +36,7 @@ static void drop_pages(const void *p, size_t n) {
 }
 
 /* Row R (of the stacked tensor) of item IT in float32, after the cast. */
-static void source_row(const cv_item *it, uint64_t r, uint64_t k, float *out, void *tmp) {
+void vr_source_row(const cv_item *it, uint64_t r, uint64_t k, float *out, void *tmp) {
     const uint64_t part_rows = it->parts[0]->nelem / k;
     const st_tensor *t = it->parts[r / part_rows];
     const size_t es = kt_dtype_bits(t->dtype) / 8;
@@ -103,7 +103,7 @@ static int compare_quantized(const cv_item *it, const st_tensor *w, const st_ten
         uint8_t *tmp = kt_xmalloc((size_t)k * 4), *packed = kt_xmalloc(rb + 1), *sb = kt_xmalloc((size_t)groups * es * 2);
 #pragma omp for schedule(static)
         for (uint64_t r = 0; r < rows; r++) {
-            source_row(it, r, k, row, tmp);
+            vr_source_row(it, r, k, row, tmp);
             const uint8_t *cw = w->data + r * rb, *cs = s->data + r * groups * es, *cb = b->data + r * groups * es;
             for (int mode = 0; mode < 2; mode++) {
                 kt_quant_params p = q;
@@ -130,7 +130,7 @@ static int compare_quantized(const cv_item *it, const st_tensor *w, const st_ten
             uint8_t *tmp = kt_xmalloc((size_t)k * 4), *packed = kt_xmalloc(rb + 1), *sb = kt_xmalloc((size_t)groups * es * 2);
 #pragma omp for schedule(static)
             for (uint64_t r = 0; r < rows; r++) {
-                source_row(it, r, k, row, tmp);
+                vr_source_row(it, r, k, row, tmp);
                 stored_row(w, s, b, q, it->dtype, r, k, tmp, deq);
                 for (uint64_t j = 0; j < k; j++) {
                     double d = (double)deq[j] - row[j];
@@ -175,7 +175,7 @@ static int compare_plain(const cv_item *it, const st_tensor *t, uint64_t *differ
         uint8_t *tmp = kt_xmalloc((size_t)k * 4);
 #pragma omp for schedule(static)
         for (uint64_t r = 0; r < rows; r++) {
-            source_row(it, r, k, row, tmp);
+            vr_source_row(it, r, k, row, tmp);
             kt_row_from_f32(it->dtype, row, tmp, (size_t)k);
             if (!memcmp(tmp, t->data + r * k * es, (size_t)k * es)) {
                 for (uint64_t j = 0; j < k; j++) ref2 += (double)row[j] * row[j];
@@ -257,6 +257,13 @@ static kt_dtype cast_dtype(const kt_model_files *conv) {
     const st_tensor *t = kt_model_find(conv, "backbone.embeddings.scales");
     if (!t) t = kt_model_find(conv, "backbone.norm_f.weight");
     return t ? t->dtype : KT_BF16;
+}
+
+int vr_plan_conversion(cv_plan *plan, const kt_model_files *src, const cJSON *scfg, const kt_model_files *conv,
+                       const cJSON *ccfg) {
+    conv_quant cq = {ccfg, conv, has_layer_entries(ccfg)};
+    cv_options po = {declared(ccfg), cast_dtype(conv), UINT64_MAX, quant_from_config, &cq};
+    return cv_plan_make(plan, src, scfg, &po);
 }
 
 typedef struct {
@@ -376,11 +383,8 @@ int vr_check_fidelity(vr_report *r, const vr_options *o) {
         cJSON_Delete(scfg), cJSON_Delete(ccfg), kt_model_close(&src);
         return 0;
     }
-    kt_quant_params q = declared(ccfg);
-    conv_quant cq = {ccfg, &conv, has_layer_entries(ccfg)};
-    cv_options po = {q, cast_dtype(&conv), UINT64_MAX, quant_from_config, &cq};
     cv_plan plan;
-    if (cv_plan_make(&plan, &src, scfg, &po)) {
+    if (vr_plan_conversion(&plan, &src, scfg, &conv, ccfg)) {
         vr_add(r, G, "original", VR_FAIL, NULL, NULL, "--original %s: %s", o->original, kt_errmsg());
     } else {
         tally t = {0};
@@ -400,6 +404,7 @@ int vr_check_fidelity(vr_report *r, const vr_options *o) {
         cJSON_AddItemToObject(r->summary, "tensors_compared", kt_json_new_int((long long)t.tensors));
         cJSON_AddItemToObject(r->summary, "tensors_differing", kt_json_new_int((long long)t.differs));
         cJSON_AddItemToObject(r->summary, "tensors_fitted", kt_json_new_int((long long)t.fitted));
+        r->rtn_identical = !t.differs && !t.fitted;
         cJSON *fig = cJSON_CreateObject();
         cJSON_AddStringToObject(fig, "rounding", rounding);
         /* with --allow-differs, tensors within the bound make this a warning */

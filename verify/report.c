@@ -66,6 +66,7 @@ cJSON *vr_to_json(const vr_report *r) {
     for (int s = VR_PASS; s <= VR_SKIP; s++)
         cJSON_AddItemToObject(counts, vr_status_name((vr_status)s), kt_json_new_int((long long)vr_count(r, (vr_status)s)));
     cJSON_AddItemToObject(root, "summary", r->summary ? cJSON_Duplicate(r->summary, 1) : cJSON_CreateObject());
+    if (r->quality) cJSON_AddItemToObject(root, "quality", cJSON_Duplicate(r->quality, 1));
     cJSON *arr = cJSON_AddArrayToObject(root, "checks");
     for (size_t i = 0; i < r->n; i++) {
         const vr_check *c = &r->checks[i];
@@ -160,5 +161,6 @@ void vr_free(vr_report *r) {
     }
     free(r->checks);
     cJSON_Delete(r->summary);
+    cJSON_Delete(r->quality);
     memset(r, 0, sizeof *r);
 }

@@ -29,6 +29,8 @@ typedef struct {
     size_t n;
     cJSON *summary; /* figures about the whole model (rounding semantics, sizes) */
     int original_checkpoint; /* DIR is unquantized: checked as a source, not a conversion */
+    int rtn_identical;       /* fidelity found every tensor as RTN from the original makes it */
+    cJSON *quality;          /* the card's quality rows (quality_card.c), or NULL */
 } vr_report;
 
 /* Append a check; FIX may be NULL; FIGURES (owned by the report) may be NULL. */

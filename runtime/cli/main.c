@@ -93,8 +93,13 @@ static void usage(FILE *out) {
             "  --exact                  float32 activations for quantized weights (the default\n"
             "                           for --perplexity and --choices; generation uses 8-bit\n"
             "                           integer activations unless KT_ACTIVATIONS=f32)\n"
-            "  --perplexity FILE        token and word perplexity of FILE, in windows of\n"
-            "  --window N               N tokens (default 512), each from a fresh state\n"
+            "  --perplexity FILE        word and byte perplexity and bits per byte of FILE as\n"
+            "                           lm-evaluation-harness measures them (rolling windows,\n"
+            "                           each document on its own): a text is one document;\n"
+            "                           NAME.jsonl holds one per line, {\"text\": ...} or a\n"
+            "                           WikiText {\"page\": ...} (lm-eval's wikitext task)\n"
+            "  --window N               tokens a window reads (default: the model's\n"
+            "                           max_position_embeddings, lm-eval's max_length)\n"
             "  --kld-against DIR        with --perplexity: mean KL divergence, top-1 agreement\n"
             "                           and perplexity ratio against the model in DIR\n"
             "  --choices FILE           multiple-choice accuracy (acc, acc_norm) on the JSON Lines\n"
@@ -184,7 +189,7 @@ static int check_combinations(const options *o, const kt_args *a) {
 static int parse_args(int argc, char **argv, options *o) {
     static const char *const reasoning[] = {"show", "hide", "separate", NULL};
     memset(o, 0, sizeof *o);
-    o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1, o->window = 512;
+    o->max_tokens = 256, o->max_reasoning = 512, o->context = 4096, o->reasoning = "show", o->bos = -1, o->window = 0;
     o->sampler = (kt_sampler){0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
     kt_args a;
     kt_args_init(&a, PROG, argc, argv, OPTIONS);
@@ -393,31 +398,40 @@ static int perplexity(const options *o, const kt_model *m, const kt_tokenizer *t
         if (got == 0) kt_fail_io("cannot open %s", o->perplexity);
         return 2;
     }
+    kt_documents docs;
+    int rc = kt_documents_parse(&docs, o->perplexity, text, text_len);
+    free(text);
+    if (rc) return 1;
     kt_model ref;
     int have_ref = 0;
     if (o->kld_against) {
         if (kt_model_load(&ref, o->kld_against)) {
-            free(text);
+            kt_documents_free(&docs);
             return 1;
         }
         have_ref = 1;
     }
     kt_ppl_result r;
+    /* lm-eval's max_length for a Hugging Face model: max_position_embeddings */
+    const int window = o->window ? o->window : m->cfg.max_positions;
+    kt_ppl_options po = {window, o->json, !o->json && !o->quiet, "perplexity"};
     double t0 = kt_now();
-    int rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, text, text_len, o->window, o->json, &r);
+    rc = kt_perplexity(m, have_ref ? &ref : NULL, tok, &docs, &po, &r);
     double secs = kt_now() - t0;
     if (rc == 0 && o->json) {
         print_figures(kt_ppl_to_json(&r, have_ref), secs);
     } else if (rc == 0) {
-        printf("%ld tokens in %ld windows of %d: token perplexity %.4f, word perplexity %.4f (%ld words)\n", r.tokens,
-               r.windows, o->window, r.token_ppl, r.word_ppl, r.words);
+        printf("%ld tokens of %ld document%s in %ld windows of up to %d: word perplexity %.4f (%ld words), byte "
+               "perplexity %.4f, bits per byte %.4f, token perplexity %.4f\n",
+               r.tokens, r.documents, r.documents == 1 ? "" : "s", r.windows, window, r.word_ppl, r.words, r.byte_ppl,
+               r.bits_per_byte, r.token_ppl);
         if (have_ref)
             printf("against %s: mean KL divergence %.6f (max %.4f), top-1 agreement %.2f%%, perplexity ratio %.4f\n",
                    o->kld_against, r.kld_mean, r.kld_max, 100 * r.top1_agreement, r.ppl_ratio);
     }
     if (rc == 0) kt_ppl_free(&r);
     if (have_ref) kt_model_free(&ref);
-    free(text);
+    kt_documents_free(&docs);
     if (rc == 0 && kt_stdout_check()) return 2;
     return rc ? 1 : 0;
 }

@@ -16,7 +16,7 @@ else
 fi
 FLAGS="-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -ffp-contract=off
        -D_DEFAULT_SOURCE -DKT_NO_JIT -DCV_ARCHIVE_BLOCK=16384 -Wno-unknown-pragmas $(pkg-config --cflags libcjson libarchive libpcre2-8)
-       -Ilib -Iquantize -Iruntime -Iruntime/cpu -Iconvert"
+       -Ilib -Iquantize -Iruntime -Iruntime/cpu -Ieval -Iconvert"
 LIBS="$(pkg-config --libs libcjson libarchive libpcre2-8 zlib) -lm"
 LIB_SRC="lib/*.c"
 targets=${*:-"safetensors json tokenizer chat archive config model choices"}
@@ -25,7 +25,7 @@ extra_for() {
     tokenizer|chat) echo "runtime/tokenizer.c runtime/chat.c" ;;
     archive) echo "convert/archive_source.c convert/source.c" ;;
     model) echo "runtime/model.c runtime/cpu/*.c quantize/*.c" ;;
-    choices) echo "runtime/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
+    choices) echo "eval/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
     *) echo "" ;;
     esac
 }

@@ -1,4 +1,4 @@
-/* fuzz_choices.c - multiple-choice items files (runtime/choices.c's reader).
+/* fuzz_choices.c - multiple-choice items files (eval/choices.c's reader).
  * Whatever it accepts must be what the scorer relies on: at least two
  * choices, none empty, the answer one of them, a context and a continuation
  * per choice, lines in increasing order. */

@@ -98,31 +98,24 @@ PPL_TEXT = ("日本の首都は東京です。今日はいい天気ですね！\
             "def f(x):\n    return x ** 2\n\n明日も晴れるでしょうか？ Yes, I think so.\n") * 3
 
 
-def mlx_nll(path, ids, window, bos=1):
-    from mlx_lm import load
-    model, _ = load(path)
-    model.set_dtype(mx.float32)
-    total = 0.0
-    for w0 in range(0, len(ids), window):
-        chunk = ids[w0:w0 + window]
-        inp = [bos] + chunk[:-1]
-        logits = model(mx.array([inp]))[0]
-        lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        total -= float(mx.sum(lp[mx.arange(len(chunk)), mx.array(chunk)]).item())
-    return total
-
-
 def mlx_token_logprobs(path, ids, window, bos=1):
+    """Each token's log-probability from mlx-lm in float32, over
+    lm-evaluation-harness's rolling windows (its own window functions)."""
+    from lm_eval import utils
     from mlx_lm import load
     model, _ = load(path)
     model.set_dtype(mx.float32)
     out = []
-    for w0 in range(0, len(ids), window):
-        chunk = ids[w0:w0 + window]
-        logits = model(mx.array([[bos] + chunk[:-1]]))[0]
+    for a, b in map(utils.make_disjoint_window, utils.get_rolling_token_windows(ids, bos, window, 1)):
+        inp = (a + b)[-(window + 1):][:-1]
+        logits = model(mx.array([inp]))[0][-len(b):]
         lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        out.extend(lp[mx.arange(len(chunk)), mx.array(chunk)].tolist())
+        out.extend(lp[mx.arange(len(b)), mx.array(b)].tolist())
     return out
+
+
+def mlx_nll(path, ids, window, bos=1):
+    return -sum(mlx_token_logprobs(path, ids, window, bos))
 
 
 @pytest.mark.parametrize("window", [100, 64, 7])

@@ -12,8 +12,12 @@
  *                                              {"penalized": logits after the penalty, "keep": 0/1 per id}
  *   testtool tokenize TOKENIZER_JSON TEXTS     TEXTS: a JSON list of strings; prints a JSON list
  *                                              of {"ids": [...], "ids_bos": [...], "decoded": "..."}
+ *   testtool detokenize FILE.jsonl             {"text": ...} per line; prints the JSON list of
+ *                                              kt_wikitext_detokenize of each
  */
+#include "documents.h"
 #include "error.h"
+#include "file.h"
 #include "json.h"
 #include "backend.h"
 #include "model.h"
@@ -234,12 +238,36 @@ static int forward(int argc, char **argv, int batch) {
     return rc ? 1 : 0;
 }
 
+static int detokenize(char **argv) {
+    char *text;
+    size_t len;
+    kt_documents d;
+    if (kt_read_file(argv[2], &text, &len) != 1 || kt_documents_parse(&d, argv[2], text, len)) {
+        kt_print_error("testtool");
+        return 1;
+    }
+    cJSON *out = cJSON_CreateArray();
+    for (size_t i = 0; i < d.n; i++) {
+        size_t n;
+        char *t = kt_wikitext_detokenize(d.doc[i].text, d.doc[i].len, &n);
+        cJSON_AddItemToArray(out, kt_json_new_string_n(t, n));
+        free(t);
+    }
+    char *s = kt_json_print(out, &KT_JSON_COMPACT_SORTED);
+    puts(s);
+    free(s), free(text);
+    cJSON_Delete(out);
+    kt_documents_free(&d);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "json-print")) return json_print(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "st-rewrite")) return st_rewrite(argv);
     if (argc == 4 && !strcmp(argv[1], "tokenize")) return tokenize(argv);
     if (argc >= 4 && !strcmp(argv[1], "ewise")) return ewise(argc, argv);
     if (argc == 3 && !strcmp(argv[1], "sample")) return sample_cases(argv);
+    if (argc == 3 && !strcmp(argv[1], "detokenize")) return detokenize(argv);
     if (argc >= 4 && !strcmp(argv[1], "logits")) return forward(argc, argv, 0);
     if (argc >= 4 && !strcmp(argv[1], "prefill")) return forward(argc, argv, 1);
     if (argc >= 4 && !strcmp(argv[1], "every")) return forward(argc, argv, 2);

@@ -11,7 +11,7 @@
 #      release tools and again with the sanitizer build (these include the
 #      fault injection and resource-bound tests, tests/oracle/test_faults.py)
 #   5. the tools' main paths under valgrind (Linux)
-#   6. a short fuzz pass: every libFuzzer target for 20 seconds (the
+#   6. a short fuzz pass: every libFuzzer target for 15 seconds (the
 #      seeds and what they reach; `make fuzz` runs ten minutes per target)
 #
 # An oracle that cannot be installed or run counts as a failure, never a skip.
@@ -157,8 +157,8 @@ fi
 if [ "$(uname -s)" = Linux ]; then
     suite "valgrind: the tools' main paths" sh tests/valgrind.sh
 fi
-suite "fuzz, short pass (${KT_FUZZ_SECONDS:-20} s per target, two at a time)" \
-    sh tests/fuzz/run.sh --seconds "${KT_FUZZ_SECONDS:-20}"
+suite "fuzz, short pass (${KT_FUZZ_SECONDS:-15} s per target, two at a time)" \
+    sh tests/fuzz/run.sh --seconds "${KT_FUZZ_SECONDS:-15}"
 
 [ -n "$TABLES" ] && echo "$TABLES"
 if [ -n "$SKIPPED" ]; then

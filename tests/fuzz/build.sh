@@ -25,7 +25,7 @@ extra_for() {
     tokenizer|chat) echo "runtime/tokenizer.c runtime/chat.c" ;;
     archive) echo "convert/archive_source.c convert/source.c" ;;
     model) echo "runtime/model.c runtime/cpu/*.c quantize/*.c" ;;
-    choices) echo "eval/choices.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
+    choices) echo "eval/choices.c eval/documents.c runtime/forward.c runtime/model.c runtime/tokenizer.c runtime/cpu/*.c quantize/*.c" ;;
     *) echo "" ;;
     esac
 }

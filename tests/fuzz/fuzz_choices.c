@@ -1,14 +1,31 @@
-/* fuzz_choices.c - multiple-choice items files (eval/choices.c's reader).
- * Whatever it accepts must be what the scorer relies on: at least two
- * choices, none empty, the answer one of them, a context and a continuation
- * per choice, lines in increasing order. */
+/* fuzz_choices.c - the evaluation's input files: multiple-choice items
+ * (eval/choices.c's reader) and perplexity documents (eval/documents.c: JSON
+ * Lines of WikiText pages, through the detokenizer, and plain text).
+ * Whatever the items reader accepts must be what the scorer relies on: at
+ * least two choices, none empty, the answer one of them, a context and a
+ * continuation per choice, lines in increasing order. Accepted documents
+ * carry a text and word and byte counts that fit what was read. */
 #include "choices.h"
+#include "documents.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+static void documents(const uint8_t *data, size_t size, const char *name) {
+    kt_documents d;
+    if (kt_documents_parse(&d, name, (const char *)data, size)) return;
+    for (size_t i = 0; i < d.n; i++) {
+        const kt_document *doc = &d.doc[i];
+        if (!doc->text || doc->words < 1 || doc->bytes < 0 || (size_t)doc->bytes > size || strlen(doc->text) > doc->len)
+            abort();
+    }
+    kt_documents_free(&d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    documents(data, size, "pages.jsonl");
+    documents(data, size, "text.txt");
     kt_mc_set set;
     if (kt_mc_parse((const char *)data, size, "items.jsonl", &set)) return 0;
     long line = 0;

@@ -149,7 +149,8 @@ def q4(tmp_path_factory):
     return str(out)
 
 
-@pytest.mark.parametrize("max_length", [pytest.param(131072, marks=pytest.mark.figures), 48])
+@pytest.mark.figures
+@pytest.mark.parametrize("max_length", [131072, 48])
 def test_wikitext_perplexity_equals_lm_eval(q4, tmp_path, max_length):
     """lm-eval's wikitext task (detokenizer, word and byte counts on the raw
     page, rolling windows) on local pages: the original and its 4-bit

@@ -1,5 +1,6 @@
 /* choices.c - see choices.h. */
 #include "choices.h"
+#include "progress.h"
 #include "error.h"
 #include "file.h"
 #include "strbuf.h"
@@ -254,7 +255,7 @@ static long utf8_chars(const char *s) {
 }
 
 int kt_mc_eval(const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set, int num_fewshot, int max_context,
-               kt_mc_result *r) {
+               const char *progress, kt_mc_result *r) {
     memset(r, 0, sizeof *r);
     if (num_fewshot < 0 || num_fewshot >= set->n)
         return kt_fail("%s: %d few-shot examples leave no item to score (%d items)", set->path, num_fewshot, set->n);
@@ -275,6 +276,8 @@ int kt_mc_eval(const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set,
     r->pick_norm = kt_xcalloc((size_t)r->scored, sizeof *r->pick_norm);
     int hits = 0, hits_norm = 0, rc = 0;
     double *ll = r->ll;
+    kt_progress bar;
+    kt_progress_start_units(&bar, progress ? progress : "", "items", (uint64_t)r->scored, progress != NULL);
     for (int i = num_fewshot, k = 0; i < set->n && rc == 0; i++, k++) {
         const kt_mc_item *it = &set->items[i];
         rc = score_item(m, tok, set, it, sb_cstr(&prefix), max_context, ll);
@@ -289,7 +292,9 @@ int kt_mc_eval(const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set,
         hits += best == it->answer;
         hits_norm += best_norm == it->answer;
         ll += it->n_choices;
+        kt_progress_add(&bar, 1);
     }
+    kt_progress_end(&bar);
     sb_free(&prefix);
     if (rc) {
         kt_mc_result_free(r);

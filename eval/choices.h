@@ -63,9 +63,10 @@ void kt_mc_free(kt_mc_set *set);
 
 /* Score every item past the first NUM_FEWSHOT. An item whose context and
  * continuation need more than MAX_CONTEXT positions is an error naming its
- * line. 0 or -1 (kt_errmsg). */
+ * line. PROGRESS: a label for a bar on a terminal (items done, items per
+ * second, time left), or NULL. 0 or -1 (kt_errmsg). */
 int kt_mc_eval(const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set, int num_fewshot, int max_context,
-               kt_mc_result *r);
+               const char *progress, kt_mc_result *r);
 void kt_mc_result_free(kt_mc_result *r);
 
 /* {"format", "items", "num_fewshot", "acc", "acc_stderr", "acc_norm",

@@ -123,7 +123,9 @@ suite "oracle environment (.venv from tests/oracle/requirements.txt)" setup_venv
 # run checks the figures on everything.
 oracles() {
     xml=$(mktemp)
+    base=$(mktemp -d)
     if [ "${3:-0}" = 1 ]; then set -- "$1" "$2" 1 -m "not figures"; else set -- "$1" "$2" 0; fi
+    set -- "$@" --basetemp="$base/pytest"
     # the Vulkan oracle runs Linux's Mesa lavapipe: on macOS it is not part of
     # the run (the Metal suite above tests the GPU kernels there)
     if [ "$(uname -s)" = Darwin ]; then set -- "$@" --ignore=test_gpu_oracle.py; fi
@@ -141,14 +143,36 @@ t = sum(int(s.get("tests", 0)) for s in suites)
 bad = sum(int(s.get(k, 0)) for s in suites for k in ("failures", "errors", "skipped"))
 print(f"{t - bad} passed, {bad} failed")
 PY
-    rm -f "$xml"
+    rm -rf "$xml" "$base"
     return $rc
 }
+# The two oracle passes run at once: most of their time goes to the Python
+# peers, one thread each, so on two cores they overlap well. Each has its own
+# log and pytest directory; their results are printed one after the other.
 if [ -x "$VENV/bin/python" ]; then
-    suite "oracle tests (mlx, mlx-lm, safetensors, tokenizers, transformers)" \
-        oracles "$ROOT/bin" "$ROOT/build/release/tests/testtool"
-    suite "oracle tests with the ASan+UBSan tools" \
-        oracles "$ROOT/build/asan/bin" "$ROOT/build/asan/tests/testtool" 1
+    t0=$(date +%s)
+    log1=$(mktemp) log2=$(mktemp)
+    oracles "$ROOT/bin" "$ROOT/build/release/tests/testtool" 0 > "$log1" 2>&1 &
+    pid1=$!
+    oracles "$ROOT/build/asan/bin" "$ROOT/build/asan/tests/testtool" 1 > "$log2" 2>&1 &
+    pid2=$!
+    wait "$pid1"
+    rc1=$?
+    wait "$pid2"
+    rc2=$?
+    secs=$(($(date +%s) - t0))
+    for k in 1 2; do
+        if [ $k = 1 ]; then
+            name="oracle tests (mlx, mlx-lm, lm-eval, safetensors, tokenizers, transformers)" rc=$rc1 src=$log1
+        else
+            name="oracle tests with the ASan+UBSan tools" rc=$rc2 src=$log2
+        fi
+        echo "== $name"
+        cp "$src" "$LOG"
+        grep -v '^ok ' "$LOG" | grep -v -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 60
+        tally "$name (both passes together: $secs s)" "$rc"
+    done
+    rm -f "$log1" "$log2"
 else
     FAILED=$((FAILED + 1))
     echo "== oracle tests: cannot run, no virtual environment"

@@ -183,6 +183,80 @@ static void add_figures(cJSON *fig, const char *prefix, const kt_ppl_result *p) 
     }
 }
 
+/* The gate on the conversion's figures P and its reference's Q (the same
+ * text, windows and tokens; Q is P when the conversion is the reference). */
+static void judge_kld(vr_report *r, const vr_options *o, const char *backend, int window, const kt_ppl_result *p,
+                      const kt_ppl_result *q, int identical) {
+    cJSON *fig = kt_ppl_to_json(p, 1);
+    cJSON_AddStringToObject(fig, "activations", "f32");
+    cJSON_AddStringToObject(fig, "backend", backend);
+    cJSON_AddItemToObject(fig, "window", kt_json_new_int(window));
+    add_figures(fig, "reference_rtn_", q);
+    cJSON_AddBoolToObject(fig, "identical_to_reference", identical);
+    /* relative to the reference: the judgement, each figure a mean over
+     * the same tokens, so the differences are paired token by token */
+    const long n = p->tokens;
+    double *d = kt_xmalloc((size_t)(n + 1) * sizeof *d);
+    gate_figure g[3] = {{"mean KL", ratio(p->kld_mean, q->kld_mean, 1e-3), o->max_kld_ratio, 0},
+                        {"top-1 disagreement", ratio(1 - p->top1_agreement, 1 - q->top1_agreement, 1e-3),
+                         o->max_disagreement_ratio, 0},
+                        {"perplexity", p->token_ppl / q->token_ppl, o->max_ppl_ratio, 0}};
+    if (!identical) {
+        for (long i = 0; i < n; i++) d[i] = p->kld[i] - q->kld[i];
+        g[0].z = paired_z(d, n);
+        for (long i = 0; i < n; i++) d[i] = (double)q->agree[i] - (double)p->agree[i];
+        g[1].z = paired_z(d, n);
+        for (long i = 0; i < n; i++) d[i] = q->logprob[i] - p->logprob[i];
+        g[2].z = paired_z(d, n);
+    }
+    free(d);
+    /* the floor: divergence as a share of what the original itself
+     * finds uncertain in the text (its mean NLL per token) */
+    const double rel = p->kld_mean / (p->ref_nll / (double)p->tokens);
+    static const char *const keys[3][3] = {{"kld_ratio", "kld_ratio_z", "max_kld_ratio"},
+                                           {"disagreement_ratio", "disagreement_ratio_z", "max_disagreement_ratio"},
+                                           {"perplexity_vs_reference", "perplexity_vs_reference_z", "max_ppl_ratio"}};
+    vr_status st = VR_PASS;
+    strbuf why = {0};
+    for (int i = 0; i < 3; i++) {
+        cJSON_AddItemToObject(fig, keys[i][0], kt_json_new_float(g[i].ratio));
+        cJSON_AddItemToObject(fig, keys[i][1], kt_json_new_float(g[i].z));
+        cJSON_AddItemToObject(fig, keys[i][2], kt_json_new_float(g[i].bound));
+        const vr_status s1 = judge(&g[i]);
+        if (s1 == VR_PASS) continue;
+        sb_printf(&why, "; %s %.2fx the reference's (max %.2fx)%s", g[i].what, g[i].ratio, g[i].bound,
+                  s1 == VR_FAIL ? "" : ", not surely worse on a text this short");
+        if (s1 == VR_FAIL || st == VR_PASS) st = s1;
+    }
+    cJSON_AddItemToObject(fig, "relative_kld", kt_json_new_float(rel));
+    cJSON_AddItemToObject(fig, "max_relative_kld", kt_json_new_float(o->max_relative_kld));
+    if (rel > o->max_relative_kld) {
+        sb_printf(&why, "; mean KL %.3f is %.3f of the original's %.3f nats per token (max %.3f): the model is "
+                        "broken on this text", p->kld_mean, rel, p->ref_nll / (double)p->tokens, o->max_relative_kld);
+        st = VR_FAIL;
+    }
+    if (o->max_kld >= 0 && p->kld_mean > o->max_kld) {
+        sb_printf(&why, "; mean KL %.4f (max %.4f)", p->kld_mean, o->max_kld);
+        st = VR_FAIL;
+    }
+    if (o->min_top1 >= 0 && p->top1_agreement < o->min_top1) {
+        sb_printf(&why, "; top-1 agreement %.3f (min %.3f)", p->top1_agreement, o->min_top1);
+        st = VR_FAIL;
+    }
+    char detail[160];
+    snprintf(detail, sizeof detail, "%ld document%s, %ld tokens, windows of %d", p->documents,
+             p->documents == 1 ? "" : "s", p->tokens, window);
+    vr_quality_row(r, "Word perplexity", "perplexity", p->ref_word_ppl, p->word_ppl, q->word_ppl, o->kld_text, detail);
+    char against[96];
+    if (!identical) snprintf(against, sizeof against, "RTN reference: KL %.4f, top-1 %.3f", q->kld_mean, q->top1_agreement);
+    else snprintf(against, sizeof against, "identical to the RTN reference");
+    vr_add(r, G, "kld", st, NULL, fig,
+           "%ld tokens: mean KL %.4f (%.2fx the reference), top-1 agreement %.3f, perplexity %.3fx the "
+           "reference's (%s)%s",
+           p->tokens, p->kld_mean, g[0].ratio, p->top1_agreement, g[2].ratio, against, why.len ? sb_cstr(&why) : "");
+    sb_free(&why);
+}
+
 static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok, reference *rf) {
     kt_model orig;
     char *text = NULL;
@@ -205,84 +279,19 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         return;
     }
     const kt_model *refm = reference_of(rf, r, o);
+    const int window = o->window ? o->window : m->cfg.max_positions;
+    const kt_ppl_options mine = {window, 1, o->progress, "kld: the conversion"},
+                         theirs = {window, 1, o->progress, "kld: the RTN reference"};
     kt_ppl_result p, q;
-    kt_ppl_options po = {o->window ? o->window : m->cfg.max_positions, 1, o->progress, "kld: the conversion"};
     if (rf->failed) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the reference conversion: %s", rf->why);
-    } else if (kt_perplexity(m, &orig, tok, &docs, &po, &p)) {
+    } else if (kt_perplexity(m, &orig, tok, &docs, &mine, &p)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s: %s", o->kld_text, kt_errmsg());
-    } else if (refm && (po.label = "kld: the RTN reference", kt_perplexity(refm, &orig, tok, &docs, &po, &q))) {
+    } else if (refm && kt_perplexity(refm, &orig, tok, &docs, &theirs, &q)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the reference conversion on %s: %s", o->kld_text, kt_errmsg());
+        kt_ppl_free(&p);
     } else {
-        if (!refm) q = p; /* bit for bit the reference */
-        cJSON *fig = kt_ppl_to_json(&p, 1);
-        cJSON_AddStringToObject(fig, "activations", "f32");
-        cJSON_AddStringToObject(fig, "backend", m->backend->name);
-        cJSON_AddItemToObject(fig, "window", kt_json_new_int(po.window));
-        add_figures(fig, "reference_rtn_", &q);
-        cJSON_AddBoolToObject(fig, "identical_to_reference", !refm);
-        /* relative to the reference: the judgement, each figure a mean over
-         * the same tokens, so the differences are paired token by token */
-        const long n = p.tokens;
-        double *d = kt_xmalloc((size_t)(n + 1) * sizeof *d);
-        gate_figure g[3] = {{"mean KL", ratio(p.kld_mean, q.kld_mean, 1e-3), o->max_kld_ratio, 0},
-                            {"top-1 disagreement", ratio(1 - p.top1_agreement, 1 - q.top1_agreement, 1e-3),
-                             o->max_disagreement_ratio, 0},
-                            {"perplexity", p.token_ppl / q.token_ppl, o->max_ppl_ratio, 0}};
-        if (refm) {
-            for (long i = 0; i < n; i++) d[i] = p.kld[i] - q.kld[i];
-            g[0].z = paired_z(d, n);
-            for (long i = 0; i < n; i++) d[i] = (double)q.agree[i] - (double)p.agree[i];
-            g[1].z = paired_z(d, n);
-            for (long i = 0; i < n; i++) d[i] = q.logprob[i] - p.logprob[i];
-            g[2].z = paired_z(d, n);
-        }
-        free(d);
-        /* the floor: divergence as a share of what the original itself
-         * finds uncertain in the text (its mean NLL per token) */
-        const double rel = p.kld_mean / (p.ref_nll / (double)p.tokens);
-        static const char *const keys[3][3] = {{"kld_ratio", "kld_ratio_z", "max_kld_ratio"},
-                                               {"disagreement_ratio", "disagreement_ratio_z", "max_disagreement_ratio"},
-                                               {"perplexity_vs_reference", "perplexity_vs_reference_z", "max_ppl_ratio"}};
-        vr_status st = VR_PASS;
-        strbuf why = {0};
-        for (int i = 0; i < 3; i++) {
-            cJSON_AddItemToObject(fig, keys[i][0], kt_json_new_float(g[i].ratio));
-            cJSON_AddItemToObject(fig, keys[i][1], kt_json_new_float(g[i].z));
-            cJSON_AddItemToObject(fig, keys[i][2], kt_json_new_float(g[i].bound));
-            const vr_status s1 = judge(&g[i]);
-            if (s1 == VR_PASS) continue;
-            sb_printf(&why, "; %s %.2fx the reference's (max %.2fx)%s", g[i].what, g[i].ratio, g[i].bound,
-                      s1 == VR_FAIL ? "" : ", not surely worse on a text this short");
-            if (s1 == VR_FAIL || st == VR_PASS) st = s1;
-        }
-        cJSON_AddItemToObject(fig, "relative_kld", kt_json_new_float(rel));
-        cJSON_AddItemToObject(fig, "max_relative_kld", kt_json_new_float(o->max_relative_kld));
-        if (rel > o->max_relative_kld) {
-            sb_printf(&why, "; mean KL %.3f is %.3f of the original's %.3f nats per token (max %.3f): the model is "
-                            "broken on this text", p.kld_mean, rel, p.ref_nll / (double)p.tokens, o->max_relative_kld);
-            st = VR_FAIL;
-        }
-        if (o->max_kld >= 0 && p.kld_mean > o->max_kld) {
-            sb_printf(&why, "; mean KL %.4f (max %.4f)", p.kld_mean, o->max_kld);
-            st = VR_FAIL;
-        }
-        if (o->min_top1 >= 0 && p.top1_agreement < o->min_top1) {
-            sb_printf(&why, "; top-1 agreement %.3f (min %.3f)", p.top1_agreement, o->min_top1);
-            st = VR_FAIL;
-        }
-        char detail[160];
-        snprintf(detail, sizeof detail, "%ld document%s, %ld tokens, windows of %d", p.documents,
-                 p.documents == 1 ? "" : "s", p.tokens, po.window);
-        vr_quality_row(r, "Word perplexity", "perplexity", p.ref_word_ppl, p.word_ppl, q.word_ppl, o->kld_text, detail);
-        char against[96];
-        if (refm) snprintf(against, sizeof against, "RTN reference: KL %.4f, top-1 %.3f", q.kld_mean, q.top1_agreement);
-        else snprintf(against, sizeof against, "identical to the RTN reference");
-        vr_add(r, G, "kld", st, NULL, fig,
-               "%ld tokens: mean KL %.4f (%.2fx the reference), top-1 agreement %.3f, perplexity %.3fx the "
-               "reference's (%s)%s",
-               p.tokens, p.kld_mean, g[0].ratio, p.top1_agreement, g[2].ratio, against, why.len ? sb_cstr(&why) : "");
-        sb_free(&why);
+        judge_kld(r, o, m->backend->name, window, &p, refm ? &q : &p, !refm);
         if (refm) kt_ppl_free(&q);
         kt_ppl_free(&p);
     }
@@ -305,12 +314,13 @@ static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, 
     const int ctx = 1 << 20; /* an item is as long as it is: the state grows to fit */
     if (rf->failed) {
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the reference conversion: %s", rf->why);
-    } else if (kt_mc_eval(m, tok, set, o->num_fewshot, ctx, &mine)) {
+    } else if (kt_mc_eval(m, tok, set, o->num_fewshot, ctx, o->progress ? "choices: the conversion" : NULL, &mine)) {
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     } else {
-        if (kt_mc_eval(&om, tok, set, o->num_fewshot, ctx, &orig)) {
+        if (kt_mc_eval(&om, tok, set, o->num_fewshot, ctx, o->progress ? "choices: the original" : NULL, &orig)) {
             vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the original: %s", kt_errmsg());
-        } else if (refm && kt_mc_eval(refm, tok, set, o->num_fewshot, ctx, &refr)) {
+        } else if (refm && kt_mc_eval(refm, tok, set, o->num_fewshot, ctx,
+                                      o->progress ? "choices: the RTN reference" : NULL, &refr)) {
             vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the reference conversion: %s", kt_errmsg());
             kt_mc_result_free(&orig);
         } else {

@@ -372,7 +372,7 @@ static void print_figures(cJSON *root, double secs) {
 static int choices(const options *o, const kt_model *m, const kt_tokenizer *tok, const kt_mc_set *set) {
     kt_mc_result r;
     double t0 = kt_now();
-    if (kt_mc_eval(m, tok, set, o->num_fewshot, o->context, &r)) return 1;
+    if (kt_mc_eval(m, tok, set, o->num_fewshot, o->context, o->json || o->quiet ? NULL : "choices", &r)) return 1;
     double secs = kt_now() - t0;
     if (o->json) {
         print_figures(kt_mc_to_json(set, &r), secs);

@@ -12,17 +12,14 @@ the ratios to the RTN reference with their z, and the floor's relative KL.
 
 Needs bin/ built and the test venv (MLX writes the noisy conversions).
 """
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-import mlx.core as mx
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "oracle"))
+from damage import noisy_copy  # noqa: E402  (the tests' damaged conversions)
 MODEL = os.path.join(ROOT, "testdata/trained/model")
 DATA = os.path.join(ROOT, "testdata/trained/data")
 CONVERT, VERIFY = os.path.join(ROOT, "bin/kintsugi-convert"), os.path.join(ROOT, "bin/kintsugi-verify")
@@ -33,20 +30,6 @@ CORRECT = {"rtn4-metal": [], "rtn4-cpu": ["--mode", "cpu"], "fit4": ["--fit", "m
 # name: (amplitude, noise on the biases too, seed)
 NOISY = {"scales+-1%": (0.01, False, 1), "scales+-2%": (0.02, False, 1), "scales+-2%b": (0.02, False, 2),
          "scales+biases+-2%": (0.02, True, 1), "scales+biases+-2%b": (0.02, True, 2), "scales+-5%": (0.05, False, 1)}
-
-
-def noisy_copy(src, dst, amp, biases, seed):
-    """SRC with each scale (and bias) times 1 + U(-amp, amp), in its dtype."""
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    rng = np.random.default_rng(seed)
-    for f in sorted(glob.glob(os.path.join(dst, "*.safetensors"))):
-        w, meta = mx.load(f, return_metadata=True)
-        for k in sorted(w):
-            if k.endswith(".scales") or (biases and k.endswith(".biases")):
-                n = mx.array(rng.uniform(-amp, amp, w[k].shape).astype(np.float32))
-                w[k] = (w[k].astype(mx.float32) * (1 + n)).astype(w[k].dtype)
-        mx.save_safetensors(f, w, metadata=meta)
 
 
 def texts(work):

@@ -110,14 +110,9 @@ int kt_mc_parse(const char *text, size_t len, const char *path, kt_mc_set *set) 
     set->path = path;
     int jcqa = -1, rc = 0;
     long line = 0;
-    for (size_t pos = 0; pos < len && rc == 0;) {
-        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        size_t k = 0;
-        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
-        if (k == n) continue; /* a blank line */
+    size_t pos = 0, n;
+    const char *s;
+    while (rc == 0 && kt_next_line(text, len, &pos, &line, &s, &n)) {
         cJSON *o = kt_json_parse(s, n, KT_JSON_DUP_LAST_WINS, "line");
         set->items = kt_xrealloc(set->items, (size_t)(set->n + 1) * sizeof *set->items);
         kt_mc_item *it = &set->items[set->n];

@@ -2,6 +2,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "documents.h"
 #include "error.h"
+#include "file.h"
 #include "json.h"
 #include "strbuf.h"
 
@@ -142,14 +143,9 @@ static int valid_utf8(const char *path, long line, const char *s, size_t n) {
 
 static int parse_lines(kt_documents *d, const char *path, const char *data, size_t len) {
     long line = 0;
-    for (size_t pos = 0; pos < len;) {
-        const char *s = data + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        size_t k = 0;
-        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
-        if (k == n) continue;
+    size_t pos = 0, n;
+    const char *s;
+    while (kt_next_line(data, len, &pos, &line, &s, &n)) {
         cJSON *o = kt_json_parse(s, n, KT_JSON_DUP_LAST_WINS, "line");
         if (!o) return kt_fail("%s:%ld: not JSON: %s", path, line, kt_errmsg());
         const cJSON *page = cJSON_GetObjectItemCaseSensitive(o, "page"), *text = cJSON_GetObjectItemCaseSensitive(o, "text");

@@ -50,3 +50,19 @@ int kt_read_input(const char *path, char **data, size_t *len) {
     *data = sb_take(&sb);
     return 1;
 }
+
+int kt_next_line(const char *text, size_t len, size_t *pos, long *line, const char **s, size_t *n) {
+    while (*pos < len) {
+        const char *at = text + *pos, *nl = memchr(at, '\n', len - *pos);
+        const size_t k = nl ? (size_t)(nl - at) : len - *pos;
+        *pos += k + 1;
+        ++*line;
+        size_t blank = 0;
+        while (blank < k && (at[blank] == ' ' || at[blank] == '\t' || at[blank] == '\r')) blank++;
+        if (blank < k) {
+            *s = at, *n = k;
+            return 1;
+        }
+    }
+    return 0;
+}

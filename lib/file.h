@@ -16,5 +16,10 @@ int kt_check_dir(const char *path);
 /* kt_read_file, where PATH "-" is standard input (read to its end). */
 int kt_read_input(const char *path, char **data, size_t *len);
 
+/* JSON Lines, read line by line: the next line of TEXT[0..LEN) at or after
+ * *POS that is not blank (only spaces, tabs, a CR), in *S and *N, its number
+ * (from 1) in *LINE; *POS and *LINE move past it. 0 at the end. */
+int kt_next_line(const char *text, size_t len, size_t *pos, long *line, const char **s, size_t *n);
+
 
 #endif

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import INT8, ROOT, SANITIZED, TESTTOOL, one_line_error, run, tool
+from damage import noisy_copy
 
 MODEL = os.path.join(ROOT, "testdata", "trained", "model")
 DATA = os.path.join(ROOT, "testdata", "trained", "data")
@@ -162,23 +163,6 @@ def test_think_reasons_then_answers(heldout, quantized, tmp_path, which):
     closed = sum(g["thinking"] and not g["reasoning_forced_closed"] and g["reasoning"].strip() != ""
                  and g["answer"].strip() != "" and g["stop_reason"] == "eos" for g in got)
     assert closed / len(got) >= 0.95, closed / len(got)
-
-
-def noisy_copy(src, dst, amp, biases, seed):
-    """SRC with each scale (and bias) times 1 + U(-amp, amp), in its dtype:
-    a damaged conversion whose every tensor differs from RTN."""
-    import glob
-    import shutil
-    shutil.copytree(src, dst)
-    rng = np.random.default_rng(seed)
-    for f in sorted(glob.glob(os.path.join(dst, "*.safetensors"))):
-        w, meta = mx.load(f, return_metadata=True)
-        for k in sorted(w):
-            if k.endswith(".scales") or (biases and k.endswith(".biases")):
-                n = mx.array(rng.uniform(-amp, amp, w[k].shape).astype(np.float32))
-                w[k] = (w[k].astype(mx.float32) * (1 + n)).astype(w[k].dtype)
-        mx.save_safetensors(f, w, metadata=meta)
-    return str(dst)
 
 
 def kld_check(path, text, *extra):

@@ -21,6 +21,9 @@ def pytest_configure(config):
     # them out (-m "not figures"), since the paths they take are the ones the
     # other tests take, and under the sanitizers they would cost half the run.
     config.addinivalue_line("markers", "figures: a figure over a whole data set (release pass only)")
+    # Cases of one parametrized test whose C path another case of it already
+    # takes under the sanitizers; most of their time is the Python peer's.
+    config.addinivalue_line("markers", "release_only: another case takes its C path under the sanitizers")
 
 
 def tool(name):

@@ -2,12 +2,11 @@
 `make trained-model`): it answers in words, /think and /no_think behave, its
 4-bit conversion answers as it does, the behavioural gate judges conversions
 against the RTN reference (passes RTN and fitted 4 bits, fails 2 bits and
-noisy scales), and --choices scores items exactly as lm-evaluation-harness's
-multiple-choice method computed with mlx-lm in float32."""
+noisy scales), verify --card writes its table. JCommonsenseQA items against
+lm-eval itself: test_lm_eval_oracle.py."""
 import json
 import os
 
-import jinja2
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -19,13 +18,6 @@ MODEL = os.path.join(ROOT, "testdata", "trained", "model")
 DATA = os.path.join(ROOT, "testdata", "trained", "data")
 RUN, VERIFY = tool("kintsugi-run"), tool("kintsugi-verify")
 
-# lm-evaluation-harness, lm_eval/tasks/japanese_leaderboard/ja_leaderboard_jcommonsenseqa.yaml:
-# description, doc_to_text (a Jinja template over the item with choices = [choice0..choice4]) and
-# target_delimiter, as that file states them.
-JCQA_DESCRIPTION = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。\n\n"
-JCQA_DOC_TO_TEXT = ("### 指示：\n出力は以下から選択してください：\n{% for choice in choices %}- {{ choice }}\n{% endfor %}"
-                    "\n### 入力：\n{{ question }}\n\n### 応答：")
-JCQA_DELIMITER = "\n"
 # integer activations against float32 on the same weights (docs/PERFORMANCE.md)
 INT8_MAX_KLD, INT8_MIN_TOP1 = 0.01, 0.97
 
@@ -227,37 +219,6 @@ def lm_eval_loglikelihood(model, tok, context, continuation):
     return float(mx.sum(lp[mx.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), mx.array(cont)]).item())
 
 
-def jcqa_requests(item, shots):
-    choices = [item[f"choice{i}"] for i in range(5)]
-    text = jinja2.Template(JCQA_DOC_TO_TEXT, keep_trailing_newline=True).render(choices=choices, question=item["question"])
-    prefix = "".join(jinja2.Template(JCQA_DOC_TO_TEXT, keep_trailing_newline=True).render(
-        choices=[s[f"choice{i}"] for i in range(5)], question=s["question"])
-        + JCQA_DELIMITER + s[f"choice{s['label']}"] + "\n\n" for s in shots)
-    return JCQA_DESCRIPTION + prefix + text, [JCQA_DELIMITER + c for c in choices], choices
-
-
-@pytest.mark.parametrize("which,shots", [("bf16", 0), (4, 0), (4, 2)])
-def test_choices_equal_lm_eval_with_mlx_lm(quantized, tmp_path, which, shots):
-    from mlx_lm import load
-    from tokenizers import Tokenizer
-    path = MODEL if which == "bf16" else quantized[which]
-    # 10 items (50 log-likelihoods, each an mlx-lm forward pass) are enough to
-    # show the method is lm-eval's; the accuracy tables use all 100
-    items = jsonl("choices.jsonl")[:(4 if SANITIZED else 10) + shots]
-    f = tmp_path / "items.jsonl"
-    f.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-    ours = json.loads(run([RUN, path, "--choices", f, "--num-fewshot", str(shots), "--json", "-q"]).stdout)
-    model, _ = load(path)
-    model.set_dtype(mx.float32)
-    tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-    for item, res in zip(items[shots:], ours["results"]):
-        ctx, conts, choices = jcqa_requests(item, items[:shots])
-        ll = np.array([lm_eval_loglikelihood(model, tok, ctx, c) for c in conts])
-        assert np.abs(ll - np.array(res["loglikelihoods"])).max() < 1e-3
-        assert res["choice"] == int(np.argmax(ll)) and res["answer"] == item["label"]
-        assert res["choice_norm"] == int(np.argmax(ll / np.array([len(c) for c in choices])))
-
-
 def test_generic_choices_are_context_plus_choice(tmp_path):
     """The generic form: exactly context + choice, nothing between (the
     context's trailing space moves into the continuation, as lm-eval does)."""
@@ -275,6 +236,8 @@ def test_generic_choices_are_context_plus_choice(tmp_path):
     for item, res in zip(items, ours["results"]):
         ll = [lm_eval_loglikelihood(model, tok, item["context"], c) for c in item["choices"]]
         assert np.abs(np.array(ll) - res["loglikelihoods"]).max() < 1e-3
+        # acc_norm as lm-eval's multiple_choice computes it: divided by the choice's length in characters
+        assert res["choice_norm"] == int(np.argmax(np.array(ll) / np.array([len(c) for c in item["choices"]])))
     assert ours["format"] == "generic" and ours["items"] == 3
 
 
@@ -356,3 +319,62 @@ def test_a_context_longer_than_the_window_is_named(tmp_path):
     f.write_text(json.dumps({"context": "word " * 300, "choices": ["a", "b"], "answer": 0}) + "\n")
     msg = one_line_error(run([RUN, MODEL, "--choices", str(f), "--context", "64"], check=False), "kintsugi-run", 1)
     assert f"{f}:1: " in msg and "more than the context window of 64" in msg, msg
+
+
+def test_card_writes_its_section_and_nothing_else(quantized, tmp_path):
+    """verify --card: the quality table between its markers in the user's
+    README.md, the rest byte for byte; a second run replaces the section in
+    place; the JSON report's quality rows are the card's figures."""
+    import shutil
+    import jsonschema
+    conv = tmp_path / "conv"
+    shutil.copytree(quantized[4], conv)
+    head, tail = "# My conversion\n\nNotes I wrote.\n\n", "\n## License\n\nMine.\n"
+    readme = conv / "README.md"
+    readme.write_text(head + tail, encoding="utf-8")
+    text = tmp_path / "prose.txt"
+    text.write_text(open(PROSE[0], encoding="utf-8").read().split("\n\n")[0], encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in jsonl("choices.jsonl")[:6]),
+                     encoding="utf-8")
+    args = [VERIFY, str(conv), "--original", MODEL, "--kld", str(text), "--choices", str(items), "--card", "--json"]
+    r = run(args, check=False)
+    report = json.loads(r.stdout)
+    jsonschema.validate(report, json.load(open(os.path.join(ROOT, "docs", "verify-report.schema.json"))))
+    rows = {q["unit"]: q for q in report["quality"]}
+    card = readme.read_text(encoding="utf-8")
+    begin, end = "<!-- kintsugi-verify quality: begin", "<!-- kintsugi-verify quality: end -->\n"
+    assert card.startswith(head) and card.index(begin) > 0 and card.count(begin) == 1
+    # appended after the whole card the user wrote, which is unchanged
+    assert card[:card.index(begin)] == head + tail + "\n" and card.endswith(end)
+    ppl, acc = rows["perplexity"], rows["accuracy"]
+    kld = next(c for c in report["checks"] if c["name"] == "kld")["figures"]
+    assert ppl["converted"] == kld["word_perplexity"] and ppl["original"] == kld["reference_word_perplexity"]
+    assert ppl["reference_rtn"] == ppl["converted"]  # bit for bit the reference
+    assert f"| {ppl['original']:.2f} | {ppl['converted']:.2f} | {ppl['degradation']:+.1f}% |" in card
+    assert f"| {100 * acc['original']:.1f}% | {100 * acc['converted']:.1f}% | {-acc['degradation']:+.1f} points |" in card
+    assert acc["verdict"] == ("Pass" if acc["degradation"] <= 2 else "Warn") and "Verdict: Pass when" in card
+    assert str(text) in card and str(items) in card and "6 items, 0-shot" in card
+    # a second run: the section replaced where it stands, the file otherwise the same
+    edited = card.replace(head, head + "More notes.\n")
+    readme.write_text(edited, encoding="utf-8")
+    run(args, check=False)
+    again = readme.read_text(encoding="utf-8")
+    assert again == edited and again.count(begin) == 1
+
+
+def test_card_needs_figures_and_a_readable_file(quantized, tmp_path):
+    r = run([VERIFY, quantized[4], "--card"], check=False)
+    assert r.returncode == 2 and "--card changes nothing without --kld or --choices" in r.stderr
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"page": "a"}\n{"text": 3}\n', "pages.jsonl:2: expected an object with a string \"page\""),
+    ('{"page": "a"}\nnot json\n', "pages.jsonl:2: not JSON"),
+    ('\n\n', "pages.jsonl: no documents"),
+])
+def test_a_bad_documents_file_is_one_line(tmp_path, content, problem):
+    f = tmp_path / "pages.jsonl"
+    f.write_text(content, encoding="utf-8")
+    r = run([RUN, MODEL, "--perplexity", str(f)], check=False)
+    assert r.returncode == 1 and problem in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

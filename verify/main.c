@@ -411,7 +411,9 @@ static int verify(options *o) {
     }
     if (!io && o->v.original) io = vr_check_fidelity(&r, &o->v);
     if (!io && (o->v.generate || o->v.kld_text || o->v.choices)) io = vr_check_behaviour(&r, &o->v);
-    if (!io && o->v.card && vr_write_quality_card(&r, o->v.dir, activations_path(&o->v))) {
+    if (!io && o->v.card && !r.quality) /* the checks that measure failed: they say why */
+        fprintf(stderr, "%s: --card: nothing was measured, %s/README.md is left as it is\n", PROG, o->v.dir);
+    else if (!io && o->v.card && vr_write_quality_card(&r, o->v.dir, activations_path(&o->v))) {
         kt_print_error(PROG);
         io = -1;
     }

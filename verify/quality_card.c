@@ -100,7 +100,6 @@ static char *section(const vr_report *r, const char *activations) {
 }
 
 int vr_write_quality_card(const vr_report *r, const char *dir, const char *activations) {
-    if (!r->quality) return kt_fail("no quality figures to write: --card needs --kld or --choices to have measured");
     char *path = kt_path_join(dir, "README.md"), *old = NULL;
     size_t len = 0;
     int got = kt_read_file(path, &old, &len);

@@ -378,3 +378,13 @@ def test_a_bad_documents_file_is_one_line(tmp_path, content, problem):
     f.write_text(content, encoding="utf-8")
     r = run([RUN, MODEL, "--perplexity", str(f)], check=False)
     assert r.returncode == 1 and problem in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_card_is_left_alone_when_nothing_was_measured(quantized, tmp_path):
+    import shutil
+    conv = tmp_path / "conv"
+    shutil.copytree(quantized[4], conv)
+    (conv / "README.md").write_text("# mine\n", encoding="utf-8")
+    r = run([VERIFY, str(conv), "--original", MODEL, "--kld", str(tmp_path / "missing.txt"), "--card"], check=False)
+    assert r.returncode == 1 and "nothing was measured" in r.stderr
+    assert (conv / "README.md").read_text(encoding="utf-8") == "# mine\n"

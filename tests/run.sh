@@ -119,7 +119,7 @@ suite "oracle environment (.venv from tests/oracle/requirements.txt)" setup_venv
 # oracles BINDIR TESTTOOL [SANITIZED]: the pytest suite against one build of
 # the tools. With SANITIZED (1), tests that repeat one path over hundreds of
 # prompts take a sample, and the tests of figures over whole data sets (marked
-# "figures") and the cases whose C path another case takes (marked
+# "figures") and the tests whose C paths others take there (marked
 # "release_only") are left out: the sanitizers look for memory errors, the release
 # run checks the figures on everything.
 oracles() {

@@ -83,6 +83,7 @@ def test_file_size_signal_kills_convert_then_rerun_cleans_up(big, tmp_path):
     assert run([VERIFY, dst, "--original", src, "--quiet"], check=False).returncode == 0
 
 
+@pytest.mark.release_only
 def test_sigkill_at_random_points_of_convert(big, tmp_path):
     src, before = big
     t0 = time.monotonic()

@@ -37,6 +37,7 @@ def test_vulkan_generates_what_the_cpu_and_mlx_lm_do(model, which):
     assert gpu["generated_ids"] == cpu["generated_ids"] == mlx_greedy(path, cpu["prompt_ids"], len(cpu["generated_ids"]))
 
 
+@pytest.mark.release_only
 def test_vulkan_perplexity_equals_the_cpu(model, tmp_path):
     f = tmp_path / "text.txt"
     f.write_text("東京は日本の首都です。 The quick brown fox jumps over the lazy dog. " * 6)
@@ -51,6 +52,7 @@ def test_auto_never_takes_lavapipe(model):
     assert r["stats"]["backend"] == "cpu"
 
 
+@pytest.mark.release_only
 def test_vulkan_runs_moe_models_as_the_cpu_does(tmp_path):
     """A MoE model's router and experts on the device (the choice never goes
     back to the host): the CPU's greedy tokens, the original and its 4-bit
@@ -82,6 +84,7 @@ def test_what_the_backend_cannot_take_is_one_error(tmp_path):
     assert "cannot allocate the state for a context of 16000000 tokens" in line and "lower --context" in line
 
 
+@pytest.mark.release_only
 def test_verify_runs_the_model_under_test_on_vulkan(model, tmp_path):
     """kintsugi-verify --backend vulkan: --generate and --kld on the device give
     the CPU's figures, and say where they ran. The text is the first lines of

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build the libFuzzer harnesses with clang, ASan and UBSan, into build/fuzz/.
 #   sh tests/fuzz/build.sh [TARGET...]      (default: all)
-# The library is compiled into each harness directly (clang, not the cc of
-# the main build); OpenMP is left out: the harnesses are single-threaded.
+# The library is compiled with clang (not the cc of the main build), once,
+# into build/fuzz/obj; OpenMP is left out: the harnesses are single-threaded.
 # KT_NO_JIT and a small CV_ARCHIVE_BLOCK keep per-run setup cheap (PCRE2's JIT
 # compilation, libarchive's 1 MiB buffers): same code paths, more runs.
 set -eu
@@ -29,17 +29,27 @@ extra_for() {
     *) echo "" ;;
     esac
 }
-# two targets at a time (each compiles the library with the sanitizers)
-pids=""
+# Each source file is compiled once (instrumented for the fuzzer without its
+# main, two at a time), then every harness is linked from the objects it
+# needs: the library is not compiled again for each target.
+OBJ=$OUT/obj
+mkdir -p "$OBJ"
+OBJ_FLAGS=$(echo "$FLAGS" | sed 's/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,/')
+obj_of() { echo "$OBJ/$(echo "$1" | tr '/' '_' | sed 's/\.c$/.o/')"; }
+sources=""
+for t in $targets; do sources="$sources $LIB_SRC $(extra_for "$t")"; done
+# shellcheck disable=SC2086
+printf '%s\n' $sources | sort -u | while read -r src; do
+    printf '%s %s\n' "$src" "$(obj_of "$src")"
+done > "$OBJ/list"
+export CC OBJ_FLAGS
+# shellcheck disable=SC2016
+xargs -P 2 -L 1 sh -c '$CC $OBJ_FLAGS -c "$0" -o "$1"' < "$OBJ/list" || exit 1
 status=0
 for t in $targets; do
-    # shellcheck disable=SC2086,SC2046
-    $CC $FLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $LIB_SRC $(extra_for "$t") $LIBS &
-    pids="$pids $!"
-    if [ "$(echo $pids | wc -w)" -ge 2 ]; then
-        for p in $pids; do wait "$p" || status=1; done
-        pids=""
-    fi
+    objs=""
+    for src in $LIB_SRC $(extra_for "$t"); do objs="$objs $(obj_of "$src")"; done
+    # shellcheck disable=SC2086
+    $CC $FLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" $objs $LIBS || status=1
 done
-for p in $pids; do wait "$p" || status=1; done
 exit $status

@@ -115,25 +115,34 @@ static void check_generation(vr_report *r, const vr_options *o, const kt_model *
     free(shown), free(g.text);
 }
 
-/* The reference conversion (reference.c), made once for --kld and --choices;
- * NULL when DIR is bit for bit the reference (fidelity found every tensor as
- * RTN makes it): then the candidate is its own reference. */
+/* The models the conversion is compared with, each loaded once for --kld and
+ * --choices: the original, and the reference conversion (reference.c), which
+ * is NULL when DIR is bit for bit the reference (fidelity found every tensor
+ * as RTN makes it): then the conversion is its own reference. */
 typedef struct {
-    kt_model model;
-    int loaded, identical, failed;
+    kt_model original, reference;
+    int have_original, have_reference, reference_failed;
     char *why;
-} reference;
+} peers;
 
-static const kt_model *reference_of(reference *ref, const vr_report *r, const vr_options *o) {
-    if (r->rtn_identical) {
-        ref->identical = 1;
-        return NULL;
+static const kt_model *original_of(peers *p, const vr_options *o) {
+    if (!p->have_original && kt_model_load(&p->original, o->original) == 0) p->have_original = 1;
+    return p->have_original ? &p->original : NULL;
+}
+
+static const kt_model *reference_of(peers *p, const vr_report *r, const vr_options *o) {
+    if (r->rtn_identical) return NULL;
+    if (!p->have_reference && !p->reference_failed) {
+        if (vr_reference_load(&p->reference, o->dir, o->original, o->progress) == 0) p->have_reference = 1;
+        else p->reference_failed = 1, p->why = kt_xstrdup(kt_errmsg());
     }
-    if (!ref->loaded && !ref->failed) {
-        if (vr_reference_load(&ref->model, o->dir, o->original, o->progress) == 0) ref->loaded = 1;
-        else ref->failed = 1, ref->why = kt_xstrdup(kt_errmsg());
-    }
-    return ref->loaded ? &ref->model : NULL;
+    return p->have_reference ? &p->reference : NULL;
+}
+
+static void peers_free(peers *p) {
+    if (p->have_original) kt_model_free(&p->original);
+    if (p->have_reference) kt_model_free(&p->reference);
+    free(p->why);
 }
 
 /* A ratio of two error figures, each with EPS added: a reference that is
@@ -257,8 +266,7 @@ static void judge_kld(vr_report *r, const vr_options *o, const char *backend, in
     sb_free(&why);
 }
 
-static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok, reference *rf) {
-    kt_model orig;
+static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok, peers *pm) {
     char *text = NULL;
     size_t len = 0;
     int found = kt_read_file(o->kld_text, &text, &len);
@@ -273,21 +281,22 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
         return;
     }
-    if (kt_model_load(&orig, o->original)) {
+    const kt_model *orig = original_of(pm, o);
+    if (!orig) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "--original: %s", kt_errmsg());
         kt_documents_free(&docs);
         return;
     }
-    const kt_model *refm = reference_of(rf, r, o);
+    const kt_model *refm = reference_of(pm, r, o);
     const int window = o->window ? o->window : m->cfg.max_positions;
     const kt_ppl_options mine = {window, 1, o->progress, "kld: the conversion"},
                          theirs = {window, 1, o->progress, "kld: the RTN reference"};
     kt_ppl_result p, q;
-    if (rf->failed) {
-        vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the reference conversion: %s", rf->why);
-    } else if (kt_perplexity(m, &orig, tok, &docs, &mine, &p)) {
+    if (pm->reference_failed) {
+        vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the reference conversion: %s", pm->why);
+    } else if (kt_perplexity(m, orig, tok, &docs, &mine, &p)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "%s: %s", o->kld_text, kt_errmsg());
-    } else if (refm && kt_perplexity(refm, &orig, tok, &docs, &theirs, &q)) {
+    } else if (refm && kt_perplexity(refm, orig, tok, &docs, &theirs, &q)) {
         vr_add(r, G, "kld", VR_FAIL, NULL, NULL, "the reference conversion on %s: %s", o->kld_text, kt_errmsg());
         kt_ppl_free(&p);
     } else {
@@ -295,29 +304,28 @@ static void check_kld(vr_report *r, const vr_options *o, const kt_model *m, cons
         if (refm) kt_ppl_free(&q);
         kt_ppl_free(&p);
     }
-    kt_model_free(&orig);
     kt_documents_free(&docs);
 }
 
 /* Multiple-choice accuracy of the model, of the reference conversion and of
  * the original on the same items: the model fails when it loses more than
  * --max-accuracy-drop points of acc against the reference. */
-static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok, reference *rf) {
+static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, const kt_tokenizer *tok, peers *pm) {
     const kt_mc_set *set = o->choice_items;
     kt_mc_result mine, orig, refr;
-    kt_model om;
-    if (kt_model_load(&om, o->original)) {
+    const kt_model *om = original_of(pm, o);
+    if (!om) {
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "--original: %s", kt_errmsg());
         return;
     }
-    const kt_model *refm = reference_of(rf, r, o);
+    const kt_model *refm = reference_of(pm, r, o);
     const int ctx = 1 << 20; /* an item is as long as it is: the state grows to fit */
-    if (rf->failed) {
-        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the reference conversion: %s", rf->why);
+    if (pm->reference_failed) {
+        vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the reference conversion: %s", pm->why);
     } else if (kt_mc_eval(m, tok, set, o->num_fewshot, ctx, o->progress ? "choices: the conversion" : NULL, &mine)) {
         vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     } else {
-        if (kt_mc_eval(&om, tok, set, o->num_fewshot, ctx, o->progress ? "choices: the original" : NULL, &orig)) {
+        if (kt_mc_eval(om, tok, set, o->num_fewshot, ctx, o->progress ? "choices: the original" : NULL, &orig)) {
             vr_add(r, G, "choices", VR_FAIL, NULL, NULL, "the original: %s", kt_errmsg());
         } else if (refm && kt_mc_eval(refm, tok, set, o->num_fewshot, ctx,
                                       o->progress ? "choices: the RTN reference" : NULL, &refr)) {
@@ -369,7 +377,6 @@ static void check_choices(vr_report *r, const vr_options *o, const kt_model *m, 
         }
         kt_mc_result_free(&mine);
     }
-    kt_model_free(&om);
 }
 
 int vr_check_behaviour(vr_report *r, const vr_options *o) {
@@ -402,11 +409,10 @@ int vr_check_behaviour(vr_report *r, const vr_options *o) {
         vr_add(r, G, "tokenizer", VR_FAIL, NULL, NULL, "%s", kt_errmsg());
     } else {
         if (o->generate) check_generation(r, o, &m, tok, 1), check_generation(r, o, &m, tok, 0);
-        reference rf = {0};
-        if (o->kld_text) check_kld(r, o, &m, tok, &rf);
-        if (o->choices) check_choices(r, o, &m, tok, &rf);
-        if (rf.loaded) kt_model_free(&rf.model);
-        free(rf.why);
+        peers pm = {0};
+        if (o->kld_text) check_kld(r, o, &m, tok, &pm);
+        if (o->choices) check_choices(r, o, &m, tok, &pm);
+        peers_free(&pm);
         kt_tokenizer_free(tok);
     }
     kt_model_free(&m);

@@ -34,7 +34,7 @@ typedef struct {
     int num_fewshot;            /* --choices: the first K items are examples */
     const char *choices;        /* --choices: multiple-choice items (needs --original) */
     const struct kt_mc_set *choice_items; /* its items, read before any check runs */
-    double max_accuracy_drop;   /* accuracy points the model may lose against the original */
+    double max_accuracy_drop;   /* accuracy points the model may lose against the reference */
     int threads;
     int progress;               /* print progress on stderr (a TTY) */
     int card;                   /* --card: the quality table into DIR's README.md */

@@ -37,15 +37,14 @@
 static const char *PROG = "kintsugi-verify";
 
 /* Defaults of the behavioural gate, relative to the RTN reference conversion
- * (reference.c); measured on the trained model's conversions over five texts,
- * two of prose it never saw (docs/VERIFY.md, "How the bounds were chosen"):
- * correct conversions (RTN in either rounding, --fit mse) stay within mean KL
- * 0.77-1.09x the reference's and top-1 disagreement 0.85-1.23x; scales and
- * biases with +-2% noise reach 1.26-1.36x on the held-out prose, +-5% noise
- * 1.45-1.83x. The floor: a correct 3- or 4-bit conversion stays below 0.07
- * of the original's NLL per token in mean KL on prose it never saw, 2 bits
- * is at 0.14-0.25 everywhere. The relative RMSE bound is per bit width:
- * fidelity.c. */
+ * (reference.c); measured by bench/gate_bounds.py on the trained model's
+ * conversions over five texts, two of prose it never saw (docs/VERIFY.md,
+ * "How the bounds were chosen"): correct conversions (RTN in either rounding,
+ * --fit mse) stay within mean KL 0.78-1.23x the reference's and top-1
+ * disagreement 0.87-1.15x; +-5% noise on the scales reaches 1.36-1.87x. The
+ * floor: correct 4-bit conversions stay at or below 0.062 of the original's
+ * NLL per token in mean KL on every text, 2 bits are at 0.138-0.241. The
+ * relative RMSE bound is per bit width: fidelity.c. */
 #define DEFAULT_MAX_KLD_RATIO 1.30
 #define DEFAULT_MAX_DISAGREEMENT_RATIO 1.50
 #define DEFAULT_MAX_PPL_RATIO 1.10
@@ -120,7 +119,8 @@ static void usage(FILE *out) {
             "  --version             the version\n"
             "\n"
             "An option whose check does not run is refused: the bounds of --kld and\n"
-            "--choices need them, --allow-differs and --threads need --original,\n"
+            "--choices need them (and --window, --num-fewshot, --card), --allow-differs\n"
+            "and --threads need --original,\n"
             "--max-rel-rmse needs --allow-differs, --max-tokens needs --generate.\n"
             "Report files may not be written inside DIR or ORIG_DIR.\n"
             "exit status: 0 all checks passed (warnings allowed), 1 a check failed, 2 usage or I/O error\n",

@@ -121,9 +121,13 @@ int vr_reference_load(kt_model *ref, const char *dir, const char *original, int 
     size_t cfg_len = 0;
     rc = kt_read_file(cfg_path, &cfg_text, &cfg_len) == 1 ? 0 : -1;
     free(cfg_path);
+    /* the files are removed once mapped: nothing to wait for the disk for */
+    const int durable = kt_atomic_durable();
+    kt_atomic_set_durable(0);
     if (rc == 0) rc = kt_write_file_atomic(config, cfg_text, cfg_len);
     free(cfg_text);
     if (rc == 0) rc = write_reference(weights, &plan, progress);
+    kt_atomic_set_durable(durable);
     if (rc == 0) rc = kt_model_load(ref, tmp);
 done:
     if (tmp) { /* the mapping holds the data: the files go now */

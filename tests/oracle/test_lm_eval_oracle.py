@@ -10,7 +10,6 @@ kintsugi-run --perplexity must give lm-eval's word perplexity, byte
 perplexity and bits per byte to 1e-4 relative, and --choices its acc exactly;
 verify's mean KL must equal one computed here from mlx-lm's logits."""
 import json
-import math
 import os
 
 import mlx.core as mx
@@ -253,8 +252,8 @@ def mlx_kld(candidate, original, ids, window, prefix=1):
         lp = []
         for m in models:
             logits = np.array(m(mx.array([inp]))[0].astype(mx.float32), dtype=np.float64)[-len(b):]
-            lp.append(logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
-                      - logits.max(-1, keepdims=True))
+            shifted = logits - logits.max(-1, keepdims=True)
+            lp.append(shifted - np.log(np.exp(shifted).sum(-1, keepdims=True)))
         p = np.exp(lp[1])
         total += float((p * (lp[1] - lp[0])).sum())
         n += len(b)
